@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 
 def get_logger(name: str = "sama") -> logging.Logger:

@@ -1,0 +1,14 @@
+"""SAMA IQA test: `python IQA/demo_test_iqa.py -o OPTIONS.yml --output PRED.csv` (see samaiqa.cli.test_main)."""
+import os
+import sys
+
+try:
+    import samaiqa  # noqa: F401  (installed with `pip install -e .`)
+except ImportError:  # run from a checkout without installing: make the repo's packages importable
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:0] = [os.path.dirname(_here), _here]
+
+from samaiqa.cli import test_main, run_command  # noqa: E402
+
+if __name__ == "__main__":
+    run_command(test_main)

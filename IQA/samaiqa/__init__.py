@@ -1,0 +1,31 @@
+"""SAMA for image quality assessment: sampling, the Swin-V2 IQA model, checkpoints, label readers, datasets.
+
+    from samaiqa import IQAModel, ImageDataset, sample_image, read_info, load_into_model
+"""
+from .checkpoints import load_into_model, save_model_checkpoint
+from .datasets import ImageDataset, ImageReadError, load_image
+from .labels import LabelError, LabelSet, make_splits, missing_files, read_csv, read_info, read_kadid_csv, read_koniq_csv, read_pkl, read_txt
+from .model import IQAHead, IQAModel
+from .sampling import IQA_SAMPLE_TYPES, sample_image
+
+__all__ = [
+    "IQAHead",
+    "IQAModel",
+    "IQA_SAMPLE_TYPES",
+    "ImageDataset",
+    "ImageReadError",
+    "LabelError",
+    "LabelSet",
+    "load_image",
+    "load_into_model",
+    "make_splits",
+    "missing_files",
+    "read_csv",
+    "read_info",
+    "read_kadid_csv",
+    "read_koniq_csv",
+    "read_pkl",
+    "read_txt",
+    "sample_image",
+    "save_model_checkpoint",
+]

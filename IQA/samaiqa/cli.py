@@ -1,0 +1,627 @@
+"""Command-line entry points: ``train_main`` (the 10-split IQA protocol) and ``test_main`` (score a label list).
+
+Option files keep the original ``fast-sama-iqa.yml`` schema; see ``IQA/options/fast-sama-iqa.yml``. The option
+file is looked up in the working directory, then in ``IQA/``; relative paths inside it are resolved against the
+working directory, then the repository root.
+
+Training protocol (SAMA IQA): seed 44442 once at start; split ``s`` shuffles with ``random.Random(s * 123)``
+and trains on 80% (KADID-10k: by reference image); per split a fresh model is initialised from ``load_path``
+and trained with SmoothL1, AdamW (backbone lr x0.1), warm-up ``max(1e-2, it / warmup)`` then a constant lr, and
+an EMA (0.999) of the weights, which is what is evaluated every epoch. The result is the median over splits of
+each split's best SRCC, PLCC, KRCC and RMSE (each metric's own best epoch, as the original reports).
+
+Bad images (unreadable, truncated, not an image, missing) do not stop training: each is skipped, logged once
+with its reason and listed in ``{run_dir}/skipped.txt``; more than ``max_bad_fraction`` (default 0.05) bad
+items in one data set (or missing from the label file overall) stops the run with an error. Listed images
+that are not on disk are reported up front with the label file and line.
+
+Each split's best checkpoint also stores the calibration statistics :mod:`samaiqa.score` uses (see
+:func:`calibration_stats`): after the split, the saved model scores its own training images once more in test
+mode, and the mean / std of those scores are stored next to the training labels' mean / std.
+
+Run safety (:mod:`samacore.engine`): the resumable state ``{run_dir}/last.pth`` is saved after every epoch
+(model, EMA, optimiser, scheduler, best trackers, logged rows, every RNG, plus the split index and the
+finished splits' results); ``--resume RUN_OR_CHECKPOINT`` continues an interrupted run, skipping finished
+splits. With ``deterministic: true`` a resumed run ends exactly as an uninterrupted one. ``--stop-after-epochs
+N`` (option ``stop_after_epochs``) saves the state and stops after N epochs. ``amp: bf16`` / ``--bf16``:
+bfloat16 autocast for training, evaluation and testing (losses in fp32).
+
+torchrun: ``torchrun --nproc_per_node=N IQA/demo_train_iqa_baseline.py -o ...``; ``batch_size`` and
+``test_batch_size`` are per process. The training loss sees the global batch (scores gathered over ranks),
+evaluation is sharded and gathered back in dataset order, and only rank 0 writes run files (each rank writes
+its own skip list, see :mod:`samacore.robust`).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from samacore import distributed as D
+from samacore import engine
+from samacore.calibration import calibration_stats
+from samacore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from samacore.ema import ModelEMA, unwrap
+from samacore.metrics import METRIC_NAMES, aggregate
+from samacore.optim import build_optimizer
+from samacore.options import OptionError, check_keys, choice, load_options, resolve_path, typed
+from samacore.robust import BadItemLog, SkipBadItems, SkipCollate, SkippingLoader, TooManyBadItems
+from samacore.runlog import RunLogger, get_logger
+from samacore.schedules import warmup_constant
+from samacore.utils import pick_device, seed_everything
+
+from .checkpoints import OWN_FORMAT, load_into_model
+from .datasets import ImageDataset, ImageReadError, sampling_args
+from .labels import LabelError, LabelSet, kadid_groups, make_splits, missing_files, read_info
+from .model import DEFAULT_BACKBONE, IQAModel
+from .sampling import IQA_SAMPLE_TYPES
+
+log = get_logger("samaiqa")
+
+IQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(IQA_DIR)
+DEFAULT_OPTIONS = "options/fast-sama-iqa.yml"
+SEED = 44442  # the original's fixed seed
+
+# Keys of the original schema, then ours. `l_num_epochs` and `constant_epochs` are accepted for compatibility;
+# the IQA schedule (warm-up, then constant) does not use them.
+TOP_KEYS = (
+    "name", "stype", "num_epochs", "l_num_epochs", "warmup_epochs", "constant_epochs", "ema", "save_model",
+    "batch_size", "num_workers", "test_batch_size", "test_num_workers", "num_splits", "data", "model",
+    "optimizer", "load_path",
+    "seed", "ema_decay", "allow_partial_load", "run_dir", "save_dir", "device", "progress", "pin_memory",
+    "persistent_workers", "prefetch_factor", "max_bad_fraction", "deterministic", "amp", "max_bad_steps",
+    "stop_after_epochs",
+)
+DATA_KEYS = ("database", "data_info", "data_prefix", "fwin_h", "fwin_w", "fsize_h", "fsize_w", "exif_transpose")
+MODEL_KEYS = ("backbone", "backbone_args", "hidden_channels", "dropout_ratio", "drop_path_rate")
+OPTIMIZER_KEYS = ("lr", "backbone_lr_mult", "wd")
+
+
+# ----------------------------------------------------------------------------------------------- options
+def path_option(p: Optional[str]) -> Optional[str]:
+    """A path from the options: absolute as is; relative against the working directory, then the repo root."""
+    return None if p is None else resolve_path(str(p), [REPO_ROOT])
+
+
+def existing_path(p: str, what: str, error: type = OptionError) -> str:
+    """:func:`path_option` for a file that must exist; the error names the option and where it was looked for."""
+    resolved = path_option(p)
+    if not os.path.exists(resolved):
+        where = "" if os.path.isabs(os.path.expanduser(str(p))) else f" (looked in: {os.getcwd()}, {REPO_ROOT})"
+        raise error(f"{what} {p!r} not found{where}")
+    return resolved
+
+
+def check_options(opt: Mapping[str, Any], train: bool) -> None:
+    """Reject unknown keys / values with a message naming the key and what is allowed."""
+    check_keys(opt, TOP_KEYS, "options", required=("data",))
+    choice(opt.get("stype", "sama"), IQA_SAMPLE_TYPES, "stype")
+    check_keys(opt["data"], DATA_KEYS, "data", required=("data_info",))
+    try:
+        sampling_args(opt["data"])
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+    if opt.get("model") is not None:
+        check_keys(opt["model"], MODEL_KEYS, "model")
+        if not isinstance(opt["model"].get("backbone_args", {}), Mapping):
+            raise OptionError("model.backbone_args must be a mapping of timm Swin-V2 arguments")
+    if opt.get("optimizer") is not None:
+        check_keys(opt["optimizer"], OPTIMIZER_KEYS, "optimizer")
+    if not isinstance(opt["data"].get("exif_transpose", False), bool):
+        raise OptionError(f"data.exif_transpose must be true or false, got {opt['data']['exif_transpose']!r}")
+    engine.amp_mode(opt.get("amp"))
+    for key, low in (("max_bad_steps", 1), ("stop_after_epochs", 0)):
+        if opt.get(key) is not None and typed(opt, key, int, "options") < low:
+            raise OptionError(f"options.{key} must be >= {low}, got {opt[key]}")
+    if not isinstance(opt.get("deterministic", False), bool):
+        raise OptionError(f"options.deterministic must be true or false, got {opt['deterministic']!r}")
+    frac = opt.get("max_bad_fraction", 0.05)
+    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 <= frac <= 1:
+        raise OptionError(f"options.max_bad_fraction must be a number in [0, 1], got {frac!r}")
+    if train:
+        for key in ("num_epochs", "num_splits", "batch_size"):
+            value = typed(opt, key, int, "options", default=1)
+            if value < (0 if key == "num_epochs" else 1):
+                raise OptionError(f"options.{key} must be {'>= 0' if key == 'num_epochs' else '>= 1'}, got {value}")
+    elif "load_path" not in opt:
+        raise OptionError("options.load_path is required for testing: the checkpoint to score images with")
+
+
+def load_iqa_options(path: str, train: bool) -> Dict[str, Any]:
+    opt = load_options(path, search_dirs=[IQA_DIR])
+    check_options(opt, train)
+    opt.setdefault("name", os.path.splitext(os.path.basename(opt["_options_path"]))[0])
+    opt.setdefault("stype", "sama")
+    if train:  # the paper's values where the original schema has them
+        for key, value in (("num_splits", 10), ("num_epochs", 50), ("warmup_epochs", 5), ("batch_size", 64)):
+            opt.setdefault(key, value)
+    return opt
+
+
+def build_model(opt: Mapping[str, Any]) -> IQAModel:
+    """The IQA model for these options: the optional ``model`` block, input size from the ``data`` grid."""
+    m = dict(opt.get("model") or {})
+    s = sampling_args(opt["data"])
+    img_size = (s["fwin_h"] * s["fsize_h"], s["fwin_w"] * s["fsize_w"])
+    try:
+        return IQAModel(
+            backbone=m.get("backbone", DEFAULT_BACKBONE),
+            img_size=img_size,
+            drop_path_rate=float(m.get("drop_path_rate", 0.2)),
+            hidden_channels=int(m.get("hidden_channels", 64)),
+            dropout_ratio=float(m.get("dropout_ratio", 0.5)),
+            **dict(m.get("backbone_args") or {}),
+        )
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise OptionError(f"cannot build the model from options.model {m}: {e}") from None
+
+
+def read_labels(opt: Mapping[str, Any], allow_unlabelled: bool = False) -> LabelSet:
+    data = opt["data"]
+    info = existing_path(data["data_info"], "data.data_info", LabelError)
+    prefix = path_option(data.get("data_prefix", "")) if data.get("data_prefix") else ""
+    return read_info(info, prefix, allow_unlabelled=allow_unlabelled)
+
+
+def loader_options(opt: Mapping[str, Any]) -> Dict[str, Any]:
+    """The engine's loader keys from the original schema (``batch_size``/``num_workers`` are the training ones)."""
+    out = {
+        "train_batch_size": opt.get("batch_size", 64),
+        "train_num_workers": opt.get("num_workers", 0),
+        "test_batch_size": opt.get("test_batch_size", opt.get("batch_size", 64)),
+        "test_num_workers": opt.get("test_num_workers", opt.get("num_workers", 0)),
+    }
+    for k in ("pin_memory", "persistent_workers", "prefetch_factor", "deterministic"):
+        if k in opt:
+            out[k] = opt[k]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- steps
+def step_fn(model: nn.Module, batch: Mapping[str, Any], device: str):
+    """SmoothL1 between the ``[B]`` scores and the labels, in fp32 (also under bf16 autocast).
+
+    Under torchrun the loss is taken over the global batch (:func:`samacore.engine.gather_batch`), so the
+    gradient is that of a one-process run with the same global batch, also for a short last batch.
+    """
+    x = batch["image"].to(device, non_blocking=True)
+    y = batch["label"].to(device).float()
+    scores, y = engine.gather_batch(model(x).view(y.shape).float(), y)
+    with engine.full_precision(device):
+        loss = F.smooth_l1_loss(scores, y)
+    return loss, scores.detach(), y
+
+
+def predict_fn(model: nn.Module, batch: Mapping[str, Any], device: str):
+    x = batch["image"].to(device, non_blocking=True)
+    return list(batch["name"]), model(x).float(), batch["label"]
+
+
+def _label_stats(labels: np.ndarray) -> Dict[str, float]:
+    return {"mean": float(np.mean(labels)), "std": float(np.std(labels)), "n": int(labels.size)}
+
+
+CALIBRATION_SOURCE = "saved model, test-mode sampling, on this split's training images"
+
+
+def add_calibration(path: str, model: nn.Module, train_set: ImageDataset, opt: Mapping[str, Any], device: str,
+                    bad_log: BadItemLog, split: int, progress: bool) -> Dict[str, Any]:
+    """Score the split's training images with the saved checkpoint (test mode) and store
+    :func:`samacore.calibration.calibration_stats` as the checkpoint's ``label_stats``."""
+    D.barrier()  # rank 0 wrote the file
+    ckpt = load_checkpoint(path)
+    load_into_model(model, ckpt)
+    model.to(device)
+    scored = ImageDataset(train_set.paths, train_set.labels, train_set.names,
+                          dict(train_set.args, exif_transpose=train_set.exif_transpose), train_set.stype, is_train=False)
+    loader = _skipping_loader(scored, opt, False, bad_log, f"training images of split {split:02d} (calibration)")
+    _, preds, labels = engine.predict(model, loader, predict_fn, device, progress, desc="calibration",
+                                      amp=opt.get("amp"))
+    stats = calibration_stats(preds, labels, source=CALIBRATION_SOURCE)
+    if D.is_main():
+        ckpt["label_stats"] = stats
+        save_checkpoint(ckpt, path)
+    return stats
+
+
+def _skipping_loader(dataset: ImageDataset, opt: Mapping[str, Any], train: bool, bad_log: BadItemLog, where: str,
+                     seed: int = 0) -> SkippingLoader:
+    """A loader (:func:`samacore.engine.build_loader`) that skips and logs unreadable images (:mod:`samacore.robust`)."""
+    wrapped = SkipBadItems(dataset, errors=(ImageReadError,), name_fn=lambda i: dataset.paths[i])
+    loader = engine.build_loader(wrapped, loader_options(opt), train=train, seed=seed, collate_fn=SkipCollate())
+    return SkippingLoader(loader, bad_log, where)
+
+
+def bad_item_log(opt: Mapping[str, Any], run_dir: str) -> BadItemLog:
+    return BadItemLog(float(opt.get("max_bad_fraction", 0.05)), os.path.join(run_dir, "skipped.txt"), log)
+
+
+def report_missing(labels: LabelSet, bad_log: BadItemLog) -> None:
+    """Log listed images that are not on disk (label file and line); stop if they are too many."""
+    missing = missing_files(labels)
+    for _, message in missing[:20]:
+        log.warning("%s", message)
+    if len(missing) > 20:
+        log.warning("... and %d more listed images not found", len(missing) - 20)
+    if missing and len(missing) / len(labels) > bad_log.max_bad_fraction:
+        for i, message in missing:
+            bad_log.reasons[labels.paths[i]] = message
+            bad_log.where[labels.paths[i]] = ["label file"]
+        bad_log.write()
+        raise TooManyBadItems(
+            f"{len(missing)} of {len(labels)} images listed in {labels.source} are missing "
+            f"({100.0 * len(missing) / len(labels):.1f}%), more than max_bad_fraction {bad_log.max_bad_fraction:g}; "
+            f"list in {bad_log.skip_file}. First: {missing[0][1]}"
+        )
+
+
+def _setup(argv: Optional[Sequence[str]], description: str, test: bool):
+    """Parse the command line, read the options, set up determinism / torchrun; returns ``(args, opt, device,
+    progress)``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("-o", "--opt", default=DEFAULT_OPTIONS, help="option file (looked up in the working directory, then IQA/)")
+    if test:
+        p.add_argument("--output", default=None, help="predictions CSV (name,pred,gt,error); default runs/{name}/predictions.csv")
+    else:
+        p.add_argument("--resume", default=None, metavar="RUN_OR_CHECKPOINT",
+                       help="continue an interrupted run: its folder (runs/NAME, holding last.pth) or a last.pth file")
+        p.add_argument("--stop-after-epochs", type=int, default=None, metavar="N",
+                       help="save the resumable state and stop after N epochs (option stop_after_epochs)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward passes (option amp: bf16)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    args = p.parse_args(argv)
+    opt = load_iqa_options(args.opt, train=not test)
+    if args.bf16:
+        opt["amp"] = "bf16"
+    if getattr(args, "stop_after_epochs", None) is not None:
+        if args.stop_after_epochs < 0:
+            raise OptionError(f"--stop-after-epochs must be >= 0, got {args.stop_after_epochs}")
+        opt["stop_after_epochs"] = args.stop_after_epochs
+    opt["amp"] = engine.amp_mode(opt.get("amp"))
+    engine.set_deterministic(bool(opt.get("deterministic", False)))  # before any CUDA work
+    D.init_distributed()
+    if not D.is_main():  # one copy of the log
+        log.setLevel("WARNING")
+    device = pick_device(args.device or opt.get("device"))
+    progress = bool(opt.get("progress", True)) and not args.no_progress
+    if D.is_dist():
+        log.info("torchrun: %d processes; batch sizes are per process (global train batch %d)", D.world_size(),
+                 D.world_size() * int(opt.get("batch_size", 64)))
+    return args, opt, device, progress
+
+
+def _run_dir(opt: Mapping[str, Any]) -> str:
+    return os.path.abspath(str(opt.get("run_dir", os.path.join("runs", str(opt["name"])))))
+
+
+# ----------------------------------------------------------------------------------------------- train
+@dataclass
+class RunContext:
+    """Per-invocation settings of the training loop (options + command line), shared by all splits."""
+
+    progress: bool = True
+    amp: Optional[str] = None                 # "bf16": autocast for training and evaluation
+    state_path: Optional[str] = None          # the resumable state written after every epoch ({run_dir}/last.pth)
+    resume: Optional[Dict[str, Any]] = None   # a loaded state the next split continues from
+    stop_after: int = 0                       # stop (state saved) after this many epochs in this process; 0: never
+    epochs_done: int = 0
+    max_bad_steps: int = 10
+    per_split: List[Dict[str, Any]] = field(default_factory=list)  # finished splits' results (saved in the state)
+
+
+def _bad_log_state(bad_log: BadItemLog) -> Dict[str, Any]:
+    return {"reasons": dict(bad_log.reasons), "where": {k: list(v) for k, v in bad_log.where.items()},
+            "per_set": {k: sorted(v) for k, v in bad_log.per_set.items()}}
+
+
+def _restore_bad_log(bad_log: BadItemLog, state: Optional[Mapping[str, Any]]) -> None:
+    if not state or not D.is_main():  # rank 0's list (other ranks keep their own files)
+        return
+    bad_log.reasons.update(state.get("reasons", {}))
+    for k, v in state.get("where", {}).items():
+        bad_log.where.setdefault(k, []).extend(x for x in v if x not in bad_log.where.get(k, []))
+    for k, v in state.get("per_set", {}).items():
+        bad_log.per_set.setdefault(k, set()).update(v)
+    bad_log.write()
+
+
+def train_split(
+    opt: Mapping[str, Any],
+    split: int,
+    train_set: ImageDataset,
+    test_set: ImageDataset,
+    device: str,
+    run_logger: RunLogger,
+    run_dir: str,
+    progress: bool = True,
+    bad_log: Optional[BadItemLog] = None,
+    ctx: Optional[RunContext] = None,
+    more_after: bool = False,
+) -> engine.BestCheckpointer:
+    """Train one split from ``load_path`` for ``num_epochs``; evaluate the EMA model after every epoch.
+
+    Unreadable images are skipped and recorded in ``bad_log`` (default: ``{run_dir}/skipped.txt``). With
+    ``ctx.state_path`` the resumable state is saved after every epoch; ``ctx.resume`` (a state of this split)
+    is restored first. Raises :class:`samacore.engine.RunStopped` after ``ctx.stop_after`` epochs of this
+    process when work remains (``more_after``: later splits).
+    """
+    ctx = ctx or RunContext(progress=progress, amp=opt.get("amp"))
+    database = str(opt["data"].get("database", "data"))
+    bad_log = bad_log or bad_item_log(opt, run_dir)
+    train_loader = _skipping_loader(train_set, opt, True, bad_log, f"train split {split:02d}",
+                                    seed=int(opt.get("seed", SEED)) + split)
+    test_loader = _skipping_loader(test_set, opt, False, bad_log, f"test split {split:02d}")
+
+    model = build_model(opt)
+    if ctx.resume is not None:
+        pass  # the weights come from the resumed state
+    elif opt.get("load_path"):
+        report = load_into_model(model, existing_path(opt["load_path"], "load_path", CheckpointError),
+                                 allow_partial=bool(opt.get("allow_partial_load", False)))
+        log.info("split %02d: %s", split, report)
+    else:
+        log.warning("split %02d: no load_path: training from random initialisation", split)
+    model.to(device)
+    optim_opt = opt.get("optimizer") or {}
+    optimizer = build_optimizer(
+        model, float(optim_opt.get("lr", 1e-3)), float(optim_opt.get("backbone_lr_mult", 0.1)), float(optim_opt.get("wd", 0.05))
+    )
+    warmup = max(1, int(float(opt.get("warmup_epochs", 5)) * len(train_loader)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_constant(warmup))
+    if D.is_dist():  # wrap first: DDP broadcasts rank 0's weights, so every rank's EMA starts from the same model
+        model = nn.parallel.DistributedDataParallel(model)
+    # As the original: the EMA copy is taken after the weights are loaded, and is what gets evaluated.
+    ema = ModelEMA(model, float(opt.get("ema_decay", 0.999))) if opt.get("ema", True) else None
+
+    label_stats = _label_stats(train_set.labels)
+    save_dir = os.path.abspath(str(opt.get("save_dir", run_dir)))
+    best = engine.BestCheckpointer(
+        (lambda key: os.path.join(save_dir, f"{opt['name']}_split{split:02d}_{key}_s_dev.pth")) if opt.get("save_model", True) else None
+    )
+    split_logger = RunLogger(os.path.join(run_dir, f"split_{split:02d}"), use_tensorboard=D.is_main(),
+                             enabled=D.is_main())
+    guard = engine.BadStepGuard(ctx.max_bad_steps)
+    state = engine.TrainState(model, optimizer, scheduler, ema, best, {"train": train_loader}, run_logger, guard,
+                              opt, command="train")
+    extra = dict(format=OWN_FORMAT, model_config=dict(unwrap(model).config), label_stats=label_stats, split=split,
+                 database=database, stype=opt["stype"],
+                 data=dict(sampling_args(opt["data"]), exif_transpose=bool(opt["data"].get("exif_transpose", False))))
+    num_epochs = int(opt["num_epochs"])
+    start = 0
+    if ctx.resume is not None:
+        resumed, ctx.resume = ctx.resume, None
+        start = state.restore(resumed)
+        _restore_bad_log(bad_log, resumed.get("bad_items"))
+        engine.restore_log_rows(split_logger, [r for r in run_logger.rows if r.get("split") == split])
+        log.info("resumed from %s: split %02d epoch %d done, continuing at epoch %d of %d", resumed["_path"], split,
+                 start - 1, start, num_epochs)
+    try:
+        for epoch in range(start, num_epochs):
+            stats = engine.train_one_epoch(model, train_loader, step_fn, optimizer, scheduler, ema, device, epoch,
+                                           split_logger, ctx.progress, amp=ctx.amp, guard=guard)
+            eval_model = ema.module if ema is not None else unwrap(model)
+            names, preds, labels = engine.predict(eval_model, test_loader, predict_fn, device, ctx.progress,
+                                                  desc=f"eval {database}", amp=ctx.amp)
+            metrics = engine.evaluate(preds, labels)
+            improved = best.update(database, metrics, epoch, model=eval_model, **extra)
+            tracker = best.trackers[database]
+            log.info(
+                "split %02d epoch %02d: loss %.4f  train SRCC %.4f  backbone lr %.2e  head lr %.2e | %s %s%s | best SRCC %.4f  PLCC %.4f%s",
+                split, epoch, stats["loss"], stats["train_srcc"], stats["lr_first"], stats["lr_last"], database,
+                engine.format_metrics(metrics), "  (saved)" if improved and best.path_fn else "",
+                tracker.best["srcc"], tracker.best["plcc"],
+                f"  ({stats['skipped']} non-finite steps skipped)" if stats["skipped"] else "",
+            )
+            for m in METRIC_NAMES:
+                split_logger.scalar(f"val_{database}/{m}", metrics[m], epoch)
+                split_logger.scalar(f"val_{database}/best_{m}", tracker.best[m], epoch)
+            split_logger.scalar("train/srcc", stats["train_srcc"], epoch)
+            row = {"split": split, "epoch": epoch, "loss": stats["loss"], "train_srcc": stats["train_srcc"],
+                   "lr_backbone": stats["lr_first"], "lr_head": stats["lr_last"],
+                   **{m: metrics[m] for m in METRIC_NAMES}, "n": metrics["n"]}
+            run_logger.row(row)
+            split_logger.row(row)
+            if ctx.state_path:
+                state.save(ctx.state_path, epoch, split=split, num_splits=int(opt.get("num_splits", 10)),
+                           per_split=list(ctx.per_split), bad_items=_bad_log_state(bad_log))
+            ctx.epochs_done += 1
+            if ctx.stop_after and ctx.epochs_done >= ctx.stop_after and (epoch < num_epochs - 1 or more_after):
+                raise engine.RunStopped(
+                    f"stopped after {ctx.epochs_done} epoch(s) as asked (stop_after_epochs), at split {split:02d} "
+                    f"epoch {epoch:02d}; continue with --resume {os.path.dirname(ctx.state_path or '') or 'RUN_FOLDER'}")
+        if database in best.saved:
+            stats = add_calibration(best.saved[database], build_model(opt), train_set, opt, device, bad_log, split,
+                                    ctx.progress)
+            log.info("split %02d: calibration stored: training labels mean %.4f std %.4f, scores mean %.4f std %.4f",
+                     split, stats["mean"], stats["std"], stats["pred_mean"], stats["pred_std"])
+    finally:
+        split_logger.close()
+    return best
+
+
+def _split_result(best: engine.BestCheckpointer, key: str, split: int, n_train: int, n_test: int) -> Optional[Dict[str, Any]]:
+    if key not in best.trackers:
+        return None
+    t = best.trackers[key]
+    return {"split": split, "n_train": n_train, "n_test": n_test, "best": dict(t.best), "best_epoch": dict(t.best_epoch),
+            "final": dict(t.last), "selected": dict(t.selected), "selected_epoch": t.selected_epoch,
+            "checkpoint": best.saved.get(key)}
+
+
+def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """``demo_train_iqa_baseline.py -o OPTIONS [--resume RUN]``: the multi-split IQA protocol; returns the summary."""
+    args, opt, device, progress = _setup(argv, "SAMA IQA training: the 10-split protocol", test=False)
+    labels = read_labels(opt)
+    database = str(opt["data"].get("database", "data"))
+    groups = kadid_groups(labels) if database.lower().startswith("kadid") else None
+    num_splits = int(opt.get("num_splits", 10))
+    splits = make_splits(len(labels), num_splits, groups)
+    if args.resume:
+        engine.resume_path(args.resume)  # fail before the run folder is touched
+
+    run_dir = _run_dir(opt)
+    run_logger = engine.open_run(run_dir, opt)
+    run_logger.write_json("splits.json", {
+        "protocol": "random.Random(split * 123) shuffle, first 80% train" + (" (by reference image)" if groups else ""),
+        "database": database, "data_info": path_option(opt["data"]["data_info"]), "num_items": len(labels),
+        "names": labels.names,
+        "splits": [{"split": s, "train": tr, "test": te} for s, (tr, te) in enumerate(splits)],
+    })
+    log.info("options %s | %d images, %d splits, %d epochs, stype %s, device %s%s%s, run folder %s",
+             opt["_options_path"], len(labels), num_splits, int(opt["num_epochs"]), opt["stype"], device,
+             ", bf16 autocast" if opt["amp"] else "", ", deterministic" if opt.get("deterministic") else "", run_dir)
+
+    ctx = RunContext(progress=progress, amp=opt["amp"], state_path=os.path.join(run_dir, engine.RESUME_FILE),
+                     stop_after=int(opt.get("stop_after_epochs") or 0), max_bad_steps=int(opt.get("max_bad_steps", 10)))
+    first_split = 0
+    if args.resume:
+        ctx.resume = engine.load_resume(args.resume, opt, "train")
+        if int(ctx.resume.get("num_splits", num_splits)) != num_splits:
+            raise OptionError(f"--resume: the run has {ctx.resume['num_splits']} splits, these options {num_splits}")
+        first_split, ctx.per_split = int(ctx.resume.get("split", 0)), list(ctx.resume.get("per_split", []))
+
+    bad_log = bad_item_log(opt, run_dir)
+    report_missing(labels, bad_log)
+    # once, before all splits, as the original (+ rank: other dropout masks per process under torchrun)
+    seed_everything(int(opt.get("seed", SEED)) + D.rank())
+    stopped = None
+    try:
+        for s in range(first_split, num_splits):
+            train_idx, test_idx = splits[s]
+            log.info("==================== split %02d: %d train / %d test ====================", s, len(train_idx), len(test_idx))
+            tr, te = labels.subset(train_idx), labels.subset(test_idx)
+            train_set = ImageDataset(tr.paths, tr.labels, tr.names, opt["data"], opt["stype"], is_train=True)
+            test_set = ImageDataset(te.paths, te.labels, te.names, opt["data"], opt["stype"], is_train=False)
+            try:
+                best = train_split(opt, s, train_set, test_set, device, run_logger, run_dir, progress, bad_log, ctx,
+                                   more_after=s < num_splits - 1)
+            except engine.RunStopped as e:
+                stopped = str(e)
+                break
+            for line in best.summary_lines():
+                log.info("split %02d %s", s, line)
+            result = _split_result(best, database, s, len(train_idx), len(test_idx))
+            if result is not None:
+                ctx.per_split.append(result)
+            run_logger.write_json("results.json", {"per_split": ctx.per_split})
+        per_split = ctx.per_split
+        summary: Dict[str, Any] = {"command": "train", "name": opt["name"], "database": database, "run_dir": run_dir,
+                                   "num_splits": num_splits, "per_split": per_split}
+        if per_split:
+            agg = aggregate([r["best"] for r in per_split])
+            summary.update(median=agg["median"], mean=agg["mean"])
+            summary["protocol"] = ("median (and mean) over splits of each split's best SRCC / PLCC / KRCC / RMSE, "
+                                   "each metric at its own best epoch, as the original reports")
+            log.info("median over %d splits of per-split best: %s", len(per_split), engine.format_metrics(agg["median"]))
+            log.info("mean   over %d splits of per-split best: %s", len(per_split), engine.format_metrics(agg["mean"]))
+        if bad_log.reasons:
+            summary["skipped"] = {"count": len(bad_log.reasons), "list": bad_log.skip_file}
+            log.warning("%d bad images skipped; list in %s", len(bad_log.reasons), bad_log.skip_file)
+        if stopped:
+            summary["stopped"] = stopped
+            log.info("%s", stopped)
+        run_logger.write_json("results.json", summary)
+    finally:
+        run_logger.close()
+    D.cleanup()
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------- test
+class _Indexed(Dataset):
+    """Adds the dataset index to every item (``"index"``), so a bad image's row can be put back in place."""
+
+    def __init__(self, dataset: ImageDataset) -> None:
+        self.dataset = dataset
+        self.paths = dataset.paths
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        return dict(self.dataset[index], index=index)
+
+
+def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """``demo_test_iqa.py -o OPTIONS --output PRED.csv``: score every image of ``data.data_info`` (test-mode
+    sampling) with the ``load_path`` checkpoint; write ``name,pred,gt,error`` (raw scores); print metrics if
+    labelled. A bad image (missing, unreadable, not an image) gets a row with an empty ``pred`` and its reason in
+    ``error``; metrics are over the images that were scored (their count ``n`` is printed)."""
+    args, opt, device, progress = _setup(argv, "SAMA IQA test: score the images of a label file", test=True)
+    labels = read_labels(opt, allow_unlabelled=True)
+    dataset = ImageDataset(labels.paths, labels.labels, labels.names, opt["data"], opt["stype"], is_train=False)
+    model = build_model(opt)
+    report = load_into_model(model, existing_path(opt["load_path"], "load_path", CheckpointError),
+                             allow_partial=bool(opt.get("allow_partial_load", False)))
+    log.info("%s", report)
+    model.to(device).eval()
+    loader = engine.build_loader(SkipBadItems(_Indexed(dataset), errors=(ImageReadError,)), loader_options(opt),
+                                 train=False)
+    loader.collate_fn = SkipCollate(loader.collate_fn)  # -> (good batch or None, [BadItem])
+    errors: Dict[int, str] = {}
+
+    def predict_with_errors(model: nn.Module, batch, device: str):
+        good, bad = batch
+        rows = [(item.index, math.nan) for item in bad]
+        errors.update((item.index, item.reason) for item in bad)
+        if good is not None:
+            scores = predict_fn(model, good, device)[1]
+            rows += zip(good["index"].tolist(), scores.float().tolist())
+        rows.sort()  # dataset order inside the batch (the loader keeps the order across batches)
+        return [str(i) for i, _ in rows], [p for _, p in rows], [float(labels.labels[i]) for i, _ in rows]
+
+    keys, preds, gts = engine.predict(model, loader, predict_with_errors, device, progress, desc="test",
+                                      amp=opt.get("amp"))
+    errors = dict(D.all_gather_list(list(errors.items())))
+    index = [int(k) for k in keys]
+    names = [labels.names[i] for i in index]
+    error_col = [" ".join(errors.get(i, "").split()) for i in index]
+    out = os.path.abspath(args.output or os.path.join(_run_dir(opt), "predictions.csv"))
+    # `extra` may replace a column: a bad image's pred is left empty rather than written as nan
+    engine.write_predictions_csv(out, names, preds, gts, extra={
+        "pred": ["" if e else repr(float(p)) for p, e in zip(preds, error_col)], "error": error_col})
+    ok = [k for k, e in enumerate(error_col) if not e]
+    summary: Dict[str, Any] = {"command": "test", "name": opt["name"], "predictions": out, "n": len(ok),
+                               "n_failed": len(names) - len(ok)}
+    for k, e in enumerate(error_col):
+        if e:
+            log.warning("could not score %s: %s", names[k], e)
+    good_preds, good_gts = [preds[k] for k in ok], [gts[k] for k in ok]
+    if engine.has_labels(good_gts) and len(good_gts) >= 2:
+        metrics = engine.evaluate(good_preds, good_gts)
+        summary["metrics"] = metrics
+        log.info("n = %d images scored%s: %s (predictions rescaled to the labels' mean/std)", len(ok),
+                 f" ({len(names) - len(ok)} of {len(names)} failed, see the error column)" if len(ok) < len(names) else "",
+                 engine.format_metrics(metrics))
+    else:
+        log.info("n = %d of %d images scored", len(ok), len(names))
+    log.info("predictions written to %s", out)
+    D.cleanup()
+    if not ok:
+        raise ImageReadError(f"none of the {len(names)} images of {labels.source} could be read (reasons in the "
+                             f"error column of {out})")
+    return summary
+
+
+def run_command(fn) -> None:
+    """Run a command; option / label / image / checkpoint problems end with a one-line message, exit status 2."""
+    try:
+        fn()
+    except (OptionError, LabelError, ImageReadError, CheckpointError, FileNotFoundError, TooManyBadItems) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+__all__ = ["RunContext", "build_model", "check_options", "load_iqa_options", "run_command", "test_main", "train_main",
+           "train_split"]

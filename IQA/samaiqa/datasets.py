@@ -1,0 +1,178 @@
+"""Image loading and the IQA dataset.
+
+Loading follows the original: open with PIL, convert to 8-bit RGB, enlarge images whose short side is below
+``max(Sh, Sw)`` (PIL bilinear, sizes truncated to int), ToTensor (+ random flip / rotation for training) +
+ImageNet normalisation, then :func:`samaiqa.sampling.sample_image`.
+
+What every kind of file becomes (:func:`load_image`):
+
+* 8-bit RGB: as is. Greyscale (``L``, ``1``): replicated to three channels. Palette (``P``, ``PA``): expanded.
+  Alpha (``RGBA``, ``LA``, ``PA``): dropped, colour values kept, no compositing. CMYK / YCbCr / LAB / HSV:
+  PIL's ``convert("RGB")`` (CMYK without colour management). All of this is what the original's
+  ``convert("RGB")`` does.
+* 16-bit greyscale (modes ``I;16*`` and ``I``): scaled to 8 bits (``v / 257``, rounded) -- a fix: the
+  original's ``convert("RGB")`` clips every value above 255 to white. 16-bit RGB PNGs are read by PIL as
+  8-bit RGB (high byte) already.
+* Floating-point images (mode ``F``) have no defined 8-bit range: :class:`ImageReadError`.
+* EXIF orientation is **ignored by default**, as in the original (which trains and tests on the stored pixel
+  grid); ``exif_transpose=True`` (data option ``exif_transpose: true``) rotates / flips the image upright with
+  ``PIL.ImageOps.exif_transpose`` first. Keep it off to reproduce published numbers.
+* Missing files, directories, FIFOs / devices (never opened: reading them could block a DataLoader worker),
+  empty files, files PIL does not recognise, truncated or corrupt data (decoded fully at load time, so the
+  error appears here and not later) and decompression bombs: :class:`ImageReadError` naming the file and
+  the reason. Nothing else is raised for a bad file.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Dataset
+from torchvision import transforms
+
+from .sampling import IQA_SAMPLE_TYPES, sample_image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SAMPLING_KEYS = ("fwin_h", "fwin_w", "fsize_h", "fsize_w")
+DEFAULT_SAMPLING = {"fwin_h": 8, "fwin_w": 8, "fsize_h": 32, "fsize_w": 32}
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+class ImageReadError(RuntimeError):
+    """An image file that cannot be opened or decoded; the message names the file and the reason."""
+
+
+def to_rgb8(img: Image.Image) -> Image.Image:
+    """Any PIL image -> 8-bit RGB (16-bit greyscale scaled, not clipped; alpha dropped). Mode ``F``: ValueError."""
+    mode = img.mode
+    if mode in _SIXTEEN_BIT:
+        arr = np.asarray(img, dtype=np.float64)
+        # 16-bit range -> 8-bit range; mode "I" (32-bit int, how PIL reads some 16-bit files) is taken as 16-bit
+        arr = np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr).convert("RGB")  # 2-D uint8 -> mode "L"
+    if mode == "F":
+        raise ValueError("floating-point pixels (mode F) have no defined 8-bit range")
+    if mode == "RGB":
+        return img
+    return img.convert("RGB")
+
+
+def _check_file(path: str) -> None:
+    """Refuse what is not a non-empty regular file before opening it (a FIFO or device would block a worker)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ImageReadError(f"image not found: {path}") from None
+    except OSError as e:
+        raise ImageReadError(f"cannot access image {path}: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageReadError(f"cannot read image {path}: it is a directory, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageReadError(f"cannot read image {path}: not a regular file (FIFO, socket or device)")
+    if st.st_size == 0:
+        raise ImageReadError(f"cannot read image {path}: empty file (0 bytes)")
+
+
+def load_image(path: str, min_size: int = 0, exif_transpose: bool = False) -> Image.Image:
+    """Open ``path`` as 8-bit RGB; if its short side is below ``min_size``, enlarge it (bilinear) so it is not.
+
+    The enlarged size is ``int(w * s), int(h * s)`` with ``s = min_size / min(w, h)`` (truncated, as the original).
+    ``exif_transpose``: apply the EXIF orientation first (off by default, as the original). Any problem with
+    the file raises :class:`ImageReadError` (see the module docstring).
+    """
+    path = str(path)
+    _check_file(path)
+    try:
+        with Image.open(path) as f:
+            f.load()  # decode everything now: truncated / corrupt data fails here
+            img = ImageOps.exif_transpose(f) if exif_transpose else f
+            img = to_rgb8(img)  # pixels are in memory after load(): usable once the file is closed
+    except UnidentifiedImageError:
+        raise ImageReadError(f"cannot read image {path}: not an image file PIL recognises") from None
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"cannot read image {path}: too many pixels ({e})") from None
+    except OSError as e:
+        reason = str(e) or type(e).__name__
+        if "truncated" in reason.lower():
+            reason = f"truncated or incomplete image data ({reason})"
+        raise ImageReadError(f"cannot read image {path}: {reason}") from None
+    except Exception as e:  # PIL plugins raise many types (SyntaxError, ValueError, struct.error, ...) on bad data
+        raise ImageReadError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
+    width, height = img.size
+    if min(width, height) < min_size:
+        scale = min_size / min(width, height)
+        img = img.resize((int(width * scale), int(height * scale)), Image.BILINEAR)
+    return img
+
+
+def build_transform(is_train: bool) -> transforms.Compose:
+    """ToTensor (+ RandomHorizontalFlip(0.5) + RandomRotation(45) for training) + ImageNet Normalize."""
+    steps = [transforms.ToTensor()]
+    if is_train:
+        steps += [transforms.RandomHorizontalFlip(0.5), transforms.RandomRotation(45)]
+    steps.append(transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    return transforms.Compose(steps)
+
+
+def sampling_args(data_opts: Optional[Mapping[str, Any]] = None) -> Dict[str, int]:
+    """The four grid options (``fwin_h/w``, ``fsize_h/w``) from a ``data`` option block, with the paper's defaults."""
+    out = dict(DEFAULT_SAMPLING)
+    for k in SAMPLING_KEYS:
+        if data_opts is not None and k in data_opts:
+            v = data_opts[k]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"data.{k} must be a positive integer, got {v!r}")
+            out[k] = v
+    return out
+
+
+class ImageDataset(Dataset):
+    """Images with quality labels; item ``i`` is ``{"image": [3, Sh, Sw] float, "label": float, "name": str}``.
+
+    Args:
+        paths: image files.
+        labels: one score per image (NaN for unlabelled images).
+        names: names reported with predictions (default: the paths).
+        data_args: grid options ``fwin_h, fwin_w, fsize_h, fsize_w`` and ``exif_transpose`` (default False, as
+            the original; see :func:`load_image`); other keys ignored.
+        stype: ``fragment``, ``sama`` or ``sama-spm``.
+        is_train: random augmentation and random fragment offsets.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: Sequence[float],
+        names: Optional[Sequence[str]] = None,
+        data_args: Optional[Mapping[str, Any]] = None,
+        stype: str = "sama",
+        is_train: bool = False,
+    ) -> None:
+        if len(paths) != len(labels) or (names is not None and len(names) != len(paths)):
+            raise ValueError(f"ImageDataset: {len(paths)} paths, {len(labels)} labels, {len(names or paths)} names")
+        if stype not in IQA_SAMPLE_TYPES:
+            raise ValueError(f"ImageDataset: stype {stype!r} is not one of {', '.join(IQA_SAMPLE_TYPES)}")
+        self.paths = [str(p) for p in paths]
+        self.labels = np.asarray(labels, dtype=np.float32)
+        self.names = [str(n) for n in names] if names is not None else list(self.paths)
+        self.args = sampling_args(data_args)
+        self.stype = stype
+        self.is_train = is_train
+        self.exif_transpose = bool((data_args or {}).get("exif_transpose", False))
+        self.min_size = max(self.args["fwin_h"] * self.args["fsize_h"], self.args["fwin_w"] * self.args["fsize_w"])
+        self.transform = build_transform(is_train)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        img = self.transform(load_image(self.paths[index], self.min_size, self.exif_transpose))
+        data = sample_image(img, self.stype, self.is_train, **self.args)
+        return {"image": data, "label": float(self.labels[index]), "name": self.names[index]}
+
+
+__all__ = ["ImageDataset", "ImageReadError", "build_transform", "load_image", "sampling_args", "to_rgb8"]

@@ -1,0 +1,382 @@
+"""Score images with a trained SAMA IQA model: ``python IQA/iqa.py -i IMAGE [-i IMAGE ...] | --dir DIR``.
+
+One image prints its score; several (or ``--output``) give a CSV ``name,score,calibrated,error``, one row per
+image in the order given (``--dir``: the folder's image files, sorted, names relative to the folder).
+
+**score** is the raw model output: the mean of the head's per-token scores on the test-mode sample (centred
+fragments, no augmentation), exactly what ``demo_test_iqa.py`` writes as ``pred``.
+
+**calibrated** maps the raw score to the MOS scale of the checkpoint's training set, by moment matching on the
+training images::
+
+    calibrated = label_mean + label_std * (score - pred_mean) / pred_std
+
+``label_mean`` / ``label_std``: mean and (population) standard deviation of the training labels of the split
+the checkpoint was trained on; ``pred_mean`` / ``pred_std``: mean and standard deviation of the *same
+checkpoint's* raw scores on those training images (test-mode sampling), computed once by the trainer after the
+split (``samacore.calibration.calibration_stats``) and saved in the checkpoint's ``label_stats``. This is the same affine
+map the evaluation applies before PLCC / RMSE (predictions rescaled to the labels' mean and std), except that
+its statistics come from the training images only -- no test label is used -- so it is an honest out-of-sample
+mapping. It fixes scale and offset only: it cannot make a poor ranking better, and on a different database the
+calibrated value is still on the *training* database's scale. Checkpoints without these statistics (the
+original SAMA trainer's files, Microsoft backbones, ours from before the statistics were added) get an empty
+``calibrated`` column and a note on stderr saying which statistics are missing.
+
+Checkpoint (``--ckpt``; without it, the first of):
+
+1. ``pretrained_weights/SAMA-IQA-sama-koniq_koniq_s_dev.pth`` -- the file the original SAMA IQA trainer writes
+   with its shipped KonIQ options (the SAMA authors publish VQA weights only; put your own SAMA IQA file
+   there, or pass ``--ckpt``);
+2. the newest ``*_split??_*_s_dev.pth`` that our trainer wrote under ``runs/`` or ``pretrained_weights/``
+   (e.g. the examplar training);
+3. otherwise the program stops and says what to download or run.
+
+These are looked up in the working directory and in the repository root.
+
+Model, sampling grid and sample type: ``--options`` FILE (its ``model`` and ``data`` blocks and ``stype``);
+else what our checkpoints store (``model_config``, ``data``, ``stype``); else ``IQA/options/fast-sama-iqa.yml``.
+``--stype`` overrides the sample type. A checkpoint of ours always rebuilds its own architecture.
+
+Test-mode scores are deterministic: sampling involves no randomness and images are independent in the model,
+so on CPU the CSV is bit-identical across runs, ``--batch-size`` and ``--num-workers`` (checked by the tests).
+On a GPU, cuBLAS / cuDNN may pick other kernels for other batch sizes, which can move the last float32 digits.
+``--bf16`` (autocast) trades that stability for speed.
+
+A bad image (missing, unreadable, truncated, not an image) gets an empty score and its reason in ``error``;
+the others are still scored. The exit status is 1 only if every image failed (2 for usage / checkpoint /
+option errors).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from samacore import engine
+from samacore.calibration import Calibration, calibration_from_info
+from samacore.checkpoint import CheckpointError, load_checkpoint
+from samacore.options import OptionError, check_keys, choice, load_options
+from samacore.robust import SkipBadItems, SkipCollate
+from samacore.utils import pick_device
+
+from .checkpoints import detect_format, load_into_model
+from .datasets import ImageReadError, build_transform, load_image, sampling_args
+from .model import IQAModel
+from .sampling import IQA_SAMPLE_TYPES, sample_image
+
+IQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(IQA_DIR)
+DEFAULT_OPTIONS = os.path.join(IQA_DIR, "options", "fast-sama-iqa.yml")
+RELEASED_WEIGHTS = os.path.join("pretrained_weights", "SAMA-IQA-sama-koniq_koniq_s_dev.pth")
+OWN_CHECKPOINT_GLOB = "*_split[0-9][0-9]_*_s_dev.pth"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+CSV_COLUMNS = ("name", "score", "calibrated", "error")
+
+
+class NoCheckpointError(CheckpointError):
+    """No checkpoint given and none found in the usual places."""
+
+
+# ----------------------------------------------------------------------------------------------- checkpoint
+def default_search_roots() -> List[str]:
+    """Folders searched for ``pretrained_weights/`` and ``runs/``: the working directory, then the repo root."""
+    roots = [os.getcwd(), REPO_ROOT]
+    return [r for i, r in enumerate(roots) if os.path.abspath(r) not in map(os.path.abspath, roots[:i])]
+
+
+def find_default_checkpoint(roots: Optional[Sequence[str]] = None) -> Tuple[str, str]:
+    """``(path, why)`` of the checkpoint to use without ``--ckpt``; :class:`NoCheckpointError` if there is none."""
+    roots = list(roots) if roots is not None else default_search_roots()
+    for root in roots:
+        released = os.path.join(root, RELEASED_WEIGHTS)
+        if os.path.isfile(released):
+            return released, "SAMA IQA weights in pretrained_weights/"
+    found: List[str] = []
+    for root in roots:
+        for sub in ("runs", "pretrained_weights"):
+            found += glob.glob(os.path.join(root, sub, "**", OWN_CHECKPOINT_GLOB), recursive=True)
+    if found:
+        newest = max(set(os.path.abspath(f) for f in found), key=lambda f: (os.path.getmtime(f), f))
+        return newest, "newest checkpoint written by samaiqa training"
+    looked = ", ".join(os.path.abspath(r) for r in roots)
+    raise NoCheckpointError(
+        "no IQA checkpoint given (--ckpt) and none found. Looked for "
+        f"{RELEASED_WEIGHTS} (the file the original SAMA IQA trainer writes; the SAMA authors publish VQA "
+        f"weights only) and for runs/**/{OWN_CHECKPOINT_GLOB} or pretrained_weights/**/{OWN_CHECKPOINT_GLOB} "
+        f"(written by our trainer) under: {looked}. Either pass --ckpt FILE, or train a model on the bundled "
+        "examplar set: `python tools/build_examplar_data.py --only iqa`, then `python IQA/demo_train_iqa_baseline.py "
+        "-o OPTIONS.yml` with an options file whose data block is the examplar block of "
+        "IQA/options/fast-sama-iqa.yml and whose load_path is Microsoft's Swin-V2-T ImageNet checkpoint "
+        "(https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window8_256.pth "
+        "in pretrained_weights/)."
+    )
+
+
+# ----------------------------------------------------------------------------------------------- options
+def read_scoring_options(path: str) -> Dict[str, Any]:
+    """An IQA option file for scoring: only ``stype``, ``data`` (grid, ``exif_transpose``) and ``model`` are used."""
+    from .cli import DATA_KEYS, MODEL_KEYS, TOP_KEYS
+
+    opt = load_options(path, search_dirs=[IQA_DIR])
+    check_keys(opt, TOP_KEYS + ("_options_path",), "options")
+    data = opt.get("data") or {}
+    if not isinstance(data, Mapping):
+        raise OptionError("options.data must be a mapping")
+    check_keys(data, DATA_KEYS, "data")
+    if opt.get("model") is not None:
+        check_keys(opt["model"], MODEL_KEYS, "model")
+    try:
+        sampling_args(data)
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+    opt["data"] = dict(data)
+    return opt
+
+
+@dataclass
+class Scorer:
+    """A loaded model with its sampling settings; :meth:`score_paths` scores image files."""
+
+    model: IQAModel
+    stype: str
+    data_args: Dict[str, Any]
+    device: str
+    checkpoint: str
+    checkpoint_format: str
+    calibration: Optional[Calibration]
+    calibration_note: str
+    bf16: bool = False
+    notes: List[str] = field(default_factory=list)
+
+    def score_paths(
+        self, paths: Sequence[str], batch_size: int = 8, num_workers: int = 0, progress: bool = True
+    ) -> List["ScoreRow"]:
+        """Score image files; a bad file gets a row with ``error`` set. Rows are in the order of ``paths``."""
+        rows = [ScoreRow(str(p)) for p in paths]
+        dataset = SkipBadItems(_ScoreDataset(list(paths), self), errors=(ImageReadError,),
+                               name_fn=lambda i: str(paths[i]))
+        loader = DataLoader(dataset, batch_size=max(1, int(batch_size)), shuffle=False,
+                            num_workers=max(0, int(num_workers)), collate_fn=SkipCollate())
+        amp = "bf16" if self.bf16 else None
+        self.model.eval()
+        with torch.inference_mode():
+            for batch, bad in engine.progress_bar(loader, "scoring", progress, total=len(loader)):
+                for item in bad:
+                    rows[item.index].error = item.reason
+                if batch is not None:
+                    x = batch["image"].to(self.device, non_blocking=True)
+                    with engine.autocast(self.device, amp):
+                        scores = self.model(x).float().cpu().tolist()
+                    for i, s in zip(batch["index"].tolist(), scores):
+                        rows[i].score = float(s)
+                        if self.calibration is not None:
+                            rows[i].calibrated = self.calibration(float(s))
+        return rows
+
+
+@dataclass
+class ScoreRow:
+    name: str
+    score: Optional[float] = None
+    calibrated: Optional[float] = None
+    error: str = ""
+
+    def csv_row(self) -> List[str]:
+        fmt = lambda v: "" if v is None else repr(float(v))
+        return [self.name, fmt(self.score), fmt(self.calibrated), " ".join(self.error.split())]
+
+
+class _ScoreDataset(Dataset):
+    def __init__(self, paths: List[str], scorer: Scorer) -> None:
+        self.paths = paths
+        self.args = sampling_args(scorer.data_args)
+        self.stype = scorer.stype
+        self.exif = bool(scorer.data_args.get("exif_transpose", False))
+        self.min_size = max(self.args["fwin_h"] * self.args["fsize_h"], self.args["fwin_w"] * self.args["fsize_w"])
+        self.transform = build_transform(False)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        img = self.transform(load_image(self.paths[index], self.min_size, self.exif))
+        return {"image": sample_image(img, self.stype, False, **self.args), "index": index}
+
+
+def _model_from_options(opt: Mapping[str, Any]) -> IQAModel:
+    from .cli import build_model
+
+    return build_model(opt)
+
+
+def load_scorer(
+    ckpt: Optional[str] = None,
+    options: Optional[str] = None,
+    stype: Optional[str] = None,
+    device: Optional[str] = None,
+    bf16: bool = False,
+    search_roots: Optional[Sequence[str]] = None,
+) -> Scorer:
+    """Resolve the checkpoint and options (see the module docstring) and load the model in eval mode."""
+    notes: List[str] = []
+    if ckpt is None:
+        path, why = find_default_checkpoint(search_roots)
+        notes.append(f"checkpoint: {path} ({why})")
+    else:
+        path = os.path.abspath(os.path.expanduser(ckpt))
+        if not os.path.isfile(path):
+            raise CheckpointError(f"checkpoint file not found: {ckpt}")
+    obj = load_checkpoint(path)
+    try:
+        fmt, _ = detect_format(obj)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    if fmt == "microsoft":
+        raise CheckpointError(f"{path} is an ImageNet Swin-V2 backbone without a trained quality head, so it cannot "
+                              "score images: train a model first (IQA/demo_train_iqa_baseline.py)")
+    info = {k: v for k, v in obj.items() if k not in ("state_dict", "model")} if isinstance(obj, Mapping) else {}
+
+    if options is not None:
+        opt = read_scoring_options(options)
+        source = opt["_options_path"]
+    elif isinstance(info.get("data"), Mapping) and info.get("stype"):
+        opt = {"data": dict(info["data"]), "stype": info["stype"]}
+        source = "the checkpoint"
+    else:
+        opt = read_scoring_options(DEFAULT_OPTIONS)
+        source = DEFAULT_OPTIONS
+    data_args = dict(sampling_args(opt["data"]), exif_transpose=bool(opt["data"].get("exif_transpose", False)))
+    st = choice(stype or opt.get("stype") or "sama", IQA_SAMPLE_TYPES, "stype")
+    notes.append(f"sampling: {st}, grid {data_args['fwin_h']}x{data_args['fwin_w']} of "
+                 f"{data_args['fsize_h']}x{data_args['fsize_w']} (from {source})")
+
+    if isinstance(info.get("model_config"), Mapping):
+        try:
+            model = IQAModel(**dict(info["model_config"]))
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: cannot rebuild the model from its model_config: {e}") from None
+    else:
+        model = _model_from_options(opt)
+    want = (data_args["fwin_h"] * data_args["fsize_h"], data_args["fwin_w"] * data_args["fsize_w"])
+    if tuple(model.img_size) != want:
+        raise OptionError(f"the model takes {model.img_size[0]}x{model.img_size[1]} inputs but the sampling grid gives "
+                          f"{want[0]}x{want[1]}: use options whose data grid matches the checkpoint")
+    report = load_into_model(model, obj)
+    notes += [str(n) for n in report.notes]
+    dev = pick_device(device)
+    model.to(dev).eval()
+    cal, cal_note = calibration_from_info(info, trainer="samaiqa training")
+    if cal is not None:
+        cal_note = cal.describe("images")
+    return Scorer(model, st, data_args, dev, path, fmt, cal, cal_note, bf16, notes)
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def list_images(folder: str) -> List[Tuple[str, str]]:
+    """``(name relative to folder, path)`` of the image files in ``folder`` (by extension), sorted."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--dir {folder!r} is not a folder")
+    out = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not os.path.isdir(path):
+            out.append((name, path))
+    if not out:
+        raise FileNotFoundError(f"--dir {folder!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    return out
+
+
+def write_csv(path: str, rows: Sequence[ScoreRow]) -> None:
+    """``name,score,calibrated,error`` to ``path`` (``-``: stdout)."""
+    if path == "-":
+        w = csv.writer(sys.stdout)
+        w.writerow(CSV_COLUMNS)
+        w.writerows(r.csv_row() for r in rows)
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        w.writerows(r.csv_row() for r in rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Score images with a SAMA IQA model (raw score and, when the checkpoint allows, the score "
+                    "calibrated to its training set's MOS scale).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("-i", "--image", action="extend", nargs="+", metavar="IMAGE", help="image file(s); repeatable")
+    src.add_argument("--dir", help="score every image file in this folder (not recursive)")
+    p.add_argument("--ckpt", help=f"checkpoint (default: {RELEASED_WEIGHTS}, else the newest one our trainer wrote)")
+    p.add_argument("--options", help="IQA option file for model / grid / stype (default: the checkpoint's, else "
+                                     "IQA/options/fast-sama-iqa.yml)")
+    p.add_argument("--stype", choices=IQA_SAMPLE_TYPES, help="sample type (default: from the options, else sama)")
+    p.add_argument("--output", help="CSV file (name,score,calibrated,error); '-' for stdout. Default for several "
+                                    "images: stdout")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on GPUs; last digits may change)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``IQA/iqa.py``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.dir:
+            items = list_images(args.dir)
+        else:
+            items = [(p, p) for p in args.image]
+        scorer = load_scorer(args.ckpt, args.options, args.stype, args.device, args.bf16)
+    except (OptionError, CheckpointError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for note in scorer.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"note: {scorer.calibration_note}", file=sys.stderr)
+    single = len(items) == 1 and not args.output
+    rows = scorer.score_paths([p for _, p in items], args.batch_size, args.num_workers,
+                              progress=not args.no_progress and not single)
+    for row, (name, _) in zip(rows, items):
+        row.name = name
+    failed = [r for r in rows if r.score is None]
+    if single:
+        r = rows[0]
+        if r.score is None:
+            print(f"error: {r.error}", file=sys.stderr)
+        elif r.calibrated is None:
+            print(f"{r.name}: score {r.score:.6f}")
+        else:
+            print(f"{r.name}: score {r.score:.6f}, calibrated {r.calibrated:.4f}")
+    else:
+        write_csv(args.output or "-", rows)
+        if args.output:
+            print(f"note: {len(rows) - len(failed)} of {len(rows)} images scored; CSV written to {args.output}",
+                  file=sys.stderr)
+    for r in failed if not single else []:
+        print(f"warning: {r.name}: {r.error}", file=sys.stderr)
+    return 1 if len(failed) == len(rows) else 0
+
+
+__all__ = [
+    "Calibration",
+    "NoCheckpointError",
+    "RELEASED_WEIGHTS",
+    "ScoreRow",
+    "Scorer",
+    "calibration_from_info",
+    "find_default_checkpoint",
+    "list_images",
+    "load_scorer",
+    "main",
+    "read_scoring_options",
+]

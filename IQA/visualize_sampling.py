@@ -1,0 +1,15 @@
+"""Draw how SAMA samples an image: `python IQA/visualize_sampling.py -i IMAGE --stype sama --out FILE.png`
+(add `--quality-map --ckpt CKPT` for the per-token scores; see samaiqa.visualize)."""
+import os
+import sys
+
+try:
+    import samaiqa  # noqa: F401  (installed with `pip install -e .`)
+except ImportError:  # run from a checkout without installing: make the repo's packages importable
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:0] = [os.path.dirname(_here), _here]
+
+from samaiqa.visualize import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

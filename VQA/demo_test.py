@@ -1,0 +1,16 @@
+"""SAMA VQA test: `python VQA/demo_test.py -o OPTIONS.yml` (see samavqa.cli.test_main)."""
+import os
+import sys
+
+try:
+    import samavqa  # noqa: F401  (installed with `pip install -e .`)
+except ImportError:  # run from a checkout without installing: make the repo's packages importable
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:0] = [os.path.dirname(_here), _here]
+
+import torch  # noqa: E402,F401  (torch before decord: the other order can hang)
+
+from samavqa.cli import test_main, run_command  # noqa: E402
+
+if __name__ == "__main__":
+    run_command(test_main)

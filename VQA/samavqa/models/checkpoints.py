@@ -1,0 +1,198 @@
+"""Load VQA weights from the checkpoint formats in use, recognised by content (SPEC section 5).
+
+Formats (``detect_format``):
+
+* ``"mmaction_k400"`` -- Video Swin Kinetics-400 weights from mmaction: ``{"state_dict": {"backbone.*", "cls_head.*"}}``.
+  ``backbone.X`` initialises ``X`` of every backbone of the model; classification heads are not loaded; the
+  fragment bias tables are set to zero (SAMA's recipe) or, with ``init_fragment_bias_from_relative``, to a copy of
+  the relative tables (FAST-VQA's recipe).
+* ``"vqa_release"`` -- SAMA / FAST-VQA released models and the checkpoints this project writes:
+  ``{"state_dict": {"fragments_backbone.*", "vqa_head.*", ...}, ...}``.
+* ``"bare_evaluator"`` -- the same keys without the ``state_dict`` wrapper.
+* ``"bare_backbone"`` -- a backbone's own keys (``patch_embed.*``, ``layers.*``, ``norm.*``), loaded into every backbone.
+
+Every stored ``relative_position_index`` must equal the model's (a different index means a different window
+layout, and the weights would be silently wrong).  Missing learnable tensors are an error unless ``allow_partial``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Union
+
+import torch
+from torch import Tensor, nn
+
+from samacore.checkpoint import CheckpointError, LoadReport, load_checkpoint, load_state_dict_checked
+
+from .swin3d import SwinTransformer3D
+
+__all__ = ["detect_format", "load_vqa_weights", "unwrap_state_dict", "FORMATS"]
+
+FORMATS = ("mmaction_k400", "vqa_release", "bare_evaluator", "bare_backbone")
+
+_BACKBONE_KEY = re.compile(r"^([A-Za-z0-9-]+)_backbone\.")
+_HEAD_KEY = re.compile(r"^([A-Za-z0-9-]+)_head\.")
+_BACKBONE_ROOTS = ("patch_embed.", "layers.", "norm.")
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel / torch.compile wrappers
+
+
+def _strip_wrappers(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    out = dict(state)
+    changed = True
+    while changed and out:
+        changed = False
+        for p in _WRAPPER_PREFIXES:
+            if all(k.startswith(p) for k in out):
+                out = {k[len(p):]: v for k, v in out.items()}
+                changed = True
+    return out
+
+
+def unwrap_state_dict(obj: Any) -> tuple[dict[str, Tensor], bool]:
+    """``(state_dict, wrapped)``: the tensors of a loaded checkpoint and whether they sat under ``"state_dict"``."""
+    wrapped = isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping)
+    state = obj["state_dict"] if wrapped else obj
+    if not isinstance(state, Mapping) or not state:
+        raise CheckpointError(f"checkpoint holds no state dict (got {type(state).__name__})")
+    tensors = {k: v for k, v in state.items() if isinstance(v, Tensor)}
+    if not tensors:
+        raise CheckpointError("checkpoint's state dict holds no tensors; top-level keys: " + ", ".join(map(str, list(state)[:8])))
+    return _strip_wrappers(tensors), wrapped
+
+
+def detect_format(obj: Any) -> str:
+    """Name the format of a loaded checkpoint (see the module docstring); CheckpointError if unknown."""
+    state, wrapped = unwrap_state_dict(obj)
+    keys = list(state)
+    if any(k.startswith("backbone.") for k in keys):
+        return "mmaction_k400"
+    if any(_BACKBONE_KEY.match(k) or _HEAD_KEY.match(k) for k in keys):
+        return "vqa_release" if wrapped else "bare_evaluator"
+    if any(k.startswith(_BACKBONE_ROOTS) for k in keys):
+        return "bare_backbone"
+    raise CheckpointError(
+        "unrecognised VQA checkpoint layout (expected mmaction 'backbone.*', '<type>_backbone.*'/'vqa_head.*', "
+        "or a bare backbone 'patch_embed.*'); first keys: " + ", ".join(keys[:6])
+    )
+
+
+def _backbones(model: nn.Module) -> dict[str, SwinTransformer3D]:
+    """``{prefix: backbone}``; prefix ``""`` when ``model`` is itself a backbone."""
+    if isinstance(model, SwinTransformer3D):
+        return {"": model}
+    found = {f"{name}.": m for name, m in model.named_children() if isinstance(m, SwinTransformer3D)}
+    if not found:
+        raise CheckpointError(f"{type(model).__name__} has no SwinTransformer3D backbone to load weights into")
+    return found
+
+
+def _check_index_buffers(model: nn.Module, state: Mapping[str, Tensor], what: str) -> None:
+    own = model.state_dict()
+    for key, value in state.items():
+        # a shape mismatch is reported with all other shape mismatches by load_state_dict_checked
+        if key.endswith("relative_position_index") and key in own and value.shape == own[key].shape:
+            if not torch.equal(value.to(own[key].device, own[key].dtype), own[key]):
+                raise CheckpointError(
+                    f"{what}: {key} differs from the model's relative position index: the checkpoint was made "
+                    "for another window layout"
+                )
+
+
+def _merge(reports: list[LoadReport], what: str) -> LoadReport:
+    out = LoadReport(what=what)
+    for r in reports:
+        out.loaded += r.loaded
+        out.missing += r.missing
+        out.unexpected += r.unexpected
+        out.notes += r.notes
+    return out
+
+
+def _load_backbone_keys(model: nn.Module, src: dict[str, Tensor], allow_partial: bool, init_fragment: bool,
+                        fragment_missing_ok: bool, what: str) -> LoadReport:
+    """Load one backbone's key set (no prefix) into every backbone of ``model``."""
+    reports = []
+    for prefix, bb in _backbones(model).items():
+        name = f"{what} -> {prefix[:-1] or 'backbone'}"
+        state = dict(src)
+        own = bb.state_dict()
+        notes = []
+        frag_keys = [k for k in own if k.endswith("fragment_position_bias_table")]
+        if fragment_missing_ok:
+            for k in frag_keys:
+                if k in state:
+                    continue
+                rel = k.replace("fragment_position_bias_table", "relative_position_bias_table")
+                if init_fragment and rel in state:
+                    state[k] = state[rel].clone()
+                else:
+                    state[k] = torch.zeros_like(own[k])
+            if frag_keys:
+                notes.append("fragment bias tables " + ("copied from the relative tables" if init_fragment else "set to zero"))
+        if allow_partial:
+            bad = [k for k in state if k in own and state[k].shape != own[k].shape]
+            for k in bad:
+                del state[k]
+            if bad:
+                notes.append("skipped (shape differs): " + ", ".join(bad[:8]) + (f", ... ({len(bad)})" if len(bad) > 8 else ""))
+        _check_index_buffers(bb, state, name)
+        report = load_state_dict_checked(bb, state, allow_partial=allow_partial, what=name)
+        report.missing = [prefix + k for k in report.missing]
+        report.unexpected = [prefix + k for k in report.unexpected]
+        report.notes += notes
+        reports.append(report)
+    return _merge(reports, what)
+
+
+def load_vqa_weights(
+    model: nn.Module,
+    path_or_state: Union[str, Mapping[str, Any]],
+    allow_partial: bool = False,
+    init_fragment_bias_from_relative: bool = False,
+) -> LoadReport:
+    """Load weights of any supported format into a :class:`DiViDeAddEvaluator` or a bare backbone.
+
+    Args:
+        model: the evaluator (weights go to its ``<key>_backbone`` / head modules) or a ``SwinTransformer3D``.
+        path_or_state: a checkpoint file (read with ``weights_only=True``) or an already loaded object.
+        allow_partial: keep initial values for learnable tensors the file lacks (and, for backbone-only formats,
+            skip tensors whose shape differs) instead of raising.
+        init_fragment_bias_from_relative: K400 / bare-backbone formats only: FAST-VQA's recipe of copying each
+            relative bias table into the fragment table (default: zeros, SAMA's recipe).
+
+    Returns:
+        LoadReport with the missing / unexpected keys (and notes on what was derived).
+    """
+    what = path_or_state if isinstance(path_or_state, str) else "state dict"
+    obj = load_checkpoint(path_or_state) if isinstance(path_or_state, str) else path_or_state
+    fmt = detect_format(obj)
+    state, _ = unwrap_state_dict(obj)
+    what = f"{what} [{fmt}]"
+
+    if fmt in ("mmaction_k400", "bare_backbone"):
+        if fmt == "mmaction_k400":
+            ignored = sorted(k for k in state if not k.startswith("backbone."))
+            src = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+        else:
+            ignored, src = [], state
+        report = _load_backbone_keys(model, src, allow_partial, init_fragment_bias_from_relative,
+                                     fragment_missing_ok=True, what=what)
+        if ignored:
+            report.notes.append(f"not loaded (classification head etc.): {', '.join(ignored[:6])}"
+                                + (f", ... ({len(ignored)})" if len(ignored) > 6 else ""))
+        if not isinstance(model, SwinTransformer3D):
+            report.notes.append("regression heads keep their initial values")
+        return report
+
+    # evaluator layouts (vqa_release / bare_evaluator)
+    if isinstance(model, SwinTransformer3D):
+        prefixes = sorted({m.group(0) for k in state if (m := _BACKBONE_KEY.match(k))})
+        if len(prefixes) != 1:
+            raise CheckpointError(f"{what}: cannot pick one backbone for a bare backbone model; the file has "
+                                  f"{', '.join(p[:-1] for p in prefixes) or 'none'}")
+        src = {k[len(prefixes[0]):]: v for k, v in state.items() if k.startswith(prefixes[0])}
+        report = _load_backbone_keys(model, src, allow_partial, False, fragment_missing_ok=False, what=what)
+        report.notes.append(f"took {prefixes[0][:-1]} from the file")
+        return report
+    _check_index_buffers(model, state, what)
+    return load_state_dict_checked(model, state, allow_partial=allow_partial, what=what)

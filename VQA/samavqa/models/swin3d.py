@@ -1,0 +1,503 @@
+"""Video Swin Transformer (3D) with FAST-VQA's gated relative position biases (GRPB).
+
+Layout and semantics follow the backbone that SAMA / FAST-VQA use (SPEC section 4):
+
+* patch embedding ``2x4x4`` (Conv3d) + LayerNorm, four stages of shifted-window attention blocks with
+  patch merging between stages, final LayerNorm; output ``[B, 8*C, T/2, H/32, W/32]``.
+* Each attention has the usual ``relative_position_bias_table``; in the stages flagged by ``frag_biases``
+  a second table, ``fragment_position_bias_table`` (zeros at start), is mixed in per token pair:
+  every token gets a *fragment coordinate* (a ``(1, wh, ww)`` grid stretched by nearest interpolation
+  over the padded feature map, rolled with the window shift) and with ``g = |dd| + |dh| + |dw|`` of the
+  two tokens' fragment coordinates the bias is ``rpb * g + fpb * (1 - g)``.  ``g`` is an integer that is
+  *not* clipped to ``{0, 1}`` -- that is how the published model was trained, so we keep it.
+* The window adapts to the input: ``(Wd*T//32, Wh*H//224, Ww*W//224)`` then clamped to each stage's
+  feature size (a clamped axis gets no shift); the relative-position index is the base window's index
+  sliced to the smaller window.  The shift stays ``base_window // 2``.
+
+Implementation notes (speed, same function):
+
+* Attention runs through ``F.scaled_dot_product_attention`` with one additive float mask that holds the
+  relative/fragment bias and the ``-100`` shifted-window mask.
+* Everything that depends only on geometry (sliced index, fragment gate ``g``, shift mask) is cached per
+  ``(padded size, window, shift, device)``; the learnable tables are gathered on every call.
+* ``checkpoint=True`` recomputes each block in the backward pass (activation memory for compute).
+
+Parameter and buffer names equal the original's, so released checkpoints load unchanged.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import NamedTuple, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as torch_checkpoint
+from torch import Tensor, nn
+from torchvision.ops import StochasticDepth
+
+Triple = tuple[int, int, int]
+
+__all__ = [
+    "SwinConfig",
+    "SwinTransformer3D",
+    "register_backbone",
+    "backbone_names",
+    "backbone_config",
+    "build_backbone",
+    "adaptive_window_size",
+    "clamp_window",
+    "relative_position_index",
+    "sliced_relative_index",
+    "build_shift_mask",
+    "build_fragment_gate",
+    "window_geometry",
+    "clear_geometry_cache",
+]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Geometry helpers (pure functions of sizes; cached below)
+# ----------------------------------------------------------------------------------------------------------
+def adaptive_window_size(base_window: Sequence[int], input_size: Sequence[int], base_input_size: Sequence[int]) -> Triple:
+    """Window scaled with the input: ``base_window[i] * input_size[i] // base_input_size[i]``.
+
+    Axes that would become 0 (inputs far smaller than ``base_input_size``; the original divides by zero
+    there) are kept at 1.
+    """
+    return tuple(max(1, (w * x) // b) for w, x, b in zip(base_window, input_size, base_input_size))  # type: ignore[return-value]
+
+
+def clamp_window(feat_size: Sequence[int], window: Sequence[int], shift: Sequence[int]) -> tuple[Triple, Triple]:
+    """An axis whose feature size is <= the window uses the whole axis as window and is not shifted."""
+    w, s = list(window), list(shift)
+    for i, n in enumerate(feat_size):
+        if n <= w[i]:
+            w[i], s[i] = n, 0
+    return tuple(w), tuple(s)  # type: ignore[return-value]
+
+
+def relative_position_index(window: Sequence[int]) -> Tensor:
+    """Standard 3D Swin index ``[N, N]`` (``N = Wd*Wh*Ww``) into a ``(2Wd-1)(2Wh-1)(2Ww-1)`` table."""
+    wd, wh, ww = window
+    grid = torch.stack(torch.meshgrid(torch.arange(wd), torch.arange(wh), torch.arange(ww), indexing="ij"))
+    flat = grid.flatten(1)  # [3, N]
+    rel = (flat[:, :, None] - flat[:, None, :]).permute(1, 2, 0)  # [N, N, 3], p - q
+    rel = rel + torch.tensor([wd - 1, wh - 1, ww - 1])
+    strides = torch.tensor([(2 * wh - 1) * (2 * ww - 1), 2 * ww - 1, 1])
+    return (rel * strides).sum(-1)
+
+
+def sliced_relative_index(base_window: Triple, window: Triple) -> Tensor:
+    """Flat ``[N*N]`` index of a ``window <= base_window`` into the base window's bias table.
+
+    Taking the sub-window ``[:d, :h, :w]`` of both token axes of the base index keeps every relative
+    offset pointing at the same table row it has in the full window.
+    """
+    full = relative_position_index(base_window).view(*base_window, *base_window)
+    d, h, w = window
+    return full[:d, :h, :w, :d, :h, :w].reshape(-1).contiguous()
+
+
+def _partition(x: Tensor, window: Triple) -> Tensor:
+    """``[B, D, H, W, C]`` -> ``[B*nW, Wd*Wh*Ww, C]`` (windows in D, H, W raster order)."""
+    b, d, h, w, c = x.shape
+    wd, wh, ww = window
+    x = x.view(b, d // wd, wd, h // wh, wh, w // ww, ww, c)
+    return x.permute(0, 1, 3, 5, 2, 4, 6, 7).reshape(-1, wd * wh * ww, c)
+
+
+def _unpartition(windows: Tensor, window: Triple, b: int, d: int, h: int, w: int) -> Tensor:
+    """Inverse of :func:`_partition`: ``[B*nW, N, C]`` -> ``[B, D, H, W, C]``."""
+    wd, wh, ww = window
+    x = windows.view(b, d // wd, h // wh, w // ww, wd, wh, ww, -1)
+    return x.permute(0, 1, 4, 2, 5, 3, 6, 7).reshape(b, d, h, w, -1)
+
+
+def _region_labels(size: int, window: int, shift: int) -> Tensor:
+    """Per-position region id along one axis after a cyclic shift (labels [0, size-w), [size-w, size-s), [size-s, size)).
+
+    Written as successive slice assignments so that degenerate cases (shift 0, shift >= window) label
+    positions exactly as the usual Swin construction does.
+    """
+    lab = torch.zeros(size, dtype=torch.long)
+    for i, sl in enumerate((slice(-window), slice(-window, -shift), slice(-shift, None))):
+        lab[sl] = i
+    return lab
+
+
+def build_shift_mask(padded: Triple, window: Triple, shift: Triple, device: torch.device | str = "cpu") -> Optional[Tensor]:
+    """Shifted-window mask ``[nW, 1, N, N]``: 0 inside one region, -100 across regions; None if no shift."""
+    if not any(s > 0 for s in shift):
+        return None
+    ld, lh, lw = (_region_labels(n, w, s) for n, w, s in zip(padded, window, shift))
+    label = (ld[:, None, None] * 9 + lh[None, :, None] * 3 + lw[None, None, :]).float()
+    win = _partition(label[None, ..., None], window).squeeze(-1)  # [nW, N]
+    differ = win[:, None, :] != win[:, :, None]
+    mask = torch.zeros(differ.shape).masked_fill_(differ, -100.0)
+    return mask.unsqueeze(1).to(device)
+
+
+def build_fragment_gate(padded: Triple, window: Triple, shift: Triple, device: torch.device | str = "cpu") -> Tensor:
+    """GRPB gate ``g`` as float ``[nW, 1, N, N]``: L1 distance of the two tokens' fragment coordinates.
+
+    Fragment coordinates: a ``(1, wh, ww)`` integer grid, nearest-interpolated onto the padded feature
+    map ``(D, H, W)`` and rolled by ``-shift`` like the features.  The depth coordinate is always 0.
+    """
+    _, wh, ww = window
+    grid = torch.stack(torch.meshgrid(torch.arange(1.0), torch.arange(float(wh)), torch.arange(float(ww)), indexing="ij"))
+    coords = F.interpolate(grid[None], size=padded, mode="nearest").long()  # [1, 3, D, H, W]
+    coords = coords.permute(0, 2, 3, 4, 1)
+    coords = torch.roll(coords, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
+    win = _partition(coords, window)  # [nW, N, 3]
+    gate = (win[:, None, :, :] - win[:, :, None, :]).abs().sum(-1)
+    return gate.unsqueeze(1).float().to(device)
+
+
+class WindowGeometry(NamedTuple):
+    """Cached, non-learnable tensors of one (padded size, window, shift, device).
+
+    A NamedTuple (not a custom class) so that ``torch.compile`` sees plain tensors and ints.
+    """
+
+    window: Triple
+    shift: Triple
+    rel_index: Tensor  # [N*N] long, into the base table
+    gate: Tensor  # [nW, 1, N, N] float
+    shift_mask: Optional[Tensor]  # [nW, 1, N, N] float or None
+
+
+_GEOMETRY_CACHE: "OrderedDict[tuple, WindowGeometry]" = OrderedDict()
+_GEOMETRY_CACHE_SIZE = 64
+
+
+def window_geometry(padded: Triple, base_window: Triple, window: Triple, shift: Triple, device: torch.device) -> WindowGeometry:
+    """Cached :class:`WindowGeometry` (LRU over the last few dozen configurations)."""
+    key = (tuple(padded), tuple(base_window), tuple(window), tuple(shift), str(device))
+    geo = _GEOMETRY_CACHE.get(key)
+    if geo is None:
+        geo = WindowGeometry(
+            window=tuple(window),
+            shift=tuple(shift),
+            rel_index=sliced_relative_index(tuple(base_window), tuple(window)).to(device),
+            gate=build_fragment_gate(padded, window, shift, device),
+            shift_mask=build_shift_mask(padded, window, shift, device),
+        )
+        _GEOMETRY_CACHE[key] = geo
+        if len(_GEOMETRY_CACHE) > _GEOMETRY_CACHE_SIZE:
+            _GEOMETRY_CACHE.popitem(last=False)
+    else:
+        _GEOMETRY_CACHE.move_to_end(key)
+    return geo
+
+
+def clear_geometry_cache() -> None:
+    _GEOMETRY_CACHE.clear()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Modules
+# ----------------------------------------------------------------------------------------------------------
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class WindowAttention3D(nn.Module):
+    """Multi-head self-attention inside 3D windows with (gated) relative position bias.
+
+    The tables are sized for ``base_window``; smaller windows use the sliced index from the geometry.
+    """
+
+    def __init__(self, dim: int, base_window: Triple, num_heads: int, qkv_bias: bool = True, frag_bias: bool = False):
+        super().__init__()
+        self.num_heads = num_heads
+        self.base_window = tuple(base_window)
+        rows = (2 * base_window[0] - 1) * (2 * base_window[1] - 1) * (2 * base_window[2] - 1)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(rows, num_heads))
+        if frag_bias:
+            self.fragment_position_bias_table = nn.Parameter(torch.zeros(rows, num_heads))
+        else:
+            self.register_parameter("fragment_position_bias_table", None)
+        # Kept for checkpoint compatibility (released weights contain it); the loader checks that it equals
+        # the canonical index, which is what forward uses (via the cached geometry).
+        self.register_buffer("relative_position_index", relative_position_index(base_window))
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def _gather(self, table: Tensor, index: Tensor, n: int) -> Tensor:
+        # [L, nH] -> [nH, N, N]; gathering along the rows of the transposed table avoids a permute copy.
+        return table.t().index_select(1, index).view(self.num_heads, n, n)
+
+    def attention_bias(self, geo: WindowGeometry, n: int) -> Tensor:
+        """Additive float mask ``[nW or 1, nH, N, N]``: relative/fragment bias (+ shift mask)."""
+        rel = self._gather(self.relative_position_bias_table, geo.rel_index, n)
+        if self.fragment_position_bias_table is not None:
+            frag = self._gather(self.fragment_position_bias_table, geo.rel_index, n)
+            # rel * g + frag * (1 - g)  ==  frag + g * (rel - frag)
+            base = frag if geo.shift_mask is None else frag + geo.shift_mask
+            return torch.addcmul(base, geo.gate, rel - frag)
+        bias = rel.unsqueeze(0)
+        return bias if geo.shift_mask is None else bias + geo.shift_mask
+
+    def forward(self, x: Tensor, geo: WindowGeometry) -> Tensor:
+        """x: ``[B*nW, N, C]`` windows of ``B`` samples -> ``[B*nW, N, C]``."""
+        bn, n, c = x.shape
+        qkv = self.qkv(x).view(bn, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # [B*nW, nH, N, hd]
+        mask = self.attention_bias(geo, n).to(q.dtype)
+        if mask.shape[0] not in (1, bn):  # per-window mask, several samples: repeat over the batch
+            mask = mask.unsqueeze(0).expand(bn // mask.shape[0], *mask.shape).reshape(bn, *mask.shape[1:])
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(out.transpose(1, 2).reshape(bn, n, c))
+
+
+class SwinBlock3D(nn.Module):
+    """Pre-norm (shifted-)window attention + MLP, each with a residual and stochastic depth."""
+
+    def __init__(self, dim: int, num_heads: int, base_window: Triple, shifted: bool, mlp_ratio: float,
+                 qkv_bias: bool, drop_path: float, frag_bias: bool):
+        super().__init__()
+        self.shifted = shifted
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention3D(dim, base_window, num_heads, qkv_bias=qkv_bias, frag_bias=frag_bias)
+        self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def _attend(self, x: Tensor, geo: WindowGeometry) -> Tensor:
+        b, d, h, w, _ = x.shape
+        window, shift = geo.window, geo.shift
+        x = self.norm1(x)
+        # pad after the norm (padded tokens are zeros) up to a multiple of the window
+        pd, ph, pw = ((-n) % s for n, s in zip((d, h, w), window))
+        if pd or ph or pw:
+            x = F.pad(x, (0, 0, 0, pw, 0, ph, 0, pd))
+        dp, hp, wp = d + pd, h + ph, w + pw
+        if any(shift):
+            x = torch.roll(x, shifts=(-shift[0], -shift[1], -shift[2]), dims=(1, 2, 3))
+        x = self.attn(_partition(x, window), geo)
+        x = _unpartition(x, window, b, dp, hp, wp)
+        if any(shift):
+            x = torch.roll(x, shifts=shift, dims=(1, 2, 3))
+        if pd or ph or pw:
+            x = x[:, :d, :h, :w]
+        return x
+
+    def _forward(self, x: Tensor, geo: WindowGeometry) -> Tensor:
+        x = x + self.drop_path(self._attend(x, geo))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def forward(self, x: Tensor, geo: WindowGeometry, checkpoint: bool = False) -> Tensor:
+        """x: ``[B, D, H, W, C]`` (channels last)."""
+        if checkpoint and torch.is_grad_enabled() and x.requires_grad:
+            return torch_checkpoint.checkpoint(self._forward, x, geo, use_reentrant=False)
+        return self._forward(x, geo)
+
+
+class PatchMerging(nn.Module):
+    """2x2 spatial merge: ``[B, D, H, W, C]`` -> ``[B, D, ceil(H/2), ceil(W/2), 2C]``."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(4 * dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[2], x.shape[3]
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        # order of the four sub-grids matters for checkpoint compatibility: (0,0), (1,0), (0,1), (1,1)
+        x = torch.cat([x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], -1)
+        return self.reduction(self.norm(x))
+
+
+class SwinStage(nn.Module):
+    def __init__(self, dim: int, depth: int, num_heads: int, base_window: Triple, mlp_ratio: float, qkv_bias: bool,
+                 drop_paths: Sequence[float], frag_bias: bool, downsample: bool):
+        super().__init__()
+        self.base_window = tuple(base_window)
+        self.base_shift = tuple(s // 2 for s in base_window)
+        self.blocks = nn.ModuleList(
+            SwinBlock3D(dim, num_heads, base_window, shifted=(i % 2 == 1), mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                        drop_path=drop_paths[i], frag_bias=frag_bias)
+            for i in range(depth)
+        )
+        self.downsample = PatchMerging(dim) if downsample else None
+
+    def geometries(self, feat_size: Triple, window: Triple, device: torch.device) -> tuple[WindowGeometry, WindowGeometry]:
+        """(regular, shifted) geometry for features of ``feat_size`` with the requested ``window``."""
+        window, shift = clamp_window(feat_size, window, self.base_shift)
+        padded = tuple(math.ceil(n / w) * w for n, w in zip(feat_size, window))
+        plain = window_geometry(padded, self.base_window, window, (0, 0, 0), device)
+        return plain, window_geometry(padded, self.base_window, window, shift, device)
+
+    def forward(self, x: Tensor, geometries: tuple[WindowGeometry, WindowGeometry], checkpoint: bool = False) -> Tensor:
+        """x: ``[B, D, H, W, C]`` -> ``[B, D, H', W', C']`` (merged unless last stage)."""
+        plain, shifted = geometries
+        for blk in self.blocks:
+            x = blk(x, shifted if blk.shifted else plain, checkpoint=checkpoint)
+        return x if self.downsample is None else self.downsample(x)
+
+
+class PatchEmbed3D(nn.Module):
+    """Conv3d patchify (input zero-padded to a multiple of the patch) + LayerNorm -> channels last."""
+
+    def __init__(self, patch_size: Triple, in_chans: int, embed_dim: int, norm: bool = True):
+        super().__init__()
+        self.patch_size = tuple(patch_size)
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim) if norm else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: ``[B, C, T, H, W]`` -> ``[B, T', H', W', E]``."""
+        pt, ph, pw = ((-n) % p for n, p in zip(x.shape[2:], self.patch_size))
+        if pt or ph or pw:
+            x = F.pad(x, (0, pw, 0, ph, 0, pt))
+        x = self.proj(x).permute(0, 2, 3, 4, 1)
+        return x if self.norm is None else self.norm(x)
+
+
+@dataclass(frozen=True)
+class SwinConfig:
+    """Hyper-parameters of a :class:`SwinTransformer3D`."""
+
+    patch_size: Triple = (2, 4, 4)
+    in_chans: int = 3
+    embed_dim: int = 96
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: tuple[int, ...] = (3, 6, 12, 24)
+    window_size: Triple = (8, 7, 7)
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    drop_path_rate: float = 0.1
+    patch_norm: bool = True
+    frag_biases: tuple[bool, ...] = (True, True, True, False)
+    base_x_size: Triple = (32, 224, 224)
+
+
+class SwinTransformer3D(nn.Module):
+    """Video Swin backbone with GRPB.  ``forward([B, C, T, H, W]) -> [B, C_out, T', H', W']``.
+
+    Args:
+        config: architecture (see :class:`SwinConfig`).
+        checkpoint: recompute every block in the backward pass (saves activation memory; same values).
+    """
+
+    def __init__(self, config: SwinConfig = SwinConfig(), checkpoint: bool = False):
+        super().__init__()
+        self.config = config
+        self.checkpoint = checkpoint
+        self.window_size = tuple(config.window_size)
+        self.base_x_size = tuple(config.base_x_size)
+        self.patch_embed = PatchEmbed3D(config.patch_size, config.in_chans, config.embed_dim, config.patch_norm)
+        n_blocks = sum(config.depths)
+        rates = torch.linspace(0, config.drop_path_rate, n_blocks).tolist()  # stochastic depth grows with depth
+        self.layers = nn.ModuleList()
+        start = 0
+        for i, depth in enumerate(config.depths):
+            self.layers.append(SwinStage(
+                dim=config.embed_dim * 2 ** i, depth=depth, num_heads=config.num_heads[i],
+                base_window=self.window_size, mlp_ratio=config.mlp_ratio, qkv_bias=config.qkv_bias,
+                drop_paths=rates[start:start + depth], frag_bias=bool(config.frag_biases[i]),
+                downsample=i < len(config.depths) - 1,
+            ))
+            start += depth
+        self.num_features = config.embed_dim * 2 ** (len(config.depths) - 1)
+        self.norm = nn.LayerNorm(self.num_features)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def window_for(self, input_size: Sequence[int], adaptive: bool = True) -> Triple:
+        """Window (before per-stage clamping) used for an input of ``(T, H, W)``."""
+        if not adaptive:
+            return self.window_size
+        return adaptive_window_size(self.window_size, input_size, self.base_x_size)
+
+    @torch.compiler.disable
+    def stage_geometries(self, input_size: Sequence[int], adaptive: bool, device: torch.device) -> list:
+        """Cached (regular, shifted) window geometry of every stage for an input of ``(T, H, W)``.
+
+        Runs outside ``torch.compile`` graphs: its cache look-ups are plain Python, the compiled graph only
+        receives the resulting tensors.
+        """
+        window = self.window_for(input_size, adaptive)
+        size = [math.ceil(n / p) for n, p in zip(input_size, self.config.patch_size)]
+        out = []
+        for stage in self.layers:
+            out.append(stage.geometries(tuple(size), window, device))
+            size = [size[0], math.ceil(size[1] / 2), math.ceil(size[2] / 2)]  # patch merging (with padding)
+        return out
+
+    def forward(self, x: Tensor, multi: bool = False, layer: int = -1, adaptive_window_size: bool = True) -> Tensor:
+        """x: ``[B, C, T, H, W]`` (normalised) -> features ``[B, C_out, T/2, H/32, W/32]``.
+
+        ``multi``: concatenate the (trilinearly resized) inputs of every stage instead;
+        ``layer >= 0``: return that intermediate (0 = patch embedding, i = output of stage i), un-normed.
+        """
+        geometries = self.stage_geometries(tuple(x.shape[2:]), adaptive_window_size, x.device)
+        x = self.patch_embed(x)
+        feats = [x]
+        for stage, geo in zip(self.layers, geometries):
+            x = stage(x, geo, checkpoint=self.checkpoint)
+            feats.append(x)
+        if multi:
+            size = x.shape[1:4]
+            return torch.cat([F.interpolate(f.permute(0, 4, 1, 2, 3), size=size, mode="trilinear") for f in feats[:-1]], 1)
+        if layer > -1:
+            return feats[layer].permute(0, 4, 1, 2, 3)
+        return self.norm(x).permute(0, 4, 1, 2, 3)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Registry
+# ----------------------------------------------------------------------------------------------------------
+_BACKBONES: dict[str, SwinConfig] = {}
+
+
+def register_backbone(name: str, config: SwinConfig) -> None:
+    """Make ``config`` buildable by ``name`` (e.g. from the YAML ``backbone_size``)."""
+    _BACKBONES[name] = config
+
+
+def backbone_names() -> list[str]:
+    return sorted(_BACKBONES)
+
+
+def backbone_config(name: str) -> SwinConfig:
+    if name not in _BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; registered backbones: {', '.join(backbone_names())}")
+    return _BACKBONES[name]
+
+
+def build_backbone(name: str, checkpoint: bool = False, **overrides) -> SwinTransformer3D:
+    """Build a registered backbone; ``overrides`` replace :class:`SwinConfig` fields."""
+    config = backbone_config(name)
+    if overrides:
+        config = replace(config, **overrides)
+    return SwinTransformer3D(config, checkpoint=checkpoint)
+
+
+# FAST-VQA / SAMA's backbone.
+register_backbone("swin_tiny_grpb", SwinConfig())
+# FAST-VQA-M: small windows and no fragment tables.
+register_backbone("swin_tiny_grpb_m", SwinConfig(window_size=(4, 4, 4), frag_biases=(False, False, False, False)))
+# Tiny model with the same code path, for unit tests and smoke runs (768 -> 24*8 = 192 output channels).
+register_backbone("swin_nano_grpb", SwinConfig(embed_dim=24, depths=(1, 2, 1, 2), num_heads=(1, 2, 2, 4)))

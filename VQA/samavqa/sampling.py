@@ -1,0 +1,248 @@
+"""Spatial sampling of videos: ``get_single_sample(video, sample_type, is_train, **opts)``.
+
+Every sample type of SAMA / FAST-VQA is here (:data:`SAMPLE_TYPES`). The grid-based ones (``fragments`` and the
+SAMA family) run on the shared pipeline in :mod:`samacore.sampling`; the SAMA variants are entries of
+``samacore.sampling.SAMA_VARIANTS`` (a scale schedule plus an optional mask), not separate functions.
+
+Inputs are ``[C, T, H, W]`` tensors on the 0-255 scale (uint8 or float, any device); outputs are float32
+``[C, T, Sh, Sw]`` on the 0-255 scale. Random choices use torch's global generator (``torch.manual_seed``
+reproduces them); test mode is deterministic.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import torch
+import torch.nn.functional as F
+
+from samacore.options import check_keys, suggest
+from samacore.sampling import (
+    SAMA_VARIANTS, FragmentGrid, sama_sample, sample_fragments, upsampled_size,
+)
+
+__all__ = ["SAMPLE_TYPES", "SAMA_TYPES", "ALIASES", "get_single_sample", "get_spatial_samples", "canonical_sample_type"]
+
+SAMA_TYPES = ("sama", "sama-c", "sama-mix", "sama-spm", "sama-swm")
+SAMPLE_TYPES = ("fragments",) + SAMA_TYPES + ("resize", "arp_resize", "crop", "arp_fragments", "original")
+# names used by the original demo scripts
+ALIASES = {"sama+spm": "sama-spm", "sama+swm": "sama-swm"}
+# FAST-VQA also accepts suffixed names for these (e.g. "fragments_up", "resize_up")
+_PREFIX_TYPES = ("arp_fragments", "arp_resize", "fragments", "resize", "crop")
+
+# option keys -------------------------------------------------------------------------------------------------
+_GRID_KEYS = ("fragments_h", "fragments_w", "fsize_h", "fsize_w")
+# accepted for compatibility with the reference signature; they do not change the result
+_IGNORED_KEYS = ("nfrags", "random", "random_upsample", "fallback_type")
+# temporal options that live in the same YAML block and are passed along with it
+_TEMPORAL_KEYS = ("clip_len", "frame_interval", "num_clips", "t_frag")
+_COMMON_KEYS = ("aligned",) + _IGNORED_KEYS + _TEMPORAL_KEYS
+_ALLOWED = {
+    "fragments": _GRID_KEYS + _COMMON_KEYS,
+    "sama": _GRID_KEYS + _COMMON_KEYS,
+    "resize": ("size_h", "size_w", "random_crop", "arp") + _COMMON_KEYS,
+    "arp_resize": ("short_edge", "train") + _COMMON_KEYS,
+    # crop / arp_fragments choose their own grid; grid keys are accepted and overridden, as in FAST-VQA
+    "crop": ("size_h", "size_w") + _GRID_KEYS + _COMMON_KEYS,
+    "arp_fragments": ("short_fragments", "fsize", "train") + _GRID_KEYS + _COMMON_KEYS,
+}
+_ALLOWED.update({name: _ALLOWED["sama"] for name in SAMA_TYPES})
+_ALLOWED["original"] = tuple(sorted({k for keys in _ALLOWED.values() for k in keys}))
+
+_GRID_DEFAULTS = dict(fragments_h=7, fragments_w=7, fsize_h=32, fsize_w=32)
+
+
+def canonical_sample_type(sample_type: str) -> str:
+    """Map a sample-type name (including aliases and FAST-VQA's suffixed names) to one of :data:`SAMPLE_TYPES`."""
+    if not isinstance(sample_type, str):
+        raise ValueError(f"sample type must be a string, got {type(sample_type).__name__}: {sample_type!r}")
+    name = ALIASES.get(sample_type, sample_type)
+    if name in SAMPLE_TYPES:
+        return name
+    for prefix in _PREFIX_TYPES:
+        if name.startswith(prefix + "_"):
+            return prefix
+    raise ValueError(
+        f"unknown sample type {sample_type!r}{suggest(sample_type, SAMPLE_TYPES)}; valid types: "
+        f"{', '.join(SAMPLE_TYPES)} (aliases: {', '.join(ALIASES)})"
+    )
+
+
+def _check_video(video: Any) -> torch.Tensor:
+    if not isinstance(video, torch.Tensor) or video.dim() != 4:
+        what = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
+        raise ValueError(f"video must be a [C, T, H, W] tensor, got {what}")
+    if video.is_complex() or video.dtype == torch.bool:
+        raise ValueError(f"video must hold real values on the 0-255 scale, got dtype {video.dtype}")
+    return video
+
+
+def _positive_int(opts: Mapping[str, Any], key: str, default: int, where: str) -> int:
+    value = opts.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{where}.{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _grid(opts: Mapping[str, Any], where: str) -> FragmentGrid:
+    return FragmentGrid(*(_positive_int(opts, k, _GRID_DEFAULTS[k], where) for k in _GRID_KEYS))
+
+
+def _aligned(video: torch.Tensor, opts: Mapping[str, Any], where: str) -> int:
+    aligned = _positive_int(opts, "aligned", 32, where)
+    t = video.shape[1]
+    if t == 1:  # a single image: every frame is its own clip
+        return 1
+    if t % aligned:
+        raise ValueError(f"{where}: the video has {t} frames, which is not a multiple of aligned={aligned}")
+    return aligned
+
+
+# ---------------------------------------------------------------------------------------- grid-based samplers
+def _upsample_like_reference(video: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """FAST-VQA's enlargement of small videos: bilinear on the 0-1 scale, cast back to the input dtype
+    (uint8 input is truncated, not rounded)."""
+    up = F.interpolate(video / 255.0, size=size, mode="bilinear", align_corners=False)
+    return (up * 255.0).to(video.dtype)
+
+
+def _fragments(video: torch.Tensor, is_train: bool, grid: FragmentGrid, aligned: int) -> torch.Tensor:
+    """FAST-VQA grid mini-patches with absolute offsets, one draw per cell and per ``aligned``-frame clip."""
+    _, t, h, w = video.shape
+    base = upsampled_size(h, w, grid)
+    if base != (h, w):
+        video = _upsample_like_reference(video, base)
+        h, w = base
+    clips = t // aligned
+    len_h, len_w = h // grid.cells_h, w // grid.cells_w
+    shape = (grid.cells_h, grid.cells_w, clips)
+    if is_train:
+        off_h = torch.randint(max(1, len_h - grid.fsize_h), shape)
+        off_w = torch.randint(max(1, len_w - grid.fsize_w), shape)
+    else:
+        off_h = torch.full(shape, (len_h - grid.fsize_h) // 2)
+        off_w = torch.full(shape, (len_w - grid.fsize_w) // 2)
+    dev = video.device
+    clip_of_frame = torch.arange(t, device=dev) // aligned
+    sizes_h = torch.full((t,), h, dtype=torch.int64, device=dev)
+    sizes_w = torch.full((t,), w, dtype=torch.int64, device=dev)
+    per_frame = lambda off: off.to(dev, torch.int64).permute(2, 0, 1)[clip_of_frame]
+    return sample_fragments(video, grid, sizes_h, sizes_w, per_frame(off_h), per_frame(off_w))
+
+
+def _sama(video: torch.Tensor, sample_type: str, is_train: bool, grid: FragmentGrid, aligned: int) -> torch.Tensor:
+    """SAMA family: relative offsets ``r`` per cell and clip (train: uniform [0, 1), test: 0.5)."""
+    shape = (grid.cells_h, grid.cells_w, video.shape[1] // aligned)
+    if is_train:
+        rel_h, rel_w = torch.rand(shape), torch.rand(shape)
+    else:
+        rel_h, rel_w = torch.full(shape, 0.5), torch.full(shape, 0.5)
+    return sama_sample(video, grid, SAMA_VARIANTS[sample_type], rel_h, rel_w, aligned)
+
+
+def _random_square(video: torch.Tensor) -> torch.Tensor:
+    """Random square crop along the longer side (FAST-VQA's ``train`` option of the arp types)."""
+    h, w = video.shape[-2:]
+    short = min(h, w)
+    if h > short:
+        s = int(torch.randint(h - short, ()))
+        return video[..., s:s + short, :]
+    if w > short:
+        s = int(torch.randint(w - short, ()))
+        return video[..., :, s:s + short]
+    return video
+
+
+# ----------------------------------------------------------------------------------------- resize samplers
+def _resize(video: torch.Tensor, size_h: int = 224, size_w: int = 224, random_crop: bool = False,
+            arp: bool = False, **_) -> torch.Tensor:
+    """torchvision Resize of every frame (``RandomResizedCrop(scale=(0.4, 1))`` with ``random_crop``); with
+    ``arp`` the longer side is enlarged to keep the aspect ratio. Bilinear with antialiasing (torchvision's
+    tensor default since 0.17, which the reference code gets under the same torchvision)."""
+    import torchvision.transforms as T
+
+    frames = video.permute(1, 0, 2, 3)  # [T, C, H, W]
+    if random_crop:
+        tf = T.RandomResizedCrop((size_h, size_w), scale=(0.40, 1.0), antialias=True)
+    else:
+        aspect = frames.shape[-2] / frames.shape[-1] if arp else 1
+        if aspect > 1:
+            size_h = int(aspect * size_w)
+        elif aspect < 1:
+            size_w = int(size_h / aspect)
+        tf = T.Resize((size_h, size_w), antialias=True)
+    return tf(frames).permute(1, 0, 2, 3).to(torch.float32)
+
+
+def _arp_resize(video: torch.Tensor, short_edge: int = 224, train: bool = False, **_) -> torch.Tensor:
+    """Scale so that the short side becomes ``short_edge`` (bilinear on 0-1, cast back to the input dtype).
+
+    Fixes two crashes of the reference: it passes ``scale_factors=`` to ``F.interpolate`` (a TypeError), and its
+    ``train`` crop of landscape videos uses an undefined offset; here the crop offset is drawn along the long side.
+    """
+    if train:
+        video = _random_square(video)
+    factor = short_edge / min(video.shape[-2:])
+    out = F.interpolate(video / 255.0, scale_factor=factor, mode="bilinear")
+    return (out * 255.0).to(video.dtype).to(torch.float32)
+
+
+def _crop(video: torch.Tensor, size_h: int = 224, size_w: int = 224, aligned: int = 32) -> torch.Tensor:
+    """Centre ``size_h x size_w`` crop (a 1x1 fragment grid; FAST-VQA never randomises it)."""
+    return _fragments(video, False, FragmentGrid(1, 1, size_h, size_w), aligned)
+
+
+def _arp_fragments(video: torch.Tensor, short_fragments: int = 7, fsize: int = 32, train: bool = False,
+                   aligned: int = 32) -> torch.Tensor:
+    """Fragments keeping the aspect ratio: ``short_fragments`` cells along the short side, proportionally more
+    (truncated) along the long side; centred offsets, as in FAST-VQA (which does not pass ``is_train`` on)."""
+    if train:
+        video = _random_square(video)
+    h, w = video.shape[-2:]
+    if h > w:
+        cells = (int(short_fragments * h / w), short_fragments)
+    else:
+        cells = (short_fragments, int(short_fragments * w / h))
+    return _fragments(video, False, FragmentGrid(cells[0], cells[1], fsize, fsize), aligned)
+
+
+# ------------------------------------------------------------------------------------------------ entry points
+def get_single_sample(video: torch.Tensor, sample_type: str = "resize", is_train: bool = False, **opts) -> torch.Tensor:
+    """Spatially sample a video ``[C, T, H, W]`` (0-255) into float32 ``[C, T, Sh, Sw]`` (0-255).
+
+    sample_type: one of :data:`SAMPLE_TYPES` (or an alias in :data:`ALIASES`). opts: the YAML ``sample_types``
+    block of that type, e.g. ``fragments_h/fragments_w/fsize_h/fsize_w/aligned`` for grid types (defaults 7, 7,
+    32, 32, 32), ``size_h/size_w/random_crop/arp`` for ``resize``. Temporal keys of the same block
+    (``clip_len``, ``frame_interval``, ``num_clips``, ``t_frag``) are accepted and ignored; unknown keys raise.
+    Grid types need ``T`` to be a multiple of ``aligned`` (a single frame is always allowed).
+    """
+    stype = canonical_sample_type(sample_type)
+    where = f"sample_types[{sample_type!r}]"
+    check_keys(opts, _ALLOWED[stype], where)
+    video = _check_video(video)
+    if stype == "original":
+        return video.to(torch.float32)
+    if stype == "resize":
+        return _resize(video, **opts)
+    if stype == "arp_resize":
+        return _arp_resize(video, **opts)
+    aligned = _aligned(video, opts, where)
+    if stype == "crop":
+        return _crop(video, _positive_int(opts, "size_h", 224, where), _positive_int(opts, "size_w", 224, where), aligned)
+    if stype == "arp_fragments":
+        return _arp_fragments(video, _positive_int(opts, "short_fragments", 7, where),
+                              _positive_int(opts, "fsize", 32, where), bool(opts.get("train", False)), aligned)
+    grid = _grid(opts, where)
+    if stype == "fragments":
+        return _fragments(video, bool(is_train), grid, aligned)
+    return _sama(video, stype, bool(is_train), grid, aligned)
+
+
+def get_spatial_samples(video: torch.Tensor, sample_types: Mapping[str, Mapping[str, Any]], is_train: bool = False,
+                        stype: Optional[str] = None) -> dict[str, torch.Tensor]:
+    """Sample one video for each entry of ``sample_types`` (name -> options).
+
+    With ``stype`` every entry uses that sample type (SAMA's datasets: the branch name is a key, the sampling is
+    the global ``stype``); otherwise each entry's name is its sample type.
+    """
+    return {name: get_single_sample(video, stype or name, is_train, **dict(opts or {}))
+            for name, opts in sample_types.items()}

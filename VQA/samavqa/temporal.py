@@ -1,0 +1,106 @@
+"""Temporal frame samplers: which frame indices of a video are decoded.
+
+Both samplers are callables ``sampler(num_frames, train=False) -> np.ndarray[int32]``. Random choices use
+NumPy's global generator (as FAST-VQA / SAMA do), so ``np.random.seed`` (or ``samacore.utils.seed_everything``)
+makes training draws reproducible.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["FragmentSampleFrames", "SampleFrames"]
+
+
+def _positive_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class FragmentSampleFrames:
+    """Temporal fragments: split the video into ``fragments_t`` equal segments and take a run of ``fsize_t`` frames
+    (every ``frame_interval``-th) from each.
+
+    For ``N`` frames the segment length is ``L = N // fragments_t`` and segment ``i`` starts at ``L * i``. Inside a
+    segment the run starts at a random offset in ``[0, max(1, L - fsize_t * frame_interval))`` (train) or at
+    ``max(0, L - fsize_t * frame_interval) // 2`` (test). Indices past the last frame are clamped to ``N - 1``.
+    ``num_clips`` repeats the whole draw (concatenated). Output length: ``num_clips * fragments_t * fsize_t``.
+
+    The datasets build it as ``FragmentSampleFrames(clip_len, num_clips, frame_interval)``: the option file's
+    ``num_clips`` is the number of temporal segments here.
+    """
+
+    def __init__(self, fsize_t: int, fragments_t: int, frame_interval: int = 1, num_clips: int = 1):
+        self.fsize_t = _positive_int(fsize_t, "fsize_t (clip_len)")
+        self.fragments_t = _positive_int(fragments_t, "fragments_t (num_clips)")
+        self.frame_interval = _positive_int(frame_interval, "frame_interval")
+        self.num_clips = _positive_int(num_clips, "num_clips")
+        self.size_t = self.fragments_t * self.fsize_t
+
+    def get_frame_indices(self, num_frames: int, train: bool = False) -> np.ndarray:
+        """One draw: ``[fragments_t * fsize_t]`` indices (not yet clamped)."""
+        seg_len = num_frames // self.fragments_t
+        seg_starts = seg_len * np.arange(self.fragments_t, dtype=np.int64)
+        span = self.fsize_t * self.frame_interval
+        if train:
+            shift = np.random.randint(0, max(1, seg_len - span), size=self.fragments_t)
+        else:
+            shift = np.full(self.fragments_t, max(0, seg_len - span) // 2, dtype=np.int64)
+        steps = np.arange(self.fsize_t) * self.frame_interval
+        return (seg_starts[:, None] + shift[:, None] + steps[None, :]).reshape(-1)
+
+    def __call__(self, total_frames: int, train: bool = False, start_index: int = 0) -> np.ndarray:
+        total_frames = _positive_int(total_frames, "total_frames")
+        draws = [self.get_frame_indices(total_frames, train=train) for _ in range(self.num_clips)]
+        inds = np.concatenate(draws) + start_index
+        inds = np.minimum(inds, total_frames - 1)  # short videos: repeat the last frame
+        return inds.astype(np.int32)
+
+    def __repr__(self) -> str:
+        return (f"FragmentSampleFrames(fsize_t={self.fsize_t}, fragments_t={self.fragments_t}, "
+                f"frame_interval={self.frame_interval}, num_clips={self.num_clips})")
+
+
+class SampleFrames:
+    """mmaction-style clip sampler: ``num_clips`` clips of ``clip_len`` frames, every ``frame_interval``-th frame.
+
+    Test mode spaces the clips evenly (average interval ``(N - clip_len * frame_interval + 1) / num_clips``) and
+    shifts each by half that interval; train mode draws a random offset per clip. Indices wrap modulo ``N``.
+    Output length: ``num_clips * clip_len``.
+    """
+
+    def __init__(self, clip_len: int, frame_interval: int = 1, num_clips: int = 1):
+        self.clip_len = _positive_int(clip_len, "clip_len")
+        self.frame_interval = _positive_int(frame_interval, "frame_interval")
+        self.num_clips = _positive_int(num_clips, "num_clips")
+
+    def _train_offsets(self, num_frames: int) -> np.ndarray:
+        span = self.clip_len * self.frame_interval
+        avg_interval = (num_frames - span + 1) // self.num_clips
+        if avg_interval > 0:
+            base = np.arange(self.num_clips) * avg_interval
+            return base + np.random.randint(avg_interval, size=self.num_clips)
+        if num_frames > max(self.num_clips, span):
+            return np.sort(np.random.randint(num_frames - span + 1, size=self.num_clips))
+        if avg_interval == 0:
+            step = (num_frames - span + 1.0) / self.num_clips
+            return np.around(np.arange(self.num_clips) * step)
+        return np.zeros(self.num_clips, dtype=np.int64)
+
+    def _test_offsets(self, num_frames: int) -> np.ndarray:
+        span = self.clip_len * self.frame_interval
+        avg_interval = (num_frames - span + 1) / float(self.num_clips)
+        if num_frames > span - 1:
+            base = np.arange(self.num_clips) * avg_interval
+            return (base + avg_interval / 2.0).astype(np.int32)
+        return np.zeros(self.num_clips, dtype=np.int32)
+
+    def __call__(self, total_frames: int, train: bool = False, start_index: int = 0) -> np.ndarray:
+        total_frames = _positive_int(total_frames, "total_frames")
+        offsets = self._train_offsets(total_frames) if train else self._test_offsets(total_frames)
+        inds = offsets[:, None] + np.arange(self.clip_len)[None, :] * self.frame_interval
+        inds = np.mod(inds.reshape(-1), total_frames) + start_index
+        return inds.astype(np.int32)
+
+    def __repr__(self) -> str:
+        return f"SampleFrames(clip_len={self.clip_len}, frame_interval={self.frame_interval}, num_clips={self.num_clips})"

@@ -1,0 +1,21 @@
+"""Draw what a SAMA sampler feeds the model: `python VQA/visualize_sampling.py -v VIDEO --stype sama --out F.png`.
+
+Shows one clip's sampled frames (de-normalised), each frame pair's scale factor, the mask (spm / swm) and the
+fragment grid on the source frame; `--quality-map --ckpt CKPT` overlays the model's per-position scores.
+See samavqa.visualize.
+"""
+import os
+import sys
+
+try:
+    import samavqa  # noqa: F401  (installed with `pip install -e .`)
+except ImportError:  # run from a checkout without installing: make the repo's packages importable
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:0] = [os.path.dirname(_here), _here]
+
+import torch  # noqa: E402,F401  (torch before decord: the other order can hang)
+
+from samavqa.visualize import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

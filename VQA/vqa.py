@@ -1,0 +1,20 @@
+"""Score videos with a trained SAMA model: `python VQA/vqa.py -v VIDEO [-v VIDEO ...] | --dir DIR`.
+
+One video prints its score; several write `name,score,calibrated,error` CSV rows (--output FILE, default stdout).
+See samavqa.score for the checkpoint / options lookup and the calibration rule.
+"""
+import os
+import sys
+
+try:
+    import samavqa  # noqa: F401  (installed with `pip install -e .`)
+except ImportError:  # run from a checkout without installing: make the repo's packages importable
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:0] = [os.path.dirname(_here), _here]
+
+import torch  # noqa: E402,F401  (torch before decord: the other order can hang)
+
+from samavqa.score import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,320 @@
+"""VQA model: Video Swin with gated relative position biases, head and DiViDe-Add evaluator.
+
+Most tests use the tiny registered config ``swin_nano_grpb`` (same code path as ``swin_tiny_grpb``).
+"""
+import hashlib
+
+import pytest
+import torch
+
+from samavqa.models import DiViDeAddEvaluator, VQAHead, backbone_names, build_backbone
+from samavqa.models import swin3d
+from samavqa.models.swin3d import (
+    adaptive_window_size,
+    build_fragment_gate,
+    build_shift_mask,
+    clamp_window,
+    relative_position_index,
+    sliced_relative_index,
+    window_geometry,
+)
+
+NANO = "swin_nano_grpb"
+NANO_OUT = 192
+
+
+def seeded_weights_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Deterministic, non-trivial weights (all bias tables non-zero), by sorted state-dict name."""
+    g = torch.Generator().manual_seed(seed)
+    sd = model.state_dict()
+    with torch.no_grad():
+        for k in sorted(sd):
+            v = sd[k]
+            if not v.is_floating_point():
+                continue
+            z = torch.randn(v.shape, generator=g)
+            if k.endswith("bias_table"):
+                v.copy_(0.5 * z)
+            elif k.endswith("weight") and "norm" in k.split(".")[-2]:
+                v.copy_(1.0 + 0.1 * z)
+            elif v.dim() >= 2:
+                v.copy_(z / v[0].numel() ** 0.5)
+            else:
+                v.copy_(0.05 * z)
+    return model
+
+
+def nano(seed=0, **kw):
+    return seeded_weights_(build_backbone(NANO, **kw), seed).eval()
+
+
+# ------------------------------------------------------------------------------------------ geometry
+def test_relative_position_index_encodes_offsets():
+    win = (3, 4, 5)
+    idx = relative_position_index(win)
+    n = 3 * 4 * 5
+    assert idx.shape == (n, n)
+    centre = (win[0] - 1) * (2 * win[1] - 1) * (2 * win[2] - 1) + (win[1] - 1) * (2 * win[2] - 1) + win[2] - 1
+    assert torch.all(idx.diagonal() == centre)
+    assert torch.equal(idx + idx.t(), torch.full_like(idx, 2 * centre))  # offset(p,q) = -offset(q,p)
+    assert int(idx.max()) == (2 * 3 - 1) * (2 * 4 - 1) * (2 * 5 - 1) - 1 and int(idx.min()) == 0
+
+
+def test_sliced_index_keeps_each_offset_on_its_table_row():
+    base, small = (8, 7, 7), (4, 3, 5)
+    rows = sliced_relative_index(base, small).view(60, 60)
+    # decode the base table row back into (dd, dh, dw) and compare with the small window's coordinates
+    dw = rows % 13 - 6
+    dh = (rows // 13) % 13 - 6
+    dd = rows // 169 - 7
+    c = torch.stack(torch.meshgrid(*(torch.arange(s) for s in small), indexing="ij")).flatten(1)
+    rel = c[:, :, None] - c[:, None, :]
+    assert torch.equal(torch.stack([dd, dh, dw]), rel)
+
+
+def test_adaptive_window_and_clamping():
+    assert adaptive_window_size((8, 7, 7), (32, 224, 224), (32, 224, 224)) == (8, 7, 7)
+    assert adaptive_window_size((8, 7, 7), (16, 128, 160), (32, 224, 224)) == (4, 4, 5)
+    assert adaptive_window_size((8, 7, 7), (2, 16, 16), (32, 224, 224)) == (1, 1, 1)  # never 0
+    # an axis no longer than the window becomes one window and is not shifted
+    assert clamp_window((16, 7, 7), (8, 7, 7), (4, 3, 3)) == ((8, 7, 7), (4, 0, 0))
+    assert clamp_window((4, 14, 3), (8, 7, 7), (4, 3, 3)) == ((4, 7, 3), (0, 3, 0))
+
+
+def test_fragment_gate_is_l1_distance_of_fragment_cells():
+    # (1, 4, 4) fragment grid stretched over 8x8 tokens: token (h, w) is in cell (h // 2, w // 2)
+    gate = build_fragment_gate((2, 8, 8), (2, 4, 4), (0, 0, 0))
+    assert gate.shape == (1 * 2 * 2, 1, 32, 32)
+    coords = torch.stack(torch.meshgrid(torch.arange(2), torch.arange(4), torch.arange(4), indexing="ij")).flatten(1)
+    # window 0 covers rows/cols 0..3 -> cells 0..1
+    cell = coords[1:] // 2
+    expect = (cell[:, :, None] - cell[:, None, :]).abs().sum(0).float()
+    assert torch.equal(gate[0, 0], expect)
+    assert set(gate.unique().tolist()) == {0.0, 1.0, 2.0}  # not clipped to {0, 1}
+    # a shifted gate is the gate of the rolled coordinate map: window 0 now starts at token (1, 1)
+    shifted = build_fragment_gate((2, 8, 8), (2, 4, 4), (0, 1, 1))
+    cell = (coords[1:] + 1) // 2
+    assert torch.equal(shifted[0, 0], (cell[:, :, None] - cell[:, None, :]).abs().sum(0).float())
+
+
+def test_shift_mask_blocks_only_wrapped_regions():
+    assert build_shift_mask((4, 8, 8), (2, 4, 4), (0, 0, 0)) is None
+    m = build_shift_mask((4, 8, 8), (2, 4, 4), (1, 2, 2))
+    assert m.shape == (2 * 2 * 2, 1, 32, 32)
+    assert set(m.unique().tolist()) == {-100.0, 0.0}
+    assert torch.equal(m, m.transpose(-1, -2))
+    assert torch.all(m[0] == 0)  # first window never touches the wrapped border
+    assert torch.all(m[-1].diagonal(dim1=-2, dim2=-1) == 0) and (m[-1] < 0).any()
+    # no shift along D: tokens at different depths of one window are not separated by the mask
+    m_hw = build_shift_mask((4, 8, 8), (2, 4, 4), (0, 2, 2))
+    first_frame, second_frame = m_hw[-1, 0, :16, :16], m_hw[-1, 0, 16:, 16:]
+    assert torch.equal(first_frame, second_frame) and torch.equal(m_hw[-1, 0, :16, 16:], first_frame)
+
+
+def test_cached_geometry_equals_fresh_build():
+    swin3d.clear_geometry_cache()
+    args = ((4, 16, 16), (8, 7, 7), (2, 4, 4), (1, 2, 2), torch.device("cpu"))
+    geo = window_geometry(*args)
+    assert window_geometry(*args) is geo  # cache hit
+    assert torch.equal(geo.gate, build_fragment_gate((4, 16, 16), (2, 4, 4), (1, 2, 2)))
+    assert torch.equal(geo.shift_mask, build_shift_mask((4, 16, 16), (2, 4, 4), (1, 2, 2)))
+    assert torch.equal(geo.rel_index, sliced_relative_index((8, 7, 7), (2, 4, 4)))
+    # the model computes the same with a cold cache
+    bb, x = nano(), torch.randn(1, 3, 8, 64, 64)
+    with torch.no_grad():
+        warm = bb(x)
+        swin3d.clear_geometry_cache()
+        cold = bb(x)
+    assert torch.equal(warm, cold)
+
+
+# ------------------------------------------------------------------------------------------ backbone
+def test_registry_names_and_unknown_name():
+    assert {"swin_tiny_grpb", "swin_tiny_grpb_m", NANO} <= set(backbone_names())
+    with pytest.raises(ValueError, match="swin_tiny_grpb_m"):
+        build_backbone("swin_huge")
+
+
+@pytest.fixture(scope="module")
+def full_size_model():
+    return DiViDeAddEvaluator(backbone_size="swin_tiny_grpb", backbone_preserve_keys="fragments",
+                              backbone={"fragments": {}}, vqa_head={"in_channels": 768, "hidden_channels": 64})
+
+
+def test_full_size_state_dict_matches_release_layout(full_size_model):
+    sd = full_size_model.state_dict()
+    lines = sorted(f"{k}:{tuple(v.shape)}" for k, v in sd.items())
+    # fingerprint of the key names and shapes of the released SAMA / FAST-VQA checkpoints
+    assert hashlib.sha256("\n".join(lines).encode()).hexdigest() == \
+        "94de06c19d05f04e9429bfd16d8e6808b35c63e3d9be0db5a515add6cc42278b"
+    assert "fragments_backbone.layers.3.blocks.0.attn.fragment_position_bias_table" not in sd
+    assert torch.all(build_backbone(NANO).layers[0].blocks[0].attn.fragment_position_bias_table == 0)  # init
+    m = build_backbone("swin_tiny_grpb_m")
+    assert not any("fragment_position_bias_table" in k for k in m.state_dict())
+    assert m.state_dict()["layers.0.blocks.0.attn.relative_position_bias_table"].shape == (343, 3)
+
+
+# Values produced by the original SAMA backbone + head (fastvqa/models, use_checkpoint off) with
+# seeded_weights_(seed=0) and torch.manual_seed(0); randn(1, 3, 16, 128, 160) as input.
+ORIGINAL_FULL_SIZE = {"map_mean": 0.3177333, "map_first": [0.293479, 0.638267, 0.050245, 0.214486, 0.317454],
+                      "feat_abs_mean": 0.7998609}
+
+
+def test_full_size_forward_matches_original_values(full_size_model):
+    model = seeded_weights_(full_size_model)
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 16, 128, 160)
+    with torch.no_grad():
+        model.eval()
+        feat = model.fragments_backbone(x)
+        score_map = model.vqa_head(feat)
+    assert feat.shape == (1, 768, 8, 4, 5) and score_map.shape == (1, 1, 8, 4, 5)
+    ref = ORIGINAL_FULL_SIZE
+    assert score_map.mean().item() == pytest.approx(ref["map_mean"], abs=1e-4)
+    assert score_map.flatten()[:5].tolist() == pytest.approx(ref["map_first"], abs=1e-4)
+    assert feat.abs().mean().item() == pytest.approx(ref["feat_abs_mean"], abs=1e-4)
+
+
+def test_shapes_with_padding_and_odd_sizes():
+    bb = nano()
+    with torch.no_grad():
+        out = bb(torch.randn(2, 3, 8, 64, 64))
+        odd = bb(torch.randn(1, 3, 7, 70, 90))  # patch padding, window padding, odd merging
+    assert out.shape == (2, NANO_OUT, 4, 2, 2)
+    assert odd.shape == (1, NANO_OUT, 4, 3, 3)
+    assert torch.isfinite(odd).all()
+
+
+def test_batch_elements_are_independent():
+    # per-window masks are repeated over the batch; each sample must get exactly its own result
+    bb, x = nano(), torch.randn(3, 3, 8, 64, 64)
+    with torch.no_grad():
+        together = bb(x)
+        alone = torch.cat([bb(x[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_gate_is_irrelevant_when_fragment_tables_equal_relative_tables():
+    # rpb * g + fpb * (1 - g) == rpb when fpb == rpb, i.e. a model without fragment tables
+    gated = nano()
+    plain = build_backbone(NANO, frag_biases=(False, False, False, False)).eval()
+    plain.load_state_dict({k: v for k, v in gated.state_dict().items() if "fragment" not in k})
+    with torch.no_grad():
+        for name, p in gated.named_parameters():
+            if name.endswith("fragment_position_bias_table"):
+                p.copy_(gated.get_parameter(name.replace("fragment", "relative")))
+    x = torch.randn(1, 3, 8, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(gated(x), plain(x), atol=1e-5, rtol=1e-5)
+        # ... while different fragment tables do change the output
+        table = gated.layers[0].blocks[0].attn.fragment_position_bias_table
+        table.add_(torch.randn(table.shape, generator=torch.Generator().manual_seed(5)))
+        assert (gated(x) - plain(x)).abs().max() > 1e-3
+
+
+def test_gated_bias_formula_in_attention():
+    attn = nano().layers[1].blocks[1].attn
+    geo = window_geometry((4, 8, 8), (8, 7, 7), (2, 4, 4), (1, 2, 2), torch.device("cpu"))
+    n = 32
+    idx = geo.rel_index.view(n, n)
+    rpb = attn.relative_position_bias_table[idx].permute(2, 0, 1)
+    fpb = attn.fragment_position_bias_table[idx].permute(2, 0, 1)
+    expect = rpb * geo.gate + fpb * (1 - geo.gate) + geo.shift_mask
+    torch.testing.assert_close(attn.attention_bias(geo, n), expect, atol=1e-5, rtol=0)
+
+
+def test_checkpointing_gives_identical_outputs_and_grads():
+    x = torch.randn(2, 3, 8, 64, 64)
+    results = []
+    for ck in (False, True):
+        bb = seeded_weights_(build_backbone(NANO, checkpoint=ck)).train()  # drop path active
+        torch.manual_seed(123)
+        out = bb(x)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), {n: p.grad.clone() for n, p in bb.named_parameters()}))
+    (o1, g1), (o2, g2) = results
+    torch.testing.assert_close(o1, o2, atol=1e-6, rtol=1e-6)
+    assert g1.keys() == g2.keys()
+    for n in g1:
+        torch.testing.assert_close(g1[n], g2[n], atol=1e-5, rtol=1e-4, msg=n)
+    assert g1["layers.0.blocks.0.attn.fragment_position_bias_table"].abs().sum() > 0  # the tables train
+
+
+def test_bf16_autocast_close_to_fp32():
+    bb, x = nano(), torch.randn(1, 3, 8, 64, 64)
+    with torch.no_grad():
+        ref = bb(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = bb(x)
+    assert low.dtype in (torch.float32, torch.bfloat16) and torch.isfinite(low.float()).all()
+    assert (low.float() - ref).abs().mean() < 0.05 * ref.abs().mean()
+
+
+def test_multi_and_layer_outputs():
+    bb, x = nano(), torch.randn(1, 3, 8, 64, 64)
+    with torch.no_grad():
+        multi = bb(x, multi=True)
+        first = bb(x, layer=0)
+    assert multi.shape == (1, 24 + 48 + 96 + 192, 4, 2, 2)  # inputs of the four stages
+    assert first.shape == (1, 24, 4, 16, 16)
+
+
+# ------------------------------------------------------------------------------------------ head + evaluator
+def test_vqa_head_shapes_and_dropout():
+    head = VQAHead(in_channels=NANO_OUT, hidden_channels=8)
+    x = torch.randn(2, NANO_OUT, 4, 2, 2)
+    assert head.eval()(x).shape == (2, 1, 4, 2, 2)
+    assert torch.equal(head(x), head(x))
+    head.train()
+    assert not torch.equal(head(x), head(x))  # dropout 0.5 active in training
+    assert sorted(k for k in head.state_dict()) == ["fc_hid.bias", "fc_hid.weight", "fc_last.bias", "fc_last.weight"]
+
+
+def nano_evaluator(**kw):
+    args = dict(backbone_size=NANO, backbone_preserve_keys="fragments", backbone={"fragments": {}},
+                vqa_head={"in_channels": NANO_OUT})
+    args.update(kw)
+    return seeded_weights_(DiViDeAddEvaluator(**args))
+
+
+def test_evaluator_inference_and_training_outputs():
+    model = nano_evaluator().train()
+    x = torch.randn(2, 3, 8, 64, 64)
+    score_map = model({"fragments": x})
+    assert model.training  # previous mode restored
+    assert score_map.shape == (2, 1, 4, 2, 2) and not score_map.requires_grad
+    pooled = model({"fragments": x}, pooled=True)
+    torch.testing.assert_close(pooled, score_map.mean((1, 2, 3, 4)))
+    torch.testing.assert_close(model.predict_scores({"fragments": x}), pooled)
+    model.eval()
+    maps = model({"fragments": x}, inference=False, reduce_scores=False)
+    assert model.training and isinstance(maps, list) and len(maps) == 1 and maps[0].requires_grad
+    scores, feats = model({"fragments_a": x}, return_pooled_feats=True)  # suffix after "_" names the branch
+    assert feats["fragments_a"].shape == (2, NANO_OUT)
+
+
+def test_two_branches_add_and_divide_head():
+    model = nano_evaluator(backbone_preserve_keys="fragments,resize", backbone={"fragments": {}, "resize": {}},
+                           divide_head=True).eval()
+    assert {"fragments_backbone", "resize_backbone", "fragments_head", "resize_head"} <= set(dict(model.named_children()))
+    a, b = torch.randn(1, 3, 8, 64, 64), torch.randn(1, 3, 8, 64, 64)
+    both = model({"fragments": a, "resize": b})
+    with torch.no_grad():
+        sep = model.fragments_head(model.fragments_backbone(a)) + model.resize_head(model.resize_backbone(b))
+    torch.testing.assert_close(both, sep)
+
+
+def test_evaluator_options():
+    divided = DiViDeAddEvaluator(backbone_size="divided", backbone_preserve_keys="fragments",
+                                 backbone={"fragments": {"type": NANO, "checkpoint": True, "pretrained": None},
+                                           "resize": {"type": "not-built"}},
+                                 vqa_head={"in_channels": NANO_OUT})
+    assert divided.fragments_backbone.checkpoint and not hasattr(divided, "resize_backbone")
+    with pytest.raises(ValueError, match=r"swin_nano_grpb.*swin_tiny_grpb"):
+        DiViDeAddEvaluator(backbone_size="swin_giant", backbone_preserve_keys="fragments", backbone={"fragments": {}})
+    with pytest.raises(ValueError, match="window_sise"):
+        nano_evaluator(backbone={"fragments": {"window_sise": 4}})
+    with pytest.raises(ValueError, match="type is required"):
+        nano_evaluator(backbone_size="divided")
+    with pytest.raises(ValueError, match="var"):
+        nano_evaluator(var=True)

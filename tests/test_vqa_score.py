@@ -1,0 +1,161 @@
+"""VQA scoring (VQA/vqa.py, samavqa.score): single / many videos, CSV rows, calibration, determinism, defaults."""
+import csv
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import cv2
+
+from samacore.calibration import Calibration, calibration_from_info, calibration_stats
+from samavqa import score as S
+from samavqa.cli import make_predict_fn
+from samavqa.datasets import FusionDataset
+from samavqa.models import DiViDeAddEvaluator
+
+FRAG = dict(fragments_h=2, fragments_w=2, fsize_h=32, fsize_w=32, aligned=8, clip_len=8, frame_interval=1, num_clips=2)
+MODEL = {"type": "DiViDeAddEvaluator",
+         "args": {"backbone": {"fragments": {"checkpoint": False, "pretrained": None}},
+                  "backbone_size": "swin_nano_grpb", "backbone_preserve_keys": "fragments", "divide_head": False,
+                  "vqa_head": {"in_channels": 192, "hidden_channels": 16}}}
+STATS = {"mean": 50.0, "std": 10.0, "n": 5, "pred_mean": 0.1, "pred_std": 0.2}
+
+
+def write_video(path, seed, frames=20, h=64, w=80):
+    rng = np.random.default_rng(seed)
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
+    for _ in range(frames):
+        out.write(rng.integers(0, 255, size=(h, w, 3), dtype=np.uint8))
+    out.release()
+
+
+def options(stype="sama", data_prefix="."):
+    return {"name": "tiny", "stype": stype, "model": MODEL,
+            "data": {"val": {"type": "FusionDataset", "args": {"phase": "test", "data_prefix": data_prefix,
+                                                               "sample_types": {"fragments": dict(FRAG)}}}}}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vqa_score")
+    (root / "videos").mkdir()
+    for i in range(3):
+        write_video(root / "videos" / f"v{i}.mp4", i, h=64 + 16 * i)
+    (root / "videos" / "broken.mp4").write_bytes(b"not a video" * 20)
+    torch.manual_seed(0)
+    model = DiViDeAddEvaluator(**MODEL["args"])
+    torch.save({"state_dict": model.state_dict(), "label_stats": STATS}, root / "tiny.pth")
+    torch.save({"state_dict": model.state_dict(), "label_stats": {"mean": 50.0, "std": 10.0, "n": 5}},
+               root / "nostats.pth")
+    (root / "tiny.yml").write_text(yaml.safe_dump(options(data_prefix=str(root / "videos"))))
+    return root
+
+
+def test_many_videos_csv_rows_and_calibration(setup, capsys):
+    out = setup / "scores.csv"
+    rc = S.main(["--dir", str(setup / "videos"), "--ckpt", str(setup / "tiny.pth"), "--options",
+                 str(setup / "tiny.yml"), "--output", str(out), "--no-progress"])
+    assert rc == 0
+    rows = list(csv.DictReader(open(out)))
+    assert [r["name"] for r in rows] == ["broken.mp4", "v0.mp4", "v1.mp4", "v2.mp4"]
+    assert list(rows[0]) == ["name", "score", "calibrated", "error"]
+    assert rows[0]["score"] == "" and rows[0]["calibrated"] == ""
+    assert "broken.mp4" in rows[0]["error"] and "not a readable video container" in rows[0]["error"]
+    scores = [float(r["score"]) for r in rows[1:]]
+    assert all(r["error"] == "" for r in rows[1:]) and len(set(scores)) == 3
+    for r, s in zip(rows[1:], scores):
+        assert float(r["calibrated"]) == pytest.approx(50.0 + 10.0 * (s - 0.1) / 0.2, rel=1e-12)
+    err = capsys.readouterr().err
+    assert "3 of 4 videos scored" in err and "warning: broken.mp4" in err
+
+
+def test_single_video_prints_score_equal_to_test_pipeline(setup, capsys):
+    path = str(setup / "videos" / "v1.mp4")
+    rc = S.main(["-v", path, "--ckpt", str(setup / "tiny.pth"), "--options", str(setup / "tiny.yml")])
+    assert rc == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{path}: score ") and "calibrated" in line
+    printed = float(line.split("score ")[1].split(",")[0])
+    # the same model through the dataset + predict function demo_test.py uses
+    scorer = S.load_scorer(str(setup / "tiny.pth"), str(setup / "tiny.yml"))
+    ds = FusionDataset(dict(phase="test", anno_file=[{"filename": path, "label": 1.0}], data_prefix=str(setup),
+                            sample_types={"fragments": dict(FRAG)}), stype="sama")
+    batch = torch.utils.data.default_collate([ds[0]])
+    _, preds, _ = make_predict_fn(["fragments"])(scorer.model, batch, "cpu")
+    assert printed == pytest.approx(float(preds[0]), abs=1e-6)
+
+
+def test_deterministic_across_runs_batch_sizes_and_workers(setup):
+    paths = [str(setup / "videos" / n) for n in ("v0.mp4", "broken.mp4", "v1.mp4", "v2.mp4")]
+    scorer = S.load_scorer(str(setup / "tiny.pth"), options(data_prefix=str(setup)))
+    a = scorer.score_paths(paths, batch_size=1, num_workers=0, progress=False)
+    b = scorer.score_paths(paths, batch_size=2, num_workers=2, progress=False)
+    c = S.load_scorer(str(setup / "tiny.pth"), options(data_prefix=str(setup))).score_paths(paths, 3, 0, False)
+    for rows in (b, c):
+        assert [r.csv_row() for r in rows] == [r.csv_row() for r in a]  # bit-identical text
+    assert a[1].score is None and a[0].score is not None
+
+
+def test_stype_option_changes_sampling(setup):
+    p = [str(setup / "videos" / "v2.mp4")]  # 96x80: SAMA rescales, fragments does not
+    sama = S.load_scorer(str(setup / "tiny.pth"), options(data_prefix=str(setup))).score_paths(p, progress=False)
+    frag = S.load_scorer(str(setup / "tiny.pth"), options(data_prefix=str(setup)), stype="fragments")
+    assert frag.stype == "fragments"
+    assert frag.score_paths(p, progress=False)[0].score != sama[0].score
+
+
+def test_without_score_stats_calibrated_is_empty(setup):
+    scorer = S.load_scorer(str(setup / "nostats.pth"), str(setup / "tiny.yml"))
+    assert scorer.calibration is None and "pred_mean, pred_std" in scorer.calibration_note
+    row = scorer.score_paths([str(setup / "videos" / "v0.mp4")], progress=False)[0]
+    assert row.score is not None and row.calibrated is None and row.csv_row()[2] == ""
+
+
+def test_default_checkpoint_lookup(tmp_path, setup):
+    with pytest.raises(S.NoCheckpointError) as e:
+        S.find_default_checkpoint([str(tmp_path)])
+    msg = str(e.value)
+    assert S.RELEASED_NAME in msg and "make demo" in msg and "--ckpt" in msg
+    # our trainer's files: the best-epoch file wins over newer per-epoch files
+    (tmp_path / "pretrained_weights").mkdir()
+    best = tmp_path / "pretrained_weights" / "tiny_val_s_dev_v0.0.pth"
+    best.write_bytes((setup / "tiny.pth").read_bytes())
+    (tmp_path / "pretrained_weights" / "tiny_Epoch_03.pth").write_bytes(b"x")
+    assert S.find_default_checkpoint([str(tmp_path)])[0] == str(best)
+    # the run's options.yml is found from the checkpoint name, and the released name is preferred
+    (tmp_path / "runs" / "tiny").mkdir(parents=True)
+    (tmp_path / "runs" / "tiny" / "options.yml").write_text(yaml.safe_dump(options(data_prefix=str(setup))))
+    scorer = S.load_scorer(None, None, search_roots=[str(tmp_path)])
+    assert scorer.checkpoint == str(best) and "runs/tiny/options.yml" in scorer.notes[1].replace(os.sep, "/")
+    released = tmp_path / S.RELEASED_WEIGHTS
+    released.write_bytes(b"x")
+    assert S.find_default_checkpoint([str(tmp_path)])[0] == str(released)
+
+
+def test_backbone_only_checkpoint_is_refused(setup, tmp_path, capsys):
+    bb = {f"backbone.{k[len('fragments_backbone.'):]}": v for k, v in torch.load(setup / "tiny.pth")["state_dict"].items()
+          if k.startswith("fragments_backbone.")}
+    torch.save({"state_dict": bb}, tmp_path / "k400.pth")
+    rc = S.main(["-v", str(setup / "videos" / "v0.mp4"), "--ckpt", str(tmp_path / "k400.pth"), "--options",
+                 str(setup / "tiny.yml")])
+    assert rc == 2 and "backbone weights only" in capsys.readouterr().err
+
+
+def test_all_failed_exit_status(setup, capsys):
+    rc = S.main(["-v", str(setup / "nope.mp4"), "--ckpt", str(setup / "tiny.pth"), "--options", str(setup / "tiny.yml")])
+    assert rc == 1 and "nope.mp4: file not found" in capsys.readouterr().err
+
+
+def test_calibration_rule():
+    preds, labels = [0.0, 1.0, 2.0, math.nan], [10.0, 20.0, 30.0, 40.0]
+    stats = calibration_stats(preds, labels, source="unit test")
+    assert stats["n"] == 3 and stats["pred_mean"] == 1.0 and stats["mean"] == 20.0
+    cal, note = calibration_from_info({"label_stats": stats})
+    assert isinstance(cal, Calibration) and "calibrated = 20" in note
+    assert [cal(p) for p in preds[:3]] == pytest.approx(labels[:3])
+    assert calibration_from_info({})[0] is None
+    cal, note = calibration_from_info({"label_stats": dict(stats, pred_std=0.0)})
+    assert cal is None and "constant score" in note
