@@ -3,11 +3,8 @@
 import os
 import sys
 
-try:
-    import samaiqa  # noqa: F401  (installed with `pip install -e .`)
-except ImportError:  # run from a checkout without installing: make the repo's packages importable
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:0] = [os.path.dirname(_here), _here]
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(_here), _here]  # the repo's packages, also when not installed
 
 from samaiqa.visualize import main  # noqa: E402
 

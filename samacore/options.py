@@ -95,3 +95,37 @@ def typed(mapping: Mapping[str, Any], key: str, kind: type | tuple, where: str, 
         names = " or ".join(k.__name__ for k in kinds)
         raise OptionError(f"{where}.{key} must be {names}, got {type(value).__name__}: {value!r}")
     return value
+
+
+# Types and lower bounds of the run options both trees share: (kind, smallest allowed value or None).
+COMMON_TYPES: dict = {
+    "name": (str, None), "stype": (str, None),
+    "num_epochs": (int, 0), "l_num_epochs": (int, 0), "warmup_epochs": (float, 0), "constant_epochs": (float, 0),
+    "ema": (bool, None), "ema_decay": (float, 0), "save_model": (bool, None), "seed": (int, 0),
+    "train_batch_size": (int, 1), "test_batch_size": (int, 1), "batch_size": (int, 1),
+    "train_num_workers": (int, 0), "test_num_workers": (int, 0), "num_workers": (int, 0),
+    "num_splits": (int, 1), "split_seed": (int, None), "prefetch_factor": (int, 1),
+    "pin_memory": (bool, None), "persistent_workers": (bool, None), "allow_partial_load": (bool, None),
+    "deterministic": (bool, None), "progress": (bool, None), "max_bad_steps": (int, 1),
+    "max_bad_fraction": (float, 0), "stop_after_epochs": (int, 1),
+    "optimizer.lr": (float, 0), "optimizer.backbone_lr_mult": (float, 0), "optimizer.wd": (float, 0),
+}
+
+
+def check_types(opt: Mapping[str, Any], spec: Mapping[str, tuple] = COMMON_TYPES, where: str = "options") -> None:
+    """Check the type and lower bound of every key of ``spec`` present in ``opt`` (``a.b`` looks inside ``opt["a"]``).
+
+    ``None`` values are treated as absent (YAML ``key:`` with nothing after it).
+    """
+    for path, (kind, low) in spec.items():
+        parent, key = opt, path
+        if "." in path:
+            head, key = path.split(".", 1)
+            parent = opt.get(head)
+            if not isinstance(parent, Mapping):
+                continue
+        if parent.get(key) is None:
+            continue
+        value = typed(parent, key, kind, f"{where}.{path.rsplit('.', 1)[0]}" if "." in path else where)
+        if low is not None and value < low:
+            raise OptionError(f"{where}.{path} must be at least {low}, got {value!r}")

@@ -4,15 +4,20 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch  # noqa: F401  (torch before decord / cv2 video I/O)
+import torch  # (also: torch before decord / cv2 video I/O)
 
-N_VIDEOS = 8
-# 2x2 fragments of 32x32 over 8-frame clips: the smallest input the tiny Swin backbone accepts.
-FRAG = dict(fragments_h=2, fragments_w=2, fsize_h=32, fsize_w=32, aligned=8, clip_len=8, frame_interval=1)
-MODEL = {"type": "DiViDeAddEvaluator",
-         "args": {"backbone": {"fragments": {"checkpoint": False, "pretrained": None}},
-                  "backbone_size": "swin_nano_grpb", "backbone_preserve_keys": "fragments", "divide_head": False,
-                  "vqa_head": {"in_channels": 192, "hidden_channels": 16}}}
+from helpers import FRAG, MODEL, N_VIDEOS
+
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run faster on one thread (and do not fight other test processes for cores); torchrun tests
+    also need it to match their processes (OMP_NUM_THREADS=1): same kernels, same numbers."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def write_video(path, quality, frames=20, h=64, w=80):

@@ -8,20 +8,16 @@ bit for bit. Sharded evaluation gathered back is checked bit for bit against one
 """
 import csv
 import json
-import os
-import socket
-import subprocess
-import sys
 
 import pytest
 import torch
 import yaml
 
+from helpers import torchrun
 from samacore.checkpoint import load_checkpoint
 from samavqa import cli
 from samavqa.models import swin3d
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "ddp"
 BACKBONE = "swin_nano_nodrop"
 REGISTER = ("from samavqa.models import swin3d\n"
@@ -49,18 +45,6 @@ def options(data, path, batch):
     return str(path)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each torchrun process (OMP_NUM_THREADS=1): same kernels, same numbers
-    yield
-    torch.set_num_threads(n)
 
 
 def test_two_processes_match_one(vqa_data, tmp_path, monkeypatch, one_thread):
@@ -70,13 +54,7 @@ def test_two_processes_match_one(vqa_data, tmp_path, monkeypatch, one_thread):
     (tmp_path / "two").mkdir()
     # -- torchrun: 2 processes x batch 2
     (tmp_path / "launch.py").write_text(LAUNCH)
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "VQA"), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}", str(tmp_path / "launch.py"),
-           "-o", options(vqa_data, tmp_path / "two.yml", batch=2)]
-    r = subprocess.run(cmd, cwd=tmp_path / "two", env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    r = torchrun(tmp_path / "launch.py", ["-o", options(vqa_data, tmp_path / "two.yml", batch=2)], tmp_path / "two")
     assert "torchrun: 2 processes" in r.stdout and r.stdout.count("[val-small] final epoch 0") == 1  # rank 0 logs
     # -- one process x batch 4, same global batches
     monkeypatch.chdir(tmp_path / "one")

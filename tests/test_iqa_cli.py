@@ -7,41 +7,24 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
+from helpers import GRID, SMALL_SWIN, write_graded_images
 from samacore.options import OptionError
 from samaiqa import cli
 from samaiqa.checkpoints import load_into_model, read_checkpoint_info
 from samaiqa.datasets import ImageDataset
 from samaiqa.labels import make_splits
 
-SMALL_MODEL = {"backbone_args": {"embed_dim": 16, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 2, 4]}}
-GRID = {"fwin_h": 4, "fwin_w": 4, "fsize_h": 16, "fsize_w": 16}
+SMALL_MODEL = {"backbone_args": SMALL_SWIN}
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models run faster on one thread (and do not fight other test processes for cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def make_images(folder, n=12):
     """Tiny synthetic images whose label is their brightness (so training has something to learn)."""
-    rng = np.random.default_rng(0)
-    lines = []
-    for i in range(n):
-        level = 20 + 200 * i / (n - 1)
-        img = np.clip(level + rng.normal(0, 20, (40 + i, 56, 3)), 0, 255).astype(np.uint8)
-        name = f"img{i:02d}.png"
-        Image.fromarray(img).save(os.path.join(folder, name))
-        lines.append(f"{name} {level / 10:.3f}")
-    info = os.path.join(folder, "info.txt")
-    with open(info, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return info
+    write_graded_images(folder, [f"img{i:02d}.png" for i in range(n)], [20 + 200 * i / (n - 1) for i in range(n)],
+                        [(40 + i, 56) for i in range(n)], label_digits=3)
+    return os.path.join(folder, "info.txt")
 
 
 def write_options(path, **opt):

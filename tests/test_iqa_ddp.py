@@ -9,49 +9,25 @@ The sharded evaluation (3 test images over 2 ranks, gathered back) must cover ev
 import csv
 import json
 import os
-import socket
-import subprocess
-import sys
 
-import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
+from helpers import GRID, REPO, SMALL_SWIN, torchrun, write_graded_images
 from samacore.checkpoint import load_checkpoint
 from samaiqa import cli
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GRID = {"fwin_h": 4, "fwin_w": 4, "fsize_h": 16, "fsize_w": 16}
-MODEL = {"backbone_args": {"embed_dim": 16, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 2, 4]},
+MODEL = {"backbone_args": SMALL_SWIN,
          "drop_path_rate": 0.0, "dropout_ratio": 0.0, "hidden_channels": 16}
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each torchrun process (OMP_NUM_THREADS=1): same kernels, same numbers
-    yield
-    torch.set_num_threads(n)
 
 
 def options(tmp_path, batch, run):
-    rng = np.random.default_rng(1)
-    lines = []
-    for i in range(15):  # make_splits: 12 train (divisible by the global batch 4) / 3 test
-        if not (tmp_path / f"im{i}.png").exists():
-            level = 20 + 14 * i
-            img = np.clip(level + rng.normal(0, 20, (36 + i, 50, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(tmp_path / f"im{i}.png")
-        lines.append(f"im{i}.png {20 + 14 * i:.1f}")
-    (tmp_path / "info.txt").write_text("\n".join(lines) + "\n")
+    # 15 images, make_splits: 12 train (divisible by the global batch 4) / 3 test; rewritten identically (same seed)
+    write_graded_images(tmp_path, [f"im{i}.png" for i in range(15)], [20 + 14 * i for i in range(15)],
+                        [(36 + i, 50) for i in range(15)], label_digits=1, label_div=1, seed=1)
     opt = {"name": "ddp", "stype": "sama", "num_epochs": 1, "warmup_epochs": 0.5, "batch_size": batch,
            "num_workers": 0, "test_batch_size": 1, "test_num_workers": 0, "num_splits": 1, "deterministic": True,
            "seed": 3, "data": {"database": "syn", "data_info": str(tmp_path / "info.txt"),
@@ -64,13 +40,7 @@ def options(tmp_path, batch, run):
 
 
 def test_two_processes_match_one(tmp_path, one_thread):
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "IQA"), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}", os.path.join(REPO, "IQA", "demo_train_iqa_baseline.py"),
-           "-o", options(tmp_path, 2, "two")]
-    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    r = torchrun(os.path.join(REPO, "IQA", "demo_train_iqa_baseline.py"), ["-o", options(tmp_path, 2, "two")], tmp_path)
     assert "torchrun: 2 processes" in r.stdout and r.stdout.count("split 00 epoch 00:") == 1  # rank 0 logs
     assert not os.path.exists(tmp_path / "two" / "skipped.txt.rank1")
 

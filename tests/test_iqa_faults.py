@@ -5,26 +5,19 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from helpers import GRID, SMALL_SWIN, write_graded_images
 from samacore.robust import BadItemLog, SkipBadItems, SkippingLoader, TooManyBadItems
 from samaiqa import cli
 from samaiqa.datasets import ImageDataset, ImageReadError, load_image
 from samaiqa.labels import LabelError, missing_files, read_info, read_pkl
 
-SMALL = {"embed_dim": 16, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 2, 4]}
-GRID = {"fwin_h": 4, "fwin_w": 4, "fsize_h": 16, "fsize_w": 16}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 def rgb(path):
@@ -144,21 +137,15 @@ def test_bad_item_log_stops_above_max_bad_fraction(tmp_path):
 
 # ------------------------------------------------------------------------------------- training with bad items
 def _training_set(tmp_path, n=12):
-    rng = np.random.default_rng(0)
-    lines = []
-    for i in range(n):
-        level = 20 + 200 * i / (n - 1)
-        Image.fromarray(np.clip(level + rng.normal(0, 20, (40, 56, 3)), 0, 255).astype(np.uint8)).save(tmp_path / f"i{i:02d}.png")
-        lines.append(f"i{i:02d}.png {level / 10:.3f}")
-    (tmp_path / "info.txt").write_text("\n".join(lines) + "\n")
-    return lines
+    return write_graded_images(tmp_path, [f"i{i:02d}.png" for i in range(n)], [20 + 200 * i / (n - 1) for i in range(n)],
+                               [(40, 56)] * n, label_digits=3)
 
 
 def _options(tmp_path, **extra):
     opt = {"name": "faults", "stype": "sama", "num_epochs": 1, "warmup_epochs": 1, "batch_size": 4, "num_workers": 0,
            "test_batch_size": 4, "test_num_workers": 0, "num_splits": 1,
            "data": {"database": "syn", "data_info": str(tmp_path / "info.txt"), "data_prefix": str(tmp_path), **GRID},
-           "model": {"backbone_args": SMALL}, "run_dir": str(tmp_path / "run"), "progress": False, **extra}
+           "model": {"backbone_args": SMALL_SWIN}, "run_dir": str(tmp_path / "run"), "progress": False, **extra}
     (tmp_path / "o.yml").write_text(yaml.safe_dump(opt))
     return str(tmp_path / "o.yml")
 

@@ -12,13 +12,7 @@ from samaiqa.model import IQAModel
 SMALL = dict(img_size=64, embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run faster on one thread (and do not fight other test processes for cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 def small_model(seed: int) -> IQAModel:

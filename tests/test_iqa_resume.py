@@ -12,36 +12,24 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
+from helpers import GRID, SMALL_SWIN, write_graded_images
 from samacore.checkpoint import CheckpointError, load_checkpoint
 from samaiqa import cli
 
-GRID = {"fwin_h": 4, "fwin_w": 4, "fsize_h": 16, "fsize_w": 16}
-SMALL_MODEL = {"backbone_args": {"embed_dim": 16, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 2, 4]}}
+SMALL_MODEL = {"backbone_args": SMALL_SWIN}
 NAME = "res"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     """10 small images whose label is their brightness; returns the label file."""
     folder = tmp_path_factory.mktemp("iqa_images")
-    rng = np.random.default_rng(0)
-    lines = []
-    for i in range(10):
-        level = 20 + 20 * i
-        img = np.clip(level + rng.normal(0, 20, (40 + 2 * i, 56, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"im{i}.png")
-        lines.append(f"im{i}.png {level / 10:.2f}")
-    (folder / "info.txt").write_text("\n".join(lines) + "\n")
+    write_graded_images(folder, [f"im{i}.png" for i in range(10)], [20 + 20 * i for i in range(10)],
+                        [(40 + 2 * i, 56) for i in range(10)], label_digits=2)
     return folder / "info.txt"
 
 

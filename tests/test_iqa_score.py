@@ -12,28 +12,21 @@ import torch
 import yaml
 from PIL import Image
 
+from helpers import GRID, REPO, SMALL_SWIN
 from samaiqa import cli, score
 from samaiqa.checkpoints import read_checkpoint_info, save_model_checkpoint
 from samaiqa.datasets import ImageDataset
 from samaiqa.model import IQAModel
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = {"embed_dim": 16, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 2, 4]}
-GRID = {"fwin_h": 4, "fwin_w": 4, "fsize_h": 16, "fsize_w": 16}
 STATS = {"mean": 5.0, "std": 2.0, "n": 9, "pred_mean": 0.01, "pred_std": 0.05}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 def small_checkpoint(path, label_stats=STATS, seed=0):
     torch.manual_seed(seed)
-    model = IQAModel(img_size=64, **SMALL)
+    model = IQAModel(img_size=64, **SMALL_SWIN)
     extra = {"data": dict(GRID, exif_transpose=False), "stype": "sama"}
     if label_stats is not None:
         extra["label_stats"] = dict(label_stats)
@@ -174,7 +167,7 @@ def test_trainer_stores_calibration_that_maps_training_scores_to_label_moments(t
     opt = {"name": "cal", "stype": "sama", "num_epochs": 1, "warmup_epochs": 1, "batch_size": 4, "num_workers": 0,
            "test_batch_size": 4, "test_num_workers": 0, "num_splits": 1,
            "data": {"database": "syn", "data_info": str(tmp_path / "info.txt"), "data_prefix": str(tmp_path), **GRID},
-           "model": {"backbone_args": SMALL}, "run_dir": str(tmp_path / "run"), "progress": False}
+           "model": {"backbone_args": SMALL_SWIN}, "run_dir": str(tmp_path / "run"), "progress": False}
     (tmp_path / "t.yml").write_text(yaml.safe_dump(opt))
     summary = cli.train_main(["-o", str(tmp_path / "t.yml"), "--no-progress"])
     ckpt = summary["per_split"][0]["checkpoint"]

@@ -6,22 +6,16 @@ import torch
 import yaml
 from PIL import Image
 
+from helpers import GRID, SMALL_SWIN
 from samaiqa import visualize
 from samaiqa.checkpoints import save_model_checkpoint
 from samaiqa.datasets import IMAGENET_MEAN, IMAGENET_STD, build_transform, load_image
 from samaiqa.model import IQAModel
 from samaiqa.sampling import sample_image
 
-SMALL = {"embed_dim": 16, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 2, 4]}
-GRID = {"fwin_h": 4, "fwin_w": 4, "fsize_h": 16, "fsize_w": 16}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 @pytest.fixture
@@ -83,7 +77,7 @@ def test_drawn_full_resolution_boxes_are_where_the_sample_comes_from(image, styp
 
 def test_quality_map_overlays_per_token_scores(tmp_path, image):
     torch.manual_seed(0)
-    model = IQAModel(img_size=64, **SMALL)
+    model = IQAModel(img_size=64, **SMALL_SWIN)
     ckpt = tmp_path / "c.pth"
     save_model_checkpoint(str(ckpt), model, data=dict(GRID), stype="sama")
     out = tmp_path / "q.png"

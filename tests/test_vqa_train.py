@@ -16,16 +16,11 @@ import pytest
 import torch
 import yaml
 
+from helpers import FRAG, MODEL, N_VIDEOS
 from samacore.checkpoint import CheckpointError, load_checkpoint
 from samacore.options import OptionError
 from samavqa import cli
 
-N_VIDEOS = 8
-FRAG = dict(fragments_h=2, fragments_w=2, fsize_h=32, fsize_w=32, aligned=8, clip_len=8, frame_interval=1)
-MODEL = {"type": "DiViDeAddEvaluator",
-         "args": {"backbone": {"fragments": {"checkpoint": False, "pretrained": None}},
-                  "backbone_size": "swin_nano_grpb", "backbone_preserve_keys": "fragments", "divide_head": False,
-                  "vqa_head": {"in_channels": 192, "hidden_channels": 16}}}
 
 
 BROKEN = "broken.mp4"

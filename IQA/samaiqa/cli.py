@@ -33,21 +33,19 @@ its own skip list, see :mod:`samacore.robust`).
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
 from samacore import distributed as D
-from samacore import engine
+from samacore import engine, runs
 from samacore.calibration import calibration_stats
 from samacore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from samacore.ema import ModelEMA, unwrap
@@ -57,7 +55,7 @@ from samacore.options import OptionError, check_keys, choice, load_options, reso
 from samacore.robust import BadItemLog, SkipBadItems, SkipCollate, SkippingLoader, TooManyBadItems
 from samacore.runlog import RunLogger, get_logger
 from samacore.schedules import warmup_constant
-from samacore.utils import pick_device, seed_everything
+from samacore.utils import seed_everything
 
 from .checkpoints import OWN_FORMAT, load_into_model
 from .datasets import ImageDataset, ImageReadError, sampling_args
@@ -119,15 +117,7 @@ def check_options(opt: Mapping[str, Any], train: bool) -> None:
         check_keys(opt["optimizer"], OPTIMIZER_KEYS, "optimizer")
     if not isinstance(opt["data"].get("exif_transpose", False), bool):
         raise OptionError(f"data.exif_transpose must be true or false, got {opt['data']['exif_transpose']!r}")
-    engine.amp_mode(opt.get("amp"))
-    for key, low in (("max_bad_steps", 1), ("stop_after_epochs", 0)):
-        if opt.get(key) is not None and typed(opt, key, int, "options") < low:
-            raise OptionError(f"options.{key} must be >= {low}, got {opt[key]}")
-    if not isinstance(opt.get("deterministic", False), bool):
-        raise OptionError(f"options.deterministic must be true or false, got {opt['deterministic']!r}")
-    frac = opt.get("max_bad_fraction", 0.05)
-    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 <= frac <= 1:
-        raise OptionError(f"options.max_bad_fraction must be a number in [0, 1], got {frac!r}")
+    runs.check_run_options(opt)
     if train:
         for key in ("num_epochs", "num_splits", "batch_size"):
             value = typed(opt, key, int, "options", default=1)
@@ -207,10 +197,6 @@ def predict_fn(model: nn.Module, batch: Mapping[str, Any], device: str):
     return list(batch["name"]), model(x).float(), batch["label"]
 
 
-def _label_stats(labels: np.ndarray) -> Dict[str, float]:
-    return {"mean": float(np.mean(labels)), "std": float(np.std(labels)), "n": int(labels.size)}
-
-
 CALIBRATION_SOURCE = "saved model, test-mode sampling, on this split's training images"
 
 
@@ -243,7 +229,7 @@ def _skipping_loader(dataset: ImageDataset, opt: Mapping[str, Any], train: bool,
 
 
 def bad_item_log(opt: Mapping[str, Any], run_dir: str) -> BadItemLog:
-    return BadItemLog(float(opt.get("max_bad_fraction", 0.05)), os.path.join(run_dir, "skipped.txt"), log)
+    return runs.bad_item_log(opt, run_dir, log)
 
 
 def report_missing(labels: LabelSet, bad_log: BadItemLog) -> None:
@@ -268,55 +254,21 @@ def report_missing(labels: LabelSet, bad_log: BadItemLog) -> None:
 def _setup(argv: Optional[Sequence[str]], description: str, test: bool):
     """Parse the command line, read the options, set up determinism / torchrun; returns ``(args, opt, device,
     progress)``."""
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("-o", "--opt", default=DEFAULT_OPTIONS, help="option file (looked up in the working directory, then IQA/)")
-    if test:
-        p.add_argument("--output", default=None, help="predictions CSV (name,pred,gt,error); default runs/{name}/predictions.csv")
-    else:
-        p.add_argument("--resume", default=None, metavar="RUN_OR_CHECKPOINT",
-                       help="continue an interrupted run: its folder (runs/NAME, holding last.pth) or a last.pth file")
-        p.add_argument("--stop-after-epochs", type=int, default=None, metavar="N",
-                       help="save the resumable state and stop after N epochs (option stop_after_epochs)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward passes (option amp: bf16)")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    p = runs.command_parser(description, DEFAULT_OPTIONS, "option file (looked up in the working directory, then IQA/)",
+                            test, "predictions CSV (name,pred,gt,error); default runs/{name}/predictions.csv")
     args = p.parse_args(argv)
     opt = load_iqa_options(args.opt, train=not test)
-    if args.bf16:
-        opt["amp"] = "bf16"
-    if getattr(args, "stop_after_epochs", None) is not None:
-        if args.stop_after_epochs < 0:
-            raise OptionError(f"--stop-after-epochs must be >= 0, got {args.stop_after_epochs}")
-        opt["stop_after_epochs"] = args.stop_after_epochs
-    opt["amp"] = engine.amp_mode(opt.get("amp"))
-    engine.set_deterministic(bool(opt.get("deterministic", False)))  # before any CUDA work
-    D.init_distributed()
-    if not D.is_main():  # one copy of the log
-        log.setLevel("WARNING")
-    device = pick_device(args.device or opt.get("device"))
-    progress = bool(opt.get("progress", True)) and not args.no_progress
-    if D.is_dist():
-        log.info("torchrun: %d processes; batch sizes are per process (global train batch %d)", D.world_size(),
-                 D.world_size() * int(opt.get("batch_size", 64)))
+    device = runs.apply_command_line(opt, args, log)
+    progress = runs.show_progress(opt, args)
+    runs.log_world(log, int(opt.get("batch_size", 64)))
     return args, opt, device, progress
-
-
-def _run_dir(opt: Mapping[str, Any]) -> str:
-    return os.path.abspath(str(opt.get("run_dir", os.path.join("runs", str(opt["name"])))))
 
 
 # ----------------------------------------------------------------------------------------------- train
 @dataclass
-class RunContext:
-    """Per-invocation settings of the training loop (options + command line), shared by all splits."""
+class RunContext(runs.RunContext):
+    """The loop settings (:class:`samacore.runs.RunContext`), shared by all splits, and their results so far."""
 
-    progress: bool = True
-    amp: Optional[str] = None                 # "bf16": autocast for training and evaluation
-    state_path: Optional[str] = None          # the resumable state written after every epoch ({run_dir}/last.pth)
-    resume: Optional[Dict[str, Any]] = None   # a loaded state the next split continues from
-    stop_after: int = 0                       # stop (state saved) after this many epochs in this process; 0: never
-    epochs_done: int = 0
-    max_bad_steps: int = 10
     per_split: List[Dict[str, Any]] = field(default_factory=list)  # finished splits' results (saved in the state)
 
 
@@ -384,7 +336,7 @@ def train_split(
     # As the original: the EMA copy is taken after the weights are loaded, and is what gets evaluated.
     ema = ModelEMA(model, float(opt.get("ema_decay", 0.999))) if opt.get("ema", True) else None
 
-    label_stats = _label_stats(train_set.labels)
+    label_stats = runs.label_stats(train_set.labels)
     save_dir = os.path.abspath(str(opt.get("save_dir", run_dir)))
     best = engine.BestCheckpointer(
         (lambda key: os.path.join(save_dir, f"{opt['name']}_split{split:02d}_{key}_s_dev.pth")) if opt.get("save_model", True) else None
@@ -435,11 +387,7 @@ def train_split(
             if ctx.state_path:
                 state.save(ctx.state_path, epoch, split=split, num_splits=int(opt.get("num_splits", 10)),
                            per_split=list(ctx.per_split), bad_items=_bad_log_state(bad_log))
-            ctx.epochs_done += 1
-            if ctx.stop_after and ctx.epochs_done >= ctx.stop_after and (epoch < num_epochs - 1 or more_after):
-                raise engine.RunStopped(
-                    f"stopped after {ctx.epochs_done} epoch(s) as asked (stop_after_epochs), at split {split:02d} "
-                    f"epoch {epoch:02d}; continue with --resume {os.path.dirname(ctx.state_path or '') or 'RUN_FOLDER'}")
+            ctx.epoch_finished(epoch, num_epochs, more_after, where=f", at split {split:02d} epoch {epoch:02d}")
         if database in best.saved:
             stats = add_calibration(best.saved[database], build_model(opt), train_set, opt, device, bad_log, split,
                                     ctx.progress)
@@ -470,7 +418,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if args.resume:
         engine.resume_path(args.resume)  # fail before the run folder is touched
 
-    run_dir = _run_dir(opt)
+    run_dir = runs.run_dir(opt)
     run_logger = engine.open_run(run_dir, opt)
     run_logger.write_json("splits.json", {
         "protocol": "random.Random(split * 123) shuffle, first 80% train" + (" (by reference image)" if groups else ""),
@@ -482,14 +430,10 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
              opt["_options_path"], len(labels), num_splits, int(opt["num_epochs"]), opt["stype"], device,
              ", bf16 autocast" if opt["amp"] else "", ", deterministic" if opt.get("deterministic") else "", run_dir)
 
-    ctx = RunContext(progress=progress, amp=opt["amp"], state_path=os.path.join(run_dir, engine.RESUME_FILE),
-                     stop_after=int(opt.get("stop_after_epochs") or 0), max_bad_steps=int(opt.get("max_bad_steps", 10)))
-    first_split = 0
-    if args.resume:
-        ctx.resume = engine.load_resume(args.resume, opt, "train")
-        if int(ctx.resume.get("num_splits", num_splits)) != num_splits:
-            raise OptionError(f"--resume: the run has {ctx.resume['num_splits']} splits, these options {num_splits}")
-        first_split, ctx.per_split = int(ctx.resume.get("split", 0)), list(ctx.resume.get("per_split", []))
+    ctx = RunContext.for_run(opt, progress, run_dir, args.resume, "train")
+    first_split = ctx.first_split(num_splits)
+    if ctx.resume is not None:
+        ctx.per_split = list(ctx.resume.get("per_split", []))
 
     bad_log = bad_item_log(opt, run_dir)
     report_missing(labels, bad_log)
@@ -587,7 +531,7 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     index = [int(k) for k in keys]
     names = [labels.names[i] for i in index]
     error_col = [" ".join(errors.get(i, "").split()) for i in index]
-    out = os.path.abspath(args.output or os.path.join(_run_dir(opt), "predictions.csv"))
+    out = os.path.abspath(args.output or os.path.join(runs.run_dir(opt), "predictions.csv"))
     # `extra` may replace a column: a bad image's pred is left empty rather than written as nan
     engine.write_predictions_csv(out, names, preds, gts, extra={
         "pred": ["" if e else repr(float(p)) for p, e in zip(preds, error_col)], "error": error_col})

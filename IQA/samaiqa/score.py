@@ -49,21 +49,17 @@ option errors).
 from __future__ import annotations
 
 import argparse
-import csv
-import glob
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from samacore import engine
+from samacore import engine, scoring
 from samacore.calibration import Calibration, calibration_from_info
 from samacore.checkpoint import CheckpointError, load_checkpoint
 from samacore.options import OptionError, check_keys, choice, load_options
-from samacore.robust import SkipBadItems, SkipCollate
+from samacore.scoring import NoCheckpointError, ScoreRow
 from samacore.utils import pick_device
 
 from .checkpoints import detect_format, load_into_model
@@ -77,46 +73,33 @@ DEFAULT_OPTIONS = os.path.join(IQA_DIR, "options", "fast-sama-iqa.yml")
 RELEASED_WEIGHTS = os.path.join("pretrained_weights", "SAMA-IQA-sama-koniq_koniq_s_dev.pth")
 OWN_CHECKPOINT_GLOB = "*_split[0-9][0-9]_*_s_dev.pth"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
-CSV_COLUMNS = ("name", "score", "calibrated", "error")
-
-
-class NoCheckpointError(CheckpointError):
-    """No checkpoint given and none found in the usual places."""
+DEFAULT_CHECKPOINT = scoring.CheckpointSearch(
+    what="IQA",
+    released=(RELEASED_WEIGHTS,),
+    released_why="SAMA IQA weights in pretrained_weights/",
+    patterns=(OWN_CHECKPOINT_GLOB,),
+    trainer="samaiqa training",
+    looked_for=f"{RELEASED_WEIGHTS} (the file the original SAMA IQA trainer writes; the SAMA authors publish VQA "
+               f"weights only) and for runs/**/{OWN_CHECKPOINT_GLOB} or pretrained_weights/**/{OWN_CHECKPOINT_GLOB} "
+               "(written by our trainer)",
+    what_to_do="Either pass --ckpt FILE, or train a model on the bundled examplar set: `python "
+               "tools/build_examplar_data.py --only iqa`, then `python IQA/demo_train_iqa_baseline.py -o OPTIONS.yml` "
+               "with an options file whose data block is the examplar block of IQA/options/fast-sama-iqa.yml and whose "
+               "load_path is Microsoft's Swin-V2-T ImageNet checkpoint "
+               "(https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window8_256.pth "
+               "in pretrained_weights/).",
+)
 
 
 # ----------------------------------------------------------------------------------------------- checkpoint
 def default_search_roots() -> List[str]:
     """Folders searched for ``pretrained_weights/`` and ``runs/``: the working directory, then the repo root."""
-    roots = [os.getcwd(), REPO_ROOT]
-    return [r for i, r in enumerate(roots) if os.path.abspath(r) not in map(os.path.abspath, roots[:i])]
+    return scoring.search_roots(REPO_ROOT)
 
 
 def find_default_checkpoint(roots: Optional[Sequence[str]] = None) -> Tuple[str, str]:
     """``(path, why)`` of the checkpoint to use without ``--ckpt``; :class:`NoCheckpointError` if there is none."""
-    roots = list(roots) if roots is not None else default_search_roots()
-    for root in roots:
-        released = os.path.join(root, RELEASED_WEIGHTS)
-        if os.path.isfile(released):
-            return released, "SAMA IQA weights in pretrained_weights/"
-    found: List[str] = []
-    for root in roots:
-        for sub in ("runs", "pretrained_weights"):
-            found += glob.glob(os.path.join(root, sub, "**", OWN_CHECKPOINT_GLOB), recursive=True)
-    if found:
-        newest = max(set(os.path.abspath(f) for f in found), key=lambda f: (os.path.getmtime(f), f))
-        return newest, "newest checkpoint written by samaiqa training"
-    looked = ", ".join(os.path.abspath(r) for r in roots)
-    raise NoCheckpointError(
-        "no IQA checkpoint given (--ckpt) and none found. Looked for "
-        f"{RELEASED_WEIGHTS} (the file the original SAMA IQA trainer writes; the SAMA authors publish VQA "
-        f"weights only) and for runs/**/{OWN_CHECKPOINT_GLOB} or pretrained_weights/**/{OWN_CHECKPOINT_GLOB} "
-        f"(written by our trainer) under: {looked}. Either pass --ckpt FILE, or train a model on the bundled "
-        "examplar set: `python tools/build_examplar_data.py --only iqa`, then `python IQA/demo_train_iqa_baseline.py "
-        "-o OPTIONS.yml` with an options file whose data block is the examplar block of "
-        "IQA/options/fast-sama-iqa.yml and whose load_path is Microsoft's Swin-V2-T ImageNet checkpoint "
-        "(https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window8_256.pth "
-        "in pretrained_weights/)."
-    )
+    return DEFAULT_CHECKPOINT.find(list(roots) if roots is not None else default_search_roots())
 
 
 # ----------------------------------------------------------------------------------------------- options
@@ -157,40 +140,16 @@ class Scorer:
 
     def score_paths(
         self, paths: Sequence[str], batch_size: int = 8, num_workers: int = 0, progress: bool = True
-    ) -> List["ScoreRow"]:
+    ) -> List[ScoreRow]:
         """Score image files; a bad file gets a row with ``error`` set. Rows are in the order of ``paths``."""
-        rows = [ScoreRow(str(p)) for p in paths]
-        dataset = SkipBadItems(_ScoreDataset(list(paths), self), errors=(ImageReadError,),
-                               name_fn=lambda i: str(paths[i]))
-        loader = DataLoader(dataset, batch_size=max(1, int(batch_size)), shuffle=False,
-                            num_workers=max(0, int(num_workers)), collate_fn=SkipCollate())
-        amp = "bf16" if self.bf16 else None
         self.model.eval()
-        with torch.inference_mode():
-            for batch, bad in engine.progress_bar(loader, "scoring", progress, total=len(loader)):
-                for item in bad:
-                    rows[item.index].error = item.reason
-                if batch is not None:
-                    x = batch["image"].to(self.device, non_blocking=True)
-                    with engine.autocast(self.device, amp):
-                        scores = self.model(x).float().cpu().tolist()
-                    for i, s in zip(batch["index"].tolist(), scores):
-                        rows[i].score = float(s)
-                        if self.calibration is not None:
-                            rows[i].calibrated = self.calibration(float(s))
-        return rows
+        return scoring.score_files(paths, _ScoreDataset(list(paths), self), (ImageReadError,), self.score_batch,
+                                   self.calibration, batch_size, num_workers, progress)
 
-
-@dataclass
-class ScoreRow:
-    name: str
-    score: Optional[float] = None
-    calibrated: Optional[float] = None
-    error: str = ""
-
-    def csv_row(self) -> List[str]:
-        fmt = lambda v: "" if v is None else repr(float(v))
-        return [self.name, fmt(self.score), fmt(self.calibrated), " ".join(self.error.split())]
+    def score_batch(self, batch: Mapping[str, Any]) -> List[float]:
+        """Raw scores of a collated batch of test-mode samples (``batch["image"]``: ``[B, 3, H, W]``)."""
+        with engine.autocast(self.device, "bf16" if self.bf16 else None):
+            return self.model(batch["image"].to(self.device, non_blocking=True)).float().cpu().tolist()
 
 
 class _ScoreDataset(Dataset):
@@ -226,13 +185,7 @@ def load_scorer(
 ) -> Scorer:
     """Resolve the checkpoint and options (see the module docstring) and load the model in eval mode."""
     notes: List[str] = []
-    if ckpt is None:
-        path, why = find_default_checkpoint(search_roots)
-        notes.append(f"checkpoint: {path} ({why})")
-    else:
-        path = os.path.abspath(os.path.expanduser(ckpt))
-        if not os.path.isfile(path):
-            raise CheckpointError(f"checkpoint file not found: {ckpt}")
+    path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(search_roots), notes)
     obj = load_checkpoint(path)
     try:
         fmt, _ = detect_format(obj)
@@ -272,99 +225,31 @@ def load_scorer(
     notes += [str(n) for n in report.notes]
     dev = pick_device(device)
     model.to(dev).eval()
-    cal, cal_note = calibration_from_info(info, trainer="samaiqa training")
-    if cal is not None:
-        cal_note = cal.describe("images")
+    cal, cal_note = scoring.calibration_for(info, "samaiqa training", "images")
     return Scorer(model, st, data_args, dev, path, fmt, cal, cal_note, bf16, notes)
 
 
 # ----------------------------------------------------------------------------------------------- CLI
 def list_images(folder: str) -> List[Tuple[str, str]]:
     """``(name relative to folder, path)`` of the image files in ``folder`` (by extension), sorted."""
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"--dir {folder!r} is not a folder")
-    out = []
-    for name in sorted(os.listdir(folder)):
-        path = os.path.join(folder, name)
-        if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not os.path.isdir(path):
-            out.append((name, path))
-    if not out:
-        raise FileNotFoundError(f"--dir {folder!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-    return out
+    return scoring.list_media(folder, IMAGE_EXTENSIONS, "image")
 
 
-def write_csv(path: str, rows: Sequence[ScoreRow]) -> None:
-    """``name,score,calibrated,error`` to ``path`` (``-``: stdout)."""
-    if path == "-":
-        w = csv.writer(sys.stdout)
-        w.writerow(CSV_COLUMNS)
-        w.writerows(r.csv_row() for r in rows)
-        return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_COLUMNS)
-        w.writerows(r.csv_row() for r in rows)
+write_csv = scoring.write_score_csv
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Score images with a SAMA IQA model (raw score and, when the checkpoint allows, the score "
-                    "calibrated to its training set's MOS scale).")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("-i", "--image", action="extend", nargs="+", metavar="IMAGE", help="image file(s); repeatable")
-    src.add_argument("--dir", help="score every image file in this folder (not recursive)")
-    p.add_argument("--ckpt", help=f"checkpoint (default: {RELEASED_WEIGHTS}, else the newest one our trainer wrote)")
-    p.add_argument("--options", help="IQA option file for model / grid / stype (default: the checkpoint's, else "
-                                     "IQA/options/fast-sama-iqa.yml)")
-    p.add_argument("--stype", choices=IQA_SAMPLE_TYPES, help="sample type (default: from the options, else sama)")
-    p.add_argument("--output", help="CSV file (name,score,calibrated,error); '-' for stdout. Default for several "
-                                    "images: stdout")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on GPUs; last digits may change)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
+    return scoring.scoring_parser(
+        "image", "-i", "Score images with a SAMA IQA model (raw score and, when the checkpoint allows, the score "
+                       "calibrated to its training set's MOS scale).",
+        RELEASED_WEIGHTS, "IQA option file for model / grid / stype (default: the checkpoint's, else "
+                          "IQA/options/fast-sama-iqa.yml)",
+        dict(choices=IQA_SAMPLE_TYPES, help="sample type (default: from the options, else sama)"), batch_size=8)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``IQA/iqa.py``; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    try:
-        if args.dir:
-            items = list_images(args.dir)
-        else:
-            items = [(p, p) for p in args.image]
-        scorer = load_scorer(args.ckpt, args.options, args.stype, args.device, args.bf16)
-    except (OptionError, CheckpointError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for note in scorer.notes:
-        print(f"note: {note}", file=sys.stderr)
-    print(f"note: {scorer.calibration_note}", file=sys.stderr)
-    single = len(items) == 1 and not args.output
-    rows = scorer.score_paths([p for _, p in items], args.batch_size, args.num_workers,
-                              progress=not args.no_progress and not single)
-    for row, (name, _) in zip(rows, items):
-        row.name = name
-    failed = [r for r in rows if r.score is None]
-    if single:
-        r = rows[0]
-        if r.score is None:
-            print(f"error: {r.error}", file=sys.stderr)
-        elif r.calibrated is None:
-            print(f"{r.name}: score {r.score:.6f}")
-        else:
-            print(f"{r.name}: score {r.score:.6f}, calibrated {r.calibrated:.4f}")
-    else:
-        write_csv(args.output or "-", rows)
-        if args.output:
-            print(f"note: {len(rows) - len(failed)} of {len(rows)} images scored; CSV written to {args.output}",
-                  file=sys.stderr)
-    for r in failed if not single else []:
-        print(f"warning: {r.name}: {r.error}", file=sys.stderr)
-    return 1 if len(failed) == len(rows) else 0
+    return scoring.run_scoring(build_parser().parse_args(argv), load_scorer, IMAGE_EXTENSIONS, "image")
 
 
 __all__ = [

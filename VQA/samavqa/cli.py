@@ -36,7 +36,6 @@ import inspect
 import os
 import random
 import sys
-from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -44,7 +43,7 @@ import torch
 from torch import nn
 
 from samacore import distributed as D
-from samacore import engine
+from samacore import engine, runs
 from samacore.calibration import calibration_stats
 from samacore.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked, save_checkpoint
 from samacore.ema import ModelEMA, unwrap
@@ -55,7 +54,7 @@ from samacore.options import REPO_ROOT, OptionError, check_keys, choice, load_op
 from samacore.robust import BadItemLog, TooManyBadItems
 from samacore.runlog import get_logger
 from samacore.schedules import warmup_cosine
-from samacore.utils import pick_device, seed_everything
+from samacore.utils import seed_everything
 
 from . import datasets as vqa_datasets
 from .models import DiViDeAddEvaluator
@@ -85,6 +84,7 @@ def load_vqa_options(path: str) -> dict:
     """Read and check an option file (looked up in the working directory, then ``VQA/``, then ``VQA/options/``)."""
     opt = load_options(path, search_dirs=[VQA_DIR, os.path.join(VQA_DIR, "options")])
     check_keys(opt, TOP_KEYS, "options")
+    runs.check_run_options(opt)
     if "name" not in opt:
         opt["name"] = os.path.splitext(os.path.basename(opt["_options_path"]))[0]
     try:
@@ -209,20 +209,7 @@ def make_predict_fn(branches: Sequence[str]):
     return predict
 
 
-# ----------------------------------------------------------------------------------------------- shared loop
-def _progress(opt: Mapping[str, Any], args: argparse.Namespace) -> bool:
-    return bool(opt.get("progress", True)) and not getattr(args, "no_progress", False)
-
-
-def _label_stats(labels: np.ndarray) -> Dict[str, float]:
-    return {"mean": float(np.mean(labels)), "std": float(np.std(labels)), "n": int(labels.size)}
-
-
 # ----------------------------------------------------------------------------------------------- bad videos
-def _run_dir(opt: Mapping[str, Any]) -> str:
-    return os.path.abspath(str(opt.get("run_dir", os.path.join("runs", str(opt["name"])))))
-
-
 def _loader(ds, opt: Mapping[str, Any], train: bool, bad: BadItemLog, where: str, seed: int = 0):
     """A loader over ``ds`` that skips (and lists) unreadable videos (:func:`samavqa.datasets.skipping_loader`)."""
     return vqa_datasets.skipping_loader(ds, opt, train, bad, where=where, seed=seed)
@@ -304,17 +291,7 @@ def _calibrate_best(best: engine.BestCheckpointer, opt: Mapping[str, Any], sets_
     return out
 
 
-@dataclass
-class RunContext:
-    """Per-invocation settings of the training loop (options + command line)."""
-
-    progress: bool = True
-    amp: Optional[str] = None                   # "bf16" -> autocast for training and evaluation
-    state_path: Optional[str] = None            # the resumable state written each epoch (runs/{name}/last.pth)
-    resume: Optional[Dict[str, Any]] = None     # a loaded state for the next fit() to continue from
-    stop_after: int = 0                         # stop (state saved) after this many epochs in this process; 0: never
-    epochs_done: int = 0
-    max_bad_steps: int = 10
+RunContext = runs.RunContext  # the loop settings; ``resume``: a loaded state for the next fit() to continue from
 
 
 def fit(
@@ -398,61 +375,32 @@ def fit(
                             **{m: metrics[m] for m in METRIC_NAMES}, "n": metrics["n"]})
         if ctx.state_path:
             state.save(ctx.state_path, epoch, **dict(state_extra or {}))
-        ctx.epochs_done += 1
-        if ctx.stop_after and ctx.epochs_done >= ctx.stop_after and (epoch < num_epochs - 1 or more_after):
-            raise engine.RunStopped(f"stopped after {ctx.epochs_done} epoch(s) as asked (stop_after_epochs); "
-                                    f"continue with --resume {os.path.dirname(ctx.state_path or '') or 'RUN_FOLDER'}")
+        ctx.epoch_finished(epoch, num_epochs, more_after)
     return best
 
 
 def _setup(argv, default_opt: str, description: str, test: bool = False):
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("-o", "--opt", default=default_opt, help="option file (looked up in the working directory, then VQA/)")
-    if test:
-        p.add_argument("--output", default=None, help="predictions CSV (name,pred,gt[,set],error); default "
-                       "runs/{name}/predictions.csv")
-    else:
-        p.add_argument("--resume", default=None, metavar="RUN_OR_CHECKPOINT",
-                       help="continue an interrupted run: its folder (runs/NAME, holding last.pth) or a last.pth file")
-        p.add_argument("--stop-after-epochs", type=int, default=None, metavar="N",
-                       help="save the resumable state and stop after N epochs (option stop_after_epochs)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward passes (option amp: bf16)")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    p = runs.command_parser(description, default_opt, "option file (looked up in the working directory, then VQA/)",
+                            test, "predictions CSV (name,pred,gt[,set],error); default runs/{name}/predictions.csv")
     args = p.parse_args(argv)
     opt = load_vqa_options(args.opt)
-    if args.bf16:
-        opt["amp"] = "bf16"
-    if getattr(args, "stop_after_epochs", None) is not None:
-        opt["stop_after_epochs"] = args.stop_after_epochs
-    opt["amp"] = engine.amp_mode(opt.get("amp"))
-    engine.set_deterministic(bool(opt.get("deterministic", False)))
-    D.init_distributed()
-    if not D.is_main():  # one copy of the log
-        log.setLevel("WARNING")
-    device = pick_device(args.device or opt.get("device"))
+    device = runs.apply_command_line(opt, args, log)
     seed_everything(int(opt.get("seed", 42)) + D.rank())
     log.info("options %s, device %s, sampling %s%s%s", opt["_options_path"], device, opt["stype"],
              ", bf16 autocast" if opt["amp"] else "", ", deterministic" if opt.get("deterministic") else "")
-    if D.is_dist():
-        log.info("torchrun: %d processes; batch sizes are per process (global train batch %d)", D.world_size(),
-                 D.world_size() * int(opt.get("train_batch_size", 1)))
+    runs.log_world(log, int(opt.get("train_batch_size", 1)))
     return args, opt, device
 
 
 def _context(opt: Mapping[str, Any], args: argparse.Namespace, run_logger, command: str) -> RunContext:
     """The loop settings; loads the ``--resume`` state (reporting options that differ from the run's)."""
-    ctx = RunContext(progress=_progress(opt, args), amp=opt.get("amp"),
-                     state_path=os.path.join(run_logger.run_dir, engine.RESUME_FILE),
-                     stop_after=int(opt.get("stop_after_epochs") or 0), max_bad_steps=int(opt.get("max_bad_steps", 10)))
-    if getattr(args, "resume", None):
-        ctx.resume = engine.load_resume(args.resume, opt, command)
-    return ctx
+    return RunContext.for_run(opt, runs.show_progress(opt, args), run_logger.run_dir, getattr(args, "resume", None),
+                              command)
 
 
 def _open_run(opt: Mapping[str, Any]):
     """The run folder ``runs/{name}`` (option ``run_dir``), opened once the inputs have been checked."""
-    run_dir = _run_dir(opt)
+    run_dir = runs.run_dir(opt)
     log.info("run folder %s", run_dir)
     return engine.open_run(run_dir, opt)
 
@@ -502,10 +450,10 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     for key, ds in {**train_sets, **val_sets}.items():
         _check_branches(model, ds.sample_types, f"data.{key}.args")
     seed = int(opt.get("seed", 42))
-    bad = vqa_datasets.bad_item_log(opt, _run_dir(opt), log)
+    bad = runs.bad_item_log(opt, runs.run_dir(opt), log)
     train_loaders = {k: _loader(ds, opt, True, bad, f"train set {k}", seed=seed) for k, ds in train_sets.items()}
     val_loaders = {k: _loader(ds, opt, False, bad, f"validation set {k}") for k, ds in val_sets.items()}
-    stats = _label_stats(np.concatenate([ds.labels for ds in train_sets.values()]))
+    stats = runs.label_stats(np.concatenate([ds.labels for ds in train_sets.values()]))
     if args.resume:
         engine.resume_path(args.resume)  # fail before the run folder is touched
     run_logger = _open_run(opt)
@@ -566,13 +514,11 @@ def finetune_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         engine.resume_path(args.resume)  # fail before the run folder is touched
     run_logger = _open_run(opt)
     ctx = _context(opt, args, run_logger, "finetune")
-    bad = vqa_datasets.bad_item_log(opt, run_logger.run_dir, log)
+    bad = runs.bad_item_log(opt, run_logger.run_dir, log)
     results: List[Dict[str, Any]] = []
-    first_split = 0
+    first_split = ctx.first_split(num_splits)
     if ctx.resume is not None:
-        if int(ctx.resume.get("num_splits", num_splits)) != num_splits:
-            raise OptionError(f"--resume: the run has {ctx.resume['num_splits']} splits, these options {num_splits}")
-        first_split, results = int(ctx.resume["split"]), list(ctx.resume.get("results", []))
+        results = list(ctx.resume.get("results", []))
     stopped = None
     for split in range(first_split, num_splits):
         log.info("==================== split %02d / %d ====================", split, num_splits)
@@ -589,7 +535,7 @@ def finetune_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         _check_branches(model, val_set.sample_types, "data.test")
         if ctx.resume is None:  # (a resumed split gets its weights from the state)
             load_weights(model, opt, f"model (split {split})", full_model=True)
-        stats = _label_stats(train_set.labels)
+        stats = runs.label_stats(train_set.labels)
         train_loader = _loader(train_set, opt, True, bad, f"train split {split:02d}", seed=seed + split)
         val_loader = _loader(val_set, opt, False, bad, f"test split {split:02d}")
         try:
@@ -646,13 +592,13 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         _check_branches(model, ds.sample_types, f"data.{key}.args")
     predict_fn = make_predict_fn(_branches(model))
     run_logger = _open_run(opt)
-    bad = vqa_datasets.bad_item_log(opt, run_logger.run_dir, log)
+    bad = runs.bad_item_log(opt, run_logger.run_dir, log)
     rows: Dict[str, Tuple[List[str], List[Optional[float]], List[float], List[str]]] = {}
     results: Dict[str, Dict[str, float]] = {}
     lines = []
     for key, ds in val_sets.items():
         loader = _loader(ds, opt, False, bad, f"test set {key}")
-        names, preds, labels = engine.predict(model, loader, predict_fn, device, _progress(opt, args),
+        names, preds, labels = engine.predict(model, loader, predict_fn, device, runs.show_progress(opt, args),
                                               desc=f"test {key}", amp=opt.get("amp"))
         rows[key] = _scored_rows(ds, names, preds, labels, bad)
         left_out = len(ds) - len(names)

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from samacore.options import REPO_ROOT, OptionError, check_keys, choice, resolve_path
+from samacore.runs import bad_item_log  # re-exported: one bad-item log for both trees
 
-from .sampling import canonical_sample_type, get_single_sample
+from .sampling import canonical_sample_type, check_sample_options, get_single_sample
 from .temporal import FragmentSampleFrames
 
 __all__ = [
@@ -296,6 +297,10 @@ class _VideoQualityDataset(torch.utils.data.Dataset):
         for branch, sopt in opt["sample_types"].items():
             bwhere = f"{where}.sample_types.{branch}"
             check_keys(sopt, BRANCH_KEYS, bwhere, required=("clip_len", "num_clips", "frame_interval"))
+            try:  # the global stype samples every branch, so its rules apply to the branch options
+                check_sample_options(stype, sopt, bwhere)
+            except ValueError as e:
+                raise OptionError(str(e)) from None
             self.sample_types[branch] = dict(sopt)
             # The option's num_clips is the number of temporal segments (the sampler's own num_clips stays 1).
             self.samplers[branch] = FragmentSampleFrames(sopt["clip_len"], sopt["num_clips"], sopt["frame_interval"])
@@ -366,15 +371,6 @@ class FineTuneDataset(_VideoQualityDataset):
 
 
 # ----------------------------------------------------------------------------------------------- bad items
-def bad_item_log(opt: Mapping[str, Any], run_dir: Optional[str], logger: Any = None):
-    """A :class:`samacore.robust.BadItemLog` for a run: option ``max_bad_fraction`` (default 0.05), skip list
-    ``{run_dir}/skipped.txt`` (``name<TAB>reason<TAB>data sets`` per bad video)."""
-    from samacore.robust import BadItemLog
-
-    skip_file = os.path.join(run_dir, "skipped.txt") if run_dir else None
-    return BadItemLog(float(opt.get("max_bad_fraction", 0.05)), skip_file, logger)
-
-
 def skipping_loader(dataset: "_VideoQualityDataset", opt: Mapping[str, Any], train: bool, log: Any, where: str,
                     seed: int = 0):
     """A loader over ``dataset`` (built by :func:`samacore.engine.build_loader`) that drops unreadable videos.

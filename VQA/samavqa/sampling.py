@@ -20,7 +20,7 @@ from samacore.sampling import (
     SAMA_VARIANTS, FragmentGrid, sama_sample, sample_fragments, upsampled_size,
 )
 
-__all__ = ["SAMPLE_TYPES", "SAMA_TYPES", "ALIASES", "get_single_sample", "get_spatial_samples", "canonical_sample_type"]
+__all__ = ["SAMPLE_TYPES", "SAMA_TYPES", "ALIASES", "check_sample_options", "get_single_sample", "get_spatial_samples", "canonical_sample_type"]
 
 SAMA_TYPES = ("sama", "sama-c", "sama-mix", "sama-spm", "sama-swm")
 SAMPLE_TYPES = ("fragments",) + SAMA_TYPES + ("resize", "arp_resize", "crop", "arp_fragments", "original")
@@ -203,6 +203,36 @@ def _arp_fragments(video: torch.Tensor, short_fragments: int = 7, fsize: int = 3
     else:
         cells = (short_fragments, int(short_fragments * w / h))
     return _fragments(video, False, FragmentGrid(cells[0], cells[1], fsize, fsize), aligned)
+
+
+# ----------------------------------------------------------------------------------------------- validation
+# The largest sampled side we accept: 16x the paper's 224. Anything bigger is a typo (e.g. fsize 3200), and
+# would otherwise surface as a multi-GB allocation failure on the first video.
+MAX_OUTPUT_SIDE = 3584
+
+
+def check_sample_options(sample_type: str, opts: Mapping[str, Any], where: str = "sample_types") -> None:
+    """Reject bad sampling options before any video is read (raises :class:`ValueError` naming ``where.key``).
+
+    Checks the keys allowed for ``sample_type``, that sizes and counts are positive integers, that ``aligned``
+    divides the clip length (each clip must hold whole groups of ``aligned`` frames), and that the sampled
+    output is of a plausible size.
+    """
+    stype = canonical_sample_type(sample_type)
+    check_keys(opts, _ALLOWED[stype], where)
+    for key in ("clip_len", "num_clips", "frame_interval", "aligned") + _GRID_KEYS:
+        if key in opts:
+            _positive_int(opts, key, 1, where)
+    if stype in ("fragments",) + SAMA_TYPES + ("crop", "arp_fragments") and "clip_len" in opts:
+        aligned = _positive_int(opts, "aligned", 32, where)
+        if opts["clip_len"] % aligned:
+            raise ValueError(f"{where}: aligned={aligned} must divide clip_len={opts['clip_len']} "
+                             f"(allowed: a divisor of {opts['clip_len']}, e.g. {opts['clip_len']})")
+    if stype in ("fragments",) + SAMA_TYPES:
+        grid = _grid(opts, where)
+        if max(grid.out_h, grid.out_w) > MAX_OUTPUT_SIDE:
+            raise ValueError(f"{where}: fragments_h*fsize_h x fragments_w*fsize_w = {grid.out_h}x{grid.out_w} is larger "
+                             f"than {MAX_OUTPUT_SIDE} pixels a side; the paper uses 7*32 = 224")
 
 
 # ------------------------------------------------------------------------------------------------ entry points

@@ -41,23 +41,20 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import glob
 import math
 import os
-import sys
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from samacore.calibration import Calibration, calibration_from_info
+from samacore import engine, scoring
+from samacore.calibration import Calibration
 from samacore.checkpoint import CheckpointError, load_checkpoint
 from samacore.options import OptionError, check_keys
-from samacore.robust import SkipBadItems, SkipCollate
+from samacore.scoring import NoCheckpointError, ScoreRow
 from samacore.utils import pick_device
 
 from .datasets import VIDEO_EXTENSIONS, VideoReadError, _VideoQualityDataset
@@ -71,7 +68,17 @@ RELEASED_NAME = "SAMA-baseline_val-ltest_s_dev_v0.0.pth"
 RELEASED_WEIGHTS = os.path.join("pretrained_weights", RELEASED_NAME)
 RELEASE_URL = "https://drive.google.com/drive/folders/1adB3aB8gBMx7c38tEfgls-i6QNZJI8nF"
 OWN_CHECKPOINT_GLOBS = ("*_s_dev_v0.0.pth", "*_Epoch_*.pth")  # in order of preference
-CSV_COLUMNS = ("name", "score", "calibrated", "error")
+DEFAULT_CHECKPOINT = scoring.CheckpointSearch(
+    what="VQA",
+    released=(RELEASED_WEIGHTS, os.path.join("VQA", RELEASED_WEIGHTS)),
+    released_why="the released SAMA LSVQ model",
+    patterns=OWN_CHECKPOINT_GLOBS,
+    trainer="samavqa training",
+    looked_for=f"{RELEASED_WEIGHTS} (the released SAMA model) and for runs/**/{OWN_CHECKPOINT_GLOBS[0]}, "
+               f"pretrained_weights/**/{OWN_CHECKPOINT_GLOBS[0]} (or {OWN_CHECKPOINT_GLOBS[1]}, written by our trainer)",
+    what_to_do=f"Either download {RELEASED_NAME} from the SAMA authors ({RELEASE_URL}) into pretrained_weights/, or "
+               "train a model on the bundled examplar videos (`make demo`), or pass --ckpt FILE.",
+)
 
 __all__ = [
     "NoCheckpointError",
@@ -87,42 +94,15 @@ __all__ = [
 ]
 
 
-class NoCheckpointError(CheckpointError):
-    """No checkpoint given and none found in the usual places."""
-
-
 # ----------------------------------------------------------------------------------------------- checkpoint
 def default_search_roots() -> List[str]:
     """Folders searched for ``pretrained_weights/`` and ``runs/``: the working directory, then the repo root."""
-    out: List[str] = []
-    for r in (os.getcwd(), REPO_ROOT):
-        if os.path.abspath(r) not in out:
-            out.append(os.path.abspath(r))
-    return out
+    return scoring.search_roots(REPO_ROOT)
 
 
 def find_default_checkpoint(roots: Optional[Sequence[str]] = None) -> Tuple[str, str]:
     """``(path, why)`` of the checkpoint to use without ``--ckpt``; :class:`NoCheckpointError` if there is none."""
-    roots = list(roots) if roots is not None else default_search_roots()
-    for root in roots:
-        for sub in ("", "VQA"):
-            released = os.path.join(root, sub, RELEASED_WEIGHTS)
-            if os.path.isfile(released):
-                return released, "the released SAMA LSVQ model"
-    for pattern in OWN_CHECKPOINT_GLOBS:
-        found = set()
-        for root in roots:
-            for sub in ("runs", "pretrained_weights"):
-                found.update(os.path.abspath(f) for f in glob.glob(os.path.join(root, sub, "**", pattern), recursive=True))
-        if found:
-            return max(found, key=lambda f: (os.path.getmtime(f), f)), "newest checkpoint written by samavqa training"
-    raise NoCheckpointError(
-        f"no VQA checkpoint given (--ckpt) and none found. Looked for {RELEASED_WEIGHTS} (the released SAMA model) "
-        f"and for runs/**/{OWN_CHECKPOINT_GLOBS[0]}, pretrained_weights/**/{OWN_CHECKPOINT_GLOBS[0]} (or "
-        f"{OWN_CHECKPOINT_GLOBS[1]}, written by our trainer) under: {', '.join(roots)}. Either download "
-        f"{RELEASED_NAME} from the SAMA authors ({RELEASE_URL}) into pretrained_weights/, or train a model on the "
-        "bundled examplar videos (`make demo`), or pass --ckpt FILE."
-    )
+    return DEFAULT_CHECKPOINT.find(list(roots) if roots is not None else default_search_roots())
 
 
 # ----------------------------------------------------------------------------------------------- options
@@ -180,20 +160,6 @@ def scoring_options(opt: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], 
 
 
 # ----------------------------------------------------------------------------------------------- scoring
-@dataclass
-class ScoreRow:
-    """One CSV row: ``score`` / ``calibrated`` None for a video that could not be read (``error`` says why)."""
-
-    name: str
-    score: Optional[float] = None
-    calibrated: Optional[float] = None
-    error: str = ""
-
-    def csv_row(self) -> List[str]:
-        fmt = lambda v: "" if v is None else repr(float(v))
-        return [self.name, fmt(self.score), fmt(self.calibrated), " ".join(self.error.split())]
-
-
 class _ScoreDataset(_VideoQualityDataset):
     """Test-mode items of arbitrary video paths; missing files are per-item errors, not a construction error."""
 
@@ -227,9 +193,6 @@ class VideoScorer:
     def dataset(self, paths: Sequence[str]) -> _ScoreDataset:
         return _ScoreDataset(paths, self.sample_types, self.stype, self.num_threads)
 
-    def _autocast(self):
-        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
-
     def score_batch(self, batch: Mapping[str, Any]) -> List[float]:
         """Raw scores of a collated batch of items, one model call per video (batch-size independent)."""
         from .cli import make_predict_fn
@@ -240,7 +203,7 @@ class VideoScorer:
             one = {k: (v[i:i + 1] if isinstance(v, torch.Tensor) else v) for k, v in batch.items() if k != "num_clips"}
             one["num_clips"] = {k: v[i:i + 1] for k, v in batch["num_clips"].items()}
             one["name"] = [batch["name"][i]]
-            with self._autocast():
+            with engine.autocast(self.device, "bf16" if self.bf16 else None):
                 _, preds, _ = predict(self.model, one, self.device)
             out.append(float(preds.float().reshape(-1)[0]))
         return out
@@ -248,33 +211,9 @@ class VideoScorer:
     def score_paths(self, paths: Sequence[str], batch_size: int = 1, num_workers: int = 0,
                     progress: bool = True) -> List[ScoreRow]:
         """Score video files; a bad file gets a row with ``error`` set. Rows are in the order of ``paths``."""
-        rows = [ScoreRow(str(p)) for p in paths]
-        dataset = SkipBadItems(self.dataset(paths), errors=(VideoReadError,), name_fn=lambda i: str(paths[i]))
-        loader = DataLoader(dataset, batch_size=max(1, int(batch_size)), shuffle=False,
-                            num_workers=max(0, int(num_workers)), collate_fn=SkipCollate())
-        bar = None
-        if progress:
-            try:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=len(rows), desc="scoring", unit="video", file=sys.stderr, dynamic_ncols=True)
-            except ImportError:
-                bar = None
         self.model.eval()
-        with torch.inference_mode():
-            for batch, bad in loader:
-                for item in bad:
-                    rows[item.index].error = item.reason
-                if batch is not None:
-                    for i, s in zip(batch["index"].tolist(), self.score_batch(batch)):
-                        rows[i].score = s
-                        if self.calibration is not None:
-                            rows[i].calibrated = self.calibration(s)
-                if bar is not None:
-                    bar.update(len(bad) + (0 if batch is None else len(batch["index"])))
-        if bar is not None:
-            bar.close()
-        return rows
+        return scoring.score_files(paths, self.dataset(paths), (VideoReadError,), self.score_batch, self.calibration,
+                                   batch_size, num_workers, progress)
 
 
 def build_model_from_options(opt: Mapping[str, Any], device: str) -> nn.Module:
@@ -298,13 +237,7 @@ def load_scorer(
     """
     notes: List[str] = []
     roots = list(search_roots) if search_roots is not None else default_search_roots()
-    if ckpt is None:
-        path, why = find_default_checkpoint(roots)
-        notes.append(f"checkpoint: {path} ({why})")
-    else:
-        path = os.path.abspath(os.path.expanduser(ckpt))
-        if not os.path.isfile(path):
-            raise CheckpointError(f"checkpoint file not found: {ckpt}")
+    path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(roots), notes)
     obj = load_checkpoint(path)
     try:
         fmt = detect_format(obj)
@@ -343,90 +276,29 @@ def load_scorer(
     report = load_vqa_weights(model, obj)
     notes += [str(n) for n in getattr(report, "notes", [])]
     model.eval()
-    cal, cal_note = calibration_from_info(info, trainer="samavqa training")
-    if cal is not None:
-        cal_note = cal.describe("videos")
+    cal, cal_note = scoring.calibration_for(info, "samavqa training", "videos")
     return VideoScorer(model, st, sample_types, dev, path, fmt, cal, cal_note, bf16, int(threads or 1), notes)
 
 
 # ----------------------------------------------------------------------------------------------- CLI
 def list_video_files(folder: str) -> List[Tuple[str, str]]:
     """``(name relative to folder, path)`` of the video files in ``folder`` (by extension), sorted."""
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"--dir {folder!r} is not a folder")
-    out = [(n, os.path.join(folder, n)) for n in sorted(os.listdir(folder))
-           if n.lower().endswith(VIDEO_EXTENSIONS) and not os.path.isdir(os.path.join(folder, n))]
-    if not out:
-        raise FileNotFoundError(f"--dir {folder!r} holds no video files ({', '.join(VIDEO_EXTENSIONS)})")
-    return out
+    return scoring.list_media(folder, VIDEO_EXTENSIONS, "video")
 
 
-def write_csv(path: str, rows: Sequence[ScoreRow]) -> None:
-    """``name,score,calibrated,error`` to ``path`` (``-``: stdout)."""
-    if path == "-":
-        w = csv.writer(sys.stdout)
-        w.writerow(CSV_COLUMNS)
-        w.writerows(r.csv_row() for r in rows)
-        return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_COLUMNS)
-        w.writerows(r.csv_row() for r in rows)
+write_csv = scoring.write_score_csv
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Score videos with a SAMA VQA model (raw score and, when the checkpoint allows, the score "
-                    "calibrated to its training set's MOS scale).")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("-v", "--video", action="extend", nargs="+", metavar="VIDEO", help="video file(s); repeatable")
-    src.add_argument("--dir", help="score every video file in this folder (not recursive)")
-    p.add_argument("--ckpt", help=f"checkpoint (default: {RELEASED_WEIGHTS}, else the newest one our trainer wrote)")
-    p.add_argument("--options", help="VQA option file for model / test sampling / stype (default: the checkpoint's "
-                                     "run options, else VQA/options/fast-SAMA-test.yml)")
-    p.add_argument("--stype", help="sample type: fragments, sama, sama-c, sama-mix, sama-spm, sama-swm, ... "
-                                   "(default: from the options)")
-    p.add_argument("--output", help="CSV file (name,score,calibrated,error); '-' for stdout. Default for several "
-                                    "videos: stdout")
-    p.add_argument("--batch-size", type=int, default=1, help="videos per loader batch (scores do not depend on it)")
-    p.add_argument("--num-workers", type=int, default=0, help="decoding worker processes")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on GPUs; last digits may change)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
+    return scoring.scoring_parser(
+        "video", "-v", "Score videos with a SAMA VQA model (raw score and, when the checkpoint allows, the score "
+                       "calibrated to its training set's MOS scale).",
+        RELEASED_WEIGHTS, "VQA option file for model / test sampling / stype (default: the checkpoint's run options, "
+                          "else VQA/options/fast-SAMA-test.yml)",
+        dict(help="sample type: fragments, sama, sama-c, sama-mix, sama-spm, sama-swm, ... (default: from the options)"),
+        batch_size=1, batch_help="videos per loader batch (scores do not depend on it)")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``VQA/vqa.py``; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    try:
-        items = list_video_files(args.dir) if args.dir else [(p, p) for p in args.video]
-        scorer = load_scorer(args.ckpt, args.options, args.stype, args.device, args.bf16)
-    except (OptionError, CheckpointError, FileNotFoundError, RuntimeError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for note in scorer.notes:
-        print(f"note: {note}", file=sys.stderr)
-    print(f"note: {scorer.calibration_note}", file=sys.stderr)
-    single = len(items) == 1 and not args.output
-    rows = scorer.score_paths([p for _, p in items], args.batch_size, args.num_workers,
-                              progress=not args.no_progress and not single)
-    for row, (name, _) in zip(rows, items):
-        row.name = name
-    failed = [r for r in rows if r.score is None]
-    if single:
-        r = rows[0]
-        if r.score is None:
-            print(f"error: {r.error}", file=sys.stderr)
-        elif r.calibrated is None:
-            print(f"{r.name}: score {r.score:.6f}")
-        else:
-            print(f"{r.name}: score {r.score:.6f}, calibrated {r.calibrated:.4f}")
-    else:
-        write_csv(args.output or "-", rows)
-        print(f"note: {len(rows) - len(failed)} of {len(rows)} videos scored"
-              + (f"; CSV written to {args.output}" if args.output and args.output != "-" else ""), file=sys.stderr)
-        for r in failed:
-            print(f"warning: {r.name}: {r.error}", file=sys.stderr)
-    return 1 if len(failed) == len(rows) else 0
+    return scoring.run_scoring(build_parser().parse_args(argv), load_scorer, VIDEO_EXTENSIONS, "video")

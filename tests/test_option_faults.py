@@ -1,0 +1,78 @@
+"""Bad options are rejected before any work starts, naming the key path, what is allowed and near misses."""
+import pytest
+import yaml
+
+from samacore.options import OptionError
+from samaiqa.cli import load_iqa_options
+from samavqa import FusionDataset
+from samavqa.cli import load_vqa_options
+from samavqa.sampling import check_sample_options
+
+FRAG = dict(fragments_h=7, fragments_w=7, fsize_h=32, fsize_w=32, aligned=32, clip_len=32, frame_interval=2,
+            num_clips=1)
+VQA_OPT = {
+    "name": "t", "num_epochs": 2, "stype": "sama",
+    "data": {"val": {"type": "FusionDataset", "args": {"phase": "test", "anno_file": None, "data_prefix": ".",
+                                                      "sample_types": {"fragments": FRAG}}}},
+    "model": {"type": "DiViDeAddEvaluator", "args": {"backbone_size": "swin_nano_grpb"}},
+    "optimizer": {"lr": 1e-3, "backbone_lr_mult": 0.1, "wd": 0.05},
+}
+IQA_OPT = {"name": "t", "stype": "sama", "num_epochs": 2, "data": {"database": "x", "data_info": "x.txt"}}
+
+
+def write(tmp_path, opt, patch):
+    opt = yaml.safe_load(yaml.safe_dump(opt))
+    for path, value in patch.items():
+        node = opt
+        *parents, key = path.split(".")
+        for p in parents:
+            node = node[p]
+        node[key] = value
+    f = tmp_path / "o.yml"
+    f.write_text(yaml.safe_dump(opt))
+    return str(f)
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({"num_epochs": "eight"}, "options.num_epochs must be int, got str: 'eight'"),
+    ({"train_batch_size": 0}, "options.train_batch_size must be at least 1, got 0"),
+    ({"optimizer.lr": "fast"}, "options.optimizer.lr must be float"),
+    ({"ema": "yes"}, "options.ema must be bool"),
+    ({"num_epoch": 3}, "unknown option options.num_epoch (did you mean 'num_epochs'?)"),
+    ({"stype": "sama_spm"}, "unknown sample type 'sama_spm' (did you mean 'sama-spm'?)"),
+    ({"max_bad_fraction": 2}, "max_bad_fraction must be a number in [0, 1]"),
+])
+def test_vqa_option_file_faults(tmp_path, patch, message):
+    with pytest.raises(OptionError) as e:
+        load_vqa_options(write(tmp_path, VQA_OPT, patch))
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({"num_epochs": "fifty"}, "options.num_epochs must be int, got str: 'fifty'"),
+    ({"stype": "fragments"}, "did you mean 'fragment'?"),
+    ({"data.fwin_hh": 8}, "unknown option data.fwin_hh (did you mean 'fwin_h'?)"),
+])
+def test_iqa_option_file_faults(tmp_path, patch, message):
+    with pytest.raises(OptionError) as e:
+        load_iqa_options(write(tmp_path, IQA_OPT, patch), train=True)
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({"aligned": 5}, "aligned=5 must divide clip_len=32"),
+    ({"fsize_h": 3200}, "7*32 = 224"),
+    ({"fsize_h": 0}, "fsize_h must be a positive integer, got 0"),
+    ({"clip_len": 32.5}, "clip_len must be a positive integer"),
+    ({"fragment_h": 7}, "did you mean 'fragments_h'?"),
+])
+def test_sample_option_faults_are_caught_when_the_dataset_is_built(patch, message):
+    args = {"phase": "test", "anno_file": None, "data_prefix": ".", "sample_types": {"fragments": {**FRAG, **patch}}}
+    with pytest.raises(OptionError) as e:
+        FusionDataset(args, stype="sama")
+    assert message in str(e.value) and "sample_types.fragments" in str(e.value)
+
+
+def test_valid_paper_options_pass():
+    for stype in ("fragments", "sama", "sama-c", "sama-mix", "sama-spm", "sama-swm"):
+        check_sample_options(stype, FRAG)
