@@ -15,12 +15,22 @@ Pipeline: scale pyramid -> per-scale fragment grid -> optional mask.
   or a float copy of the video.
 * Variants (``sama``, ``sama-c``, ``sama-mix``, ``sama-spm``, ``sama-swm`` and the image versions) are entries of
   :data:`SAMA_VARIANTS`: a factor schedule plus an optional mask, run by the one function :func:`sama_sample`.
+  Both masks are checkerboards of tiles (whole fragments for ``window``, 4x4 quarters of 8x8 blocks for
+  ``patch``), so each tile is read from the one source the mask keeps (full resolution: a pure gather; scaled:
+  bilinear) straight into its place in the output; nothing is computed twice and blended.
+* Speed notes (CPU): the gathers run on one intra-op thread (many cache-sized ops; threads only add waiting on
+  a busy machine), large outputs ask for transparent huge pages (first-touch page faults of an 80 MB test-mode
+  output otherwise cost a third of the time), and chunks that would write short strided runs are computed
+  contiguously and moved with 16-byte element copies.
 
 Video tensors are ``[C, T, H, W]`` (any real dtype, any device); outputs are float32 on the input's device.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import math
+import sys
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -36,6 +46,43 @@ __all__ = [
 
 # Gathered source values per chunk: small enough to stay in cache, large enough to amortise per-call overhead.
 _CHUNK_BUDGET = 1 << 21
+# Outputs at least this large (bytes) are backed by transparent huge pages where the OS allows it.
+_HUGE_PAGE_MIN = 16 << 20
+
+
+def _madvise_huge():
+    """libc's ``madvise`` (Linux only), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_MADVISE = _madvise_huge()
+_MADV_HUGEPAGE = 14
+
+
+def _new_output(shape: Sequence[int], device) -> torch.Tensor:
+    """An uninitialised float32 tensor for a sampler's result.
+
+    A test-mode sample is ~80 MB that is written once: on CPU, faulting it in 4 KB pages costs about as much as
+    computing it, so large outputs ask the kernel for 2 MB pages (``MADV_HUGEPAGE``; a no-op where transparent
+    huge pages are off or unsupported).
+    """
+    out = torch.empty(tuple(shape), dtype=torch.float32, device=device)
+    nbytes = out.numel() * 4
+    if _MADVISE is not None and out.device.type == "cpu" and nbytes >= _HUGE_PAGE_MIN:
+        page = 1 << 21
+        start = (out.data_ptr() + page - 1) & ~(page - 1)
+        stop = (out.data_ptr() + nbytes) & ~(page - 1)
+        if stop > start:
+            _MADVISE(start, stop - start, _MADV_HUGEPAGE)  # advisory: failure changes nothing but speed
+    return out
 
 
 @dataclass(frozen=True)
@@ -187,7 +234,7 @@ class _PixelTable:
 
     def gather(self, lin: torch.Tensor, scratch: "_Scratch", dest: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Values at rows ``lin`` (any shape, ``M`` entries) as float32 planes: ``[2, C, M]`` for pairs, else
-        ``[C, M]`` -- written into ``dest`` when given (any tensor viewable as that shape)."""
+        ``[C, M]`` -- written into ``dest`` when given (for single pixels also ``[C, *lin.shape]`` of any strides)."""
         c, m = self.c, lin.numel()
         width = 2 if self.pair else 1
         lin = lin.reshape(-1)
@@ -203,8 +250,11 @@ class _PixelTable:
         shape = (2, c, m) if self.pair else (c, m)
         if dest is None:
             dest = scratch.get("planes", shape, torch.float32)
-        dest = dest.view(shape)
-        dest.copy_(src.reshape(shape))
+        src = src.reshape(shape)
+        if dest.dim() == len(shape):
+            dest.copy_(src)
+        else:  # [C, *lin.shape], possibly strided: split the pixel axis instead of flattening the destination
+            dest.copy_(src.view(dest.shape))
         return dest
 
 
@@ -231,27 +281,65 @@ def gather_fragments(
     sizes_w: torch.Tensor,
     rows: torch.Tensor,
     cols: torch.Tensor,
+    out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Read fragment pixels of rescaled frames straight from the source video.
 
     video: ``[C, T, H, W]`` source; frame_idx: int64 ``[N]`` source frame of each output frame;
     sizes_h/sizes_w: int64 ``[N]`` size of the (virtual) rescaled frame; rows: ``[N, A, B, p]`` and
     cols: ``[N, A, B, q]`` coordinates in that rescaled frame for each of ``A x B`` cells.
-    Returns float32 ``[C, N, A*p, B*q]`` (cell ``(i, j)`` at rows ``i*p``, columns ``j*q``). Frames whose rescaled
-    size equals the source size are copied exactly; the others are bilinearly resampled from their 2x2 taps.
-    Work is done a few frames at a time so that intermediate values stay small (cache-sized).
+    Returns float32 ``[C, N, A*p, B*q]`` (cell ``(i, j)`` at rows ``i*p``, columns ``j*q``), or, when ``out`` is
+    given, writes into it: a float32 ``[C, N, A, p, B, q]`` tensor of any strides (e.g. a strided view selecting
+    some cells of a larger output) and returns it. Frames whose rescaled size equals the source size are copied
+    exactly; the others are bilinearly resampled from their 2x2 taps. Work is done a few frames at a time so
+    that intermediate values stay small (cache-sized).
     """
     c, _, h, w = video.shape
     n, a, b, p = rows.shape
     q = cols.shape[-1]
-    out = torch.empty((c, n, a * p, b * q), dtype=torch.float32, device=video.device)
+    if out is None:
+        result = _new_output((c, n, a * p, b * q), video.device)
+        out = result.view(c, n, a, p, b, q)
+    else:
+        result = out
+        if tuple(out.shape) != (c, n, a, p, b, q) or out.dtype != torch.float32:
+            raise ValueError(f"out must be float32 {[c, n, a, p, b, q]}, got {out.dtype} {list(out.shape)}")
     if n == 0:
-        return out
+        return result
+    with _one_cpu_thread(video.device):
+        _gather_into(video, frame_idx, sizes_h, sizes_w, rows, cols, out)
+    return result
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(device):
+    """Run CPU work on one intra-op thread. The gathers are hundreds of cache-sized ops: splitting each over
+    threads gains little, and on a busy machine every op then waits for a descheduled helper thread (measured:
+    several times slower with 2 threads than with 1 under load). DataLoader workers are single-threaded anyway."""
+    before = torch.get_num_threads()
+    if torch.device(device).type != "cpu" or before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _gather_into(video, frame_idx, sizes_h, sizes_w, rows, cols, out) -> None:
+    """The chunked loop of :func:`gather_fragments` (``out``: ``[C, N, A, p, B, q]``)."""
+    c, _, h, w = video.shape
+    n, a, b, p = rows.shape
+    q = cols.shape[-1]
     if w == 1:  # a one-pixel-wide source has no horizontal pairs: duplicate the column (same values, same taps)
         video = video.expand(-1, -1, -1, 2)
     rows = rows.permute(0, 1, 3, 2)  # [N, a, p, b]: the output's row-major order
     same = ((sizes_h == h) & (sizes_w == w)).tolist()
     scratch = _Scratch(video.device)
+    # Elementwise kernels writing short runs (a strided ``out`` with small q) are several times slower than on
+    # contiguous memory: compute such chunks contiguously and move them with one wide-element copy.
+    direct = q >= 16 or out.is_contiguous()
     start = 0
     while start < n:
         exact = same[start]
@@ -259,13 +347,26 @@ def gather_fragments(
         stop = next((i for i in range(start + 1, stop) if same[i] != exact), stop)
         k, m = slice(start, stop), stop - start
         t = frame_idx[k].view(m, 1, 1, 1)
-        dest = out[:, k].view(c, m, a, p, b, q)
+        dest = out[:, k] if direct else scratch.get("result", (c, m, a, p, b, q), torch.float32)
         if exact:
             _copy_chunk(video, t, rows[k], cols[k], dest, scratch)
         else:
             _bilinear_chunk(video, t, sizes_h[k], sizes_w[k], rows[k], cols[k], dest, scratch)
+        if not direct:
+            _copy_wide(out[:, k], dest)
         start = stop
-    return out
+
+
+def _copy_wide(dst: torch.Tensor, src: torch.Tensor) -> None:
+    """``dst.copy_(src)`` for float32 tensors whose last dim is contiguous, moving 16 or 8 bytes per element
+    (as complex128 / float64 bit patterns, so values are untouched) when the layout allows it."""
+    q = dst.shape[-1]
+    for wide, r in ((torch.complex128, 4), (torch.float64, 2)):
+        if q % r == 0 and dst.stride(-1) == 1 and src.is_contiguous() and dst.storage_offset() % r == 0 \
+                and all(st % r == 0 for st in dst.stride()[:-1]):
+            dst.view(wide).copy_(src.view(wide))
+            return
+    dst.copy_(src)
 
 
 def _copy_chunk(video, t, rows, cols, out: torch.Tensor, scratch: _Scratch) -> None:
@@ -301,7 +402,10 @@ def _bilinear_chunk(video, t, sizes_h, sizes_w, rows, cols, out: torch.Tensor, s
     # width first, then height, as PyTorch's kernel does; lerp(x0, x1, w) equals (1-w)*x0 + w*x1 up to rounding
     across = scratch.get("across", (c, m, a, p, 2, b, q), torch.float32)
     torch.lerp(planes[0], planes[1], wx.view(1, m, a, 1, 1, b, q), out=across)
-    torch.lerp(across[:, :, :, :, 0], across[:, :, :, :, 1], rw[..., 1].view(1, m, a, p, b, 1), out=out)
+    wy = rw[..., 1].view(1, m, a, p, b, 1)
+    if q < 16:  # short rows: a per-pixel weight lets the kernel run over whole rows instead of q-pixel pieces
+        wy = scratch.get("wy", (1, m, a, p, b, q), torch.float32).copy_(wy.expand(1, m, a, p, b, q))
+    torch.lerp(across[:, :, :, :, 0], across[:, :, :, :, 1], wy, out=out)
 
 
 def sample_fragments(
@@ -321,13 +425,20 @@ def sample_fragments(
     n = sizes_h.numel()
     if frame_idx is None:
         frame_idx = torch.arange(n, device=video.device)
+    rows, cols = _grid_positions(grid, sizes_h, sizes_w, off_h, off_w)
+    return gather_fragments(video, frame_idx, sizes_h, sizes_w, rows, cols)
+
+
+def _grid_positions(grid: FragmentGrid, sizes_h, sizes_w, off_h, off_w) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``[N, Gh, Gw, fh]`` and columns ``[N, Gh, Gw, fw]`` read by every cell (checked to lie inside)."""
+    n = sizes_h.numel()
     rows = _fragment_positions(sizes_h, off_h, grid.cells_h, grid.fsize_h, axis=0)
     cols = _fragment_positions(sizes_w, off_w, grid.cells_w, grid.fsize_w, axis=1)
     rows = rows.expand(n, grid.cells_h, grid.cells_w, grid.fsize_h)
     cols = cols.expand(n, grid.cells_h, grid.cells_w, grid.fsize_w)
     _check_inside(rows, sizes_h, "height", grid.fsize_h)
     _check_inside(cols, sizes_w, "width", grid.fsize_w)
-    return gather_fragments(video, frame_idx, sizes_h, sizes_w, rows, cols)
+    return rows, cols
 
 
 def _check_inside(pos: torch.Tensor, sizes: torch.Tensor, what: str, fsize: int) -> None:
@@ -436,21 +547,63 @@ def sama_sample(
     sizes_h, sizes_w = sizes[(frames % aligned) // 2].unbind(-1)
     r_h = rel_h.to(dev).permute(2, 0, 1)[group]  # [T, Gh, Gw]
     r_w = rel_w.to(dev).permute(2, 0, 1)[group]
-    scaled = sample_fragments(
-        video, grid, sizes_h, sizes_w,
-        relative_offsets(r_h, sizes_h, grid.cells_h, grid.fsize_h),
-        relative_offsets(r_w, sizes_w, grid.cells_w, grid.fsize_w),
-    )
+
+    def positions(s_h, s_w):
+        return _grid_positions(grid, s_h, s_w, relative_offsets(r_h, s_h, grid.cells_h, grid.fsize_h),
+                               relative_offsets(r_w, s_w, grid.cells_w, grid.fsize_w))
+
+    rows, cols = positions(sizes_h, sizes_w)
     if variant.mask is None:
-        return scaled
+        return gather_fragments(video, frames, sizes_h, sizes_w, rows, cols)
     full_h = torch.full_like(sizes_h, base_h)
     full_w = torch.full_like(sizes_w, base_w)
-    full = sample_fragments(
-        video, grid, full_h, full_w,
-        relative_offsets(r_h, full_h, grid.cells_h, grid.fsize_h),
-        relative_offsets(r_w, full_w, grid.cells_w, grid.fsize_w),
-    )
-    return _apply_mask(variant.mask, grid, full, scaled)
+    full_rows, full_cols = positions(full_h, full_w)
+    tile = _checkerboard_tile(variant.mask, grid)
+    if tile is None:  # irregular mask: compute both views and blend
+        scaled = gather_fragments(video, frames, sizes_h, sizes_w, rows, cols)
+        full = gather_fragments(video, frames, full_h, full_w, full_rows, full_cols)
+        return _apply_mask(variant.mask, grid, full, scaled)
+    # Each mask is a checkerboard of tiles (full resolution on tiles with an even row + column index): read
+    # every tile from its own source only, straight into its place in the output.
+    th, tw = tile
+    out = _new_output((c, t, grid.out_h, grid.out_w), dev)
+    tiles = out.view(c, t, grid.out_h // th, th, grid.out_w // tw, tw)
+    per_h, per_w = grid.fsize_h // th, grid.fsize_w // tw
+    srcs = [(s_h, s_w, _tile_positions(r, th, per_w, 0), _tile_positions(q, tw, per_h, 1))
+            for s_h, s_w, r, q in ((full_h, full_w, full_rows, full_cols), (sizes_h, sizes_w, rows, cols))]
+    for di in (0, 1):
+        for dj in (0, 1):
+            s_h, s_w, t_rows, t_cols = srcs[(di + dj) % 2]
+            gather_fragments(video, frames, s_h, s_w, t_rows[:, di::2, dj::2], t_cols[:, di::2, dj::2],
+                             out=tiles[:, :, di::2, :, dj::2, :])
+    return out
+
+
+def _checkerboard_tile(kind: str, grid: FragmentGrid) -> Optional[tuple[int, int]]:
+    """Tile size ``(th, tw)`` when mask ``kind`` is True exactly on the tiles ``(I, J)`` with ``I + J`` even of a
+    tiling of the output that nests inside the fragments; None when it is not such a checkerboard."""
+    if kind == "window":
+        return grid.fsize_h, grid.fsize_w
+    if kind == "patch" and grid.out_h % 8 == 0 and grid.out_w % 8 == 0 and grid.fsize_h % 4 == 0 \
+            and grid.fsize_w % 4 == 0:
+        return 4, 4  # quarters of the 8x8 blocks: top-left and bottom-right are the full-resolution ones
+    return None
+
+
+def _tile_positions(pos: torch.Tensor, size: int, across: int, axis: int) -> torch.Tensor:
+    """Re-cut per-cell coordinates into tiles of ``size`` pixels along ``axis`` (0: rows, 1: columns).
+
+    pos: ``[N, Gh, Gw, f]``; each cell holds ``f // size`` tiles along ``axis`` and ``across`` along the other
+    axis. Returns ``[N, A, B, size]``, the coordinates of tile ``(I, J)`` of the ``A x B`` tiling of the output.
+    """
+    n, gh, gw, f = pos.shape
+    k = f // size
+    split = pos.reshape(n, gh, gw, k, size)
+    if axis == 0:  # tile row I = (cell row, k); the same coordinates for every tile along the width
+        tiles = split.permute(0, 1, 3, 2, 4)[:, :, :, :, None].expand(n, gh, k, gw, across, size)
+        return tiles.reshape(n, gh * k, gw * across, size)
+    tiles = split[:, :, None].expand(n, gh, across, gw, k, size)
+    return tiles.reshape(n, gh * across, gw * k, size)
 
 
 def _apply_mask(kind: str, grid: FragmentGrid, full: torch.Tensor, scaled: torch.Tensor) -> torch.Tensor:

@@ -180,3 +180,26 @@ def test_training_stops_when_too_many_are_bad(tmp_path):
     loader = skipping_loader(ds, opt, True, bad_item_log(opt, str(tmp_path / "run")), "train")
     with pytest.raises(TooManyBadItems, match=r"2 of 4 items of train \(50.0%\).*max_bad_fraction 0.3"):
         list(loader)
+
+
+def test_4k_video_decodes_and_samples_inside_its_cells(media):
+    """A 2160x3840 video: decoded at full size, and with the paper grid every scaled fragment stays in its cell."""
+    h, w = 2160, 3840
+    path = str(media / "uhd.mp4")
+    out = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
+    yy, xx = np.mgrid[0:h, 0:w]
+    frame = np.stack([(xx * 255 // w), (yy * 255 // h), np.full_like(xx, 128)], -1).astype(np.uint8)
+    for _ in range(4):
+        out.write(frame)
+    out.release()
+    videos, _ = decode_frames(path, {"fragments": FragmentSampleFrames(4, 1, 1)}, False)
+    v = videos["fragments"]
+    assert v.shape == (3, 4, h, w)
+    grid = dict(fragments_h=7, fragments_w=7, fsize_h=32, fsize_w=32, aligned=4)
+    s = get_single_sample(v, "sama", False, **grid)
+    assert s.shape == (3, 4, 224, 224)
+    # OpenCV writes BGR: the x ramp written in slot 0 comes back as blue (channel 2) of the decoded RGB frames
+    xs = s[2].float() * w / 255  # approximate source column of every sampled pixel
+    for j in range(7):  # the first pair is full resolution, the last the coarsest scale: both inside cell j
+        cell = xs[:, :, j * 32:(j + 1) * 32]
+        assert (cell >= j * w / 7 - 40).all() and (cell <= (j + 1) * w / 7 + 40).all()
