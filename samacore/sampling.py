@@ -8,81 +8,31 @@ Pipeline: scale pyramid -> per-scale fragment grid -> optional mask.
   ``start + offset`` (same for width).
 * Offsets are either absolute (FAST-VQA ``fragments``: an int per cell) or relative (SAMA: ``r`` in [0, 1) per
   cell, applied at every scale as ``int(r * (L - fsize))``, truncating toward zero, in float32).
-* SAMA rescales frames with bilinear interpolation (``align_corners=False``, no antialiasing). Only the pixels that
-  fragments read are ever computed: each output pixel is a 2x2 tap of the source frame, so we gather the taps of all
-  cells of a group of frames at once with advanced indexing and blend them with the interpolation weights.
-  That is the same arithmetic as ``F.interpolate`` up to float rounding, without materialising any rescaled frame
-  or a float copy of the video.
+* SAMA rescales frames with bilinear interpolation (``align_corners=False``, no antialiasing). No rescaled frame
+  is ever materialised: the grid says where each output pixel lies in its rescaled frame, and
+  :mod:`samacore.resample` reads just those pixels' bilinear taps from the source video.
 * Variants (``sama``, ``sama-c``, ``sama-mix``, ``sama-spm``, ``sama-swm`` and the image versions) are entries of
   :data:`SAMA_VARIANTS`: a factor schedule plus an optional mask, run by the one function :func:`sama_sample`.
-  Both masks are checkerboards of tiles (whole fragments for ``window``, 4x4 quarters of 8x8 blocks for
-  ``patch``), so each tile is read from the one source the mask keeps (full resolution: a pure gather; scaled:
-  bilinear) straight into its place in the output; nothing is computed twice and blended.
-* Speed notes (CPU): the gathers run on one intra-op thread (many cache-sized ops; threads only add waiting on
-  a busy machine), large outputs ask for transparent huge pages (first-touch page faults of an 80 MB test-mode
-  output otherwise cost a third of the time), and chunks that would write short strided runs are computed
-  contiguously and moved with 16-byte element copies.
+  A mask only decides, pixel by pixel, which of two grids (full resolution or scaled) a pixel reads; each pixel
+  is computed once, from its own source.
 
 Video tensors are ``[C, T, H, W]`` (any real dtype, any device); outputs are float32 on the input's device.
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import math
-import sys
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from samacore.resample import Part, TapSource, plan_taps, resample
+
 __all__ = [
     "FragmentGrid", "SamaVariant", "SAMA_VARIANTS", "SCHEDULES", "MASKS",
     "cell_starts", "relative_offsets", "scale_schedule", "upsampled_size", "scaled_size",
-    "bilinear_taps", "gather_fragments", "patch_mask", "window_mask", "make_mask",
-    "sample_fragments", "sama_sample",
+    "patch_mask", "window_mask", "make_mask", "sample_fragments", "sama_sample",
 ]
-
-# Gathered source values per chunk: small enough to stay in cache, large enough to amortise per-call overhead.
-_CHUNK_BUDGET = 1 << 21
-# Outputs at least this large (bytes) are backed by transparent huge pages where the OS allows it.
-_HUGE_PAGE_MIN = 16 << 20
-
-
-def _madvise_huge():
-    """libc's ``madvise`` (Linux only), or None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_MADVISE = _madvise_huge()
-_MADV_HUGEPAGE = 14
-
-
-def _new_output(shape: Sequence[int], device) -> torch.Tensor:
-    """An uninitialised float32 tensor for a sampler's result.
-
-    A test-mode sample is ~80 MB that is written once: on CPU, faulting it in 4 KB pages costs about as much as
-    computing it, so large outputs ask the kernel for 2 MB pages (``MADV_HUGEPAGE``; a no-op where transparent
-    huge pages are off or unsupported).
-    """
-    out = torch.empty(tuple(shape), dtype=torch.float32, device=device)
-    nbytes = out.numel() * 4
-    if _MADVISE is not None and out.device.type == "cpu" and nbytes >= _HUGE_PAGE_MIN:
-        page = 1 << 21
-        start = (out.data_ptr() + page - 1) & ~(page - 1)
-        stop = (out.data_ptr() + nbytes) & ~(page - 1)
-        if stop > start:
-            _MADVISE(start, stop - start, _MADV_HUGEPAGE)  # advisory: failure changes nothing but speed
-    return out
 
 
 @dataclass(frozen=True)
@@ -183,231 +133,6 @@ def scaled_size(h: int, w: int, factor: float) -> tuple[int, int]:
     return round(h * float(factor)), round(w * float(factor))
 
 
-# ------------------------------------------------------------------------------------- bilinear tap gathering
-def bilinear_taps(in_size: torch.Tensor, out_size: torch.Tensor, pos: torch.Tensor):
-    """Source taps of bilinear resizing (``align_corners=False``, no antialias) for chosen output positions.
-
-    in_size, out_size: int64 ``[N]`` (per frame); pos: int64 ``[N, ...]`` output coordinates.
-    Returns ``(idx, weight)``: int64 and float32 ``[N, ..., 2]`` -- the two source coordinates and their weights,
-    computed in float32 the way PyTorch's CPU/CUDA kernels do (source = scale*(dst+0.5)-0.5, clamped at 0).
-    """
-    extra = (1,) * (pos.dim() - 1)
-    scale = (in_size.to(torch.float32) / out_size.to(torch.float32)).view(-1, *extra)
-    # PyTorch's kernels evaluate scale*(dst+0.5)-0.5 as one fused multiply-add in float32; the float64 product
-    # and difference are exact here, so a single rounding to float32 reproduces it bit for bit.
-    src = (scale.double() * (pos.double() + 0.5) - 0.5).to(torch.float32).clamp_min(0)
-    last = (in_size - 1).view(-1, *extra)
-    i0 = torch.minimum(src.to(torch.int64), last)
-    lam = (src - i0.to(torch.float32)).clamp(0, 1)
-    i1 = i0 + (i0 < last).to(torch.int64)
-    return torch.stack((i0, i1), -1), torch.stack((1 - lam, lam), -1)
-
-
-class _PixelTable:
-    """A no-copy view of ``video`` ``[C, T, H, W]`` from which :func:`torch.index_select` gathers many pixels
-    (or, with ``pair``, horizontally adjacent pixel pairs ``(x, x+1)``) in one call.
-
-    Channels-last memory (what decoders produce: ``[T, H, W, C]`` permuted to ``[C, T, H, W]``): each row holds
-    all channels of a pixel (pair). Planar memory (a contiguous ``[C, T, H, W]``): each row holds one channel's
-    value (pair) and channels are separate rows. Rows are contiguous in both cases, PyTorch's fast path; other
-    layouts work too, just slower. Pixel ``(t, y, x)`` is row ``t*st + y*sh + x*sw`` (+ ``c*sc`` when planar).
-    """
-
-    def __init__(self, video: torch.Tensor, pair: bool):
-        c, t, h, w = video.shape
-        sc, st, sh, sw = video.stride()
-        self.c, self.pair = c, pair
-        self.interleaved = c == 1 or sc == 1
-        steps = (st, sh, sw) if self.interleaved else (sc, st, sh, sw)
-        unit = max(1, math.gcd(*steps))
-        last = (t - 1) * st + (h - 1) * sh + (w - 1 - int(pair)) * sw
-        if not self.interleaved:
-            last += (c - 1) * sc
-        rows = last // unit + 1
-        inner = ((2, sw),) if pair else ()
-        if self.interleaved:
-            inner += ((c, sc),)
-        self.table = video.as_strided((rows,) + tuple(n for n, _ in inner), (unit,) + tuple(s for _, s in inner),
-                                      video.storage_offset())
-        self.st, self.sh, self.sw = st // unit, sh // unit, sw // unit
-        self.sc = sc // unit
-
-    def gather(self, lin: torch.Tensor, scratch: "_Scratch", dest: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Values at rows ``lin`` (any shape, ``M`` entries) as float32 planes: ``[2, C, M]`` for pairs, else
-        ``[C, M]`` -- written into ``dest`` when given (for single pixels also ``[C, *lin.shape]`` of any strides)."""
-        c, m = self.c, lin.numel()
-        width = 2 if self.pair else 1
-        lin = lin.reshape(-1)
-        if self.interleaved:
-            vals = torch.index_select(self.table, 0, lin, out=scratch.get("taps", (m,) + self.table.shape[1:], self.table.dtype))
-            src = vals.view(m, width * c).t()  # one transposing, widening copy below
-        else:
-            idx = scratch.get("idx", (c, m), torch.int64)
-            torch.add(lin[None], torch.arange(c, device=lin.device)[:, None] * self.sc, out=idx)
-            vals = torch.index_select(self.table, 0, idx.view(-1),
-                                      out=scratch.get("taps", (c * m,) + self.table.shape[1:], self.table.dtype))
-            src = vals.view(c, m, width).permute(2, 0, 1)
-        shape = (2, c, m) if self.pair else (c, m)
-        if dest is None:
-            dest = scratch.get("planes", shape, torch.float32)
-        src = src.reshape(shape)
-        if dest.dim() == len(shape):
-            dest.copy_(src)
-        else:  # [C, *lin.shape], possibly strided: split the pixel axis instead of flattening the destination
-            dest.copy_(src.view(dest.shape))
-        return dest
-
-
-class _Scratch:
-    """Reusable flat buffers, one per name: chunked loops then touch fresh memory once, not once per chunk
-    (page faults of new multi-megabyte buffers otherwise cost more than the arithmetic)."""
-
-    def __init__(self, device):
-        self.device = device
-        self.buffers: dict[str, torch.Tensor] = {}
-
-    def get(self, name: str, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-        size = math.prod(shape)
-        buf = self.buffers.get(name)
-        if buf is None or buf.dtype != dtype or buf.numel() < size:
-            buf = self.buffers[name] = torch.empty(size, dtype=dtype, device=self.device)
-        return buf[:size].view(*shape)
-
-
-def gather_fragments(
-    video: torch.Tensor,
-    frame_idx: torch.Tensor,
-    sizes_h: torch.Tensor,
-    sizes_w: torch.Tensor,
-    rows: torch.Tensor,
-    cols: torch.Tensor,
-    out: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """Read fragment pixels of rescaled frames straight from the source video.
-
-    video: ``[C, T, H, W]`` source; frame_idx: int64 ``[N]`` source frame of each output frame;
-    sizes_h/sizes_w: int64 ``[N]`` size of the (virtual) rescaled frame; rows: ``[N, A, B, p]`` and
-    cols: ``[N, A, B, q]`` coordinates in that rescaled frame for each of ``A x B`` cells.
-    Returns float32 ``[C, N, A*p, B*q]`` (cell ``(i, j)`` at rows ``i*p``, columns ``j*q``), or, when ``out`` is
-    given, writes into it: a float32 ``[C, N, A, p, B, q]`` tensor of any strides (e.g. a strided view selecting
-    some cells of a larger output) and returns it. Frames whose rescaled size equals the source size are copied
-    exactly; the others are bilinearly resampled from their 2x2 taps. Work is done a few frames at a time so
-    that intermediate values stay small (cache-sized).
-    """
-    c, _, h, w = video.shape
-    n, a, b, p = rows.shape
-    q = cols.shape[-1]
-    if out is None:
-        result = _new_output((c, n, a * p, b * q), video.device)
-        out = result.view(c, n, a, p, b, q)
-    else:
-        result = out
-        if tuple(out.shape) != (c, n, a, p, b, q) or out.dtype != torch.float32:
-            raise ValueError(f"out must be float32 {[c, n, a, p, b, q]}, got {out.dtype} {list(out.shape)}")
-    if n == 0:
-        return result
-    with _one_cpu_thread(video.device):
-        _gather_into(video, frame_idx, sizes_h, sizes_w, rows, cols, out)
-    return result
-
-
-@contextlib.contextmanager
-def _one_cpu_thread(device):
-    """Run CPU work on one intra-op thread. The gathers are hundreds of cache-sized ops: splitting each over
-    threads gains little, and on a busy machine every op then waits for a descheduled helper thread (measured:
-    several times slower with 2 threads than with 1 under load). DataLoader workers are single-threaded anyway."""
-    before = torch.get_num_threads()
-    if torch.device(device).type != "cpu" or before == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _gather_into(video, frame_idx, sizes_h, sizes_w, rows, cols, out) -> None:
-    """The chunked loop of :func:`gather_fragments` (``out``: ``[C, N, A, p, B, q]``)."""
-    c, _, h, w = video.shape
-    n, a, b, p = rows.shape
-    q = cols.shape[-1]
-    if w == 1:  # a one-pixel-wide source has no horizontal pairs: duplicate the column (same values, same taps)
-        video = video.expand(-1, -1, -1, 2)
-    rows = rows.permute(0, 1, 3, 2)  # [N, a, p, b]: the output's row-major order
-    same = ((sizes_h == h) & (sizes_w == w)).tolist()
-    scratch = _Scratch(video.device)
-    # Elementwise kernels writing short runs (a strided ``out`` with small q) are several times slower than on
-    # contiguous memory: compute such chunks contiguously and move them with one wide-element copy.
-    direct = q >= 16 or out.is_contiguous()
-    start = 0
-    while start < n:
-        exact = same[start]
-        stop = min(n, start + max(1, _CHUNK_BUDGET // (c * a * b * p * q * (1 if exact else 4))))
-        stop = next((i for i in range(start + 1, stop) if same[i] != exact), stop)
-        k, m = slice(start, stop), stop - start
-        t = frame_idx[k].view(m, 1, 1, 1)
-        dest = out[:, k] if direct else scratch.get("result", (c, m, a, p, b, q), torch.float32)
-        if exact:
-            _copy_chunk(video, t, rows[k], cols[k], dest, scratch)
-        else:
-            _bilinear_chunk(video, t, sizes_h[k], sizes_w[k], rows[k], cols[k], dest, scratch)
-        if not direct:
-            _copy_wide(out[:, k], dest)
-        start = stop
-
-
-def _copy_wide(dst: torch.Tensor, src: torch.Tensor) -> None:
-    """``dst.copy_(src)`` for float32 tensors whose last dim is contiguous, moving 16 or 8 bytes per element
-    (as complex128 / float64 bit patterns, so values are untouched) when the layout allows it."""
-    q = dst.shape[-1]
-    for wide, r in ((torch.complex128, 4), (torch.float64, 2)):
-        if q % r == 0 and dst.stride(-1) == 1 and src.is_contiguous() and dst.storage_offset() % r == 0 \
-                and all(st % r == 0 for st in dst.stride()[:-1]):
-            dst.view(wide).copy_(src.view(wide))
-            return
-    dst.copy_(src)
-
-
-def _copy_chunk(video, t, rows, cols, out: torch.Tensor, scratch: _Scratch) -> None:
-    """Write into ``out`` ``[C, m, a, p, b, q]`` the source pixels at ``rows`` ``[m, a, p, b]`` x ``cols``
-    ``[m, a, b, q]`` of frames ``t`` ``[m, 1, 1, 1]``."""
-    m, a, p, b = rows.shape
-    q = cols.shape[-1]
-    table = _PixelTable(video, pair=False)
-    lin = scratch.get("lin", (m, a, p, b, q), torch.int64)
-    torch.add((t * table.st + rows * table.sh).contiguous()[..., None], (cols * table.sw)[:, :, None], out=lin)
-    table.gather(lin, scratch, dest=out)
-
-
-def _bilinear_chunk(video, t, sizes_h, sizes_w, rows, cols, out: torch.Tensor, scratch: _Scratch) -> None:
-    """Write into ``out`` ``[C, m, a, p, b, q]`` the bilinear values at ``rows`` ``[m, a, p, b]`` x ``cols``
-    ``[m, a, b, q]`` of frames ``t`` ``[m, 1, 1, 1]`` rescaled to ``sizes_h x sizes_w`` ``[m]``."""
-    c, _, h, w = video.shape
-    m, a, p, b = rows.shape
-    q = cols.shape[-1]
-    table = _PixelTable(video, pair=True)
-    ri, rw = bilinear_taps(torch.full_like(sizes_h, h), sizes_h, rows)  # [m, a, p, b, 2]
-    ci, cw = bilinear_taps(torch.full_like(sizes_w, w), sizes_w, cols)  # [m, a, b, q, 2]
-    # Each column tap pair is (x0, x0+1) except at the right edge, where both taps are the last pixel: read the
-    # pair one pixel to the left there and put all the weight on its right pixel.
-    edge = ci[..., 0] == ci[..., 1]
-    x0 = ci[..., 0] - edge.to(torch.int64)
-    wx = torch.where(edge, torch.ones_like(cw[..., 1]), cw[..., 1])
-    row_part = (t[..., None] * table.st + ri * table.sh).permute(0, 1, 2, 4, 3).contiguous()  # [m, a, p, 2, b]
-    lin = scratch.get("lin", (m, a, p, 2, b, q), torch.int64)
-    torch.add(row_part[..., None], (x0 * table.sw)[:, :, None, None], out=lin)
-    # planar float values of both pixels of every pair: [2, C, m, a, p, 2, b, q]
-    planes = table.gather(lin, scratch).view(2, c, m, a, p, 2, b, q)
-    # width first, then height, as PyTorch's kernel does; lerp(x0, x1, w) equals (1-w)*x0 + w*x1 up to rounding
-    across = scratch.get("across", (c, m, a, p, 2, b, q), torch.float32)
-    torch.lerp(planes[0], planes[1], wx.view(1, m, a, 1, 1, b, q), out=across)
-    wy = rw[..., 1].view(1, m, a, p, b, 1)
-    if q < 16:  # short rows: a per-pixel weight lets the kernel run over whole rows instead of q-pixel pieces
-        wy = scratch.get("wy", (1, m, a, p, b, q), torch.float32).copy_(wy.expand(1, m, a, p, b, q))
-    torch.lerp(across[:, :, :, :, 0], across[:, :, :, :, 1], wy, out=out)
-
-
 def sample_fragments(
     video: torch.Tensor,
     grid: FragmentGrid,
@@ -418,15 +143,29 @@ def sample_fragments(
     frame_idx: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Grid-sample every frame of ``video`` ``[C, T, H, W]``, frame ``t`` virtually rescaled to
-    ``sizes_h[t] x sizes_w[t]`` and read at integer cell offsets ``off_h/off_w`` ``[T, Gh, Gw]``.
+    ``sizes_h[t] x sizes_w[t]`` and read at integer cell offsets ``off_h/off_w`` ``[T, Gh, Gw]`` (``frame_idx``:
+    the source frame of each output frame, default ``0..T-1``).
 
     Returns float32 ``[C, T, Gh*fh, Gw*fw]``. Raises if a fragment would leave its frame.
     """
     n = sizes_h.numel()
     if frame_idx is None:
-        frame_idx = torch.arange(n, device=video.device)
-    rows, cols = _grid_positions(grid, sizes_h, sizes_w, off_h, off_w)
-    return gather_fragments(video, frame_idx, sizes_h, sizes_w, rows, cols)
+        frame_idx = torch.arange(n)
+    first, geometry = _distinct_frames(sizes_h, sizes_w, off_h, off_w)
+    rows, cols = _grid_positions(grid, sizes_h[first], sizes_w[first], off_h[first], off_w[first])
+    plan = plan_taps(video, [TapSource(sizes_h[first], sizes_w[first], rows, cols)])
+    return resample(video, plan, geometry, frame_idx.tolist())
+
+
+def _distinct_frames(*per_frame: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """Frames with equal geometry (sizes and offsets) read the same pixels: returns one representative frame
+    per distinct geometry (int64 ``[U]``) and the geometry index of every frame."""
+    key = torch.cat([k.reshape(k.shape[0], -1).to(torch.int64) for k in per_frame], 1)
+    _, inverse = torch.unique(key, dim=0, return_inverse=True)
+    n = key.shape[0]
+    first = torch.full((int(inverse.max()) + 1,), n, dtype=torch.int64, device=key.device)
+    first.scatter_reduce_(0, inverse, torch.arange(n, device=key.device), "amin")
+    return first, inverse.tolist()
 
 
 def _grid_positions(grid: FragmentGrid, sizes_h, sizes_w, off_h, off_w) -> tuple[torch.Tensor, torch.Tensor]:
@@ -531,7 +270,7 @@ def sama_sample(
 
     Returns float32 ``[C, T, Gh*fh, Gw*fw]`` on the input's scale (0-255 stays 0-255).
     """
-    c, t, h, w = video.shape
+    _, t, h, w = video.shape
     if t % aligned:
         raise ValueError(f"the number of frames ({t}) must be a multiple of aligned ({aligned})")
     dev = video.device
@@ -548,78 +287,39 @@ def sama_sample(
     r_h = rel_h.to(dev).permute(2, 0, 1)[group]  # [T, Gh, Gw]
     r_w = rel_w.to(dev).permute(2, 0, 1)[group]
 
-    def positions(s_h, s_w):
-        return _grid_positions(grid, s_h, s_w, relative_offsets(r_h, s_h, grid.cells_h, grid.fsize_h),
-                               relative_offsets(r_w, s_w, grid.cells_w, grid.fsize_w))
+    def offsets(s_h, s_w):
+        return (relative_offsets(r_h, s_h, grid.cells_h, grid.fsize_h),
+                relative_offsets(r_w, s_w, grid.cells_w, grid.fsize_w))
 
-    rows, cols = positions(sizes_h, sizes_w)
+    views = [(sizes_h, sizes_w, *offsets(sizes_h, sizes_w))]
+    if variant.mask is not None:  # the full-resolution view comes first: the mask is True where it is read
+        full_h, full_w = torch.full_like(sizes_h, base_h), torch.full_like(sizes_w, base_w)
+        views.insert(0, (full_h, full_w, *offsets(full_h, full_w)))
+    first, geometry = _distinct_frames(*(x for view in views for x in view))
+    sources = []
+    for s_h, s_w, o_h, o_w in views:
+        s_h, s_w = s_h[first], s_w[first]
+        sources.append(TapSource(s_h, s_w, *_grid_positions(grid, s_h, s_w, o_h[first], o_w[first])))
     if variant.mask is None:
-        return gather_fragments(video, frames, sizes_h, sizes_w, rows, cols)
-    full_h = torch.full_like(sizes_h, base_h)
-    full_w = torch.full_like(sizes_w, base_w)
-    full_rows, full_cols = positions(full_h, full_w)
-    tile = _checkerboard_tile(variant.mask, grid)
-    if tile is None:  # irregular mask: compute both views and blend
-        scaled = gather_fragments(video, frames, sizes_h, sizes_w, rows, cols)
-        full = gather_fragments(video, frames, full_h, full_w, full_rows, full_cols)
-        return _apply_mask(variant.mask, grid, full, scaled)
-    # Each mask is a checkerboard of tiles (full resolution on tiles with an even row + column index): read
-    # every tile from its own source only, straight into its place in the output.
-    th, tw = tile
-    out = _new_output((c, t, grid.out_h, grid.out_w), dev)
-    tiles = out.view(c, t, grid.out_h // th, th, grid.out_w // tw, tw)
-    per_h, per_w = grid.fsize_h // th, grid.fsize_w // tw
-    srcs = [(s_h, s_w, _tile_positions(r, th, per_w, 0), _tile_positions(q, tw, per_h, 1))
-            for s_h, s_w, r, q in ((full_h, full_w, full_rows, full_cols), (sizes_h, sizes_w, rows, cols))]
-    for di in (0, 1):
-        for dj in (0, 1):
-            s_h, s_w, t_rows, t_cols = srcs[(di + dj) % 2]
-            gather_fragments(video, frames, s_h, s_w, t_rows[:, di::2, dj::2], t_cols[:, di::2, dj::2],
-                             out=tiles[:, :, di::2, :, dj::2, :])
-    return out
+        plan = plan_taps(video, sources)
+    elif (parts := _mask_parts(variant.mask, grid)) is not None:
+        plan = plan_taps(video, sources, parts)
+    else:
+        plan = plan_taps(video, sources, choice=make_mask(variant.mask, grid, device=dev))
+    return resample(video, plan, geometry, frames.tolist())
 
 
-def _checkerboard_tile(kind: str, grid: FragmentGrid) -> Optional[tuple[int, int]]:
-    """Tile size ``(th, tw)`` when mask ``kind`` is True exactly on the tiles ``(I, J)`` with ``I + J`` even of a
-    tiling of the output that nests inside the fragments; None when it is not such a checkerboard."""
-    if kind == "window":
-        return grid.fsize_h, grid.fsize_w
-    if kind == "patch" and grid.out_h % 8 == 0 and grid.out_w % 8 == 0 and grid.fsize_h % 4 == 0 \
-            and grid.fsize_w % 4 == 0:
-        return 4, 4  # quarters of the 8x8 blocks: top-left and bottom-right are the full-resolution ones
-    return None
-
-
-def _tile_positions(pos: torch.Tensor, size: int, across: int, axis: int) -> torch.Tensor:
-    """Re-cut per-cell coordinates into tiles of ``size`` pixels along ``axis`` (0: rows, 1: columns).
-
-    pos: ``[N, Gh, Gw, f]``; each cell holds ``f // size`` tiles along ``axis`` and ``across`` along the other
-    axis. Returns ``[N, A, B, size]``, the coordinates of tile ``(I, J)`` of the ``A x B`` tiling of the output.
-    """
-    n, gh, gw, f = pos.shape
-    k = f // size
-    split = pos.reshape(n, gh, gw, k, size)
-    if axis == 0:  # tile row I = (cell row, k); the same coordinates for every tile along the width
-        tiles = split.permute(0, 1, 3, 2, 4)[:, :, :, :, None].expand(n, gh, k, gw, across, size)
-        return tiles.reshape(n, gh * k, gw * across, size)
-    tiles = split[:, :, None].expand(n, gh, across, gw, k, size)
-    return tiles.reshape(n, gh * across, gw * k, size)
-
-
-def _apply_mask(kind: str, grid: FragmentGrid, full: torch.Tensor, scaled: torch.Tensor) -> torch.Tensor:
-    """Copy the full-resolution pixels selected by the mask into ``scaled`` (in place, via strided views when the
-    mask is a regular block pattern; ``torch.where`` otherwise). Same values as ``where(mask, full, scaled)``."""
-    c, t, out_h, out_w = scaled.shape
-    if kind == "window":
-        sv = scaled.view(c, t, grid.cells_h, grid.fsize_h, grid.cells_w, grid.fsize_w)
-        fv = full.view(sv.shape)
-        for i0 in (0, 1):  # cells with i + j even: (even, even) and (odd, odd)
-            sv[:, :, i0::2, :, i0::2].copy_(fv[:, :, i0::2, :, i0::2])
-        return scaled
-    if kind == "patch" and out_h % 8 == 0 and out_w % 8 == 0:
-        sv = scaled.view(c, t, out_h // 8, 2, 4, out_w // 8, 2, 4)
-        fv = full.view(sv.shape)
-        for q in (0, 1):  # top-left and bottom-right 4x4 quarter of every 8x8 block
-            sv[:, :, :, q, :, :, q].copy_(fv[:, :, :, q, :, :, q])
-        return scaled
-    return torch.where(make_mask(kind, grid, device=scaled.device), full, scaled)
+def _mask_parts(kind: str, grid: FragmentGrid) -> Optional[list[Part]]:
+    """A mask as four single-source parts when it is a checkerboard of tiles nested in the cells (source 0, full
+    resolution, on tiles ``(I, J)`` with ``I + J`` even): each pixel is then read once, from its own source, and
+    full-resolution tiles are plain copies. None for other grids (the mask is then applied pixel by pixel)."""
+    if kind == "window":  # the tiles are the cells
+        def tiles(di, dj):
+            return lambda x: x[..., di::2, :, dj::2, :]
+    elif kind == "patch" and grid.fsize_h % 8 == 0 and grid.fsize_w % 8 == 0:
+        def tiles(di, dj):  # 4x4 quarters of the 8x8 blocks; their rows and columns split off the cell's
+            return lambda x: (x.unflatten(-1, (grid.fsize_w // 8, 2, 4)).select(-2, dj)
+                              .unflatten(-4, (grid.fsize_h // 8, 2, 4)).select(-5, di))
+    else:
+        return None
+    return [Part((di + dj) % 2, tiles(di, dj)) for di in (0, 1) for dj in (0, 1)]

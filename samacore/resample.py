@@ -1,0 +1,489 @@
+"""Bilinear reads of chosen output pixels straight from a decoded video: the engine under :mod:`samacore.sampling`.
+
+The samplers describe *where* every output pixel reads (a rescaled frame size and a position in it, possibly a
+different source per pixel when a mask mixes scales); this module turns that into *taps* and executes them.
+
+* A :class:`TapPlan` holds, for each distinct frame geometry, the source taps of every output pixel. Bilinear
+  resizing (``align_corners=False``, no antialias) reads a 2x2 block: the horizontal pixel pairs ``(x0, x0+1)`` of
+  source rows ``y0`` and ``y1``, blended with weights ``wy`` then ``wx``. Output pixels are split into
+  :class:`Part` s that each read one source (SAMA's masks are checkerboards of such parts), so a pixel is computed
+  once; parts that only copy pixels (factor 1) keep one index per pixel, or per run of adjacent pixels. Frames
+  sharing a geometry (both frames of a temporal patch; in test mode every clip) share its taps, so index
+  arithmetic is paid once per geometry, not per frame.
+* :func:`resample` runs a plan frame by frame, each step one plain PyTorch op over a whole part: an
+  ``index_select`` of pixel pairs from the frame's own memory (no float copy of the frame), a widening copy, a
+  vertical ``lerp`` in the decoder's channels-last layout, a transposing copy into channel planes and a
+  horizontal ``lerp`` written straight into the output. On CPU, frames are spread over the intra-op threads
+  (ops inside a frame run single-threaded: many mid-sized ops gain little from splitting, and each worker pulls
+  whole frames); CUDA tensors run the same ops on the device.
+
+The arithmetic is PyTorch's bilinear kernel up to float rounding: tap positions and weights are computed in
+float32 the same way (:func:`bilinear_taps`), copies are exact, and blends differ only in rounding order.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import itertools
+import math
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import torch
+
+__all__ = ["bilinear_taps", "TapSource", "Part", "whole", "TapPlan", "PartPlan", "plan_taps", "resample", "new_output"]
+
+# Outputs at least this large (bytes) are backed by transparent huge pages where the OS allows it.
+_HUGE_PAGE_MIN = 16 << 20
+
+
+# ------------------------------------------------------------------------------------------------ taps
+def bilinear_taps(in_size: torch.Tensor, out_size: torch.Tensor, pos: torch.Tensor):
+    """Source taps of bilinear resizing (``align_corners=False``, no antialias) for chosen output positions.
+
+    in_size, out_size: int64 ``[N]`` (per frame); pos: int64 ``[N, ...]`` output coordinates.
+    Returns ``(idx, weight)``: int64 and float32 ``[N, ..., 2]`` -- the two source coordinates and their weights,
+    computed in float32 the way PyTorch's CPU/CUDA kernels do (source = scale*(dst+0.5)-0.5, clamped at 0).
+    An output size equal to the input size gives ``idx[..., 0] == pos`` and weight ``(1, 0)``: an exact copy.
+    """
+    extra = (1,) * (pos.dim() - 1)
+    scale = (in_size.to(torch.float32) / out_size.to(torch.float32)).view(-1, *extra)
+    # PyTorch's kernels evaluate scale*(dst+0.5)-0.5 as one fused multiply-add in float32; the float64 product
+    # and difference are exact here, so a single rounding to float32 reproduces it bit for bit.
+    src = (scale.double() * (pos.double() + 0.5) - 0.5).to(torch.float32).clamp_min(0)
+    last = (in_size - 1).view(-1, *extra)
+    i0 = torch.minimum(src.to(torch.int64), last)
+    lam = (src - i0.to(torch.float32)).clamp(0, 1)
+    i1 = i0 + (i0 < last).to(torch.int64)
+    return torch.stack((i0, i1), -1), torch.stack((1 - lam, lam), -1)
+
+
+@dataclass(frozen=True)
+class TapSource:
+    """One view the output pixels can read from: every (unique) frame rescaled to ``sizes_h x sizes_w`` ``[U]``
+    and read at ``rows`` ``[U, A, B, p]`` x ``cols`` ``[U, A, B, q]`` -- the coordinates, in the rescaled frame,
+    of the ``p x q`` pixels of each of ``A x B`` output cells (cell ``(i, j)`` fills output rows ``i*p...`` and
+    columns ``j*q...``)."""
+
+    sizes_h: torch.Tensor
+    sizes_w: torch.Tensor
+    rows: torch.Tensor
+    cols: torch.Tensor
+
+
+Selector = Callable[[torch.Tensor], torch.Tensor]
+
+
+def whole(x: torch.Tensor) -> torch.Tensor:
+    """The selector of every output pixel."""
+    return x
+
+
+@dataclass(frozen=True)
+class Part:
+    """Output pixels read from one source: ``select`` maps any tensor whose last four dims are the pixel layout
+    ``[A, p, B, q]`` (cell rows, rows in a cell, cell columns, columns in a cell) to a *view* of these pixels,
+    whose last dim runs along an output row. ``source`` indexes the sources of :func:`plan_taps`."""
+
+    source: int
+    select: Selector = whole
+
+
+@dataclass
+class PartPlan:
+    """Taps of one :class:`Part` for ``U`` geometries; ``shape``: the part's pixel dims, ``M`` pixels.
+
+    ``kind[u]`` is ``"copy"`` or ``"blend"`` and ``slot[u]`` the geometry's row in the matching arrays:
+    copies read ``pixel[slot]`` ``[M]``, or, when every run of output pixels reads a run of adjacent source
+    pixels (``segments``: full-resolution fragments), one segment per run from ``pixel[slot]`` ``[M // run]``
+    (one row copy instead of ``run`` pixel copies); blends read the pair ``(x0, x0+1)`` on rows ``y0`` and ``y1``
+    (``pairs[slot]`` ``[2, M]``), blended with ``wy[slot]`` ``[M // run]`` (one weight per ``run`` pixels of a
+    row: the last dim of ``shape``) and then ``wx[slot]`` ``[M]``. Indices count rows of the frame tables of
+    :func:`resample` (pixel ``(y, x)`` is ``y * row_h + x * row_w``).
+    """
+
+    select: Selector
+    shape: tuple
+    kind: list = field(default_factory=list)
+    slot: list = field(default_factory=list)
+    pixel: Optional[torch.Tensor] = None
+    segments: bool = False
+    pairs: Optional[torch.Tensor] = None
+    wy: Optional[torch.Tensor] = None
+    wx: Optional[torch.Tensor] = None
+
+    @property
+    def pixels(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def run(self) -> int:
+        return self.shape[-1]
+
+
+@dataclass
+class TapPlan:
+    """How every output pixel of ``U`` frame geometries is read: one :class:`PartPlan` per part of the output
+    (together they cover each pixel once). ``strides``: the row steps of the video it was made for."""
+
+    out_h: int
+    out_w: int
+    layout: tuple  # (A, p, B, q)
+    strides: tuple
+    parts: list
+
+
+def _axis_taps(src: int, source: TapSource, axis: int):
+    """Taps of one source along one axis, broadcastable to the output's ``[U, A, p, B, q]`` pixel layout:
+    int64 ``i0`` and ``i1`` and the float32 weight of ``i1``."""
+    if axis == 0:
+        idx, wgt = bilinear_taps(torch.full_like(source.sizes_h, src), source.sizes_h, source.rows)
+        idx, wgt = idx.permute(0, 1, 3, 2, 4)[..., None, :], wgt[..., 1].permute(0, 1, 3, 2)[..., None]
+    else:
+        idx, wgt = bilinear_taps(torch.full_like(source.sizes_w, src), source.sizes_w, source.cols)
+        idx, wgt = idx[:, :, None], wgt[..., 1][:, :, None]
+    return idx[..., 0], idx[..., 1], wgt
+
+
+def plan_taps(video: torch.Tensor, sources: Sequence[TapSource], parts: Sequence[Part] = (Part(0),),
+              choice: Optional[torch.Tensor] = None) -> TapPlan:
+    """Taps of every output pixel of every geometry, for frames of ``video`` ``[C, T, H, W]``.
+
+    parts: which source each set of output pixels reads (default: all pixels read ``sources[0]``). Alternatively
+    ``choice``, a bool ``[out_h, out_w]`` mask for two sources (True: ``sources[0]``) that no set of parts
+    describes: then every pixel picks its own source. Work on whole pixel arrays is one pass per final array;
+    everything else stays on per-row and per-column taps.
+    """
+    _, _, h, w = video.shape
+    u, a, b, p = sources[0].rows.shape
+    q = sources[0].cols.shape[-1]
+    dev = sources[0].rows.device
+    row_h, row_w = _row_steps(_readable(video))
+    full = (u, a, p, b, q)
+    views = []
+    for source in sources:
+        y0, y1, wy = _axis_taps(h, source, 0)  # [U, A, p, B, 1]
+        x0, _, wx = _axis_taps(w, source, 1)  # [U, A, 1, B, q]
+        # the pair (x0, x0+1) must stay inside the row: at the right edge read (x0-1, x0), all weight on x0
+        # (a one-pixel-wide source is read as a two-pixel one, see _readable)
+        edge = (x0 == w - 1) & (w > 1)
+        # an unweighted second row is not read at all: pointing it at the first keeps the gather in cache lines
+        # already loaded
+        y1 = torch.where(wy == 0, y0, y1)
+        views.append(dict(
+            copy=(wy == 0).flatten(1).all(1) & (wx == 0).flatten(1).all(1),
+            top=y0 * row_h, bottom=y1 * row_h, left=x0 * row_w, pair=(x0 - edge.to(torch.int64)) * row_w,
+            wy=wy, wx=torch.where(edge, torch.ones_like(wx), wx), step=row_w))
+    if choice is not None:  # one part, a source per pixel
+        pick = choice.to(dev).view(1, a, p, b, q)
+        plans = [_part_plan(whole, views, full, dev, pick, _run_length(choice, q))]
+    else:
+        plans = [_part_plan(part.select, [views[part.source]], full, dev) for part in parts
+                 if part.select(torch.empty(full[1:], device="meta")).numel()]  # (a 1-cell grid has empty parts)
+    return TapPlan(a * p, b * q, (a, p, b, q), (row_h, row_w), plans)
+
+
+def _part_plan(select: Selector, views: list, full: tuple, dev, pick: Optional[torch.Tensor] = None,
+               run: Optional[int] = None) -> PartPlan:
+    """The taps of the pixels ``select`` picks, from ``views[0]`` (or, with ``pick``, per pixel from
+    ``views[0]`` where True and ``views[1]`` where False; vertical weights then per ``run`` pixels)."""
+    shape = tuple(select(torch.empty(full[1:], device="meta")).shape)
+    plan = PartPlan(select, shape if pick is None else shape[:-1] + (shape[-1] // run, run))
+    copies = torch.stack([v["copy"] for v in views]).all(0).tolist()
+    plan.kind = ["copy" if c else "blend" for c in copies]
+    plan.slot = [plan.kind[:i].count(kind) for i, kind in enumerate(plan.kind)]
+
+    def gathered(ids: torch.Tensor, key: str) -> torch.Tensor:
+        """Per-row or per-column taps of geometries ``ids``, expanded to (a view of) the part's pixels."""
+        return select(views[0][key][ids].expand((len(ids),) + full[1:]))
+
+    def per_pixel(ids: torch.Tensor, row_key: str, col_key: str, out: torch.Tensor) -> None:
+        """``out`` = row part + column part, for the part's pixels (one pass)."""
+        torch.add(gathered(ids, row_key), gathered(ids, col_key), out=out)
+        if pick is not None:
+            other = views[1][row_key][ids] + views[1][col_key][ids]
+            torch.where(pick, out, other, out=out)
+
+    def ids(kind: str) -> torch.Tensor:
+        return torch.tensor([i for i, k in enumerate(plan.kind) if k == kind], dtype=torch.int64, device=dev)
+
+    copy_ids, blend_ids = ids("copy"), ids("blend")
+    if len(copy_ids):
+        pixel = torch.empty((len(copy_ids),) + shape, dtype=torch.int64, device=dev)
+        per_pixel(copy_ids, "top", "left", pixel)
+        runs = pixel.view(len(copy_ids), -1, plan.run)
+        steps = torch.arange(plan.run, device=dev) * views[0]["step"]
+        plan.segments = plan.run > 1 and bool((runs == runs[..., :1] + steps).all())
+        plan.pixel = runs[..., 0].contiguous() if plan.segments else pixel.view(len(copy_ids), -1)
+    if len(blend_ids):
+        n = len(blend_ids)
+        pairs = torch.empty((n, 2) + shape, dtype=torch.int64, device=dev)
+        per_pixel(blend_ids, "top", "pair", pairs[:, 0])
+        per_pixel(blend_ids, "bottom", "pair", pairs[:, 1])
+        plan.pairs = pairs.view(n, 2, -1)
+        if pick is None:
+            plan.wx = gathered(blend_ids, "wx").reshape(n, -1)
+            plan.wy = gathered(blend_ids, "wy")[..., 0].reshape(n, -1)
+        else:
+            wx, wy = ([v[key][blend_ids] for v in views] for key in ("wx", "wy"))
+            plan.wx = torch.where(pick, wx[0], wx[1]).view(n, -1)
+            plan.wy = torch.where(pick[..., ::run], wy[0], wy[1]).reshape(n, -1)
+    return plan
+
+
+def _run_length(choice: torch.Tensor, q: int) -> int:
+    """Longest run length dividing every cell width and every change of source along the output rows."""
+    changes = (choice[:, 1:] != choice[:, :-1]).any(0).nonzero().flatten() + 1
+    return math.gcd(q, *changes.tolist())
+
+
+# --------------------------------------------------------------------------------------------- tables
+def _readable(video: torch.Tensor) -> torch.Tensor:
+    """``video`` as the tables read it: a one-pixel-wide source has no horizontal pairs, so its column is
+    duplicated (a stride-0 view: same values, same taps)."""
+    return video.expand(-1, -1, -1, 2) if video.shape[-1] == 1 else video
+
+
+def _row_steps(video: torch.Tensor) -> tuple[int, int]:
+    """Row-index steps ``(row_h, row_w)`` of pixel ``(y, x)`` in the frame tables of :class:`_FrameTables`."""
+    _, sh, sw = _FrameTables.steps(video)
+    return sh, sw
+
+
+class _FrameTables:
+    """No-copy views of one frame from which ``index_select`` reads single pixels or horizontal pixel pairs.
+
+    Channels-last memory (what decoders give: ``[T, H, W, C]`` permuted to ``[C, T, H, W]``) is read with all
+    channels at once (rows of ``[2, C]``); planar memory one channel plane at a time (rows of ``[2, 1]``). Rows
+    are contiguous in both cases, PyTorch's fast ``index_select`` path; other layouts work too, just slower.
+    """
+
+    def __init__(self, video: torch.Tensor):
+        c, t, h, w = video.shape
+        self.video = video
+        self.interleaved = c == 1 or video.stride(0) == 1
+        self.unit, self.row_h, self.row_w = self.steps(video)
+        self.groups = [(0, c)] if self.interleaved else [(k, k + 1) for k in range(c)]
+
+    @staticmethod
+    def steps(video: torch.Tensor) -> tuple[int, int, int]:
+        c, _, _, _ = video.shape
+        sc, _, sh, sw = video.stride()
+        interleaved = c == 1 or sc == 1
+        unit = max(1, math.gcd(sh, sw, sc if interleaved and c > 1 else 0))
+        return unit, sh // unit, sw // unit
+
+    def table(self, frame: int, group: tuple[int, int], width: int = 0) -> torch.Tensor:
+        """``[rows, width, C']`` view of channels ``group`` of ``frame``: rows of ``width`` horizontally adjacent
+        pixels (pairs: 2, segments: a run), or single pixels ``[rows, C']`` for ``width`` 0."""
+        v = self.video
+        _, _, h, w = v.shape
+        sc, st, sh, sw = v.stride()
+        start = v.storage_offset() + frame * st + group[0] * sc
+        last = (h - 1) * sh + (w - max(width, 1)) * sw
+        rows = last // self.unit + 1
+        inner = ((width, sw),) if width else ()
+        inner += ((group[1] - group[0], sc),)
+        return v.as_strided((rows,) + tuple(n for n, _ in inner), (self.unit,) + tuple(s for _, s in inner), start)
+
+
+class _Scratch:
+    """Reusable flat buffers, one per name (fresh multi-megabyte buffers cost more in page faults than the
+    arithmetic done in them)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+        size = math.prod(shape)
+        buf = self.buffers.get(name)
+        if buf is None or buf.dtype != dtype or buf.numel() < size:
+            # a normal tensor, usable in and out of inference mode (buffers outlive the call that made them)
+            with torch.inference_mode(False):
+                buf = self.buffers[name] = torch.empty(size, dtype=dtype, device=self.device)
+        return buf[:size].view(*shape)
+
+
+# ------------------------------------------------------------------------------------------- execution
+def new_output(shape: Sequence[int], device) -> torch.Tensor:
+    """An uninitialised float32 tensor for a sampler's result.
+
+    A test-mode sample is ~80 MB that is written once: on CPU, faulting it in 4 KB pages costs about as much as
+    computing it, so large outputs ask the kernel for 2 MB pages (``MADV_HUGEPAGE``; a no-op where transparent
+    huge pages are off or unsupported).
+    """
+    out = torch.empty(tuple(shape), dtype=torch.float32, device=device)
+    nbytes = out.numel() * 4
+    if _MADVISE is not None and out.device.type == "cpu" and nbytes >= _HUGE_PAGE_MIN:
+        page = 1 << 21
+        start = (out.data_ptr() + page - 1) & ~(page - 1)
+        stop = (out.data_ptr() + nbytes) & ~(page - 1)
+        if stop > start:
+            _MADVISE(start, stop - start, 14)  # MADV_HUGEPAGE; advisory: failure changes nothing but speed
+    return out
+
+
+def resample(video: torch.Tensor, plan: TapPlan, frame_plan: Sequence[int], frame_idx: Sequence[int],
+             out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Run ``plan`` on frames of ``video`` ``[C, T, H, W]`` (any real dtype): output frame ``n`` reads source
+    frame ``frame_idx[n]`` with geometry ``frame_plan[n]``. Returns float32 ``[C, N, out_h, out_w]`` (or fills
+    ``out``, a tensor of that shape whose frames are contiguous ``out_h x out_w`` planes)."""
+    c = video.shape[0]
+    n = len(frame_idx)
+    video = _readable(video)
+    if plan.strides != _row_steps(video):
+        raise ValueError("the tap plan was made for a video with another memory layout")
+    if out is None:
+        out = new_output((c, n, plan.out_h, plan.out_w), video.device)
+    tables = _FrameTables(video)
+    jobs = list(zip(range(n), frame_plan, frame_idx))
+    workers = torch.get_num_threads() if video.device.type == "cpu" else 1
+    if workers <= 1 or n <= 1:
+        _run_frames(tables, plan, jobs, out)
+        return out
+    # Each worker pulls the next frame until none is left: balanced on a busy machine, and one hand-off per
+    # worker rather than per frame (per-frame futures cost a third of the gain). The caller is a worker too.
+    frames = itertools.count()
+    inference = torch.is_inference_mode_enabled()  # thread-local: helpers must write `out` in the caller's mode
+
+    def work(_=None) -> None:
+        with torch.inference_mode(inference):
+            for k in iter(lambda: next(frames), None):
+                if k >= len(jobs):
+                    return
+                _run_frames(tables, plan, [jobs[k]], out)
+
+    with _single_threaded_ops():
+        helpers = [_thread_pool(workers - 1).submit(work) for _ in range(workers - 1)]
+        work()
+        for helper in helpers:
+            helper.result()
+    return out
+
+
+def _run_frames(tables: _FrameTables, plan: TapPlan, jobs, out: torch.Tensor) -> None:
+    """Whole parts of frames per op: measured faster than cache-sized pieces, whose per-op overhead costs more."""
+    scratch = _thread_scratch(out.device)
+    c = out.shape[0]
+    for n, u, t in jobs:
+        cells = out[:, n].view(c, *plan.layout)
+        for part in plan.parts:
+            slot = part.slot[u]
+            dest = part.select(cells).view(c, *part.shape)
+            for lo, hi in tables.groups:
+                if part.kind[u] == "copy":
+                    table = tables.table(t, (lo, hi), part.run if part.segments else 0)
+                    _copy_pixels(table, part.pixel[slot], dest[lo:hi], scratch)
+                else:
+                    _blend_pairs(tables.table(t, (lo, hi), 2), part, slot, dest[lo:hi], scratch)
+
+
+def _copy_pixels(table: torch.Tensor, index: torch.Tensor, dest: torch.Tensor, scratch: _Scratch) -> None:
+    """``dest`` ``[C, ...]`` (any strides) = the table rows ``index`` (pixels or segments of pixels), in one
+    gather and one transposing widening copy."""
+    got = torch.index_select(table, 0, index, out=scratch.get("pixels", (index.numel(),) + table.shape[1:], table.dtype))
+    planes = got.view(-1, table.shape[-1]).t()
+    if _short_runs(dest):
+        planes = scratch.get("result", planes.shape, torch.float32).copy_(planes)
+        _copy_wide(dest, planes.view(dest.shape))
+    else:
+        dest.copy_(planes.view(dest.shape))
+
+
+def _blend_pairs(table: torch.Tensor, part: PartPlan, slot: int, dest: torch.Tensor, scratch: _Scratch) -> None:
+    """``dest`` ``[C, *part.shape]`` (any strides) = bilinear values of the part's pixels, geometry ``slot``."""
+    c, m = table.shape[-1], part.pixels
+    width = 2 * c  # values of one pixel pair
+    got = torch.index_select(table, 0, part.pairs[slot].view(-1),  # pairs on rows y0, then on rows y1
+                             out=scratch.get("pairs", (2 * m, 2, c), table.dtype))
+    values = scratch.get("values", (2, m, width), torch.float32)
+    values.copy_(got.view(2, m, width))  # contiguous widening: cheap, unlike a transposing one on all 4 taps
+    # vertical blend in the decoder's interleaved layout, one weight per run of output pixels
+    runs = m // part.run
+    vertical = scratch.get("vertical", (m, width), torch.float32)
+    torch.lerp(values[0].view(runs, -1), values[1].view(runs, -1), part.wy[slot, :, None], out=vertical.view(runs, -1))
+    # channel planes of the left and right pixel of each pair, then the horizontal blend into the output
+    planes = scratch.get("planes", (2, c, m), torch.float32)
+    planes.copy_(vertical.view(m, 2, c).permute(1, 2, 0))
+    if _short_runs(dest):
+        result = scratch.get("result", (c, m), torch.float32)
+        torch.lerp(planes[0], planes[1], part.wx[slot], out=result)
+        _copy_wide(dest, result.view(dest.shape))
+    else:
+        torch.lerp(planes[0].view(dest.shape), planes[1].view(dest.shape), part.wx[slot].view(dest.shape[1:]), out=dest)
+
+
+def _short_runs(dest: torch.Tensor) -> bool:
+    """Elementwise kernels writing short runs (e.g. the 4-pixel tiles of the patch mask) are several times
+    slower than on contiguous memory: such results are computed contiguously and moved by :func:`_copy_wide`."""
+    return dest.device.type == "cpu" and dest.shape[-1] < 16 and not dest.is_contiguous()
+
+
+def _copy_wide(dest: torch.Tensor, src: torch.Tensor) -> None:
+    """``dest.copy_(src)`` for float32 tensors with a contiguous last dim, moving 16 or 8 bytes per element (as
+    complex128 / float64 bit patterns: values untouched) when the layout allows it."""
+    n = dest.shape[-1]
+    for wide, ratio in ((torch.complex128, 4), (torch.float64, 2)):
+        if n % ratio == 0 and dest.stride(-1) == 1 and src.is_contiguous() and dest.storage_offset() % ratio == 0 \
+                and all(st % ratio == 0 for st in dest.stride()[:-1]):
+            dest.view(wide).copy_(src.view(wide))
+            return
+    dest.copy_(src)
+
+
+# ------------------------------------------------------------------------------------------- threading
+_LOCAL = threading.local()
+_POOL: Optional[ThreadPoolExecutor] = None
+_POOL_KEY: tuple = ()
+
+
+def _thread_scratch(device) -> _Scratch:
+    scratches = getattr(_LOCAL, "scratch", None)
+    if scratches is None:
+        scratches = _LOCAL.scratch = {}
+    key = str(device)
+    if key not in scratches:
+        scratches[key] = _Scratch(device)
+    return scratches[key]
+
+
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    """A process-wide pool of ``workers`` threads, rebuilt after a fork (threads do not survive one)."""
+    global _POOL, _POOL_KEY
+    key = (os.getpid(), workers)
+    if _POOL is None or _POOL_KEY != key:
+        _POOL = ThreadPoolExecutor(workers, thread_name_prefix="sama-resample")
+        _POOL_KEY = key
+    return _POOL
+
+
+@contextlib.contextmanager
+def _single_threaded_ops():
+    """Run each op on one intra-op thread while frames are spread over the pool's threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _madvise_huge():
+    """libc's ``madvise`` (Linux only), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_MADVISE = _madvise_huge()
