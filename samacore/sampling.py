@@ -149,6 +149,8 @@ def sample_fragments(
     Returns float32 ``[C, T, Gh*fh, Gw*fw]``. Raises if a fragment would leave its frame.
     """
     n = sizes_h.numel()
+    if n == 0:
+        return torch.empty((video.shape[0], 0, grid.out_h, grid.out_w), device=video.device)
     if frame_idx is None:
         frame_idx = torch.arange(n)
     first, geometry = _distinct_frames(sizes_h, sizes_w, off_h, off_w)
@@ -273,6 +275,8 @@ def sama_sample(
     _, t, h, w = video.shape
     if t % aligned:
         raise ValueError(f"the number of frames ({t}) must be a multiple of aligned ({aligned})")
+    if t == 0:
+        return torch.empty((video.shape[0], 0, grid.out_h, grid.out_w), device=video.device)
     dev = video.device
     base_h, base_w = upsampled_size(h, w, grid)
     n_fac = (aligned + 1) // 2

@@ -189,3 +189,13 @@ def test_plan_for_another_layout_is_refused():
     plan = plan_taps(video, [source])
     with pytest.raises(ValueError, match="memory layout"):
         resample(video.contiguous(), plan, [0, 1], [0, 1])
+
+
+def test_no_frames_give_an_empty_sample():
+    from samacore.sampling import SAMA_VARIANTS, sama_sample, sample_fragments
+    video = channels_last(0, 50, 60)
+    grid = FragmentGrid(2, 2, 8, 8)
+    none = torch.zeros(0, dtype=torch.int64)
+    assert sample_fragments(video, grid, none, none, none.view(0, 2, 2), none.view(0, 2, 2)).shape == (3, 0, 16, 16)
+    rel = torch.full((2, 2, 0), 0.5)
+    assert sama_sample(video, grid, SAMA_VARIANTS["sama-spm"], rel, rel, 2).shape == (3, 0, 16, 16)
