@@ -21,11 +21,11 @@ help:
 	@echo "make setup  - only create/refresh the virtual environment"
 	@echo "make data   - only build the examplar data (skips files that exist)"
 
-# The venv is (re)installed only when requirements.txt or pyproject.toml changed since the last install:
-# the stamp file holds their checksum.
+# The venv is (re)installed only when requirements.txt, pyproject.toml, setup.py or the C kernel changed since the
+# last install (the install also compiles the kernel): the stamp file holds their checksum.
 setup:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@want="$$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"; \
+	@want="$$(cat requirements.txt pyproject.toml setup.py samacore/_cresample.c | sha256sum | cut -d' ' -f1)"; \
 	if [ "$$(cat $(STAMP) 2>/dev/null)" != "$$want" ]; then \
 		echo ">> installing requirements into $(VENV)"; \
 		$(PY) -m pip install -r requirements.txt && \

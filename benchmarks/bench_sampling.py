@@ -9,6 +9,7 @@ times and reports the best wall time and the peak resident memory above the inpu
     python benchmarks/bench_sampling.py                           # ours only
     python benchmarks/bench_sampling.py --original /path/to/SAMA  # side by side with the original code
     python benchmarks/bench_sampling.py --res 1080p --modes train --types sama --threads 2 --uhd
+    python benchmarks/bench_sampling.py --backend torch           # our pure-PyTorch engine instead of the C kernel
 
 ``--original`` imports ``VQA/fastvqa/datasets/fusion_datasets.py`` from that checkout at run time.
 """
@@ -72,11 +73,20 @@ def run_case(impl: str, res: str, mode: str, stype: str, opts) -> dict:
            "--types", stype, "--repeats", str(opts.repeats), "--threads", str(opts.threads), "--device", opts.device]
     if opts.original:
         cmd += ["--original", opts.original]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    # the engine is chosen before samacore is imported; the original ignores the variable
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, SAMA_RESAMPLE_BACKEND=opts.backend))
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     if r.returncode != 0 or not lines:
         return {"error": (r.stderr or r.stdout).strip().splitlines()[-1:] or ["failed"]}
     return json.loads(lines[-1])
+
+
+def _engine(opts) -> str:
+    """Which CPU engine our worker processes will use (asked in a child, with the same environment)."""
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from samacore.resample import backend; print(backend())"
+    r = subprocess.run([sys.executable, "-c", code, REPO], capture_output=True, text=True,
+                       env=dict(os.environ, SAMA_RESAMPLE_BACKEND=opts.backend))
+    return r.stdout.strip() or (r.stderr.strip().splitlines() or ["unknown"])[-1]
 
 
 def main() -> None:
@@ -89,6 +99,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="calls per case; the best time is kept")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (ours only; the original is CPU-timed)")
+    ap.add_argument("--backend", default="auto", choices=("auto", "native", "torch"),
+                    help="our CPU engine: the C kernel (native), PyTorch ops (torch), or whichever is built (auto)")
     ap.add_argument("--worker", choices=("ours", "original"), help=argparse.SUPPRESS)
     opts = ap.parse_args()
     if opts.worker:
@@ -100,7 +112,7 @@ def main() -> None:
     head = f"{'res':6s} {'mode':5s} {'type':9s} {'ours s':>8s} {'ours MB':>8s}"
     if opts.original:
         head += f" {'orig s':>8s} {'orig MB':>8s} {'speedup':>8s} {'mem':>6s}"
-    print(f"torch threads: {opts.threads}, device: {opts.device}, best of {opts.repeats}")
+    print(f"torch threads: {opts.threads}, device: {opts.device}, best of {opts.repeats}, our engine: {_engine(opts)}")
     print(head)
     print("-" * len(head))
     for res in resolutions:

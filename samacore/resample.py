@@ -16,26 +16,60 @@ different source per pixel when a mask mixes scales); this module turns that int
   horizontal ``lerp`` written straight into the output. On CPU, frames are spread over the intra-op threads
   (ops inside a frame run single-threaded: many mid-sized ops gain little from splitting, and each worker pulls
   whole frames); CUDA tensors run the same ops on the device.
+* On CPU the same plan runs, by default, on a small C kernel (``samacore._cresample``, built by ``pip install``
+  where a C compiler exists) that fuses the gather and both blends into one pass per run of output pixels: the
+  PyTorch ops above spend most of their time on one ``memcpy`` per gathered pixel pair. :func:`backend` says
+  which engine runs, ``SAMA_RESAMPLE_BACKEND`` (``auto``, ``native``, ``torch``) or :func:`set_backend` chooses.
 
 The arithmetic is PyTorch's bilinear kernel up to float rounding: tap positions and weights are computed in
-float32 the same way (:func:`bilinear_taps`), copies are exact, and blends differ only in rounding order.
+float32 the same way (:func:`bilinear_taps`), copies are exact, and blends differ only in rounding order (both
+engines use ``torch.lerp``'s formula; they agree to a few float32 ulps).
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import itertools
 import math
 import os
 import sys
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import torch
 
-__all__ = ["bilinear_taps", "TapSource", "Part", "whole", "TapPlan", "PartPlan", "plan_taps", "resample", "new_output"]
+
+
+def _load_kernel():
+    """The optional C kernel (see setup.py), or None: not built, or built from another version of its source
+    (an edited ``_cresample.c`` whose build was not redone; said once, loudly)."""
+    try:
+        from samacore import _cresample
+    except ImportError:
+        return None
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cresample.c")
+    if os.path.exists(source):  # source trees and editable installs; wheels ship only the build
+        with open(source, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        if digest != getattr(_cresample, "SOURCE_SHA256", None):
+            warnings.warn(f"{_cresample.__file__} was built from another version of {source}; rebuild it with "
+                          "`pip install -e .` (running PyTorch ops until then)", RuntimeWarning, stacklevel=2)
+            return None
+    return _cresample
+
+
+_cresample = _load_kernel()
+
+__all__ = ["bilinear_taps", "TapSource", "Part", "whole", "TapPlan", "PartPlan", "plan_taps", "resample", "new_output",
+           "backend", "set_backend", "BACKENDS"]
+
+BACKENDS = ("auto", "native", "torch")
+# source dtypes the C kernel reads (others run as PyTorch ops), with its codes for them
+_NATIVE_DTYPES = {torch.uint8: 0, torch.float32: 1}
 
 # Outputs at least this large (bytes) are backed by transparent huge pages where the OS allows it.
 _HUGE_PAGE_MIN = 16 << 20
@@ -103,7 +137,8 @@ class PartPlan:
     (one row copy instead of ``run`` pixel copies); blends read the pair ``(x0, x0+1)`` on rows ``y0`` and ``y1``
     (``pairs[slot]`` ``[2, M]``), blended with ``wy[slot]`` ``[M // run]`` (one weight per ``run`` pixels of a
     row: the last dim of ``shape``) and then ``wx[slot]`` ``[M]``. Indices count rows of the frame tables of
-    :func:`resample` (pixel ``(y, x)`` is ``y * row_h + x * row_w``).
+    :func:`resample` (pixel ``(y, x)`` is ``y * row_h + x * row_w``). ``dest`` ``[M // run]``: where each run
+    starts in an output frame plane (its flat index), for the C kernel.
     """
 
     select: Selector
@@ -115,6 +150,7 @@ class PartPlan:
     pairs: Optional[torch.Tensor] = None
     wy: Optional[torch.Tensor] = None
     wx: Optional[torch.Tensor] = None
+    dest: Optional[torch.Tensor] = None
 
     @property
     def pixels(self) -> int:
@@ -193,6 +229,8 @@ def _part_plan(select: Selector, views: list, full: tuple, dev, pick: Optional[t
     ``views[0]`` where True and ``views[1]`` where False; vertical weights then per ``run`` pixels)."""
     shape = tuple(select(torch.empty(full[1:], device="meta")).shape)
     plan = PartPlan(select, shape if pick is None else shape[:-1] + (shape[-1] // run, run))
+    flat = torch.arange(math.prod(full[1:]), dtype=torch.int64).view(full[1:])  # output plane index of each pixel
+    plan.dest = select(flat).reshape(-1, plan.run)[:, 0].contiguous()
     copies = torch.stack([v["copy"] for v in views]).all(0).tolist()
     plan.kind = ["copy" if c else "blend" for c in copies]
     plan.slot = [plan.kind[:i].count(kind) for i, kind in enumerate(plan.kind)]
@@ -226,12 +264,12 @@ def _part_plan(select: Selector, views: list, full: tuple, dev, pick: Optional[t
         per_pixel(blend_ids, "bottom", "pair", pairs[:, 1])
         plan.pairs = pairs.view(n, 2, -1)
         if pick is None:
-            plan.wx = gathered(blend_ids, "wx").reshape(n, -1)
-            plan.wy = gathered(blend_ids, "wy")[..., 0].reshape(n, -1)
+            plan.wx = gathered(blend_ids, "wx").reshape(n, -1).contiguous()
+            plan.wy = gathered(blend_ids, "wy")[..., 0].reshape(n, -1).contiguous()
         else:
             wx, wy = ([v[key][blend_ids] for v in views] for key in ("wx", "wy"))
             plan.wx = torch.where(pick, wx[0], wx[1]).view(n, -1)
-            plan.wy = torch.where(pick[..., ::run], wy[0], wy[1]).reshape(n, -1)
+            plan.wy = torch.where(pick[..., ::run], wy[0], wy[1]).reshape(n, -1).contiguous()
     return plan
 
 
@@ -342,9 +380,10 @@ def resample(video: torch.Tensor, plan: TapPlan, frame_plan: Sequence[int], fram
         out = new_output((c, n, plan.out_h, plan.out_w), video.device)
     tables = _FrameTables(video)
     jobs = list(zip(range(n), frame_plan, frame_idx))
+    run = _run_frames_native if _native_fits(video, out) else _run_frames
     workers = torch.get_num_threads() if video.device.type == "cpu" else 1
     if workers <= 1 or n <= 1:
-        _run_frames(tables, plan, jobs, out)
+        run(tables, plan, jobs, out)
         return out
     # Each worker pulls the next frame until none is left: balanced on a busy machine, and one hand-off per
     # worker rather than per frame (per-frame futures cost a third of the gain). The caller is a worker too.
@@ -356,7 +395,7 @@ def resample(video: torch.Tensor, plan: TapPlan, frame_plan: Sequence[int], fram
             for k in iter(lambda: next(frames), None):
                 if k >= len(jobs):
                     return
-                _run_frames(tables, plan, [jobs[k]], out)
+                run(tables, plan, [jobs[k]], out)
 
     with _single_threaded_ops():
         helpers = [_thread_pool(workers - 1).submit(work) for _ in range(workers - 1)]
@@ -381,6 +420,39 @@ def _run_frames(tables: _FrameTables, plan: TapPlan, jobs, out: torch.Tensor) ->
                     _copy_pixels(table, part.pixel[slot], dest[lo:hi], scratch)
                 else:
                     _blend_pairs(tables.table(t, (lo, hi), 2), part, slot, dest[lo:hi], scratch)
+
+
+def _native_fits(video: torch.Tensor, out: torch.Tensor) -> bool:
+    """Whether the C kernel runs this call: built and chosen, a CPU source of a dtype it reads, and an output
+    whose frames are contiguous float32 planes (the kernel writes runs at plane offsets)."""
+    if backend() != "native" or video.device.type != "cpu" or video.dtype not in _NATIVE_DTYPES:
+        return False
+    return out.device.type == "cpu" and out.dtype == torch.float32 and out.stride(-1) == 1 \
+        and out.stride(-2) == out.shape[-1]
+
+
+def _run_frames_native(tables: _FrameTables, plan: TapPlan, jobs, out: torch.Tensor) -> None:
+    """:func:`_run_frames` on the C kernel: one call per part and channel group of a frame (it releases the GIL,
+    so the pool's threads run frames in parallel)."""
+    video = tables.video
+    sc, st, _, sw = video.stride()
+    code, size = _NATIVE_DTYPES[video.dtype], video.element_size()
+    plane = out.stride(0)
+    for n, u, t in jobs:
+        frame = out[:, n].data_ptr()
+        for part in plan.parts:
+            slot, runs = part.slot[u], part.pixels // part.run
+            for lo, hi in tables.groups:
+                src = video.data_ptr() + (t * st + lo * sc) * size
+                dest = frame + lo * plane * 4
+                if part.kind[u] == "copy":
+                    _cresample.copy(src, code, tables.unit, sc, sw, hi - lo, part.pixel[slot].data_ptr(), part.segments,
+                                    runs, part.run, part.dest.data_ptr(), dest, plane)
+                else:
+                    pairs = part.pairs[slot]
+                    _cresample.blend(src, code, tables.unit, sc, sw, hi - lo, pairs[0].data_ptr(), pairs[1].data_ptr(),
+                                     part.wy[slot].data_ptr(), part.wx[slot].data_ptr(), runs, part.run,
+                                     part.dest.data_ptr(), dest, plane)
 
 
 def _copy_pixels(table: torch.Tensor, index: torch.Tensor, dest: torch.Tensor, scratch: _Scratch) -> None:
@@ -434,6 +506,35 @@ def _copy_wide(dest: torch.Tensor, src: torch.Tensor) -> None:
             dest.view(wide).copy_(src.view(wide))
             return
     dest.copy_(src)
+
+
+# --------------------------------------------------------------------------------------------- backend
+_CHOSEN = os.environ.get("SAMA_RESAMPLE_BACKEND", "auto")
+
+
+def set_backend(name: str) -> None:
+    """Choose the CPU engine: ``"auto"`` (the C kernel when built, else PyTorch ops), ``"native"`` (the C kernel;
+    an error when it is not built) or ``"torch"``. The default comes from ``SAMA_RESAMPLE_BACKEND``."""
+    global _CHOSEN
+    _check_backend(name, "set_backend")
+    _CHOSEN = name
+
+
+def backend() -> str:
+    """The CPU engine :func:`resample` uses now: ``"native"`` or ``"torch"`` (CUDA tensors always run as
+    PyTorch ops)."""
+    _check_backend(_CHOSEN, "SAMA_RESAMPLE_BACKEND")
+    if _CHOSEN == "torch" or (_CHOSEN == "auto" and _cresample is None):
+        return "torch"
+    return "native"
+
+
+def _check_backend(name: str, where: str) -> None:
+    if name not in BACKENDS:
+        raise ValueError(f"{where}: unknown resampling backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+    if name == "native" and _cresample is None:
+        raise RuntimeError(f"{where}: the C kernel samacore._cresample is not built (it is compiled by "
+                           "`pip install -e .` where a C compiler exists); use 'auto' or 'torch' without it")
 
 
 # ------------------------------------------------------------------------------------------- threading
