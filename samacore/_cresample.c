@@ -3,7 +3,7 @@
  * reference and the fallback).
  *
  * Why C: the PyTorch engine gathers 6-byte pixel pairs with index_select (one memcpy per pair, two per output
- * pixel) and then makes four passes over the gathered values; that is ~55 % of the sampling time. Here every run
+ * pixel) and then makes four passes over the gathered values; the gather alone is ~55 % of its time. Here every run
  * of output pixels (the part of one output row inside one fragment tile) is computed in one pass:
  *
  *   1. vertical blend of the contiguous source segment the run reads, rows y0 and y1 (SIMD-friendly), into a
@@ -15,8 +15,13 @@
  * vertical first, then horizontal. Compiled with -ffp-contract=off so that no multiply-add is fused and results
  * do not depend on the CPU.
  *
- * Arguments come from samacore.resample: raw addresses of contiguous CPU tensors (checked there) and element
- * strides. Index arrays count "units" of elements (idx * unit = element offset from the frame's base).
+ * Taps come as samacore.resample plans them: per output row (source rows and weight) and per output column
+ * (source column and weight), a few KB that stay in cache, plus per run the row and first column it reads.
+ * Prefetching the next runs' source segments matters: runs jump between rows and fragments, which the hardware
+ * prefetchers do not follow.
+ *
+ * Arguments are raw addresses of contiguous CPU tensors (checked by samacore.resample) and element strides.
+ * Tap values count "units" of elements (value * unit = element offset from the frame's base).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -41,8 +46,7 @@ static inline float lerp_f32(float a, float b, float w) {
 #ifndef SAMA_AHEAD
 #define SAMA_AHEAD 8
 #endif
-/* Ask for the cache lines of [p, p + bytes) ahead of use: runs jump between rows and fragments, a pattern the
- * hardware prefetchers do not follow, so without this most reads wait on DRAM. */
+/* Ask for the cache lines of [p, p + bytes) ahead of use (without it most reads wait on DRAM). */
 static inline void prefetch_range(const void *p, int64_t bytes) {
 #if defined(__GNUC__)
     const char *c = (const char *)p;
@@ -53,6 +57,21 @@ static inline void prefetch_range(const void *p, int64_t bytes) {
     (void)bytes;
 #endif
 }
+
+/* The runs of one part of one output frame, and the taps they read (see samacore.resample.TapPlan).
+ * Run r is output row row[r] of the taps tables, columns col[r] .. col[r] + run - 1; it is written at
+ * out + dest[r] + c * plane + k. Tap values count units of source elements (element offset = value * unit). */
+typedef struct {
+    int64_t runs, run;
+    const int64_t *row, *col, *dest;
+    const int64_t *top, *bottom; /* per row: offsets of source rows y0 and y1 */
+    const float *wy;             /* per row: weight of y1 */
+    const int64_t *x;            /* per column: offset of the pixel (copies) or of the pair's left pixel */
+    const float *wx;             /* per column: weight of the right pixel */
+    int64_t unit, sc, sw, channels;
+    float *out;
+    int64_t plane;
+} Runs;
 
 /* One implementation per source element type. */
 #define SAMA_KERNELS(T, NAME)                                                                                      \
@@ -73,54 +92,52 @@ static inline void prefetch_range(const void *p, int64_t bytes) {
         }                                                                                                          \
     }                                                                                                              \
                                                                                                                    \
-    static void blend_##NAME(const T *src, int64_t unit, int64_t sc, int64_t sw, int64_t channels,                 \
-                             const int64_t *top, const int64_t *bottom, const float *wy, const float *wx,          \
-                             int64_t runs, int64_t run, const int64_t *dest, float *out, int64_t plane,            \
-                             float *buffer, int32_t *local) {                                                      \
-        int64_t tail = sw + (channels - 1) * sc + 1; /* elements a pair reaches beyond its left pixel */           \
-        for (int64_t r = 0; r < runs; r++) {                                                                       \
-            if (r + SAMA_AHEAD < runs) {                                                                           \
-                const int64_t *n = top + (r + SAMA_AHEAD) * run;                                                   \
-                int64_t bytes = ((n[run - 1] - n[0]) * unit + tail) * (int64_t)sizeof(T);                          \
-                prefetch_range(src + n[0] * unit, bytes);                                                          \
-                prefetch_range(src + bottom[(r + SAMA_AHEAD) * run] * unit, bytes);                                \
+    static void blend_##NAME(const T *src, const Runs *g, float *buffer, int32_t *local) {                        \
+        const int64_t run = g->run, unit = g->unit;                                                                \
+        const int64_t tail = g->sw + (g->channels - 1) * g->sc + 1; /* reach of a pair beyond its left pixel */   \
+        for (int64_t r = 0; r < g->runs; r++) {                                                                    \
+            if (r + SAMA_AHEAD < g->runs) {                                                                        \
+                int64_t ahead = r + SAMA_AHEAD, row = g->row[ahead];                                               \
+                const int64_t *x = g->x + g->col[ahead];                                                           \
+                int64_t bytes = ((x[run - 1] - x[0]) * unit + tail) * (int64_t)sizeof(T);                          \
+                prefetch_range(src + (g->top[row] + x[0]) * unit, bytes);                                          \
+                prefetch_range(src + (g->bottom[row] + x[0]) * unit, bytes);                                       \
             }                                                                                                      \
-            const int64_t *t = top + r * run;                                                                      \
-            const float *w = wx + r * run;                                                                         \
-            int64_t lo = t[0], hi = t[0];                                                                          \
+            const int64_t row = g->row[r];                                                                         \
+            const int64_t *x = g->x + g->col[r];                                                                   \
+            const float *w = g->wx + g->col[r];                                                                    \
+            int64_t lo = x[0], hi = x[0];                                                                          \
             for (int64_t k = 1; k < run; k++) {                                                                    \
-                lo = t[k] < lo ? t[k] : lo;                                                                        \
-                hi = t[k] > hi ? t[k] : hi;                                                                        \
+                lo = x[k] < lo ? x[k] : lo;                                                                        \
+                hi = x[k] > hi ? x[k] : hi;                                                                        \
             }                                                                                                      \
-            int64_t first = lo * unit, rows = (bottom[r * run] - t[0]) * unit; /* same rows for the whole run */  \
-            vertical_##NAME(src + first, src + first + rows, wy[r], (hi - lo) * unit + tail, buffer);              \
-            for (int64_t k = 0; k < run; k++) local[k] = (int32_t)(t[k] * unit - first);                           \
-            float *d = out + dest[r];                                                                              \
-            for (int64_t c = 0; c < channels; c++) {                                                               \
-                const float *left = buffer + c * sc, *right = left + sw;                                           \
-                float *dc = d + c * plane;                                                                         \
+            vertical_##NAME(src + (g->top[row] + lo) * unit, src + (g->bottom[row] + lo) * unit, g->wy[row],       \
+                            (hi - lo) * unit + tail, buffer);                                                      \
+            for (int64_t k = 0; k < run; k++) local[k] = (int32_t)((x[k] - lo) * unit);                            \
+            float *d = g->out + g->dest[r];                                                                        \
+            for (int64_t c = 0; c < g->channels; c++) {                                                            \
+                const float *left = buffer + c * g->sc, *right = left + g->sw;                                     \
+                float *dc = d + c * g->plane;                                                                      \
                 for (int64_t k = 0; k < run; k++) dc[k] = lerp_f32(left[local[k]], right[local[k]], w[k]);         \
             }                                                                                                      \
         }                                                                                                          \
     }                                                                                                              \
                                                                                                                    \
-    static void copy_##NAME(const T *src, int64_t unit, int64_t sc, int64_t sw, int64_t channels,                  \
-                            const int64_t *pixel, int segments, int64_t runs, int64_t run, const int64_t *dest,    \
-                            float *out, int64_t plane) {                                                           \
-        for (int64_t r = 0; r < runs; r++) {                                                                       \
-            if (segments && r + SAMA_AHEAD < runs)                                                                 \
-                prefetch_range(src + pixel[r + SAMA_AHEAD] * unit,                                                 \
-                               ((run - 1) * sw + (channels - 1) * sc + 1) * (int64_t)sizeof(T));                   \
-            float *d = out + dest[r];                                                                              \
-            for (int64_t c = 0; c < channels; c++) {                                                               \
-                float *dc = d + c * plane;                                                                         \
-                if (segments) {                                                                                    \
-                    const T *s = src + pixel[r] * unit + c * sc;                                                   \
-                    for (int64_t k = 0; k < run; k++) dc[k] = (float)s[k * sw];                                    \
-                } else {                                                                                           \
-                    const int64_t *p = pixel + r * run;                                                            \
-                    for (int64_t k = 0; k < run; k++) dc[k] = (float)src[p[k] * unit + c * sc];                    \
-                }                                                                                                  \
+    static void copy_##NAME(const T *src, const Runs *g) {                                                         \
+        const int64_t run = g->run, unit = g->unit;                                                                \
+        for (int64_t r = 0; r < g->runs; r++) {                                                                    \
+            if (r + SAMA_AHEAD < g->runs) {                                                                        \
+                const int64_t *x = g->x + g->col[r + SAMA_AHEAD];                                                  \
+                prefetch_range(src + (g->top[g->row[r + SAMA_AHEAD]] + x[0]) * unit,                               \
+                               ((x[run - 1] - x[0]) * unit + (g->channels - 1) * g->sc + 1) * (int64_t)sizeof(T)); \
+            }                                                                                                      \
+            const T *line = src + g->top[g->row[r]] * unit;                                                        \
+            const int64_t *x = g->x + g->col[r];                                                                   \
+            float *d = g->out + g->dest[r];                                                                        \
+            for (int64_t c = 0; c < g->channels; c++) {                                                            \
+                const T *s = line + c * g->sc;                                                                     \
+                float *dc = d + c * g->plane;                                                                      \
+                for (int64_t k = 0; k < run; k++) dc[k] = (float)s[x[k] * unit];                                   \
             }                                                                                                      \
         }                                                                                                          \
     }
@@ -130,43 +147,56 @@ SAMA_KERNELS(float, f32)
 
 enum { DTYPE_U8 = 0, DTYPE_F32 = 1 };
 
-static int check_dtype(int dtype) {
-    if (dtype != DTYPE_U8 && dtype != DTYPE_F32) {
-        PyErr_Format(PyExc_ValueError, "_cresample: unsupported source dtype code %d (0: uint8, 1: float32)", dtype);
+#define PTR(type, v) ((type)(uintptr_t)(v))
+
+/* Parses (src, dtype, unit, sc, sw, channels, runs, run, row, col, dest, top, bottom, wy, x, wx, out, plane). */
+static int parse_runs(PyObject *args, unsigned long long *src, int *dtype, Runs *g) {
+    unsigned long long row, col, dest, top, bottom, wy, x, wx, out;
+    long long unit, sc, sw, channels, runs, run, plane;
+    if (!PyArg_ParseTuple(args, "KiLLLLLLKKKKKKKKKL", src, dtype, &unit, &sc, &sw, &channels, &runs, &run, &row, &col,
+                          &dest, &top, &bottom, &wy, &x, &wx, &out, &plane))
+        return 0;
+    if (*dtype != DTYPE_U8 && *dtype != DTYPE_F32) {
+        PyErr_Format(PyExc_ValueError, "_cresample: unsupported source dtype code %d (0: uint8, 1: float32)", *dtype);
         return 0;
     }
+    if (runs < 0 || run < 1 || channels < 1 || unit < 1 || sc < 0 || sw < 0) {
+        PyErr_SetString(PyExc_ValueError, "_cresample: bad run or stride arguments");
+        return 0;
+    }
+    *g = (Runs){runs, run, PTR(const int64_t *, row), PTR(const int64_t *, col), PTR(const int64_t *, dest),
+                PTR(const int64_t *, top), PTR(const int64_t *, bottom), PTR(const float *, wy),
+                PTR(const int64_t *, x), PTR(const float *, wx), unit, sc, sw, channels, PTR(float *, out), plane};
     return 1;
 }
 
-PyDoc_STRVAR(blend_doc,
-"blend(src, dtype, unit, sc, sw, channels, top, bottom, wy, wx, runs, run, dest, out, plane)\n\n"
-"Bilinear values of runs x run output pixels: pairs at top[m] / bottom[m] (int64 units), vertical weight wy[r]\n"
-"per run, horizontal wx[m] per pixel, written to out + dest[r] + c * plane + k (float32). Addresses are raw\n"
-"pointers; the GIL is released while computing.");
+#define ARGS_DOC                                                                                                   \
+    "(src, dtype, unit, sc, sw, channels, runs, run, row, col, dest, top, bottom, wy, x, wx, out, plane)\n\n"
+
+PyDoc_STRVAR(blend_doc, "blend" ARGS_DOC
+"Bilinear values of `runs` runs of `run` output pixels of one frame (see the Runs struct in _cresample.c).\n"
+"Addresses are raw pointers of contiguous CPU arrays; dtype 0: uint8 source, 1: float32. The GIL is released.");
 
 static PyObject *py_blend(PyObject *self, PyObject *args) {
-    unsigned long long src, top, bottom, wy, wx, dest, out;
-    long long unit, sc, sw, channels, runs, run, plane;
+    unsigned long long src;
     int dtype;
-    if (!PyArg_ParseTuple(args, "KiLLLLKKKKLLKKL", &src, &dtype, &unit, &sc, &sw, &channels, &top, &bottom, &wy,
-                          &wx, &runs, &run, &dest, &out, &plane))
-        return NULL;
-    if (!check_dtype(dtype)) return NULL;
-    if (runs <= 0 || run <= 0) Py_RETURN_NONE;
+    Runs g;
+    if (!parse_runs(args, &src, &dtype, &g)) return NULL;
+    if (g.runs == 0) Py_RETURN_NONE;
     /* the longest source segment a run reads sizes the vertical buffer */
-    const int64_t *t = (const int64_t *)(uintptr_t)top;
     int64_t span = 0;
-    for (int64_t r = 0; r < runs; r++) {
-        int64_t lo = t[r * run], hi = lo;
-        for (int64_t k = 1; k < run; k++) {
-            lo = t[r * run + k] < lo ? t[r * run + k] : lo;
-            hi = t[r * run + k] > hi ? t[r * run + k] : hi;
+    for (int64_t r = 0; r < g.runs; r++) {
+        const int64_t *x = g.x + g.col[r];
+        int64_t lo = x[0], hi = x[0];
+        for (int64_t k = 1; k < g.run; k++) {
+            lo = x[k] < lo ? x[k] : lo;
+            hi = x[k] > hi ? x[k] : hi;
         }
         span = hi - lo > span ? hi - lo : span;
     }
-    span = span * unit + sw + (channels - 1) * sc + 1;
+    span = span * g.unit + g.sw + (g.channels - 1) * g.sc + 1;
     float *buffer = (float *)malloc(sizeof(float) * (size_t)span);
-    int32_t *local = (int32_t *)malloc(sizeof(int32_t) * (size_t)run);
+    int32_t *local = (int32_t *)malloc(sizeof(int32_t) * (size_t)g.run);
     if (!buffer || !local) {
         free(buffer);
         free(local);
@@ -174,38 +204,28 @@ static PyObject *py_blend(PyObject *self, PyObject *args) {
     }
     Py_BEGIN_ALLOW_THREADS
     if (dtype == DTYPE_U8)
-        blend_u8((const uint8_t *)(uintptr_t)src, unit, sc, sw, channels, (const int64_t *)(uintptr_t)top,
-                 (const int64_t *)(uintptr_t)bottom, (const float *)(uintptr_t)wy, (const float *)(uintptr_t)wx,
-                 runs, run, (const int64_t *)(uintptr_t)dest, (float *)(uintptr_t)out, plane, buffer, local);
+        blend_u8(PTR(const uint8_t *, src), &g, buffer, local);
     else
-        blend_f32((const float *)(uintptr_t)src, unit, sc, sw, channels, (const int64_t *)(uintptr_t)top,
-                  (const int64_t *)(uintptr_t)bottom, (const float *)(uintptr_t)wy, (const float *)(uintptr_t)wx,
-                  runs, run, (const int64_t *)(uintptr_t)dest, (float *)(uintptr_t)out, plane, buffer, local);
+        blend_f32(PTR(const float *, src), &g, buffer, local);
     Py_END_ALLOW_THREADS
     free(buffer);
     free(local);
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(copy_doc,
-"copy(src, dtype, unit, sc, sw, channels, pixel, segments, runs, run, dest, out, plane)\n\n"
-"Exact copies: pixel[r] is the first pixel of run r (segments) or pixel[m] each pixel's own (int64 units).");
+PyDoc_STRVAR(copy_doc, "copy" ARGS_DOC
+"Exact copies of source pixels top[row[r]] + x[col[r] + k] (bottom, wy and wx are not read).");
 
 static PyObject *py_copy(PyObject *self, PyObject *args) {
-    unsigned long long src, pixel, dest, out;
-    long long unit, sc, sw, channels, runs, run, plane;
-    int dtype, segments;
-    if (!PyArg_ParseTuple(args, "KiLLLLKpLLKKL", &src, &dtype, &unit, &sc, &sw, &channels, &pixel, &segments, &runs,
-                          &run, &dest, &out, &plane))
-        return NULL;
-    if (!check_dtype(dtype)) return NULL;
+    unsigned long long src;
+    int dtype;
+    Runs g;
+    if (!parse_runs(args, &src, &dtype, &g)) return NULL;
     Py_BEGIN_ALLOW_THREADS
     if (dtype == DTYPE_U8)
-        copy_u8((const uint8_t *)(uintptr_t)src, unit, sc, sw, channels, (const int64_t *)(uintptr_t)pixel, segments,
-                runs, run, (const int64_t *)(uintptr_t)dest, (float *)(uintptr_t)out, plane);
+        copy_u8(PTR(const uint8_t *, src), &g);
     else
-        copy_f32((const float *)(uintptr_t)src, unit, sc, sw, channels, (const int64_t *)(uintptr_t)pixel, segments,
-                 runs, run, (const int64_t *)(uintptr_t)dest, (float *)(uintptr_t)out, plane);
+        copy_f32(PTR(const float *, src), &g);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }

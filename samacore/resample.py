@@ -3,22 +3,24 @@
 The samplers describe *where* every output pixel reads (a rescaled frame size and a position in it, possibly a
 different source per pixel when a mask mixes scales); this module turns that into *taps* and executes them.
 
-* A :class:`TapPlan` holds, for each distinct frame geometry, the source taps of every output pixel. Bilinear
-  resizing (``align_corners=False``, no antialias) reads a 2x2 block: the horizontal pixel pairs ``(x0, x0+1)`` of
-  source rows ``y0`` and ``y1``, blended with weights ``wy`` then ``wx``. Output pixels are split into
-  :class:`Part` s that each read one source (SAMA's masks are checkerboards of such parts), so a pixel is computed
-  once; parts that only copy pixels (factor 1) keep one index per pixel, or per run of adjacent pixels. Frames
+* A :class:`TapPlan` holds, for each distinct frame geometry, the source taps of the output. Bilinear resizing
+  (``align_corners=False``, no antialias) reads a 2x2 block: the horizontal pixel pairs ``(x0, x0+1)`` of source
+  rows ``y0`` and ``y1``, blended with weights ``wy`` then ``wx``; these are separable, so taps are kept per
+  output row and per output column (a few KB per geometry). Output pixels are split into :class:`Part` s that
+  each read one source (SAMA's masks are checkerboards of such parts), so a pixel is computed once; a part is a
+  list of *runs* (adjacent pixels of one output row in one tile) naming their row and columns of taps. Frames
   sharing a geometry (both frames of a temporal patch; in test mode every clip) share its taps, so index
   arithmetic is paid once per geometry, not per frame.
-* :func:`resample` runs a plan frame by frame, each step one plain PyTorch op over a whole part: an
-  ``index_select`` of pixel pairs from the frame's own memory (no float copy of the frame), a widening copy, a
+* :func:`resample` runs a plan frame by frame. The PyTorch engine expands the taps per pixel (once per plan)
+  and runs each step as one plain op over a whole part: an ``index_select`` of pixel pairs from the frame's own memory (no float copy of the frame), a widening copy, a
   vertical ``lerp`` in the decoder's channels-last layout, a transposing copy into channel planes and a
   horizontal ``lerp`` written straight into the output. On CPU, frames are spread over the intra-op threads
   (ops inside a frame run single-threaded: many mid-sized ops gain little from splitting, and each worker pulls
   whole frames); CUDA tensors run the same ops on the device.
 * On CPU the same plan runs, by default, on a small C kernel (``samacore._cresample``, built by ``pip install``
-  where a C compiler exists) that fuses the gather and both blends into one pass per run of output pixels: the
-  PyTorch ops above spend most of their time on one ``memcpy`` per gathered pixel pair. :func:`backend` says
+  where a C compiler exists) that reads the compact taps directly and fuses the gather and both blends into one
+  pass per run of output pixels: the PyTorch ops above spend most of their time on one ``memcpy`` per gathered
+  pixel pair. :func:`backend` says
   which engine runs, ``SAMA_RESAMPLE_BACKEND`` (``auto``, ``native``, ``torch``) or :func:`set_backend` chooses.
 
 The arithmetic is PyTorch's bilinear kernel up to float rounding: tap positions and weights are computed in
@@ -129,28 +131,22 @@ class Part:
 
 @dataclass
 class PartPlan:
-    """Taps of one :class:`Part` for ``U`` geometries; ``shape``: the part's pixel dims, ``M`` pixels.
+    """The pixels of one :class:`Part` as *runs*: ``run`` adjacent pixels of one output row (the last dim of the
+    part's ``shape``) reading one output row of taps and ``run`` consecutive column taps of the :class:`TapPlan`.
 
-    ``kind[u]`` is ``"copy"`` or ``"blend"`` and ``slot[u]`` the geometry's row in the matching arrays:
-    copies read ``pixel[slot]`` ``[M]``, or, when every run of output pixels reads a run of adjacent source
-    pixels (``segments``: full-resolution fragments), one segment per run from ``pixel[slot]`` ``[M // run]``
-    (one row copy instead of ``run`` pixel copies); blends read the pair ``(x0, x0+1)`` on rows ``y0`` and ``y1``
-    (``pairs[slot]`` ``[2, M]``), blended with ``wy[slot]`` ``[M // run]`` (one weight per ``run`` pixels of a
-    row: the last dim of ``shape``) and then ``wx[slot]`` ``[M]``. Indices count rows of the frame tables of
-    :func:`resample` (pixel ``(y, x)`` is ``y * row_h + x * row_w``). ``dest`` ``[M // run]``: where each run
-    starts in an output frame plane (its flat index), for the C kernel.
+    ``row``, ``col`` and ``dest`` ``[M // run]`` (int64, the same for every geometry): run ``r`` reads row taps
+    ``row[r]`` and column taps ``col[r] ... col[r] + run - 1``, and starts at flat index ``dest[r]`` of an output
+    frame plane. ``kind[u]``: ``"copy"`` where geometry ``u`` reads every pixel of the part exactly (factor 1: no
+    weights) or ``"blend"``.
     """
 
     select: Selector
     shape: tuple
-    kind: list = field(default_factory=list)
-    slot: list = field(default_factory=list)
-    pixel: Optional[torch.Tensor] = None
-    segments: bool = False
-    pairs: Optional[torch.Tensor] = None
-    wy: Optional[torch.Tensor] = None
-    wx: Optional[torch.Tensor] = None
-    dest: Optional[torch.Tensor] = None
+    row: torch.Tensor
+    col: torch.Tensor
+    dest: torch.Tensor
+    kind: list
+    pixel_taps: Optional["_PixelTaps"] = None  # the PyTorch engine's per-pixel form, built on first use
 
     @property
     def pixels(self) -> int:
@@ -164,25 +160,37 @@ class PartPlan:
 @dataclass
 class TapPlan:
     """How every output pixel of ``U`` frame geometries is read: one :class:`PartPlan` per part of the output
-    (together they cover each pixel once). ``strides``: the row steps of the video it was made for."""
+    (together they cover each pixel once), and the taps they read.
+
+    Taps are separable, so they are kept per output row and per output column of each source (``S`` sources,
+    output layout ``[A, p, B, q]``): ``top``, ``bottom`` int64 and ``wy`` float32 ``[U, S*A*p*B]`` -- the source
+    rows ``y0``, ``y1`` and the weight of ``y1``; ``left``, ``pair`` int64 and ``wx`` float32 ``[U, S*A*B*q]`` --
+    the source column ``x0``, the left pixel of the pair read (``x0``, or ``x0 - 1`` at the right edge) and the
+    weight of its right pixel. Rows and columns are counted in rows of the frame tables of :func:`resample`
+    (pixel ``(y, x)`` is ``y * row_h + x * row_w``; ``strides = (row_h, row_w)``).
+    """
 
     out_h: int
     out_w: int
     layout: tuple  # (A, p, B, q)
     strides: tuple
     parts: list
+    top: torch.Tensor
+    bottom: torch.Tensor
+    wy: torch.Tensor
+    left: torch.Tensor
+    pair: torch.Tensor
+    wx: torch.Tensor
 
 
 def _axis_taps(src: int, source: TapSource, axis: int):
-    """Taps of one source along one axis, broadcastable to the output's ``[U, A, p, B, q]`` pixel layout:
-    int64 ``i0`` and ``i1`` and the float32 weight of ``i1``."""
+    """Taps of one source along one axis: int64 ``i0`` and ``i1`` and the float32 weight of ``i1``, per output
+    row ``[U, A, p, B]`` (axis 0) or per output column ``[U, A, B, q]`` (axis 1)."""
     if axis == 0:
-        idx, wgt = bilinear_taps(torch.full_like(source.sizes_h, src), source.sizes_h, source.rows)
-        idx, wgt = idx.permute(0, 1, 3, 2, 4)[..., None, :], wgt[..., 1].permute(0, 1, 3, 2)[..., None]
+        idx, wgt = bilinear_taps(torch.full_like(source.sizes_h, src), source.sizes_h, source.rows.transpose(2, 3))
     else:
         idx, wgt = bilinear_taps(torch.full_like(source.sizes_w, src), source.sizes_w, source.cols)
-        idx, wgt = idx[:, :, None], wgt[..., 1][:, :, None]
-    return idx[..., 0], idx[..., 1], wgt
+    return idx[..., 0], idx[..., 1], wgt[..., 1]
 
 
 def plan_taps(video: torch.Tensor, sources: Sequence[TapSource], parts: Sequence[Part] = (Part(0),),
@@ -191,86 +199,106 @@ def plan_taps(video: torch.Tensor, sources: Sequence[TapSource], parts: Sequence
 
     parts: which source each set of output pixels reads (default: all pixels read ``sources[0]``). Alternatively
     ``choice``, a bool ``[out_h, out_w]`` mask for two sources (True: ``sources[0]``) that no set of parts
-    describes: then every pixel picks its own source. Work on whole pixel arrays is one pass per final array;
-    everything else stays on per-row and per-column taps.
+    describes: then every run of pixels picks its own source. Only per-row and per-column taps are computed
+    here; nothing is done per pixel.
     """
     _, _, h, w = video.shape
     u, a, b, p = sources[0].rows.shape
     q = sources[0].cols.shape[-1]
-    dev = sources[0].rows.device
     row_h, row_w = _row_steps(_readable(video))
-    full = (u, a, p, b, q)
-    views = []
+    taps: dict[str, list] = {key: [] for key in ("top", "bottom", "wy", "left", "pair", "wx", "copy")}
     for source in sources:
-        y0, y1, wy = _axis_taps(h, source, 0)  # [U, A, p, B, 1]
-        x0, _, wx = _axis_taps(w, source, 1)  # [U, A, 1, B, q]
+        y0, y1, wy = _axis_taps(h, source, 0)
+        x0, _, wx = _axis_taps(w, source, 1)
         # the pair (x0, x0+1) must stay inside the row: at the right edge read (x0-1, x0), all weight on x0
         # (a one-pixel-wide source is read as a two-pixel one, see _readable)
         edge = (x0 == w - 1) & (w > 1)
-        # an unweighted second row is not read at all: pointing it at the first keeps the gather in cache lines
+        taps["copy"].append((wy == 0).flatten(1).all(1) & (wx == 0).flatten(1).all(1))
+        # an unweighted second row is not read at all: pointing it at the first keeps the reads in cache lines
         # already loaded
-        y1 = torch.where(wy == 0, y0, y1)
-        views.append(dict(
-            copy=(wy == 0).flatten(1).all(1) & (wx == 0).flatten(1).all(1),
-            top=y0 * row_h, bottom=y1 * row_h, left=x0 * row_w, pair=(x0 - edge.to(torch.int64)) * row_w,
-            wy=wy, wx=torch.where(edge, torch.ones_like(wx), wx), step=row_w))
-    if choice is not None:  # one part, a source per pixel
-        pick = choice.to(dev).view(1, a, p, b, q)
-        plans = [_part_plan(whole, views, full, dev, pick, _run_length(choice, q))]
-    else:
-        plans = [_part_plan(part.select, [views[part.source]], full, dev) for part in parts
-                 if part.select(torch.empty(full[1:], device="meta")).numel()]  # (a 1-cell grid has empty parts)
-    return TapPlan(a * p, b * q, (a, p, b, q), (row_h, row_w), plans)
+        taps["top"].append(y0 * row_h)
+        taps["bottom"].append(torch.where(wy == 0, y0, y1) * row_h)
+        taps["wy"].append(wy)
+        taps["left"].append(x0 * row_w)
+        taps["pair"].append((x0 - edge.to(torch.int64)) * row_w)
+        taps["wx"].append(torch.where(edge, torch.ones_like(wx), wx))
+    tables = {key: torch.cat([t.reshape(u, -1) for t in ts], 1).contiguous() for key, ts in taps.items() if key != "copy"}
+    plan = TapPlan(a * p, b * q, (a, p, b, q), (row_h, row_w), [], **tables)
 
-
-def _part_plan(select: Selector, views: list, full: tuple, dev, pick: Optional[torch.Tensor] = None,
-               run: Optional[int] = None) -> PartPlan:
-    """The taps of the pixels ``select`` picks, from ``views[0]`` (or, with ``pick``, per pixel from
-    ``views[0]`` where True and ``views[1]`` where False; vertical weights then per ``run`` pixels)."""
-    shape = tuple(select(torch.empty(full[1:], device="meta")).shape)
-    plan = PartPlan(select, shape if pick is None else shape[:-1] + (shape[-1] // run, run))
-    flat = torch.arange(math.prod(full[1:]), dtype=torch.int64).view(full[1:])  # output plane index of each pixel
-    plan.dest = select(flat).reshape(-1, plan.run)[:, 0].contiguous()
-    copies = torch.stack([v["copy"] for v in views]).all(0).tolist()
-    plan.kind = ["copy" if c else "blend" for c in copies]
-    plan.slot = [plan.kind[:i].count(kind) for i, kind in enumerate(plan.kind)]
-
-    def gathered(ids: torch.Tensor, key: str) -> torch.Tensor:
-        """Per-row or per-column taps of geometries ``ids``, expanded to (a view of) the part's pixels."""
-        return select(views[0][key][ids].expand((len(ids),) + full[1:]))
-
-    def per_pixel(ids: torch.Tensor, row_key: str, col_key: str, out: torch.Tensor) -> None:
-        """``out`` = row part + column part, for the part's pixels (one pass)."""
-        torch.add(gathered(ids, row_key), gathered(ids, col_key), out=out)
-        if pick is not None:
-            other = views[1][row_key][ids] + views[1][col_key][ids]
-            torch.where(pick, out, other, out=out)
-
-    def ids(kind: str) -> torch.Tensor:
-        return torch.tensor([i for i, k in enumerate(plan.kind) if k == kind], dtype=torch.int64, device=dev)
-
-    copy_ids, blend_ids = ids("copy"), ids("blend")
-    if len(copy_ids):
-        pixel = torch.empty((len(copy_ids),) + shape, dtype=torch.int64, device=dev)
-        per_pixel(copy_ids, "top", "left", pixel)
-        runs = pixel.view(len(copy_ids), -1, plan.run)
-        steps = torch.arange(plan.run, device=dev) * views[0]["step"]
-        plan.segments = plan.run > 1 and bool((runs == runs[..., :1] + steps).all())
-        plan.pixel = runs[..., 0].contiguous() if plan.segments else pixel.view(len(copy_ids), -1)
-    if len(blend_ids):
-        n = len(blend_ids)
-        pairs = torch.empty((n, 2) + shape, dtype=torch.int64, device=dev)
-        per_pixel(blend_ids, "top", "pair", pairs[:, 0])
-        per_pixel(blend_ids, "bottom", "pair", pairs[:, 1])
-        plan.pairs = pairs.view(n, 2, -1)
-        if pick is None:
-            plan.wx = gathered(blend_ids, "wx").reshape(n, -1).contiguous()
-            plan.wy = gathered(blend_ids, "wy")[..., 0].reshape(n, -1).contiguous()
-        else:
-            wx, wy = ([v[key][blend_ids] for v in views] for key in ("wx", "wy"))
-            plan.wx = torch.where(pick, wx[0], wx[1]).view(n, -1)
-            plan.wy = torch.where(pick[..., ::run], wy[0], wy[1]).reshape(n, -1).contiguous()
+    # which row and column taps every output pixel reads, and where it lies in the frame plane
+    rows, cols = a * p * b, a * b * q
+    row_of = torch.arange(rows).view(a, p, b, 1).expand(a, p, b, q)
+    col_of = torch.arange(cols).view(a, 1, b, q).expand(a, p, b, q)
+    dest_of = torch.arange(a * p * b * q).view(a, p, b, q)
+    if choice is not None:  # one part, a source per run of pixels
+        run = _run_length(choice, q)
+        second = (~choice.cpu()).view(a, p, b, q).to(torch.int64)  # 1 where sources[1] is read
+        copy = [("copy" if c else "blend") for c in (taps["copy"][0] & taps["copy"][1]).tolist()]
+        plan.parts.append(_part_plan(whole, (a, p, b, q // run, run), row_of + second * rows, col_of + second * cols,
+                                     dest_of, copy))
+        return plan
+    for part in parts:
+        shape = tuple(part.select(dest_of).shape)
+        if math.prod(shape) == 0:  # (a 1-cell grid has empty parts)
+            continue
+        kind = [("copy" if c else "blend") for c in taps["copy"][part.source].tolist()]
+        plan.parts.append(_part_plan(part.select, shape, part.select(row_of) + part.source * rows,
+                                     part.select(col_of) + part.source * cols, part.select(dest_of), kind))
     return plan
+
+
+def _part_plan(select: Selector, shape: tuple, row_of: torch.Tensor, col_of: torch.Tensor, dest_of: torch.Tensor,
+               kind: list) -> PartPlan:
+    """The runs of a part from its pixels' row-tap, column-tap and output indices (views in the part's shape)."""
+    run = shape[-1]
+    first = lambda of: of.reshape(-1, run)[:, 0].contiguous()
+    return PartPlan(select, shape, first(row_of), first(col_of), first(dest_of), kind)
+
+
+@dataclass
+class _PixelTaps:
+    """A :class:`PartPlan` for the PyTorch engine: taps per pixel, for the geometries of each kind.
+
+    ``slot[u]`` is geometry ``u``'s row in the arrays of its kind. Copies read ``pixel[slot]`` ``[M]``, or, when
+    every run reads adjacent source pixels (``segments``: full-resolution fragments), one segment per run from
+    ``pixel[slot]`` ``[M // run]`` (one row copy instead of ``run`` pixel copies). Blends read the pair
+    ``(x0, x0+1)`` on rows ``y0`` and ``y1`` (``pairs[slot]`` ``[2, M]``), blended with ``wy[slot]`` ``[M // run]``
+    and then ``wx[slot]`` ``[M]``.
+    """
+
+    slot: list
+    pixel: Optional[torch.Tensor] = None
+    segments: bool = False
+    pairs: Optional[torch.Tensor] = None
+    wy: Optional[torch.Tensor] = None
+    wx: Optional[torch.Tensor] = None
+
+
+def _pixel_taps(plan: TapPlan, part: PartPlan) -> _PixelTaps:
+    """The per-pixel form of ``part`` (built once per plan and part)."""
+    if part.pixel_taps is not None:
+        return part.pixel_taps
+    dev = plan.top.device
+    run = part.run
+    taps = _PixelTaps([part.kind[:i].count(kind) for i, kind in enumerate(part.kind)])
+    row, col = part.row.to(dev), (part.col[:, None] + torch.arange(run)).to(dev)  # [R], [R, run]
+    ids = {kind: torch.tensor([i for i, k in enumerate(part.kind) if k == kind], dtype=torch.int64, device=dev)
+           for kind in ("copy", "blend")}
+    if len(ids["copy"]):
+        n = len(ids["copy"])
+        pixel = plan.top[ids["copy"]][:, row, None] + plan.left[ids["copy"]][:, col]  # [n, R, run]
+        steps = torch.arange(run, device=dev) * plan.strides[1]
+        taps.segments = run > 1 and bool((pixel == pixel[..., :1] + steps).all())
+        taps.pixel = pixel[..., 0].contiguous() if taps.segments else pixel.reshape(n, -1)
+    if len(ids["blend"]):
+        n = len(ids["blend"])
+        pair = plan.pair[ids["blend"]][:, col]
+        taps.pairs = torch.stack([plan.top[ids["blend"]][:, row, None] + pair,
+                                  plan.bottom[ids["blend"]][:, row, None] + pair], 1).view(n, 2, -1)
+        taps.wy = plan.wy[ids["blend"]][:, row]
+        taps.wx = plan.wx[ids["blend"]][:, col].reshape(n, -1)
+    part.pixel_taps = taps
+    return taps
 
 
 def _run_length(choice: torch.Tensor, q: int) -> int:
@@ -412,14 +440,15 @@ def _run_frames(tables: _FrameTables, plan: TapPlan, jobs, out: torch.Tensor) ->
     for n, u, t in jobs:
         cells = out[:, n].view(c, *plan.layout)
         for part in plan.parts:
-            slot = part.slot[u]
+            taps = _pixel_taps(plan, part)
+            slot = taps.slot[u]
             dest = part.select(cells).view(c, *part.shape)
             for lo, hi in tables.groups:
                 if part.kind[u] == "copy":
-                    table = tables.table(t, (lo, hi), part.run if part.segments else 0)
-                    _copy_pixels(table, part.pixel[slot], dest[lo:hi], scratch)
+                    table = tables.table(t, (lo, hi), part.run if taps.segments else 0)
+                    _copy_pixels(table, taps.pixel[slot], dest[lo:hi], scratch)
                 else:
-                    _blend_pairs(tables.table(t, (lo, hi), 2), part, slot, dest[lo:hi], scratch)
+                    _blend_pairs(tables.table(t, (lo, hi), 2), part, taps, slot, dest[lo:hi], scratch)
 
 
 def _native_fits(video: torch.Tensor, out: torch.Tensor) -> bool:
@@ -438,21 +467,17 @@ def _run_frames_native(tables: _FrameTables, plan: TapPlan, jobs, out: torch.Ten
     sc, st, _, sw = video.stride()
     code, size = _NATIVE_DTYPES[video.dtype], video.element_size()
     plane = out.stride(0)
+    tap_rows = [plan.top, plan.bottom, plan.wy, plan.left, plan.pair, plan.wx]
     for n, u, t in jobs:
         frame = out[:, n].data_ptr()
+        top, bottom, wy, left, pair, wx = (tab[u].data_ptr() for tab in tap_rows)
         for part in plan.parts:
-            slot, runs = part.slot[u], part.pixels // part.run
+            runs = (part.row.numel(), part.run, part.row.data_ptr(), part.col.data_ptr(), part.dest.data_ptr())
+            copy = part.kind[u] == "copy"
             for lo, hi in tables.groups:
-                src = video.data_ptr() + (t * st + lo * sc) * size
-                dest = frame + lo * plane * 4
-                if part.kind[u] == "copy":
-                    _cresample.copy(src, code, tables.unit, sc, sw, hi - lo, part.pixel[slot].data_ptr(), part.segments,
-                                    runs, part.run, part.dest.data_ptr(), dest, plane)
-                else:
-                    pairs = part.pairs[slot]
-                    _cresample.blend(src, code, tables.unit, sc, sw, hi - lo, pairs[0].data_ptr(), pairs[1].data_ptr(),
-                                     part.wy[slot].data_ptr(), part.wx[slot].data_ptr(), runs, part.run,
-                                     part.dest.data_ptr(), dest, plane)
+                args = (video.data_ptr() + (t * st + lo * sc) * size, code, tables.unit, sc, sw, hi - lo, *runs,
+                        top, bottom, wy, left if copy else pair, wx, frame + lo * plane * 4, plane)
+                (_cresample.copy if copy else _cresample.blend)(*args)
 
 
 def _copy_pixels(table: torch.Tensor, index: torch.Tensor, dest: torch.Tensor, scratch: _Scratch) -> None:
@@ -467,27 +492,28 @@ def _copy_pixels(table: torch.Tensor, index: torch.Tensor, dest: torch.Tensor, s
         dest.copy_(planes.view(dest.shape))
 
 
-def _blend_pairs(table: torch.Tensor, part: PartPlan, slot: int, dest: torch.Tensor, scratch: _Scratch) -> None:
+def _blend_pairs(table: torch.Tensor, part: PartPlan, taps: _PixelTaps, slot: int, dest: torch.Tensor,
+                 scratch: _Scratch) -> None:
     """``dest`` ``[C, *part.shape]`` (any strides) = bilinear values of the part's pixels, geometry ``slot``."""
     c, m = table.shape[-1], part.pixels
     width = 2 * c  # values of one pixel pair
-    got = torch.index_select(table, 0, part.pairs[slot].view(-1),  # pairs on rows y0, then on rows y1
+    got = torch.index_select(table, 0, taps.pairs[slot].view(-1),  # pairs on rows y0, then on rows y1
                              out=scratch.get("pairs", (2 * m, 2, c), table.dtype))
     values = scratch.get("values", (2, m, width), torch.float32)
     values.copy_(got.view(2, m, width))  # contiguous widening: cheap, unlike a transposing one on all 4 taps
     # vertical blend in the decoder's interleaved layout, one weight per run of output pixels
     runs = m // part.run
     vertical = scratch.get("vertical", (m, width), torch.float32)
-    torch.lerp(values[0].view(runs, -1), values[1].view(runs, -1), part.wy[slot, :, None], out=vertical.view(runs, -1))
+    torch.lerp(values[0].view(runs, -1), values[1].view(runs, -1), taps.wy[slot, :, None], out=vertical.view(runs, -1))
     # channel planes of the left and right pixel of each pair, then the horizontal blend into the output
     planes = scratch.get("planes", (2, c, m), torch.float32)
     planes.copy_(vertical.view(m, 2, c).permute(1, 2, 0))
     if _short_runs(dest):
         result = scratch.get("result", (c, m), torch.float32)
-        torch.lerp(planes[0], planes[1], part.wx[slot], out=result)
+        torch.lerp(planes[0], planes[1], taps.wx[slot], out=result)
         _copy_wide(dest, result.view(dest.shape))
     else:
-        torch.lerp(planes[0].view(dest.shape), planes[1].view(dest.shape), part.wx[slot].view(dest.shape[1:]), out=dest)
+        torch.lerp(planes[0].view(dest.shape), planes[1].view(dest.shape), taps.wx[slot].view(dest.shape[1:]), out=dest)
 
 
 def _short_runs(dest: torch.Tensor) -> bool:

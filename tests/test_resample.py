@@ -85,6 +85,9 @@ def test_values_match_interpolate_in_every_layout(layout):
     source = random_source(GRID, sizes, 4, gen)
     plan = plan_taps(video, [source])
     assert [part.kind for part in plan.parts] == [["blend", "copy", "blend", "blend"]]
+    # taps are kept per output row and per output column (separable), not per pixel
+    assert plan.top.shape == (4, 3 * 8 * 4) and plan.pair.shape == (4, 3 * 4 * 6)
+    assert plan.parts[0].row.shape == (24 * 4,)  # one run per output row of each cell
     frames = [3, 0, 2, 1]
     got = resample(video, plan, list(range(4)), frames)
     assert got.dtype == torch.float32 and got.shape == (video.shape[0], 4, 24, 24)
