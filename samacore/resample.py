@@ -174,6 +174,7 @@ class TapPlan:
     out_w: int
     layout: tuple  # (A, p, B, q)
     strides: tuple
+    frame_size: tuple  # (H, W) of the video it was made for
     parts: list
     top: torch.Tensor
     bottom: torch.Tensor
@@ -223,7 +224,7 @@ def plan_taps(video: torch.Tensor, sources: Sequence[TapSource], parts: Sequence
         taps["pair"].append((x0 - edge.to(torch.int64)) * row_w)
         taps["wx"].append(torch.where(edge, torch.ones_like(wx), wx))
     tables = {key: torch.cat([t.reshape(u, -1) for t in ts], 1).contiguous() for key, ts in taps.items() if key != "copy"}
-    plan = TapPlan(a * p, b * q, (a, p, b, q), (row_h, row_w), [], **tables)
+    plan = TapPlan(a * p, b * q, (a, p, b, q), (row_h, row_w), (h, w), [], **tables)
 
     # which row and column taps every output pixel reads, and where it lies in the frame plane
     rows, cols = a * p * b, a * b * q
@@ -399,16 +400,33 @@ def resample(video: torch.Tensor, plan: TapPlan, frame_plan: Sequence[int], fram
     """Run ``plan`` on frames of ``video`` ``[C, T, H, W]`` (any real dtype): output frame ``n`` reads source
     frame ``frame_idx[n]`` with geometry ``frame_plan[n]``. Returns float32 ``[C, N, out_h, out_w]`` (or fills
     ``out``, a tensor of that shape whose frames are contiguous ``out_h x out_w`` planes)."""
-    c = video.shape[0]
+    c, t, h, w = video.shape
     n = len(frame_idx)
     video = _readable(video)
-    if plan.strides != _row_steps(video):
-        raise ValueError("the tap plan was made for a video with another memory layout")
+    # the C kernel trusts the plan's indices: anything that would read outside the video is refused here
+    if plan.frame_size != (h, w) or plan.strides != _row_steps(video):
+        raise ValueError(f"the tap plan was made for {plan.frame_size[0]}x{plan.frame_size[1]} frames with row "
+                         f"steps {plan.strides}, not for this {h}x{w} video with {_row_steps(video)}")
+    if len(frame_plan) != n:
+        raise ValueError(f"frame_plan has {len(frame_plan)} entries for {n} frames")
+    geometries = plan.top.shape[0]
+    if n and not (0 <= min(frame_idx) and max(frame_idx) < t and 0 <= min(frame_plan) and max(frame_plan) < geometries):
+        raise ValueError(f"frame indices must lie in [0, {t}) and geometries in [0, {geometries}); got frames "
+                         f"{min(frame_idx)}..{max(frame_idx)}, geometries {min(frame_plan)}..{max(frame_plan)}")
+    shape = (c, n, plan.out_h, plan.out_w)
     if out is None:
-        out = new_output((c, n, plan.out_h, plan.out_w), video.device)
+        out = new_output(shape, video.device)
+    elif tuple(out.shape) != shape or out.dtype != torch.float32 or out.device != video.device:
+        raise ValueError(f"out must be a float32 {shape} tensor on {video.device}, got {out.dtype} "
+                         f"{tuple(out.shape)} on {out.device}")
     tables = _FrameTables(video)
     jobs = list(zip(range(n), frame_plan, frame_idx))
-    run = _run_frames_native if _native_fits(video, out) else _run_frames
+    if _native_fits(video, out):
+        run = _run_frames_native
+    else:
+        run = _run_frames
+        for part in plan.parts:  # expanded once, before any worker needs it
+            _pixel_taps(plan, part)
     workers = torch.get_num_threads() if video.device.type == "cpu" else 1
     if workers <= 1 or n <= 1:
         run(tables, plan, jobs, out)

@@ -205,8 +205,24 @@ def test_plan_for_another_layout_is_refused():
     video = channels_last(2, 30, 40)
     source = random_source(GRID, [(24, 30)] * 2, 2, torch.Generator().manual_seed(1))
     plan = plan_taps(video, [source])
-    with pytest.raises(ValueError, match="memory layout"):
+    with pytest.raises(ValueError, match="row steps"):
         resample(video.contiguous(), plan, [0, 1], [0, 1])
+
+
+def test_reads_outside_the_video_are_refused():
+    """The C kernel trusts the plan: a plan for other frames, or indices past the video, fail with a message."""
+    video = channels_last(2, 30, 40)
+    source = random_source(GRID, [(24, 30)] * 2, 2, torch.Generator().manual_seed(1))
+    plan = plan_taps(video, [source])
+    taller = channels_last(2, 60, 40)  # same row steps, more rows
+    with pytest.raises(ValueError, match="made for 30x40 frames"):
+        resample(taller, plan, [0, 1], [0, 1])
+    with pytest.raises(ValueError, match=r"frame indices must lie in \[0, 2\)"):
+        resample(video, plan, [0, 1], [0, 2])
+    with pytest.raises(ValueError, match="geometries in"):
+        resample(video, plan, [0, 2], [0, 1])
+    with pytest.raises(ValueError, match="float32"):
+        resample(video, plan, [0, 1], [0, 1], out=torch.empty(3, 2, 24, 24, dtype=torch.float64))
 
 
 def test_no_frames_give_an_empty_sample():
