@@ -1,6 +1,6 @@
 """The bilinear read engine under the samplers (samacore.resample): values against F.interpolate, every memory
 layout, copy and blend geometries, masks, threads and forks -- each on both CPU engines (PyTorch ops and the C
-kernel), and the two engines against each other."""
+kernel; they are compared with each other in test_resample_engines.py)."""
 import multiprocessing as mp
 import os
 
@@ -233,53 +233,3 @@ def test_no_frames_give_an_empty_sample():
     assert sample_fragments(video, grid, none, none, none.view(0, 2, 2), none.view(0, 2, 2)).shape == (3, 0, 16, 16)
     rel = torch.full((2, 2, 0), 0.5)
     assert sama_sample(video, grid, SAMA_VARIANTS["sama-spm"], rel, rel, 2).shape == (3, 0, 16, 16)
-
-
-@pytest.mark.skipif(not NATIVE_BUILT, reason="samacore._cresample is not built")
-@pytest.mark.parametrize("stype", ["sama", "sama-spm", "sama-swm", "fragments"])
-@pytest.mark.parametrize("source_dtype", [torch.uint8, torch.float32])
-def test_engines_agree_on_real_samples(cpu_engine, stype, source_dtype):
-    """The C kernel and the PyTorch ops give the same samples (exact where pixels are copied, within float32
-    rounding where they are blended), for every geometry of a test-mode SAMA sample."""
-    if cpu_engine == "torch":
-        pytest.skip("compares the engines once")
-    from samavqa.sampling import get_single_sample
-    video = channels_last(64, 180, 300, seed=11).to(source_dtype)
-    grid = dict(fragments_h=3, fragments_w=3, fsize_h=32, fsize_w=32, aligned=32)
-    samples = {}
-    for name in ("torch", "native"):
-        engine.set_backend(name)
-        torch.manual_seed(0)
-        samples[name] = get_single_sample(video, stype, True, **grid)
-    assert (samples["torch"] - samples["native"]).abs().max() <= 256 * 2 ** -23  # one ulp at 255
-    full_resolution = [0, 1, 32, 33]  # the first temporal patch of each clip has factor 1: copies, bit for bit
-    assert torch.equal(samples["torch"][:, full_resolution], samples["native"][:, full_resolution])
-
-
-def test_backend_choice_is_checked(cpu_engine):
-    assert engine.backend() == cpu_engine
-    with pytest.raises(ValueError, match="choose one of: auto, native, torch"):
-        engine.set_backend("fast")
-    if not NATIVE_BUILT:
-        with pytest.raises(RuntimeError, match="not built"):
-            engine.set_backend("native")
-
-
-@pytest.mark.skipif(os.environ.get("SAMA_EXPECT_NATIVE") != "1", reason="set by CI, where a C compiler exists")
-def test_ci_builds_the_c_kernel():
-    """CI installs with a compiler: the kernel must have been built there (the engine silently being PyTorch
-    ops would only show as a slowdown)."""
-    assert NATIVE_BUILT
-    engine._CHOSEN = "auto"
-    assert engine.backend() == "native"
-
-
-@pytest.mark.skipif(not NATIVE_BUILT, reason="samacore._cresample is not built")
-def test_a_stale_build_is_not_run(cpu_engine, monkeypatch):
-    """A kernel built from an older _cresample.c (source edited, build not redone) is refused, with a warning."""
-    if cpu_engine == "torch":
-        pytest.skip("checked once")
-    assert engine._load_kernel() is engine._cresample  # the build in use matches its source
-    monkeypatch.setattr(engine._cresample, "SOURCE_SHA256", "0" * 64)
-    with pytest.warns(RuntimeWarning, match="built from another version"):
-        assert engine._load_kernel() is None
