@@ -196,7 +196,7 @@ def _axis_taps(src: int, source: TapSource, axis: int):
 
 def plan_taps(video: torch.Tensor, sources: Sequence[TapSource], parts: Sequence[Part] = (Part(0),),
               choice: Optional[torch.Tensor] = None) -> TapPlan:
-    """Taps of every output pixel of every geometry, for frames of ``video`` ``[C, T, H, W]``.
+    """How every output pixel of every geometry reads frames of ``video`` ``[C, T, H, W]``.
 
     parts: which source each set of output pixels reads (default: all pixels read ``sources[0]``). Alternatively
     ``choice``, a bool ``[out_h, out_w]`` mask for two sources (True: ``sources[0]``) that no set of parts
@@ -234,9 +234,9 @@ def plan_taps(video: torch.Tensor, sources: Sequence[TapSource], parts: Sequence
     if choice is not None:  # one part, a source per run of pixels
         run = _run_length(choice, q)
         second = (~choice.cpu()).view(a, p, b, q).to(torch.int64)  # 1 where sources[1] is read
-        copy = [("copy" if c else "blend") for c in (taps["copy"][0] & taps["copy"][1]).tolist()]
+        kind = [("copy" if c else "blend") for c in (taps["copy"][0] & taps["copy"][1]).tolist()]
         plan.parts.append(_part_plan(whole, (a, p, b, q // run, run), row_of + second * rows, col_of + second * cols,
-                                     dest_of, copy))
+                                     dest_of, kind))
         return plan
     for part in parts:
         shape = tuple(part.select(dest_of).shape)
