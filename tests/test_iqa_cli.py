@@ -13,7 +13,7 @@ from samacore.options import OptionError
 from samaiqa import cli
 from samaiqa.checkpoints import load_into_model, read_checkpoint_info
 from samaiqa.datasets import ImageDataset
-from samaiqa.labels import make_splits
+from samaiqa.labels import LabelError, make_splits
 
 SMALL_MODEL = {"backbone_args": SMALL_SWIN}
 
@@ -151,3 +151,42 @@ def test_demo_test_bad_images_become_error_rows(tmp_path, one_thread, caplog):
     assert summary["n"] == 4 and summary["n_failed"] == 2 and summary["metrics"]["n"] == 4
     assert summary["metrics"]["srcc"] == pytest.approx(want["srcc"]) and summary["metrics"]["rmse"] == pytest.approx(want["rmse"])
     assert "n = 4 images scored (2 of 6 failed" in caplog.text
+
+
+def test_fixed_split_from_a_test_list(tmp_path, one_thread):
+    """data.test_info gives one given split (e.g. an official or content-disjoint one) instead of random ones."""
+    info = make_images(str(tmp_path), 8)
+    test_list = tmp_path / "test.txt"
+    test_list.write_text("img06.png\nimg01.png 33.3\n")  # labels optional, order free
+    opt = base_options(tmp_path, info, num_epochs=1)
+    del opt["num_splits"]
+    opt["data"]["test_info"] = str(test_list)
+    summary = cli.train_main(["-o", write_options(tmp_path / "fixed.yml", **opt), "--no-progress"])
+    splits = json.load(open(tmp_path / "run" / "splits.json"))
+    assert splits["protocol"].startswith("fixed") and len(splits["splits"]) == 1
+    assert splits["splits"][0]["test"] == [1, 6] and splits["splits"][0]["train"] == [0, 2, 3, 4, 5, 7]
+    assert len(summary["per_split"]) == 1 and summary["per_split"][0]["n_test"] == 2
+
+    # random splits and a fixed one do not mix; a test list must name items of data_info
+    opt["num_splits"] = 3
+    with pytest.raises(OptionError, match="num_splits must be 1"):
+        cli.load_iqa_options(write_options(tmp_path / "bad.yml", **opt), train=True)
+    del opt["num_splits"]
+    test_list.write_text("img01.png\nimg99.png\n")
+    with pytest.raises(LabelError, match=r"test.txt, line 2: 'img99.png' is not in .*info.txt"):
+        cli.train_main(["-o", write_options(tmp_path / "bad.yml", **opt), "--no-progress"])
+
+
+def test_examplar_options_train_and_test_on_different_photos():
+    """The shipped examplar config runs the content-disjoint split of examplar_data_labels/examplar_iqa."""
+    from samaiqa.labels import fixed_split, read_info
+    opt = cli.load_iqa_options("options/examplar-sama-iqa.yml", train=True)
+    assert opt["num_splits"] == 1
+    labels = read_info(cli.path_option(opt["data"]["data_info"]))
+    test = read_info(cli.path_option(opt["data"]["test_info"]), allow_unlabelled=True)
+    [(train_idx, test_idx)] = fixed_split(labels, test)
+    train_names = [labels.names[i] for i in train_idx]
+    listed = read_info(os.path.join(os.path.dirname(cli.path_option(opt["data"]["test_info"])), "train.txt"))
+    assert sorted(train_names) == sorted(listed.names) and (len(train_idx), len(test_idx)) == (65, 26)
+    photo = lambda name: name.split("_")[0]
+    assert not {photo(n) for n in train_names} & {photo(labels.names[i]) for i in test_idx}

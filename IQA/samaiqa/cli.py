@@ -8,7 +8,9 @@ Training protocol (SAMA IQA): seed 44442 once at start; split ``s`` shuffles wit
 and trains on 80% (KADID-10k: by reference image); per split a fresh model is initialised from ``load_path``
 and trained with SmoothL1, AdamW (backbone lr x0.1), warm-up ``max(1e-2, it / warmup)`` then a constant lr, and
 an EMA (0.999) of the weights, which is what is evaluated every epoch. The result is the median over splits of
-each split's best SRCC, PLCC, KRCC and RMSE (each metric's own best epoch, as the original reports).
+each split's best SRCC, PLCC, KRCC and RMSE (each metric's own best epoch, as the original reports). With
+``data.test_info`` (a label file naming the test items, e.g. an official split) there is one fixed split instead:
+those items are tested, all other items of ``data.data_info`` trained on.
 
 Bad images (unreadable, truncated, not an image, missing) do not stop training: each is skipped, logged once
 with its reason and listed in ``{run_dir}/skipped.txt``; more than ``max_bad_fraction`` (default 0.05) bad
@@ -59,7 +61,7 @@ from samacore.utils import seed_everything
 
 from .checkpoints import OWN_FORMAT, load_into_model
 from .datasets import ImageDataset, ImageReadError, sampling_args
-from .labels import LabelError, LabelSet, kadid_groups, make_splits, missing_files, read_info
+from .labels import LabelError, LabelSet, fixed_split, kadid_groups, make_splits, missing_files, read_info
 from .model import DEFAULT_BACKBONE, IQAModel
 from .sampling import IQA_SAMPLE_TYPES
 
@@ -80,7 +82,8 @@ TOP_KEYS = (
     "persistent_workers", "prefetch_factor", "max_bad_fraction", "deterministic", "amp", "max_bad_steps",
     "stop_after_epochs",
 )
-DATA_KEYS = ("database", "data_info", "data_prefix", "fwin_h", "fwin_w", "fsize_h", "fsize_w", "exif_transpose")
+DATA_KEYS = ("database", "data_info", "test_info", "data_prefix", "fwin_h", "fwin_w", "fsize_h", "fsize_w",
+             "exif_transpose")
 MODEL_KEYS = ("backbone", "backbone_args", "hidden_channels", "dropout_ratio", "drop_path_rate")
 OPTIMIZER_KEYS = ("lr", "backbone_lr_mult", "wd")
 
@@ -123,6 +126,9 @@ def check_options(opt: Mapping[str, Any], train: bool) -> None:
             value = typed(opt, key, int, "options", default=1)
             if value < (0 if key == "num_epochs" else 1):
                 raise OptionError(f"options.{key} must be {'>= 0' if key == 'num_epochs' else '>= 1'}, got {value}")
+        if opt["data"].get("test_info") is not None and opt.get("num_splits", 1) != 1:
+            raise OptionError(f"data.test_info gives one fixed train/test split, so options.num_splits must be 1 "
+                              f"(or absent), got {opt['num_splits']}; remove data.test_info for random splits")
     elif "load_path" not in opt:
         raise OptionError("options.load_path is required for testing: the checkpoint to score images with")
 
@@ -133,6 +139,8 @@ def load_iqa_options(path: str, train: bool) -> Dict[str, Any]:
     opt.setdefault("name", os.path.splitext(os.path.basename(opt["_options_path"]))[0])
     opt.setdefault("stype", "sama")
     if train:  # the paper's values where the original schema has them
+        if opt["data"].get("test_info") is not None:
+            opt.setdefault("num_splits", 1)
         for key, value in (("num_splits", 10), ("num_epochs", 50), ("warmup_epochs", 5), ("batch_size", 64)):
             opt.setdefault(key, value)
     return opt
@@ -414,14 +422,21 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     database = str(opt["data"].get("database", "data"))
     groups = kadid_groups(labels) if database.lower().startswith("kadid") else None
     num_splits = int(opt.get("num_splits", 10))
-    splits = make_splits(len(labels), num_splits, groups)
+    if opt["data"].get("test_info") is not None:  # a given split, e.g. an official or content-disjoint one
+        test_list = read_info(existing_path(opt["data"]["test_info"], "data.test_info", LabelError), "",
+                              allow_unlabelled=True)
+        splits = fixed_split(labels, test_list)
+        protocol = f"fixed: test = the items of data.test_info ({path_option(opt['data']['test_info'])})"
+    else:
+        splits = make_splits(len(labels), num_splits, groups)
+        protocol = "random.Random(split * 123) shuffle, first 80% train" + (" (by reference image)" if groups else "")
     if args.resume:
         engine.resume_path(args.resume)  # fail before the run folder is touched
 
     run_dir = runs.run_dir(opt)
     run_logger = engine.open_run(run_dir, opt)
     run_logger.write_json("splits.json", {
-        "protocol": "random.Random(split * 123) shuffle, first 80% train" + (" (by reference image)" if groups else ""),
+        "protocol": protocol,
         "database": database, "data_info": path_option(opt["data"]["data_info"]), "num_items": len(labels),
         "names": labels.names,
         "splits": [{"split": s, "train": tr, "test": te} for s, (tr, te) in enumerate(splits)],

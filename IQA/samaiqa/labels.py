@@ -352,9 +352,30 @@ def make_splits(
     return out
 
 
+def fixed_split(labels: LabelSet, test: LabelSet) -> List[Tuple[List[int], List[int]]]:
+    """One given train/test split (e.g. an official one): the items of ``labels`` named in ``test`` are the test
+    side, all others train. Returns ``[(train_idx, test_idx)]``, each sorted; raises :class:`LabelError` when
+    ``test`` names an item ``labels`` does not have, or leaves nothing to train on."""
+    index = {name: i for i, name in enumerate(labels.names)}
+    unknown = [(i, name) for i, name in enumerate(test.names) if name not in index]
+    if unknown:
+        i, name = unknown[0]
+        raise LabelError(f"{test.where(i)}: {name!r} is not in {labels.source or 'the label file'} "
+                         f"({len(unknown)} of {len(test)} test items are not); the test list must name items of "
+                         "data.data_info")
+    test_idx = sorted({index[name] for name in test.names})
+    chosen = set(test_idx)
+    train_idx = [i for i in range(len(labels)) if i not in chosen]
+    if not train_idx:
+        raise LabelError(f"{test.source or 'the test list'} names every item of {labels.source or 'the label file'}: "
+                         "nothing is left to train on")
+    return [(train_idx, test_idx)]
+
+
 __all__ = [
     "LabelError",
     "LabelSet",
+    "fixed_split",
     "kadid_groups",
     "make_splits",
     "missing_files",
