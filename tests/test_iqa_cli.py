@@ -166,6 +166,11 @@ def test_fixed_split_from_a_test_list(tmp_path, one_thread):
     assert splits["protocol"].startswith("fixed") and len(splits["splits"]) == 1
     assert splits["splits"][0]["test"] == [1, 6] and splits["splits"][0]["train"] == [0, 2, 3, 4, 5, 7]
     assert len(summary["per_split"]) == 1 and summary["per_split"][0]["n_test"] == 2
+    # demo_test with the same options scores the test side only
+    out = tmp_path / "pred.csv"
+    test_opt = dict(opt, load_path=summary["per_split"][0]["checkpoint"])
+    cli.test_main(["-o", write_options(tmp_path / "fixed_test.yml", **test_opt), "--output", str(out), "--no-progress"])
+    assert [r["name"] for r in csv.DictReader(open(out))] == ["img01.png", "img06.png"]
 
     # random splits and a fixed one do not mix; a test list must name items of data_info
     opt["num_splits"] = 3

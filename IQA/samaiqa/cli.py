@@ -415,6 +415,13 @@ def _split_result(best: engine.BestCheckpointer, key: str, split: int, n_train: 
             "checkpoint": best.saved.get(key)}
 
 
+def _given_split(opt: Mapping[str, Any], labels: LabelSet):
+    """The one split ``data.test_info`` names (see :func:`samaiqa.labels.fixed_split`)."""
+    test_list = read_info(existing_path(opt["data"]["test_info"], "data.test_info", LabelError), "",
+                          allow_unlabelled=True)
+    return fixed_split(labels, test_list)
+
+
 def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """``demo_train_iqa_baseline.py -o OPTIONS [--resume RUN]``: the multi-split IQA protocol; returns the summary."""
     args, opt, device, progress = _setup(argv, "SAMA IQA training: the 10-split protocol", test=False)
@@ -423,9 +430,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     groups = kadid_groups(labels) if database.lower().startswith("kadid") else None
     num_splits = int(opt.get("num_splits", 10))
     if opt["data"].get("test_info") is not None:  # a given split, e.g. an official or content-disjoint one
-        test_list = read_info(existing_path(opt["data"]["test_info"], "data.test_info", LabelError), "",
-                              allow_unlabelled=True)
-        splits = fixed_split(labels, test_list)
+        splits = _given_split(opt, labels)
         protocol = f"fixed: test = the items of data.test_info ({path_option(opt['data']['test_info'])})"
     else:
         splits = make_splits(len(labels), num_splits, groups)
@@ -513,12 +518,17 @@ class _Indexed(Dataset):
 
 
 def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """``demo_test_iqa.py -o OPTIONS --output PRED.csv``: score every image of ``data.data_info`` (test-mode
-    sampling) with the ``load_path`` checkpoint; write ``name,pred,gt,error`` (raw scores); print metrics if
-    labelled. A bad image (missing, unreadable, not an image) gets a row with an empty ``pred`` and its reason in
-    ``error``; metrics are over the images that were scored (their count ``n`` is printed)."""
+    """``demo_test_iqa.py -o OPTIONS --output PRED.csv``: score every image of ``data.data_info`` (only those of
+    ``data.test_info`` when it is set: the test side of the fixed split training used) with test-mode sampling
+    and the ``load_path`` checkpoint; write ``name,pred,gt,error`` (raw scores); print metrics if labelled. A bad
+    image (missing, unreadable, not an image) gets a row with an empty ``pred`` and its reason in ``error``;
+    metrics are over the images that were scored (their count ``n`` is printed)."""
     args, opt, device, progress = _setup(argv, "SAMA IQA test: score the images of a label file", test=True)
     labels = read_labels(opt, allow_unlabelled=True)
+    if opt["data"].get("test_info") is not None:
+        [(_, test_idx)] = _given_split(opt, labels)
+        log.info("scoring the %d images of data.test_info (of %d in data.data_info)", len(test_idx), len(labels))
+        labels = labels.subset(test_idx)
     dataset = ImageDataset(labels.paths, labels.labels, labels.names, opt["data"], opt["stype"], is_train=False)
     model = build_model(opt)
     report = load_into_model(model, existing_path(opt["load_path"], "load_path", CheckpointError),
