@@ -58,6 +58,15 @@ static inline void prefetch_range(const void *p, int64_t bytes) {
 #endif
 }
 
+/* Smallest and largest of the run's column taps x[0..run): the source segment a run reads. */
+static inline void run_extent(const int64_t *x, int64_t run, int64_t *lo, int64_t *hi) {
+    *lo = *hi = x[0];
+    for (int64_t k = 1; k < run; k++) {
+        *lo = x[k] < *lo ? x[k] : *lo;
+        *hi = x[k] > *hi ? x[k] : *hi;
+    }
+}
+
 /* The runs of one part of one output frame, and the taps they read (see samacore.resample.TapPlan).
  * Run r is output row row[r] of the taps tables, columns col[r] .. col[r] + run - 1; it is written at
  * out + dest[r] + c * plane + k. Tap values count units of source elements (element offset = value * unit). */
@@ -106,11 +115,8 @@ typedef struct {
             const int64_t row = g->row[r];                                                                         \
             const int64_t *x = g->x + g->col[r];                                                                   \
             const float *w = g->wx + g->col[r];                                                                    \
-            int64_t lo = x[0], hi = x[0];                                                                          \
-            for (int64_t k = 1; k < run; k++) {                                                                    \
-                lo = x[k] < lo ? x[k] : lo;                                                                        \
-                hi = x[k] > hi ? x[k] : hi;                                                                        \
-            }                                                                                                      \
+            int64_t lo, hi;                                                                                        \
+            run_extent(x, run, &lo, &hi);                                                                          \
             vertical_##NAME(src + (g->top[row] + lo) * unit, src + (g->bottom[row] + lo) * unit, g->wy[row],       \
                             (hi - lo) * unit + tail, buffer);                                                      \
             for (int64_t k = 0; k < run; k++) local[k] = (int32_t)((x[k] - lo) * unit);                            \
@@ -186,12 +192,8 @@ static PyObject *py_blend(PyObject *self, PyObject *args) {
     /* the longest source segment a run reads sizes the vertical buffer */
     int64_t span = 0;
     for (int64_t r = 0; r < g.runs; r++) {
-        const int64_t *x = g.x + g.col[r];
-        int64_t lo = x[0], hi = x[0];
-        for (int64_t k = 1; k < g.run; k++) {
-            lo = x[k] < lo ? x[k] : lo;
-            hi = x[k] > hi ? x[k] : hi;
-        }
+        int64_t lo, hi;
+        run_extent(g.x + g.col[r], g.run, &lo, &hi);
         span = hi - lo > span ? hi - lo : span;
     }
     span = span * g.unit + g.sw + (g.channels - 1) * g.sc + 1;
