@@ -1,4 +1,5 @@
-"""Video quality datasets: label files, frame decoding, temporal + spatial sampling, normalisation.
+"""Video quality datasets: label files, frame decoding (:mod:`samavqa.decoders`), temporal + spatial sampling,
+normalisation.
 
 An item is a dict::
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +25,8 @@ import torch
 from samacore.options import REPO_ROOT, OptionError, check_keys, choice, resolve_path
 from samacore.runs import bad_item_log  # re-exported: one bad-item log for both trees
 
-from .decoders import VideoNotFoundError, VideoReadError, decode_frames  # re-exported: one decoding module
+from .decoders import (VideoNotFoundError, VideoReadError, decode_frames,  # noqa: F401  (re-exported)
+                       resolve_decoder)
 from .sampling import canonical_sample_type, check_sample_options, get_single_sample
 from .temporal import FragmentSampleFrames
 
@@ -53,7 +55,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".flv", ".w
 # Keys a dataset's option block may hold. `data_backend` other than disk, `augment` and `random_crop` exist in
 # the original schema but have no effect there for these datasets; they are accepted for compatibility.
 DATASET_KEYS = ("phase", "anno_file", "data_prefix", "sample_types", "data_backend", "augment", "random_crop",
-                "num_threads")
+                "num_threads", "decoder")
 # Keys of one branch under `sample_types`: temporal (clip_len, frame_interval, num_clips) + spatial sampling options.
 # (The sampler checks each sample type's own keys more strictly; this union catches typos before decoding starts.)
 BRANCH_KEYS = ("clip_len", "frame_interval", "num_clips", "t_frag", "fragments_h", "fragments_w", "fsize_h", "fsize_w",
@@ -160,6 +162,7 @@ class _VideoQualityDataset(torch.utils.data.Dataset):
         backend = opt.get("data_backend", "disk")
         choice(backend, ["disk"], f"{where}.data_backend")
         self.num_threads = int(opt.get("num_threads", 1))
+        self.decoder = resolve_decoder(opt.get("decoder", "auto"), f"{where}.decoder")
         self.sample_types: Dict[str, Dict[str, Any]] = {}
         self.samplers: Dict[str, FragmentSampleFrames] = {}
         for branch, sopt in opt["sample_types"].items():
@@ -178,7 +181,16 @@ class _VideoQualityDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         info = self.video_infos[index]
-        videos, frame_inds = decode_frames(info["filename"], self.samplers, self.is_train, self.num_threads)
+        videos, frame_inds = self.decode(info["filename"])
+        return self.make_item(videos, frame_inds, info)
+
+    def decode(self, path: str, progress: Optional[Callable[[int, int], None]] = None):
+        """:func:`~samavqa.decoders.decode_frames` with this data set's samplers, threads and decoder."""
+        return decode_frames(path, self.samplers, self.is_train, self.num_threads, self.decoder, progress)
+
+    def make_item(self, videos: Mapping[str, torch.Tensor], frame_inds: Mapping[str, np.ndarray],
+                  info: Mapping[str, Any]) -> Dict[str, Any]:
+        """The item of decoded frames (``videos[branch]``: uint8 ``[C, T, H, W]``): sampled and normalised."""
         item: Dict[str, Any] = {}
         for branch, sopt in self.sample_types.items():
             sampled = get_single_sample(videos[branch], self.stype, self.is_train, **sopt)
@@ -199,7 +211,8 @@ class FusionDataset(_VideoQualityDataset):
 
     ``opt``: ``phase`` (train/test), ``anno_file`` (path; a list of ``{"filename", "label"}`` dicts; or null /
     absent to score every video directly in ``data_prefix``, unlabelled), ``data_prefix``, ``sample_types``,
-    optional ``num_threads`` (decoder threads, default 1). ``stype`` is the spatial sampling method.
+    optional ``num_threads`` (decoder threads, default 1) and ``decoder`` (``auto``, ``decord``, ``pyav``: see
+    :mod:`samavqa.decoders`). ``stype`` is the spatial sampling method.
     """
 
     def __init__(self, opt: Mapping[str, Any], stype: str = "fragments") -> None:
@@ -227,7 +240,7 @@ class FineTuneDataset(_VideoQualityDataset):
     """A given list of videos (``[{"filename", "label"[, "fileid"]}]``, e.g. one split of a label file).
 
     ``opt`` is the ``train:`` or ``test:`` block of a finetune option file (``sample_types``, optional
-    ``num_threads``); ``is_train`` selects random (train) or centred (test) sampling.
+    ``num_threads``, ``decoder``); ``is_train`` selects random (train) or centred (test) sampling.
     """
 
     def __init__(self, video_infos: Sequence[Mapping[str, Any]], opt: Mapping[str, Any], stype: str = "fragments",
