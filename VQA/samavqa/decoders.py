@@ -40,7 +40,8 @@ import torch
 from samacore.options import OptionError
 
 __all__ = ["VideoReadError", "VideoNotFoundError", "decode_frames", "read_frames", "open_video", "pick_frames",
-           "DECODERS", "DECODER_CHOICES", "Decoder", "register_decoder", "resolve_decoder", "set_verbose", "verbose"]
+           "still_image_reason", "DECODERS", "DECODER_CHOICES", "Decoder", "register_decoder", "resolve_decoder",
+           "set_verbose", "verbose"]
 
 
 class VideoReadError(RuntimeError):
@@ -126,14 +127,19 @@ def _check_video_file(path: str) -> None:
     if st.st_size == 0:
         raise _video_error(path, "empty file (0 bytes)")
     try:
-        with open(path, "rb") as f:
-            head = f.read(16)
+        reason = still_image_reason(path)
     except OSError as e:
         raise _video_error(path, f"cannot open the file ({e.strerror or e})") from None
-    kind = _image_kind(head)
-    if kind:
-        raise _video_error(path, f"it is {kind}, not a video (a video file is needed: .mp4, .mkv, .webm, .avi, "
-                                 ".mov or any format FFmpeg reads; images are scored with IQA/iqa.py)")
+    if reason:
+        raise _video_error(path, reason)
+
+
+def still_image_reason(path: str) -> Optional[str]:
+    """Why ``path`` is no video if its content is a still image (JPEG, PNG, GIF, WebP, ...); None otherwise."""
+    with open(path, "rb") as f:
+        kind = _image_kind(f.read(16))
+    return (f"it is {kind}, not a video (a video file is needed: .mp4, .mkv, .webm, .avi, .mov or any format "
+            "FFmpeg reads; images are scored with IQA/iqa.py)") if kind else None
 
 
 # ----------------------------------------------------------------------------------------------- library output
@@ -469,6 +475,7 @@ class _Reader:
                 frames = self.video.frames(indices)
             else:
                 parts = []
+                progress(0, len(indices))
                 for part in np.array_split(np.asarray(indices), min(16, len(indices))):
                     parts.append(self.video.frames(part.tolist()))
                     progress(sum(len(p) for p in parts), len(indices))
