@@ -1,12 +1,21 @@
 """SAMA for image quality assessment: sampling, the Swin-V2 IQA model, checkpoints, label readers, datasets.
 
     from samaiqa import IQAModel, ImageDataset, sample_image, read_info, load_into_model
+
+Scoring from Python (see :func:`samaiqa.score.load_scorer`)::
+
+    import samaiqa
+    scorer = samaiqa.load_scorer("my_checkpoint.pth")
+    scorer("photo.jpg")                       # raw score; scorer("photo.jpg", calibrated=True) on the MOS scale
+    scorer(["a.png", "b.jpg"])                # a list of scores
+    scorer(image_tensor)                      # [3, H, W] float in [0, 1] (or uint8 [H, W, 3]); [B, 3, H, W] -> list
 """
 from .checkpoints import load_into_model, save_model_checkpoint
 from .datasets import ImageDataset, ImageReadError, load_image
 from .labels import LabelError, LabelSet, make_splits, missing_files, read_csv, read_info, read_kadid_csv, read_koniq_csv, read_pkl, read_txt
 from .model import IQAHead, IQAModel
 from .sampling import IQA_SAMPLE_TYPES, sample_image
+from .score import Scorer, load_scorer
 
 __all__ = [
     "IQAHead",
@@ -28,4 +37,6 @@ __all__ = [
     "read_txt",
     "sample_image",
     "save_model_checkpoint",
+    "load_scorer",
+    "Scorer",
 ]
