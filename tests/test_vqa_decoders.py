@@ -273,3 +273,23 @@ def test_decord_is_required_only_where_it_has_wheels():
                                         ("linux", "aarch64", False), ("darwin", "arm64", False),
                                         ("darwin", "x86_64", False)]:
             assert marker.evaluate({"sys_platform": system, "platform_machine": machine}) is wanted, (spec, system)
+
+
+def test_dataloader_workers_forked_after_decoding_do_not_hang(media, tmp_path):
+    """Decoding in the main process must leave nothing behind that a forked DataLoader worker could block on (a
+    worker freeing an inherited swscale context whose slice threads do not exist in it waits forever)."""
+    import gc
+
+    opt = dict(phase="test", anno_file=[{"filename": media["h264"], "label": 1.0}] * 2, data_prefix=str(tmp_path),
+               sample_types={"fragments": dict(FRAG, num_clips=1)}, decoder="pyav")
+    ds = FusionDataset(opt, stype="sama")
+    gc.disable()  # whatever decoding leaves for the garbage collector is still there when the workers fork
+    try:
+        first = ds[0]  # decoded here, in the parent
+        loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, timeout=60,
+                                             worker_init_fn=lambda _: gc.collect(),  # the worker frees it now
+                                             multiprocessing_context="fork")
+        items = list(loader)  # a hung worker raises after the timeout instead of hanging the suite
+    finally:
+        gc.enable()
+    assert len(items) == 2 and torch.equal(items[0]["fragments"][0], first["fragments"])

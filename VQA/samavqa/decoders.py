@@ -356,6 +356,11 @@ class _PyAVVideo:
         self._pos = -1  # number of the last frame it gave
 
     def close(self) -> None:
+        """Close the file and drop the decoding state now: the generator and this object reference each other,
+        and a cycle left to the garbage collector could be freed in a forked DataLoader worker instead."""
+        if self._decoding is not None:
+            self._decoding.close()
+            self._decoding = None
         self.container.close()
 
     # -- decoding
@@ -402,7 +407,9 @@ class _PyAVVideo:
     def _rgb(self, frame: Any) -> np.ndarray:
         """``[H, W, 3]`` uint8 as decord gives it: at the stream's size (decord scales frames of a size change to
         it), swscale's default conversion for the frame's colour tags, rotated as the display matrix says."""
-        arr = frame.to_ndarray(format="rgb24", width=self.size[0], height=self.size[1])
+        # threads=1: no swscale slice threads, which a forked DataLoader worker freeing an inherited frame would wait
+        # for forever (and decoding runs one video per worker anyway)
+        arr = frame.to_ndarray(format="rgb24", width=self.size[0], height=self.size[1], threads=1)
         turns = int(round(float(getattr(frame, "rotation", 0) or 0) / 90.0)) % 4  # counter-clockwise quarter turns
         return np.ascontiguousarray(np.rot90(arr, turns)) if turns else arr
 
