@@ -280,3 +280,18 @@ def test_python_api_scores_paths_lists_and_tensors_as_the_cli(setup, tmp_path):
         scorer(str(setup / "videos" / "broken.mp4"))
     with pytest.raises(ValueError, match=r"uint8 \[T, H, W, 3\] or \[3, T, H, W\] \(0-255 RGB\), got torch.float32"):
         scorer(frames.float())
+
+
+def test_short_video_note_rules():
+    """Shorter than one clip: always said; long enough for a clip but padded by a quarter or more: said; a few
+    copies at the end of the last clip: not said (real videos of ordinary length would all get a warning)."""
+    from samavqa.temporal import FragmentSampleFrames
+
+    paper = {"fragments": dict(clip_len=32, frame_interval=2, num_clips=4)}  # one clip spans 63 frames
+    note = lambda n: S.short_video_note({"fragments": FragmentSampleFrames(32, 4, 2)(n)}, paper)
+    assert note(62).startswith("only 62 frames, fewer than one clip spans (32 frames, every 2): ")
+    assert note(1).startswith("only 1 frame, fewer than one clip spans") and "124 of the 128" in note(1)
+    assert note(63) == "only 63 frames for 4 clips of 32 frames (every 2): 44 of the 128 sampled frames are copies " \
+                       "of its last frame"
+    assert note(100) == note(240) == note(300) == ""  # 240 (8 s at 30 fps): one copy, 300: none
+    assert (FragmentSampleFrames(32, 4, 2)(240) == 239).sum() == 2

@@ -177,16 +177,25 @@ def _scoring_block(opt: Mapping[str, Any]) -> Tuple[str, Mapping[str, Any]]:
 
 # ----------------------------------------------------------------------------------------------- scoring
 def short_video_note(frame_inds: Mapping[str, np.ndarray], sample_types: Mapping[str, Mapping[str, Any]]) -> str:
-    """What was done to a video shorter than one clip (its last frame repeated to fill the clips); "" otherwise."""
+    """What was done to a short video, whose clips were filled with copies of its last frame; "" otherwise.
+
+    Said when the video is shorter than one clip spans (``(clip_len - 1) * frame_interval + 1`` frames), or when
+    the copies are a quarter or more of the sampled frames (a video long enough for one clip but not for
+    ``num_clips`` segments: the later clips run past its end). A few copies at the end of the last clip go
+    unremarked.
+    """
     for branch, inds in frame_inds.items():
         inds = np.asarray(inds).reshape(-1)
         clip_len, interval = int(sample_types[branch]["clip_len"]), int(sample_types[branch]["frame_interval"])
-        repeats = sum(len(c) - len(np.unique(c)) for c in inds.reshape(-1, clip_len))
-        if repeats:
-            n = int(inds.max()) + 1
+        copies = sum(len(c) - len(np.unique(c)) for c in inds.reshape(-1, clip_len))
+        n = int(inds.max()) + 1  # the last frame is sampled whenever there are copies
+        if copies and n < (clip_len - 1) * interval + 1:  # the frames one clip spans
             return (f"only {n} frame{'s' if n != 1 else ''}, fewer than one clip spans ({clip_len} frames, every "
-                    f"{interval}): {repeats} of the {inds.size} sampled frames are copies of its last frame, so the "
+                    f"{interval}): {copies} of the {inds.size} sampled frames are copies of its last frame, so the "
                     "score is not that of a real clip")
+        if copies >= inds.size / 4:
+            return (f"only {n} frames for {inds.size // clip_len} clips of {clip_len} frames (every {interval}): "
+                    f"{copies} of the {inds.size} sampled frames are copies of its last frame")
     return ""
 
 
