@@ -352,4 +352,5 @@ __all__ = [
     "load_scorer",
     "main",
     "read_scoring_options",
+    "tensor_images",
 ]

@@ -101,6 +101,8 @@ __all__ = [
     "load_scorer",
     "main",
     "scoring_options",
+    "short_video_note",
+    "video_frames",
     "write_csv",
 ]
 
