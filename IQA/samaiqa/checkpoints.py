@@ -6,6 +6,8 @@
   with Microsoft's key layout under ``backbone.`` (patch merging at the *end* of a stage, ``head.*`` classifier).
 * ``samaiqa``: what this package saves, ``{"format": "samaiqa/1", "state_dict": IQAModel state, ...}``.
 
+A file of the VQA tree (a video Swin: 3D patch embedding, or ``<branch>_backbone.*`` keys) is refused saying so.
+
 Microsoft's layout is mapped to timm's with timm's own Swin-V2 checkpoint filter. Microsoft files also store
 index / coordinate tables and shifted-window masks as buffers; our backbone builds the same tables itself, so
 each stored table is compared with the rebuilt one (a difference means the file was made for another window

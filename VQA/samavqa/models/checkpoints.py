@@ -11,6 +11,9 @@ Formats (``detect_format``):
 * ``"bare_evaluator"`` -- the same keys without the ``state_dict`` wrapper.
 * ``"bare_backbone"`` -- a backbone's own keys (``patch_embed.*``, ``layers.*``, ``norm.*``), loaded into every backbone.
 
+A file of the IQA tree (an image Swin: 2D patch embedding, or ``format: samaiqa/*``) is refused saying so, and
+only a video (3D) patch embedding makes a file backbone-only, so image weights are never taken for K400 ones.
+
 Every stored ``relative_position_index`` must equal the model's (a different index means a different window
 layout, and the weights would be silently wrong).  Missing learnable tensors are an error unless ``allow_partial``.
 """
