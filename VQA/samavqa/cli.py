@@ -146,6 +146,9 @@ def load_weights(model: nn.Module, opt: Mapping[str, Any], what: str, full_model
         kwargs["init_fragment_bias_from_relative"] = bool(opt["init_fragment_bias_from_relative"])
     report = load_vqa_weights(unwrap(model), obj, **kwargs)
     log.info("%s: loaded %s (%s)", what, path, report)
+    if not full_model and fmt not in BACKBONE_ONLY:
+        log.info("%s: the quality head comes from %s too (the original demo_train.py starts it from scratch; "
+                 "README, deliberate differences)", what, path)
 
 
 def _branches(model: nn.Module) -> List[str]:
