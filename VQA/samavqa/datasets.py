@@ -58,9 +58,9 @@ DATASET_KEYS = ("phase", "anno_file", "data_prefix", "sample_types", "data_backe
 # Keys of one branch under `sample_types`: temporal (clip_len, frame_interval, num_clips, t_frag, frame_overflow:
 # temporal.build_frame_sampler) + spatial sampling options. (The sampler checks each sample type's own keys more
 # strictly; this union catches typos before decoding starts.)
-BRANCH_KEYS = ("clip_len", "frame_interval", "num_clips", "t_frag", "frame_overflow", "fragments_h", "fragments_w", "fsize_h", "fsize_w",
-               "aligned", "nfrags", "random", "random_upsample", "fallback_type", "size_h", "size_w", "arp",
-               "random_crop", "short_edge", "short_fragments", "fsize", "train")
+BRANCH_KEYS = ("clip_len", "frame_interval", "num_clips", "t_frag", "frame_overflow", "fragments_h", "fragments_w",
+               "fsize_h", "fsize_w", "aligned", "nfrags", "random", "random_upsample", "fallback_type", "size_h",
+               "size_w", "arp", "random_crop", "short_edge", "short_fragments", "fsize", "train")
 
 
 # ----------------------------------------------------------------------------------------------- video lists

@@ -88,8 +88,8 @@ def detect_format(obj: Any) -> str:
     layout. A file counts as backbone-only (``mmaction_k400`` / ``bare_backbone``) only when its patch
     embedding is a video (3D) one, so an image model is never mistaken for K400 weights.
     """
-    model_block = obj.get("model") if isinstance(obj, Mapping) and "state_dict" not in obj else None
-    state, wrapped = unwrap_state_dict(model_block if isinstance(model_block, Mapping) else obj)
+    microsoft = isinstance(obj, Mapping) and "state_dict" not in obj and isinstance(obj.get("model"), Mapping)
+    state, wrapped = unwrap_state_dict(obj["model"] if microsoft else obj)  # Microsoft's releases: {"model": ...}
     kind = _image_model_kind(obj, state)
     if kind:
         raise CheckpointError(f"it is an IQA checkpoint ({kind}), not a VQA model: use it with the IQA tree "
