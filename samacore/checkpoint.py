@@ -80,17 +80,20 @@ def _what_bytes_are(head: bytes) -> str:
 
 
 def _sniff(path: str) -> str:
-    """``"zip"`` or ``"legacy"`` for the two layouts torch.save writes; CheckpointError for anything else,
+    """``"zip"`` or ``"pre-1.6"``, the two layouts torch.save writes; CheckpointError for anything else,
     including a zip archive cut short (its central directory, written last, is missing)."""
-    with open(path, "rb") as f:
-        head = f.read(64)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
     if head.startswith(_ZIP_MAGIC):
         if not zipfile.is_zipfile(path):
             raise CheckpointError(f"{path} is a truncated PyTorch checkpoint ({os.path.getsize(path)} bytes, the end "
                                   "of its zip archive is missing): download or copy it again")
         return "zip"
     if head.startswith(_LEGACY_MAGIC):
-        return "legacy"
+        return "pre-1.6"
     raise CheckpointError(f"{path} is not a PyTorch checkpoint: it is {_what_bytes_are(head)}")
 
 
@@ -143,8 +146,9 @@ def load_checkpoint(path: str, map_location: Any = "cpu", trust: bool = False) -
         if refused:
             raise CheckpointError(f"{path}: weights-only loading refused {refused} (it allows tensors, plain "
                                   f"containers and numpy scalars); {TRUST_HINT}") from None
-        if isinstance(e, ImportError):
-            raise CheckpointError(f"{path}: unpickling it needs a module that is not installed ({_first_line(e)})") from None
+        if isinstance(e, ImportError) or (trust and isinstance(e, AttributeError)):
+            raise CheckpointError(f"{path}: unpickling it needs code that is not installed here "
+                                  f"({_first_line(e)})") from None
         if isinstance(e, EOFError) or "truncated" in str(e):
             raise CheckpointError(f"{path} is a truncated PyTorch checkpoint ({layout} format): download or copy it "
                                   "again") from None
