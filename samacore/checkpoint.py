@@ -9,9 +9,11 @@ checkpoints at all (text, an HTML error page, random bytes) or that were cut sho
 """
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import re
+import struct
 import sys
 import tempfile
 import zipfile
@@ -111,11 +113,43 @@ def _refused_global(e: BaseException) -> Optional[str]:
     return None
 
 
+def _could_exist(name: str) -> bool:
+    """False for a global name that cannot be real: not a dotted name, or missing from a module already imported
+    (a pickle cut or damaged inside the name). Other modules are not imported to check (that would run code)."""
+    parts = name.split(".")
+    if len(parts) < 2 or not all(p.isidentifier() for p in parts):
+        return False
+    module = sys.modules.get(".".join(parts[:-1]))
+    if module is None:
+        return True
+    try:
+        inspect.getattr_static(module, parts[-1])
+    except AttributeError:
+        return False
+    return True
+
+
 def _weights_only_reason(e: BaseException) -> BaseException:
     """PyTorch wraps the unpickler's own reason in a long preamble; keep the reason."""
     text = str(e)
     marker = "WeightsUnpickler error:"
     return type(e)(text.split(marker, 1)[1]) if marker in text else e
+
+
+def _load_error(path: str, layout: str, e: Exception, trust: bool) -> CheckpointError:
+    """One line saying why ``torch.load`` failed on a file that starts like a PyTorch checkpoint."""
+    refused = None if trust else _refused_global(e)
+    if refused and _could_exist(refused):
+        return CheckpointError(f"{path}: weights-only loading refused {refused} (it allows tensors, plain containers "
+                               f"and numpy scalars); {TRUST_HINT}")
+    if isinstance(e, ImportError) or (trust and isinstance(e, AttributeError)):
+        return CheckpointError(f"{path}: unpickling it needs code that is not installed here ({_first_line(e)})")
+    if isinstance(e, pickle.UnpicklingError) and "WeightsUnpickler" in str(e) and not refused:
+        return CheckpointError(f"{path}: weights-only loading failed ({_first_line(_weights_only_reason(e))}): the "
+                               f"file is damaged, or holds what only a full unpickle reads; {TRUST_HINT}")
+    cut = isinstance(e, (EOFError, struct.error)) or "truncated" in str(e) or "EOF" in str(e)
+    return CheckpointError(f"{path} is a {'truncated' if cut else 'damaged'} PyTorch checkpoint ({layout} format; "
+                           f"{_first_line(_weights_only_reason(e))}): download or copy it again")
 
 
 def load_checkpoint(path: str, map_location: Any = "cpu", trust: bool = False) -> Any:
@@ -128,7 +162,7 @@ def load_checkpoint(path: str, map_location: Any = "cpu", trust: bool = False) -
 
     Raises:
         CheckpointError: one line naming the file and what is wrong: missing, not a PyTorch checkpoint (and what
-            it is), truncated or corrupt, or holding an object that weights-only loading refuses (named, with
+            it is), truncated or damaged, or holding an object that weights-only loading refuses (named, with
             how to opt in).
     """
     if not os.path.isfile(path):
@@ -141,21 +175,8 @@ def load_checkpoint(path: str, map_location: Any = "cpu", trust: bool = False) -
             return torch.load(path, map_location=map_location, weights_only=False)
         with torch.serialization.safe_globals(_NUMPY_SAFE_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except (EOFError, pickle.UnpicklingError, RuntimeError, ImportError, AttributeError, KeyError, ValueError) as e:
-        refused = None if trust else _refused_global(e)
-        if refused:
-            raise CheckpointError(f"{path}: weights-only loading refused {refused} (it allows tensors, plain "
-                                  f"containers and numpy scalars); {TRUST_HINT}") from None
-        if isinstance(e, ImportError) or (trust and isinstance(e, AttributeError)):
-            raise CheckpointError(f"{path}: unpickling it needs code that is not installed here "
-                                  f"({_first_line(e)})") from None
-        if isinstance(e, EOFError) or "truncated" in str(e):
-            raise CheckpointError(f"{path} is a truncated PyTorch checkpoint ({layout} format): download or copy it "
-                                  "again") from None
-        if isinstance(e, pickle.UnpicklingError) and not trust:
-            raise CheckpointError(f"{path}: weights-only loading failed ({_first_line(_weights_only_reason(e))}); "
-                                  f"{TRUST_HINT}") from None
-        raise CheckpointError(f"{path} is a corrupt PyTorch checkpoint ({layout} format; {_first_line(e)})") from None
+    except Exception as e:  # torch.load raises many types for damaged files: each becomes one line
+        raise _load_error(path, layout, e, trust) from None
 
 
 def patch_embedding_rank(state: Mapping[str, Any]) -> Optional[int]:

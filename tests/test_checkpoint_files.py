@@ -273,3 +273,31 @@ def test_iqa_scripts_name_unusable_files_in_one_line(iqa, vqa, bad_files, tmp_pa
            "model": {"backbone_args": SMALL_SWIN}}
     (root / "info.txt").write_text("im0.png 1.0\nim1.png 2.0\n")
     assert_test_command_says(iqa_cli, opt, tmp_path, capsys, path, message)
+
+
+# ----------------------------------------------------------------------------------------------- the loader
+def test_pre_1_6_format_with_numpy_values_loads(tmp_path):
+    """Files of PyTorch < 1.6 (no zip archive) load the same way, numpy values included."""
+    path = str(tmp_path / "old.pth")
+    torch.save({"state_dict": {"w": torch.arange(3.0)}, "validation_results": BEST}, path,
+               _use_new_zipfile_serialization=False)
+    obj = load_checkpoint(path)
+    assert obj["validation_results"] == BEST and torch.equal(obj["state_dict"]["w"], torch.arange(3.0))
+    data = open(path, "rb").read()
+    for cut in range(len(data) // 4, len(data), 9):  # in the pickle and in the tensor data after it
+        (tmp_path / "cut.pth").write_bytes(data[:cut])
+        with pytest.raises(CheckpointError, match=r"cut\.pth is a (truncated|damaged) PyTorch checkpoint \(pre-1\.6 "
+                                                  r"format; .*\): download or copy it again$"):
+            load_checkpoint(str(tmp_path / "cut.pth"))
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"", "an empty file"),
+    (b"<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title>", "an HTML page (a failed download?)"),
+    (b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 123\n", "a Git LFS pointer, not the weights"),
+    (b"\x1f\x8b\x08\x00" + bytes(60), "a gzip file")])
+def test_what_a_download_gone_wrong_is(tmp_path, content, says):
+    (tmp_path / "w.pth").write_bytes(content)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(str(tmp_path / "w.pth"))
+    assert str(e.value).startswith(f"{tmp_path / 'w.pth'} is not a PyTorch checkpoint: it is {says}")
