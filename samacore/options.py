@@ -107,7 +107,7 @@ COMMON_TYPES: dict = {
     "num_splits": (int, 1), "split_seed": (int, None), "prefetch_factor": (int, 1),
     "pin_memory": (bool, None), "persistent_workers": (bool, None), "allow_partial_load": (bool, None),
     "deterministic": (bool, None), "progress": (bool, None), "max_bad_steps": (int, 1),
-    "max_bad_fraction": (float, 0), "stop_after_epochs": (int, 1),
+    "max_bad_fraction": (float, 0), "stop_after_epochs": (int, 1), "trust_checkpoint": (bool, None),
     "optimizer.lr": (float, 0), "optimizer.backbone_lr_mult": (float, 0), "optimizer.wd": (float, 0),
 }
 

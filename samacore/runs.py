@@ -1,7 +1,7 @@
 """Run plumbing shared by the trees' train / finetune / test commands (``samaiqa.cli``, ``samavqa.cli``).
 
-The common command line (``-o``, ``--resume``, ``--stop-after-epochs``, ``--bf16``, ``--device``,
-``--no-progress``, ``--output``), the checks of the run options both schemas share, the run folder, the
+The common command line (``-o``, ``--resume``, ``--stop-after-epochs``, ``--bf16``, ``--trust-checkpoint``,
+``--device``, ``--no-progress``, ``--output``), the checks of the run options both schemas share, the run folder, the
 bad-item log, and :class:`RunContext`: the loop settings with the resume / stop-after-N-epochs logic.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from . import distributed as D
 from . import engine
+from .checkpoint import TRUST_FLAG_HELP
 from .options import OptionError, check_types, typed
 from .robust import BadItemLog
 from .utils import pick_device
@@ -50,16 +51,19 @@ def command_parser(description: str, default_opt: str, opt_help: str, test: bool
         p.add_argument("--stop-after-epochs", type=int, default=None, metavar="N",
                        help="save the resumable state and stop after N epochs (option stop_after_epochs)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward passes (option amp: bf16)")
+    p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_FLAG_HELP + " (option trust_checkpoint)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     return p
 
 
 def apply_command_line(opt: Dict[str, Any], args: argparse.Namespace, log: logging.Logger) -> str:
-    """Fold ``--bf16`` / ``--stop-after-epochs`` into ``opt`` (``amp`` normalised), switch on determinism (before
+    """Fold ``--bf16`` / ``--trust-checkpoint`` / ``--stop-after-epochs`` into ``opt`` (``amp`` normalised), switch on determinism (before
     any CUDA work) and torchrun, keep the log on rank 0; returns the device."""
     if args.bf16:
         opt["amp"] = "bf16"
+    if args.trust_checkpoint:
+        opt["trust_checkpoint"] = True
     if getattr(args, "stop_after_epochs", None) is not None:
         if args.stop_after_epochs < 0:
             raise OptionError(f"--stop-after-epochs must be >= 0, got {args.stop_after_epochs}")

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .calibration import Calibration, calibration_from_info
-from .checkpoint import CheckpointError
+from .checkpoint import TRUST_FLAG_HELP, CheckpointError
 from .engine import progress_bar
 from .options import OptionError
 from .robust import SkipBadItems, SkipCollate
@@ -185,6 +185,7 @@ def scoring_parser(kind: str, flag: str, description: str, released: str, option
                      help=f"{kind} file(s); repeatable")
     src.add_argument("--dir", help=f"score every {kind} file in this folder (not recursive)")
     p.add_argument("--ckpt", help=f"checkpoint (default: {released}, else the newest one our trainer wrote)")
+    p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_FLAG_HELP)
     p.add_argument("--options", help=options_help)
     p.add_argument("--stype", **stype)
     p.add_argument("--output", help=f"CSV file ({','.join(CSV_COLUMNS)}); '-' for stdout. Default for several "
@@ -205,7 +206,8 @@ def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., ScorerLike]
     """
     try:
         items = list_media(args.dir, extensions, kind) if args.dir else [(p, p) for p in args.files]
-        scorer = load_scorer(args.ckpt, args.options, args.stype, args.device, args.bf16)
+        scorer = load_scorer(args.ckpt, args.options, args.stype, args.device, args.bf16,
+                             trust_checkpoint=args.trust_checkpoint)
     except (OptionError, CheckpointError, FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

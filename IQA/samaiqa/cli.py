@@ -80,7 +80,7 @@ TOP_KEYS = (
     "optimizer", "load_path",
     "seed", "ema_decay", "allow_partial_load", "run_dir", "save_dir", "device", "progress", "pin_memory",
     "persistent_workers", "prefetch_factor", "max_bad_fraction", "deterministic", "amp", "max_bad_steps",
-    "stop_after_epochs",
+    "stop_after_epochs", "trust_checkpoint",
 )
 DATA_KEYS = ("database", "data_info", "test_info", "data_prefix", "fwin_h", "fwin_w", "fsize_h", "fsize_w",
              "exif_transpose")
@@ -328,7 +328,8 @@ def train_split(
         pass  # the weights come from the resumed state
     elif opt.get("load_path"):
         report = load_into_model(model, existing_path(opt["load_path"], "load_path", CheckpointError),
-                                 allow_partial=bool(opt.get("allow_partial_load", False)))
+                                 allow_partial=bool(opt.get("allow_partial_load", False)),
+                                 trust=bool(opt.get("trust_checkpoint", False)))
         log.info("split %02d: %s", split, report)
     else:
         log.warning("split %02d: no load_path: training from random initialisation", split)
@@ -532,7 +533,8 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     dataset = ImageDataset(labels.paths, labels.labels, labels.names, opt["data"], opt["stype"], is_train=False)
     model = build_model(opt)
     report = load_into_model(model, existing_path(opt["load_path"], "load_path", CheckpointError),
-                             allow_partial=bool(opt.get("allow_partial_load", False)))
+                             allow_partial=bool(opt.get("allow_partial_load", False)),
+                             trust=bool(opt.get("trust_checkpoint", False)))
     log.info("%s", report)
     model.to(device).eval()
     loader = engine.build_loader(SkipBadItems(_Indexed(dataset), errors=(ImageReadError,)), loader_options(opt),

@@ -182,11 +182,15 @@ def load_scorer(
     device: Optional[str] = None,
     bf16: bool = False,
     search_roots: Optional[Sequence[str]] = None,
+    trust_checkpoint: bool = False,
 ) -> Scorer:
-    """Resolve the checkpoint and options (see the module docstring) and load the model in eval mode."""
+    """Resolve the checkpoint and options (see the module docstring) and load the model in eval mode.
+
+    ``trust_checkpoint``: full unpickle of the checkpoint (``--trust-checkpoint``;
+    :func:`samacore.checkpoint.load_checkpoint`)."""
     notes: List[str] = []
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(search_roots), notes)
-    obj = load_checkpoint(path)
+    obj = load_checkpoint(path, trust=trust_checkpoint)
     try:
         fmt, _ = detect_format(obj)
     except CheckpointError as e:

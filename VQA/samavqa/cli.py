@@ -58,7 +58,7 @@ from samacore.utils import seed_everything
 
 from . import datasets as vqa_datasets
 from .models import DiViDeAddEvaluator
-from .models.checkpoints import detect_format, load_vqa_weights
+from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
 from .sampling import canonical_sample_type
 
 VQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,7 +70,7 @@ ORIGINAL_KEYS = ("name", "split_seed", "num_epochs", "l_num_epochs", "warmup_epo
                  "model", "optimizer", "load_path", "load_path_aux", "need_upsampled", "need_feat", "need_fused")
 OUR_KEYS = ("allow_partial_load", "seed", "device", "pin_memory", "persistent_workers", "prefetch_factor",
             "num_splits", "save_dir", "run_dir", "ema_decay", "progress", "init_fragment_bias_from_relative",
-            "deterministic", "amp", "max_bad_steps", "stop_after_epochs", "max_bad_fraction")
+            "deterministic", "amp", "max_bad_steps", "stop_after_epochs", "max_bad_fraction", "trust_checkpoint")
 TOP_KEYS = ORIGINAL_KEYS + OUR_KEYS
 OPTIMIZER_KEYS = ("lr", "backbone_lr_mult", "wd")
 MODEL_TYPES = ("DiViDeAddEvaluator",)
@@ -134,17 +134,21 @@ def load_weights(model: nn.Module, opt: Mapping[str, Any], what: str, full_model
         return
     path = _path(path)
     allow_partial = bool(opt.get("allow_partial_load", False))
-    obj = load_checkpoint(path)
-    fmt = detect_format(obj)
-    if full_model and fmt in ("mmaction_k400", "bare_backbone") and not allow_partial:
+    obj = load_checkpoint(path, trust=bool(opt.get("trust_checkpoint", False)))
+    fmt = detect_format_of(obj, path)
+    if full_model and fmt in BACKBONE_ONLY and not allow_partial:
         raise CheckpointError(
-            f"{path} holds backbone weights only ({fmt}); this command needs a complete SAMA / FAST-VQA model "
-            "('fragments_backbone.*' and 'vqa_head.*'). Set allow_partial_load: true to start the head from scratch.")
+            f"{path} holds backbone weights only ({BACKBONE_ONLY[fmt]}); this command needs a complete SAMA / "
+            "FAST-VQA model ('fragments_backbone.*' and 'vqa_head.*'). Set allow_partial_load: true to start the "
+            "head from scratch.")
     kwargs = {"allow_partial": allow_partial}
     if "init_fragment_bias_from_relative" in opt:  # K400 init: FAST-VQA's copy of the relative tables
         kwargs["init_fragment_bias_from_relative"] = bool(opt["init_fragment_bias_from_relative"])
     report = load_vqa_weights(unwrap(model), obj, **kwargs)
     log.info("%s: loaded %s (%s)", what, path, report)
+    if not full_model and fmt not in BACKBONE_ONLY:
+        log.info("%s: the quality head comes from %s too (the original demo_train.py starts it from scratch; "
+                 "README, deliberate differences)", what, path)
 
 
 def _branches(model: nn.Module) -> List[str]:

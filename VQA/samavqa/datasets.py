@@ -27,7 +27,7 @@ from samacore.options import REPO_ROOT, OptionError, check_keys, choice, resolve
 from samacore.runs import bad_item_log  # re-exported: one bad-item log for both trees
 
 from .sampling import canonical_sample_type, check_sample_options, get_single_sample
-from .temporal import FragmentSampleFrames
+from .temporal import FragmentSampleFrames, build_frame_sampler
 
 __all__ = [
     "FusionDataset",
@@ -55,11 +55,12 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".flv", ".w
 # the original schema but have no effect there for these datasets; they are accepted for compatibility.
 DATASET_KEYS = ("phase", "anno_file", "data_prefix", "sample_types", "data_backend", "augment", "random_crop",
                 "num_threads")
-# Keys of one branch under `sample_types`: temporal (clip_len, frame_interval, num_clips) + spatial sampling options.
-# (The sampler checks each sample type's own keys more strictly; this union catches typos before decoding starts.)
-BRANCH_KEYS = ("clip_len", "frame_interval", "num_clips", "t_frag", "fragments_h", "fragments_w", "fsize_h", "fsize_w",
-               "aligned", "nfrags", "random", "random_upsample", "fallback_type", "size_h", "size_w", "arp",
-               "random_crop", "short_edge", "short_fragments", "fsize", "train")
+# Keys of one branch under `sample_types`: temporal (clip_len, frame_interval, num_clips, t_frag, frame_overflow:
+# temporal.build_frame_sampler) + spatial sampling options. (The sampler checks each sample type's own keys more
+# strictly; this union catches typos before decoding starts.)
+BRANCH_KEYS = ("clip_len", "frame_interval", "num_clips", "t_frag", "frame_overflow", "fragments_h", "fragments_w",
+               "fsize_h", "fsize_w", "aligned", "nfrags", "random", "random_upsample", "fallback_type", "size_h",
+               "size_w", "arp", "random_crop", "short_edge", "short_fragments", "fsize", "train")
 
 
 # ----------------------------------------------------------------------------------------------- video lists
@@ -299,11 +300,10 @@ class _VideoQualityDataset(torch.utils.data.Dataset):
             check_keys(sopt, BRANCH_KEYS, bwhere, required=("clip_len", "num_clips", "frame_interval"))
             try:  # the global stype samples every branch, so its rules apply to the branch options
                 check_sample_options(stype, sopt, bwhere)
+                self.samplers[branch] = build_frame_sampler(sopt, bwhere)
             except ValueError as e:
                 raise OptionError(str(e)) from None
             self.sample_types[branch] = dict(sopt)
-            # The option's num_clips is the number of temporal segments (the sampler's own num_clips stays 1).
-            self.samplers[branch] = FragmentSampleFrames(sopt["clip_len"], sopt["num_clips"], sopt["frame_interval"])
 
     def __len__(self) -> int:
         return len(self.video_infos)

@@ -34,7 +34,7 @@ _GRID_KEYS = ("fragments_h", "fragments_w", "fsize_h", "fsize_w")
 # accepted for compatibility with the reference signature; they do not change the result
 _IGNORED_KEYS = ("nfrags", "random", "random_upsample", "fallback_type")
 # temporal options that live in the same YAML block and are passed along with it
-_TEMPORAL_KEYS = ("clip_len", "frame_interval", "num_clips", "t_frag")
+_TEMPORAL_KEYS = ("clip_len", "frame_interval", "num_clips", "t_frag", "frame_overflow")
 _COMMON_KEYS = ("aligned",) + _IGNORED_KEYS + _TEMPORAL_KEYS
 _ALLOWED = {
     "fragments": _GRID_KEYS + _COMMON_KEYS,
@@ -242,7 +242,8 @@ def get_single_sample(video: torch.Tensor, sample_type: str = "resize", is_train
     sample_type: one of :data:`SAMPLE_TYPES` (or an alias in :data:`ALIASES`). opts: the YAML ``sample_types``
     block of that type, e.g. ``fragments_h/fragments_w/fsize_h/fsize_w/aligned`` for grid types (defaults 7, 7,
     32, 32, 32), ``size_h/size_w/random_crop/arp`` for ``resize``. Temporal keys of the same block
-    (``clip_len``, ``frame_interval``, ``num_clips``, ``t_frag``) are accepted and ignored; unknown keys raise.
+    (``clip_len``, ``frame_interval``, ``num_clips``, ``t_frag``, ``frame_overflow``: the frame sampler's, see
+    :func:`samavqa.temporal.build_frame_sampler`) are accepted here; unknown keys raise.
     Grid types need ``T`` to be a multiple of ``aligned`` (a single frame is always allowed).
     """
     stype = canonical_sample_type(sample_type)

@@ -58,7 +58,7 @@ from samacore.scoring import NoCheckpointError, ScoreRow
 from samacore.utils import pick_device
 
 from .datasets import VIDEO_EXTENSIONS, VideoReadError, _VideoQualityDataset
-from .models.checkpoints import detect_format, load_vqa_weights
+from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
 from .sampling import canonical_sample_type
 
 VQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -230,22 +230,21 @@ def load_scorer(
     device: Optional[str] = None,
     bf16: bool = False,
     search_roots: Optional[Sequence[str]] = None,
+    trust_checkpoint: bool = False,
 ) -> VideoScorer:
     """Resolve the checkpoint and options (see the module docstring) and load the model in eval mode.
 
-    ``options`` may be an option file or an already loaded mapping (same schema).
+    ``options`` may be an option file or an already loaded mapping (same schema). ``trust_checkpoint``: full
+    unpickle of the checkpoint (``--trust-checkpoint``; :func:`samacore.checkpoint.load_checkpoint`).
     """
     notes: List[str] = []
     roots = list(search_roots) if search_roots is not None else default_search_roots()
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(roots), notes)
-    obj = load_checkpoint(path)
-    try:
-        fmt = detect_format(obj)
-    except CheckpointError as e:
-        raise CheckpointError(f"{path}: {e}") from None
-    if fmt in ("mmaction_k400", "bare_backbone"):
-        raise CheckpointError(f"{path} holds backbone weights only ({fmt}) without a trained quality head, so it "
-                              "cannot score videos: pass a trained SAMA / FAST-VQA model")
+    obj = load_checkpoint(path, trust=trust_checkpoint)
+    fmt = detect_format_of(obj, path)
+    if fmt in BACKBONE_ONLY:
+        raise CheckpointError(f"{path} holds backbone weights only ({BACKBONE_ONLY[fmt]}) without a trained quality "
+                              "head, so it cannot score videos: pass a trained SAMA / FAST-VQA model")
     info = {k: v for k, v in obj.items() if k != "state_dict"} if isinstance(obj, Mapping) and fmt == "vqa_release" else {}
 
     if isinstance(options, Mapping):

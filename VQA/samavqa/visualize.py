@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 
 from .datasets import MEAN, STD, decode_frames, normalise
 from .sampling import canonical_sample_type, get_single_sample
-from .temporal import FragmentSampleFrames
+from .temporal import build_frame_sampler
 
 __all__ = ["SamplingView", "coordinate_video", "denormalise", "sample_sources", "sampling_view", "render",
            "score_map", "heat_colors"]
@@ -125,7 +125,7 @@ def sampling_view(path: str, sample_types: Mapping[str, Mapping[str, Any]], styp
     if branch not in sample_types:
         raise ValueError(f"branch {branch!r} not in sample_types ({', '.join(sample_types)})")
     opts = dict(sample_types[branch])
-    sampler = FragmentSampleFrames(opts["clip_len"], opts["num_clips"], opts["frame_interval"])
+    sampler = build_frame_sampler(opts, f"sample_types.{branch}")
     if seed is not None:
         np.random.seed(seed)
     videos, inds = decode_frames(path, {branch: sampler}, is_train)

@@ -11,24 +11,30 @@ Formats (``detect_format``):
 * ``"bare_evaluator"`` -- the same keys without the ``state_dict`` wrapper.
 * ``"bare_backbone"`` -- a backbone's own keys (``patch_embed.*``, ``layers.*``, ``norm.*``), loaded into every backbone.
 
+A file of the IQA tree (an image Swin: 2D patch embedding, or ``format: samaiqa/*``) is refused saying so, and
+only a video (3D) patch embedding makes a file backbone-only, so image weights are never taken for K400 ones.
+
 Every stored ``relative_position_index`` must equal the model's (a different index means a different window
 layout, and the weights would be silently wrong).  Missing learnable tensors are an error unless ``allow_partial``.
 """
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
-from samacore.checkpoint import CheckpointError, LoadReport, load_checkpoint, load_state_dict_checked
+from samacore.checkpoint import (CheckpointError, LoadReport, load_checkpoint, load_state_dict_checked,
+                                 patch_embedding_rank)
 
 from .swin3d import SwinTransformer3D
 
-__all__ = ["detect_format", "load_vqa_weights", "unwrap_state_dict", "FORMATS"]
+__all__ = ["BACKBONE_ONLY", "detect_format", "detect_format_of", "load_vqa_weights", "unwrap_state_dict", "FORMATS"]
 
 FORMATS = ("mmaction_k400", "vqa_release", "bare_evaluator", "bare_backbone")
+BACKBONE_ONLY = {"mmaction_k400": "a Video Swin Kinetics-400 backbone (mmaction layout)",
+                 "bare_backbone": "a bare Video Swin backbone"}
 
 _BACKBONE_KEY = re.compile(r"^([A-Za-z0-9-]+)_backbone\.")
 _HEAD_KEY = re.compile(r"^([A-Za-z0-9-]+)_head\.")
@@ -60,9 +66,34 @@ def unwrap_state_dict(obj: Any) -> tuple[dict[str, Tensor], bool]:
     return _strip_wrappers(tensors), wrapped
 
 
+def _image_model_kind(obj: Any, state: Mapping[str, Tensor]) -> Optional[str]:
+    """What an IQA-tree checkpoint (an image Swin) is, in a few words; None for anything else."""
+    if isinstance(obj, Mapping):
+        fmt = obj.get("format")
+        if isinstance(fmt, str) and fmt.startswith("samaiqa/"):
+            return f"the IQA trainer's format {fmt}"
+    if patch_embedding_rank(state) == 4:  # a 2D patch embedding: an image Swin
+        if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+            return "an image Swin backbone in Microsoft's {'model': ...} layout, e.g. Swin-V2 ImageNet"
+        if any(k.startswith("vqa_head.fc1.") for k in state):
+            return "SAMA IQA: image Swin-V2 under 'backbone.*' with the 'vqa_head.fc1/fc2' head"
+        return "an image Swin model"
+    return None
+
+
 def detect_format(obj: Any) -> str:
-    """Name the format of a loaded checkpoint (see the module docstring); CheckpointError if unknown."""
-    state, wrapped = unwrap_state_dict(obj)
+    """Name the format of a loaded checkpoint (see the module docstring).
+
+    CheckpointError (to be prefixed with the file name) for an IQA checkpoint, saying so, and for an unknown
+    layout. A file counts as backbone-only (``mmaction_k400`` / ``bare_backbone``) only when its patch
+    embedding is a video (3D) one, so an image model is never mistaken for K400 weights.
+    """
+    microsoft = isinstance(obj, Mapping) and "state_dict" not in obj and isinstance(obj.get("model"), Mapping)
+    state, wrapped = unwrap_state_dict(obj["model"] if microsoft else obj)  # Microsoft's releases: {"model": ...}
+    kind = _image_model_kind(obj, state)
+    if kind:
+        raise CheckpointError(f"it is an IQA checkpoint ({kind}), not a VQA model: use it with the IQA tree "
+                              "(IQA/iqa.py, IQA/demo_test_iqa.py)")
     keys = list(state)
     if any(k.startswith("backbone.") for k in keys):
         return "mmaction_k400"
@@ -74,6 +105,14 @@ def detect_format(obj: Any) -> str:
         "unrecognised VQA checkpoint layout (expected mmaction 'backbone.*', '<type>_backbone.*'/'vqa_head.*', "
         "or a bare backbone 'patch_embed.*'); first keys: " + ", ".join(keys[:6])
     )
+
+
+def detect_format_of(obj: Any, source: str) -> str:
+    """:func:`detect_format` with ``source`` (the file) named in its error."""
+    try:
+        return detect_format(obj)
+    except CheckpointError as e:
+        raise CheckpointError(f"{source}: {e}") from None
 
 
 def _backbones(model: nn.Module) -> dict[str, SwinTransformer3D]:
@@ -149,6 +188,7 @@ def load_vqa_weights(
     path_or_state: Union[str, Mapping[str, Any]],
     allow_partial: bool = False,
     init_fragment_bias_from_relative: bool = False,
+    trust: bool = False,
 ) -> LoadReport:
     """Load weights of any supported format into a :class:`DiViDeAddEvaluator` or a bare backbone.
 
@@ -159,13 +199,14 @@ def load_vqa_weights(
             skip tensors whose shape differs) instead of raising.
         init_fragment_bias_from_relative: K400 / bare-backbone formats only: FAST-VQA's recipe of copying each
             relative bias table into the fragment table (default: zeros, SAMA's recipe).
+        trust: full unpickle of a file the user trusts (:func:`samacore.checkpoint.load_checkpoint`).
 
     Returns:
         LoadReport with the missing / unexpected keys (and notes on what was derived).
     """
     what = path_or_state if isinstance(path_or_state, str) else "state dict"
-    obj = load_checkpoint(path_or_state) if isinstance(path_or_state, str) else path_or_state
-    fmt = detect_format(obj)
+    obj = load_checkpoint(path_or_state, trust=trust) if isinstance(path_or_state, str) else path_or_state
+    fmt = detect_format_of(obj, what)
     state, _ = unwrap_state_dict(obj)
     what = f"{what} [{fmt}]"
 

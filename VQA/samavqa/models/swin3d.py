@@ -177,13 +177,14 @@ def window_geometry(padded: Triple, base_window: Triple, window: Triple, shift: 
     key = (tuple(padded), tuple(base_window), tuple(window), tuple(shift), str(device))
     geo = _GEOMETRY_CACHE.get(key)
     if geo is None:
-        geo = WindowGeometry(
-            window=tuple(window),
-            shift=tuple(shift),
-            rel_index=sliced_relative_index(tuple(base_window), tuple(window)).to(device),
-            gate=build_fragment_gate(padded, window, shift, device),
-            shift_mask=build_shift_mask(padded, window, shift, device),
-        )
+        with torch.inference_mode(False):  # cached for later calls, which may train: never inference tensors
+            geo = WindowGeometry(
+                window=tuple(window),
+                shift=tuple(shift),
+                rel_index=sliced_relative_index(tuple(base_window), tuple(window)).to(device),
+                gate=build_fragment_gate(padded, window, shift, device),
+                shift_mask=build_shift_mask(padded, window, shift, device),
+            )
         _GEOMETRY_CACHE[key] = geo
         if len(_GEOMETRY_CACHE) > _GEOMETRY_CACHE_SIZE:
             _GEOMETRY_CACHE.popitem(last=False)
