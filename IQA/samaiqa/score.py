@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "calibrated to its training set's MOS scale).",
         RELEASED_WEIGHTS, "IQA option file for model / grid / stype (default: the checkpoint's, else "
                           "IQA/options/fast-sama-iqa.yml)",
-        dict(choices=IQA_SAMPLE_TYPES, help="sample type (default: from the options, else sama)"), batch_size=8)
+        dict(choices=tuple(IQA_SAMPLE_TYPES), help="sample type (default: from the options, else sama)"), batch_size=8)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

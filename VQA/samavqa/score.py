@@ -59,7 +59,7 @@ from samacore.utils import pick_device
 
 from .datasets import VIDEO_EXTENSIONS, VideoReadError, _VideoQualityDataset
 from .models.checkpoints import detect_format, load_vqa_weights
-from .sampling import canonical_sample_type
+from .sampling import SAMPLE_TYPES, canonical_sample_type
 
 VQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_ROOT = os.path.dirname(VQA_DIR)
@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "calibrated to its training set's MOS scale).",
         RELEASED_WEIGHTS, "VQA option file for model / test sampling / stype (default: the checkpoint's run options, "
                           "else VQA/options/fast-SAMA-test.yml)",
-        dict(help="sample type: fragments, sama, sama-c, sama-mix, sama-spm, sama-swm, ... (default: from the options)"),
+        dict(help=f"sample type: {', '.join(SAMPLE_TYPES)} (default: from the options)"),
         batch_size=1, batch_help="videos per loader batch (scores do not depend on it)")
 
 
