@@ -30,13 +30,13 @@ class Registry(Generic[T]):
     def register(self, name, entry=None, replace=False):
         """Add ``entry`` under ``name`` (returns it); without ``entry``, a decorator that registers what it wraps.
 
-        A name can be registered once; ``replace=True`` overwrites it on purpose.
+        A name can be registered once (again with an equal entry is fine); ``replace=True`` overwrites it on purpose.
         """
         if entry is None:
             return lambda obj: self.register(name, obj, replace)
         if not isinstance(name, str) or not name:
             raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
-        if name in self._entries and not replace and self._entries[name] is not entry:
+        if name in self._entries and not replace and self._entries[name] != entry:
             raise ValueError(f"{self.kind} {name!r} is already registered (pass replace=True to overwrite it)")
         self._entries[name] = entry
         return entry
@@ -49,7 +49,7 @@ class Registry(Generic[T]):
         """The entry of ``name``; ``ValueError`` naming the registered entries (and a near miss) otherwise."""
         if name not in self._entries:
             raise ValueError(f"unknown {self.kind} {name!r}{suggest(name, self._entries)}; registered {self.plural}: "
-                             f"{', '.join(self._entries) or 'none'}")
+                             f"{', '.join(sorted(self._entries)) or 'none'}")
         return self._entries[name]
 
     def names(self) -> Tuple[str, ...]:

@@ -2,11 +2,14 @@
 registry entry, here written in the test itself) and then work through the real code paths."""
 import numpy as np
 import pytest
+import timm
 import torch
 import yaml
+from torch import nn
 
 import cv2
 
+from helpers import GRID, write_graded_images
 from samacore.sampling import SAMPLE_TYPES, FragmentGrid, SamaVariant, SampleType, sama_sample
 
 FRAG = dict(fragments_h=2, fragments_w=2, fsize_h=32, fsize_w=32, aligned=8, clip_len=8, frame_interval=1, num_clips=1)
@@ -81,3 +84,130 @@ def test_a_registered_variant_passes_the_option_files(toy_variant, tmp_path):
     iqa = {"name": "t", "stype": "sama-toy", "data": {"data_info": "x.txt"}}
     (tmp_path / "i.yml").write_text(yaml.safe_dump(iqa))
     assert load_iqa_options(str(tmp_path / "i.yml"), train=True)["stype"] == "sama-toy"
+
+
+# ------------------------------------------------------------------------------------------- a video backbone
+class TinyVideoNet(nn.Module):
+    """A toy video backbone: one strided 3-D convolution. Files of its older layout call that layer ``conv``; its
+    checkpoint filter, beside it, renames them."""
+
+    def __init__(self, width: int = 8):
+        super().__init__()
+        self.stem = nn.Conv3d(3, width, (2, 16, 16), (2, 16, 16))
+        self.num_features = width
+
+    def forward_features(self, x):
+        return torch.relu(self.stem(x))  # [B, width, T/2, H/16, W/16]
+
+    forward = forward_features
+
+    def checkpoint_filter(self, state, init_fragment_bias_from_relative=False):
+        return {k.replace("conv.", "stem.", 1): v for k, v in state.items()}, ["renamed conv.* to stem.*"]
+
+
+@pytest.fixture
+def tiny_video_net():
+    from samavqa.models import BACKBONES, register_backbone
+
+    register_backbone("tiny_video_net", lambda checkpoint=False, **overrides: TinyVideoNet(**overrides))
+    yield
+    BACKBONES.unregister("tiny_video_net")
+
+
+def test_a_registered_backbone_trains_saves_and_loads(tiny_video_net, vqa_data, tmp_path, monkeypatch, one_thread):
+    from samacore.checkpoint import load_checkpoint
+    from samavqa import cli
+    from samavqa.models import DiViDeAddEvaluator, load_vqa_weights
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    old_layout = {"backbone.conv.weight": torch.randn(8, 3, 2, 16, 16) * 0.05, "backbone.conv.bias": torch.zeros(8),
+                  "cls_head.fc.weight": torch.zeros(400, 8)}  # a Kinetics-style release of the old layout
+    torch.save({"state_dict": old_layout}, tmp_path / "k400_tiny.pth")
+    args = {"backbone_size": "tiny_video_net", "backbone_preserve_keys": "fragments", "backbone": {"fragments": {}},
+            "vqa_head": {"hidden_channels": 8}}  # in_channels: the backbone's num_features
+    root = vqa_data.root
+    opt = {"name": "tiny", "num_epochs": 2, "warmup_epochs": 0.5, "train_batch_size": 4, "test_batch_size": 2,
+           "stype": "sama", "progress": False, "seed": 1,
+           "model": {"type": "DiViDeAddEvaluator", "args": args}, "load_path": str(tmp_path / "k400_tiny.pth"),
+           "data": {"train": {"type": "FusionDataset", "args": {
+                        "phase": "train", "anno_file": str(root / "labels.txt"), "data_prefix": str(root / "videos"),
+                        "sample_types": {"fragments": dict(FRAG, num_clips=1)}}},
+                    "val": {"type": "FusionDataset", "args": {
+                        "phase": "test", "anno_file": str(root / "val.txt"), "data_prefix": str(root / "videos"),
+                        "sample_types": {"fragments": dict(FRAG, num_clips=2)}}}}}
+    (tmp_path / "tiny.yml").write_text(yaml.safe_dump(opt))
+    summary = cli.train_main(["-o", "tiny.yml", "--no-progress"])
+    best = load_checkpoint(str(tmp_path / "pretrained_weights" / "tiny_val_s_dev_v0.0.pth"))
+    assert best["state_dict"]["fragments_backbone.stem.weight"].shape == (8, 3, 2, 16, 16)
+    assert best["state_dict"]["vqa_head.fc_hid.weight"].shape == (8, 8, 1, 1, 1)
+    assert summary["val"]["val"]["final_epoch"] == 1 and best["label_stats"]["pred_std"] > 0
+
+    # the old-layout file loads through the backbone's filter
+    model = DiViDeAddEvaluator(**args)
+    report = load_vqa_weights(model, str(tmp_path / "k400_tiny.pth"))
+    assert torch.equal(model.fragments_backbone.stem.weight, old_layout["backbone.conv.weight"])
+    assert "renamed conv.* to stem.*" in report.notes and not report.missing
+    # testing the saved model reproduces its stored validation metrics
+    test_opt = dict(opt, load_path=str(tmp_path / "pretrained_weights" / "tiny_val_s_dev_v0.0.pth"))
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(test_opt))
+    got = cli.test_main(["-o", "test.yml", "--output", "pred.csv", "--no-progress"])["metrics"]["val"]
+    for m in ("srcc", "plcc", "krcc", "rmse"):
+        assert got[m] == pytest.approx(best["validation_results"][m], abs=1e-5)
+
+
+# ------------------------------------------------------------------------------------------- an image backbone
+class TinyImageNet(nn.Module):
+    """A toy image encoder registered with timm (``NCHW`` features, as timm's CNNs). Its ImageNet files name the
+    first layer ``patch_embed.proj``; :func:`checkpoint_filter_fn` beside it maps them, as timm's models do."""
+
+    def __init__(self, width: int = 8):
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, width, 16, 16)
+        self.num_features = width
+
+    def forward_features(self, x):
+        return torch.relu(self.patch_embed(x))
+
+    def forward(self, x):
+        return self.forward_features(x).mean((2, 3))
+
+
+def checkpoint_filter_fn(state, model):
+    return {k.replace("patch_embed.proj.", "patch_embed.", 1): v for k, v in state.items()}
+
+
+@timm.models.register_model
+def tiny_image_net(pretrained=False, width=8, **timm_kwargs):  # no classifier, no stochastic depth to set up
+    return TinyImageNet(width)
+
+
+def test_a_timm_registered_backbone_trains_and_scores(tmp_path, one_thread):
+    from samaiqa import cli, score
+    from samaiqa.checkpoints import load_into_model
+    from samaiqa.model import IQAModel
+
+    names = [f"i{i:02d}.png" for i in range(8)]
+    write_graded_images(str(tmp_path), names, [20 + 30 * i for i in range(8)], [(48, 64)] * 8, label_digits=2)
+    torch.manual_seed(0)
+    imagenet = {"patch_embed.proj.weight": torch.randn(8, 3, 16, 16) * 0.05, "patch_embed.proj.bias": torch.zeros(8),
+                "head.weight": torch.zeros(1000, 8)}
+    torch.save({"model": imagenet}, tmp_path / "imagenet_tiny.pth")
+    model = {"backbone": "tiny_image_net", "backbone_args": {"width": 8}, "hidden_channels": 8}
+    opt = {"name": "tinyiqa", "stype": "sama", "num_epochs": 1, "warmup_epochs": 1, "batch_size": 4, "num_splits": 1,
+           "data": {"database": "toy", "data_info": str(tmp_path / "info.txt"), "data_prefix": str(tmp_path), **GRID},
+           "model": model, "load_path": str(tmp_path / "imagenet_tiny.pth"), "run_dir": str(tmp_path / "run"),
+           "progress": False}
+    (tmp_path / "o.yml").write_text(yaml.safe_dump(opt))
+    summary = cli.train_main(["-o", str(tmp_path / "o.yml"), "--no-progress"])
+    ckpt = summary["per_split"][0]["checkpoint"]
+
+    # the ImageNet file went through the filter beside the model
+    fresh = IQAModel("tiny_image_net", img_size=64, hidden_channels=8, width=8)
+    report = load_into_model(fresh, str(tmp_path / "imagenet_tiny.pth"))
+    assert torch.equal(fresh.backbone.patch_embed.weight, imagenet["patch_embed.proj.weight"]) and not report.missing
+    # the scorer rebuilds the model from the checkpoint's model_config and scores every image
+    out = tmp_path / "scores.csv"
+    assert score.main(["--dir", str(tmp_path), "--ckpt", ckpt, "--output", str(out), "--no-progress"]) == 0
+    rows = out.read_text().splitlines()[1:]
+    assert len(rows) == 8 and all(np.isfinite(float(r.split(",")[1])) for r in rows)

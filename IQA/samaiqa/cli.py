@@ -115,7 +115,7 @@ def check_options(opt: Mapping[str, Any], train: bool) -> None:
     if opt.get("model") is not None:
         check_keys(opt["model"], MODEL_KEYS, "model")
         if not isinstance(opt["model"].get("backbone_args", {}), Mapping):
-            raise OptionError("model.backbone_args must be a mapping of timm Swin-V2 arguments")
+            raise OptionError("model.backbone_args must be a mapping of timm model arguments")
     if opt.get("optimizer") is not None:
         check_keys(opt["optimizer"], OPTIMIZER_KEYS, "optimizer")
     if not isinstance(opt["data"].get("exif_transpose", False), bool):

@@ -6,8 +6,8 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import Tensor, nn
 
+from .backbones import BACKBONES, Backbone, build_backbone
 from .head import VQAHead
-from .swin3d import SwinTransformer3D, backbone_config, build_backbone
 
 __all__ = ["DiViDeAddEvaluator", "BACKBONE_OPTION_KEYS"]
 
@@ -19,14 +19,14 @@ class DiViDeAddEvaluator(nn.Module):
     """Video quality model with the original constructor signature (YAML ``model.args``).
 
     Args:
-        backbone_size: registered backbone name used for every branch, or ``"divided"`` to read each branch's
-            ``type`` from ``backbone``.
+        backbone_size: registered backbone name (:mod:`samavqa.models.backbones`) used for every branch, or
+            ``"divided"`` to read each branch's ``type`` from ``backbone``.
         backbone_preserve_keys: comma-separated sample types that get a backbone (others in ``backbone`` are skipped).
         multi, layer: forwarded to the backbone (multi-stage features / an intermediate layer).
         backbone: ``{sample_type: {"type"?, "checkpoint"?, "pretrained"?}}``; ``checkpoint`` turns on gradient
             checkpointing, ``pretrained`` is a weight file loaded into that backbone (see ``checkpoints.py``).
         divide_head: one head per branch (``<key>_head``) instead of the shared ``vqa_head``.
-        vqa_head: :class:`VQAHead` arguments.
+        vqa_head: :class:`VQAHead` arguments (``in_channels`` defaults to the first backbone's ``num_features``).
         var: the original's action-recognition head; not supported here.
 
     Parameters are named ``<key>_backbone.*`` and ``vqa_head.*`` (or ``<key>_head.*``) like the original.
@@ -48,7 +48,7 @@ class DiViDeAddEvaluator(nn.Module):
             raise ValueError("DiViDeAddEvaluator: var=True (action-recognition head) is not supported; use var: false")
         if backbone is None:
             backbone = {"fragments": {"type": "swin_tiny_grpb"}, "resize": {"type": "swin_tiny_grpb"}}
-        vqa_head = dict(vqa_head or {"in_channels": 768})
+        vqa_head = dict(vqa_head or {})
         self.backbone_preserve_keys = [k.strip() for k in str(backbone_preserve_keys).split(",") if k.strip()]
         self.multi = multi
         self.layer = layer
@@ -68,7 +68,7 @@ class DiViDeAddEvaluator(nn.Module):
                 name = hypers["type"]
             else:
                 name = backbone_size
-            backbone_config(name)  # ValueError listing the registered names
+            BACKBONES.get(name)  # ValueError listing the registered names
             self.add_module(f"{key}_backbone", build_backbone(name, checkpoint=bool(hypers.get("checkpoint") or False)))
             self.branches.append(key)
             if hypers.get("pretrained"):
@@ -76,6 +76,7 @@ class DiViDeAddEvaluator(nn.Module):
         if not self.branches:
             raise ValueError(f"no backbone built: backbone_preserve_keys {self.backbone_preserve_keys} matches none "
                              f"of the configured sample types {list(backbone)}")
+        vqa_head.setdefault("in_channels", self.get_submodule(f"{self.branches[0]}_backbone").num_features)
         self.divide_head = divide_head
         if divide_head:
             for key in self.branches:
@@ -90,7 +91,7 @@ class DiViDeAddEvaluator(nn.Module):
                 load_vqa_weights(self.get_submodule(f"{key}_backbone"), path)
 
     # ------------------------------------------------------------------------------------------------
-    def _branch(self, key: str) -> tuple[SwinTransformer3D, VQAHead]:
+    def _branch(self, key: str) -> tuple[Backbone, VQAHead]:
         # clip keys may carry a suffix after "_" (e.g. "fragments_up"); the branch is the part before it
         name = key.split("_")[0]
         if not hasattr(self, f"{name}_backbone"):
@@ -102,9 +103,13 @@ class DiViDeAddEvaluator(nn.Module):
              **kwargs) -> Any:
         scores: list[Tensor] = []
         feats: dict[str, Tensor] = {}
+        if self.multi:  # the Video Swin's multi-stage / intermediate-layer outputs, passed on only when asked for
+            kwargs["multi"] = True
+        if self.layer != -1:
+            kwargs["layer"] = self.layer
         for key, clip in vclips.items():
             bb, head = self._branch(key)
-            feat = bb(clip, multi=self.multi, layer=self.layer, **kwargs)
+            feat = bb.forward_features(clip, **kwargs)
             scores.append(head(feat))
             if return_pooled_feats:
                 feats[key] = feat.mean((-3, -2, -1))

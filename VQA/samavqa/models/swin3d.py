@@ -1,6 +1,6 @@
 """Video Swin Transformer (3D) with FAST-VQA's gated relative position biases (GRPB).
 
-Layout and semantics follow the backbone that SAMA / FAST-VQA use (SPEC section 4):
+Layout and semantics follow the backbone that SAMA / FAST-VQA use:
 
 * patch embedding ``2x4x4`` (Conv3d) + LayerNorm, four stages of shifted-window attention blocks with
   patch merging between stages, final LayerNorm; output ``[B, 8*C, T/2, H/32, W/32]``.
@@ -22,14 +22,16 @@ Implementation notes (speed, same function):
   ``(padded size, window, shift, device)``; the learnable tables are gathered on every call.
 * ``checkpoint=True`` recomputes each block in the backward pass (activation memory for compute).
 
-Parameter and buffer names equal the original's, so released checkpoints load unchanged.
+Parameter and buffer names equal the original's, so released checkpoints load unchanged. The model follows
+the backbone interface of :mod:`samavqa.models.backbones` (``forward_features``, ``num_features``, and
+``checkpoint_filter`` for Kinetics-400 / bare-backbone files); its configurations are registered at the end.
 """
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import NamedTuple, Optional, Sequence
+from typing import Mapping, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,15 +39,13 @@ import torch.utils.checkpoint as torch_checkpoint
 from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
 
+from .backbones import register_backbone
+
 Triple = tuple[int, int, int]
 
 __all__ = [
     "SwinConfig",
     "SwinTransformer3D",
-    "register_backbone",
-    "backbone_names",
-    "backbone_config",
-    "build_backbone",
     "adaptive_window_size",
     "clamp_window",
     "relative_position_index",
@@ -368,7 +368,8 @@ class PatchEmbed3D(nn.Module):
 
 @dataclass(frozen=True)
 class SwinConfig:
-    """Hyper-parameters of a :class:`SwinTransformer3D`."""
+    """Hyper-parameters of a :class:`SwinTransformer3D`; calling a config builds the model (a backbone builder,
+    ``overrides`` replacing fields)."""
 
     patch_size: Triple = (2, 4, 4)
     in_chans: int = 3
@@ -382,6 +383,9 @@ class SwinConfig:
     patch_norm: bool = True
     frag_biases: tuple[bool, ...] = (True, True, True, False)
     base_x_size: Triple = (32, 224, 224)
+
+    def __call__(self, checkpoint: bool = False, **overrides) -> "SwinTransformer3D":
+        return SwinTransformer3D(replace(self, **overrides) if overrides else self, checkpoint=checkpoint)
 
 
 class SwinTransformer3D(nn.Module):
@@ -446,7 +450,8 @@ class SwinTransformer3D(nn.Module):
             size = [size[0], math.ceil(size[1] / 2), math.ceil(size[2] / 2)]  # patch merging (with padding)
         return out
 
-    def forward(self, x: Tensor, multi: bool = False, layer: int = -1, adaptive_window_size: bool = True) -> Tensor:
+    def forward_features(self, x: Tensor, multi: bool = False, layer: int = -1,
+                         adaptive_window_size: bool = True) -> Tensor:
         """x: ``[B, C, T, H, W]`` (normalised) -> features ``[B, C_out, T/2, H/32, W/32]``.
 
         ``multi``: concatenate the (trilinearly resized) inputs of every stage instead;
@@ -465,34 +470,31 @@ class SwinTransformer3D(nn.Module):
             return feats[layer].permute(0, 4, 1, 2, 3)
         return self.norm(x).permute(0, 4, 1, 2, 3)
 
+    forward = forward_features
 
-# ----------------------------------------------------------------------------------------------------------
-# Registry
-# ----------------------------------------------------------------------------------------------------------
-_BACKBONES: dict[str, SwinConfig] = {}
+    def checkpoint_filter(self, state: Mapping[str, Tensor],
+                          init_fragment_bias_from_relative: bool = False) -> tuple[dict[str, Tensor], list[str]]:
+        """Backbone-only weights (Kinetics-400 Video Swin, a bare backbone) -> this model's keys.
 
-
-def register_backbone(name: str, config: SwinConfig) -> None:
-    """Make ``config`` buildable by ``name`` (e.g. from the YAML ``backbone_size``)."""
-    _BACKBONES[name] = config
-
-
-def backbone_names() -> list[str]:
-    return sorted(_BACKBONES)
-
-
-def backbone_config(name: str) -> SwinConfig:
-    if name not in _BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; registered backbones: {', '.join(backbone_names())}")
-    return _BACKBONES[name]
-
-
-def build_backbone(name: str, checkpoint: bool = False, **overrides) -> SwinTransformer3D:
-    """Build a registered backbone; ``overrides`` replace :class:`SwinConfig` fields."""
-    config = backbone_config(name)
-    if overrides:
-        config = replace(config, **overrides)
-    return SwinTransformer3D(config, checkpoint=checkpoint)
+        Those files have no ``fragment_position_bias_table``: a missing one starts at zero (SAMA's recipe) or, with
+        ``init_fragment_bias_from_relative``, as a copy of the block's relative table (FAST-VQA's recipe).
+        """
+        state = dict(state)
+        own = self.state_dict()
+        notes = []
+        frag_keys = [k for k in own if k.endswith("fragment_position_bias_table")]
+        for k in frag_keys:
+            if k in state:
+                continue
+            rel = k.replace("fragment_position_bias_table", "relative_position_bias_table")
+            if init_fragment_bias_from_relative and rel in state:
+                state[k] = state[rel].clone()
+            else:
+                state[k] = torch.zeros_like(own[k])
+        if frag_keys:
+            notes.append("fragment bias tables " + ("copied from the relative tables" if init_fragment_bias_from_relative
+                                                    else "set to zero"))
+        return state, notes
 
 
 # FAST-VQA / SAMA's backbone.
