@@ -9,7 +9,7 @@ from torch import nn
 
 import cv2
 
-from helpers import GRID, write_graded_images
+from helpers import GRID, MODEL, write_graded_images
 from samacore.sampling import SAMPLE_TYPES, FragmentGrid, SamaVariant, SampleType, sama_sample
 
 FRAG = dict(fragments_h=2, fragments_w=2, fsize_h=32, fsize_w=32, aligned=8, clip_len=8, frame_interval=1, num_clips=1)
@@ -211,3 +211,94 @@ def test_a_timm_registered_backbone_trains_and_scores(tmp_path, one_thread):
     assert score.main(["--dir", str(tmp_path), "--ckpt", ckpt, "--output", str(out), "--no-progress"]) == 0
     rows = out.read_text().splitlines()[1:]
     assert len(rows) == 8 and all(np.isfinite(float(r.split(",")[1])) for r in rows)
+
+
+# ------------------------------------------------------------------------------------------- a label format
+def _vqa_options(root, anno, **over):
+    set_args = {"data_prefix": str(root / "videos"), "sample_types": {"fragments": dict(FRAG, num_clips=1)}}
+    opt = {"name": "ext", "num_epochs": 1, "warmup_epochs": 0.5, "train_batch_size": 4, "test_batch_size": 2,
+           "stype": "sama", "progress": False, "seed": 1, "model": MODEL,
+           "data": {"train": {"type": "FusionDataset", "args": dict(set_args, phase="train", anno_file=anno)},
+                    "val": {"type": "FusionDataset", "args": dict(set_args, phase="test", anno_file=anno)}}}
+    opt.update(over)
+    return opt
+
+
+@pytest.fixture
+def mos_csv():
+    """One entry: a csv whose header names the video and its MOS (e.g. a database's official score sheet)."""
+    from samacore.labels import CsvColumns
+    from samavqa.labels import LABEL_FORMATS
+
+    fmt = LABEL_FORMATS.register(CsvColumns(name="mos-csv", title="video/MOS sheet", name_column="video",
+                                            label_column="mos", location="{path}:{line}", dtype="float64"))
+    yield fmt
+    LABEL_FORMATS.unregister(fmt.name)
+
+
+def test_a_registered_label_format_feeds_training(mos_csv, vqa_data, tmp_path, monkeypatch, one_thread):
+    from samacore.labels import LabelError
+    from samavqa import cli
+    from samavqa.labels import read_label_file
+
+    root = vqa_data.root
+    fast_vqa = read_label_file(str(root / "labels.txt"), str(root / "videos"))
+    sheet = tmp_path / "scores.csv"
+    sheet.write_text("video,rater_count,mos\n" + "".join(f"{i['fileid']},20,{i['label']}\n" for i in fast_vqa))
+    infos = read_label_file(str(sheet), str(root / "videos"))
+    assert [(i["fileid"], i["label"], i["filename"]) for i in infos] == \
+        [(i["fileid"], i["label"], i["filename"]) for i in fast_vqa]
+    assert infos[1]["source"] == f"{sheet}:3"
+    (tmp_path / "bad.csv").write_text("video,rater_count,mos\nv0.mp4,20,high\n")
+    with pytest.raises(LabelError, match=r"bad\.csv:2: mos 'high' is not a number"):
+        read_label_file(str(tmp_path / "bad.csv"), str(root / "videos"))
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "o.yml").write_text(yaml.safe_dump(_vqa_options(root, str(sheet))))
+    summary = cli.train_main(["-o", "o.yml", "--no-progress"])
+    assert summary["label_stats"]["n"] == len(fast_vqa)
+    assert summary["label_stats"]["mean"] == pytest.approx(np.mean([i["label"] for i in fast_vqa]))
+    assert np.isfinite(summary["val"]["val"]["final"]["srcc"])
+
+
+# ------------------------------------------------------------------------------------------- a dataset type
+@pytest.fixture
+def inline_dataset():
+    """One entry: a data set whose videos and labels are written in the option file itself."""
+    from samavqa.datasets import DATASETS, DATASET_KEYS, FineTuneDataset, register_dataset
+
+    @register_dataset
+    class InlineDataset(FineTuneDataset):
+        OPTION_KEYS = DATASET_KEYS + ("videos",)
+
+        def __init__(self, opt, stype="fragments"):
+            videos = [{"filename": f"{opt['data_prefix']}/{name}", "label": label}
+                      for name, label in opt["videos"].items()]
+            block = {k: v for k, v in opt.items() if k in ("sample_types", "num_threads")}
+            super().__init__(videos, block, stype, is_train=opt.get("phase") == "train")
+
+    yield InlineDataset
+    DATASETS.unregister("InlineDataset")
+
+
+def test_a_registered_dataset_type_is_built_from_the_options(inline_dataset, vqa_data, tmp_path, monkeypatch,
+                                                             one_thread):
+    from samavqa import cli
+
+    root = vqa_data.root
+    videos = {f"v{i}.mp4": 10.0 + 5 * i for i in range(6)}
+    opt = _vqa_options(root, None)
+    for key in ("train", "val"):
+        opt["data"][key]["type"] = "InlineDataset"
+        opt["data"][key]["args"].pop("anno_file")
+        opt["data"][key]["args"]["videos"] = videos
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "o.yml").write_text(yaml.safe_dump(opt))
+    summary = cli.train_main(["-o", "o.yml", "--no-progress"])
+    assert summary["label_stats"] == {"mean": pytest.approx(np.mean(list(videos.values()))),
+                                      "std": pytest.approx(np.std(list(videos.values()))), "n": 6}
+    assert summary["val"]["val"]["final"]["n"] == 6
+    opt["data"]["val"]["type"] = "InlinDataset"
+    (tmp_path / "o.yml").write_text(yaml.safe_dump(opt))
+    with pytest.raises(ValueError, match="unknown dataset type 'InlinDataset' \\(did you mean 'InlineDataset'\\?\\)"):
+        cli.train_main(["-o", "o.yml", "--no-progress"])

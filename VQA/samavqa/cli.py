@@ -57,6 +57,7 @@ from samacore.schedules import warmup_cosine
 from samacore.utils import seed_everything
 
 from . import datasets as vqa_datasets
+from .labels import LabelError, read_label_file
 from .models import DiViDeAddEvaluator
 from .models.checkpoints import detect_format, load_vqa_weights
 from .sampling import canonical_sample_type
@@ -405,22 +406,30 @@ def _open_run(opt: Mapping[str, Any]):
     return engine.open_run(run_dir, opt)
 
 
-def _fusion_sets(opt: Mapping[str, Any], prefix: str) -> Dict[str, vqa_datasets.FusionDataset]:
+def _build_set(opt: Mapping[str, Any], key: str, **args: Any):
+    """Data set ``data.<key>`` (its ``type`` from :data:`samavqa.datasets.DATASETS`), ``args`` overriding its own."""
+    spec = opt["data"][key]
+    try:
+        cls = vqa_datasets.DATASETS.get(spec.get("type", "FusionDataset"))
+    except ValueError as e:
+        raise OptionError(f"data.{key}.type: {e}") from None
+    try:
+        return cls({**(spec.get("args") or {}), **args}, stype=opt["stype"])
+    except OptionError as e:
+        raise OptionError(f"data.{key}.args: {e}") from None
+
+
+def _data_sets(opt: Mapping[str, Any], prefix: str) -> Dict[str, Any]:
+    """The data sets whose keys start with ``prefix`` (train / val), in the options' order."""
     out = {}
     for key, spec in opt["data"].items():
         if not (str(key).startswith("train") or str(key).startswith("val")):
             raise OptionError(f"data.{key}: dataset keys must start with 'train' or 'val'")
-        if not str(key).startswith(prefix):
-            continue
         check_keys(spec, ("type", "args"), f"data.{key}")
-        choice(spec.get("type", "FusionDataset"), ["FusionDataset"], f"data.{key}.type")
-        args = dict(spec.get("args") or {})
-        args.setdefault("phase", "train" if prefix == "train" else "test")
-        try:
-            out[key] = vqa_datasets.FusionDataset(args, stype=opt["stype"])
-        except OptionError as e:
-            raise OptionError(f"data.{key}.args: {e}") from None
-        log.info("dataset [%s]: %d videos", key, len(out[key]))
+        if str(key).startswith(prefix):
+            out[key] = _build_set(opt, key, phase=(opt["data"][key].get("args") or {}).get(
+                "phase", "train" if prefix == "train" else "test"))
+            log.info("dataset [%s]: %d videos", key, len(out[key]))
     return out
 
 
@@ -442,11 +451,11 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     for k in ("num_epochs",):
         if k not in opt:
             raise OptionError(f"missing required option {k}")
-    model = build_model(opt, device)
-    load_weights(model, opt, "model")
-    train_sets, val_sets = _fusion_sets(opt, "train"), _fusion_sets(opt, "val")
+    train_sets, val_sets = _data_sets(opt, "train"), _data_sets(opt, "val")  # label files first: cheap to check
     if not train_sets:
         raise OptionError("no training set: add a data key starting with 'train'")
+    model = build_model(opt, device)
+    load_weights(model, opt, "model")
     for key, ds in {**train_sets, **val_sets}.items():
         _check_branches(model, ds.sample_types, f"data.{key}.args")
     seed = int(opt.get("seed", 42))
@@ -468,9 +477,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         def sets_for(key: str):
             # the training videos in test mode, with the sampling of the validation set `key`
             sample_types = opt["data"][key]["args"]["sample_types"]
-            sets = [vqa_datasets.FusionDataset({**opt["data"][k]["args"], "phase": "test",
-                                                "sample_types": sample_types}, stype=opt["stype"])
-                    for k in train_sets]
+            sets = [_build_set(opt, k, phase="test", sample_types=sample_types) for k in train_sets]
             return repr(sample_types), sets
 
         calibration = _calibrate_best(best, opt, sets_for, device, bad, ctx)
@@ -500,7 +507,7 @@ def finetune_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if "num_epochs" not in opt:
         raise OptionError("missing required option num_epochs")
     key = str(data.get("database", "finetune"))
-    infos = vqa_datasets.read_label_file(_path(data["anno_file"]), _path(data["data_prefix"]))
+    infos = read_label_file(_path(data["anno_file"]), _path(data["data_prefix"]))
     vqa_datasets.check_files(infos, f"data ({_path(data['anno_file'])})")
     num_splits = int(opt.get("num_splits", 10)) if int(opt.get("split_seed", -1)) > 0 else 1
     sub_opts = {}
@@ -581,13 +588,13 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Score every ``val*`` set with ``load_path``; write ``name,pred,gt[,set],error`` rows (raw scores; an
     unreadable video gets an empty ``pred`` and the reason in ``error``) and print metrics over the scored videos."""
     args, opt, device = _setup(argv, "./options/fast-SAMA-test.yml", "SAMA VQA testing", test=True)
-    model = build_model(opt, device)
     if not opt.get("load_path"):
         raise OptionError("load_path is required for testing (a trained SAMA / FAST-VQA checkpoint)")
-    load_weights(model, opt, "model", full_model=True)
-    val_sets = _fusion_sets(opt, "val")
+    val_sets = _data_sets(opt, "val")  # label files first: cheap to check
     if not val_sets:
         raise OptionError("no test set: add a data key starting with 'val'")
+    model = build_model(opt, device)
+    load_weights(model, opt, "model", full_model=True)
     for key, ds in val_sets.items():
         _check_branches(model, ds.sample_types, f"data.{key}.args")
     predict_fn = make_predict_fn(_branches(model))
@@ -629,6 +636,6 @@ def run_command(fn) -> None:
     """Run a command; option / file / checkpoint problems end with a one-line message instead of a traceback."""
     try:
         fn()
-    except (OptionError, FileNotFoundError, CheckpointError, TooManyBadItems) as e:
+    except (OptionError, LabelError, FileNotFoundError, CheckpointError, TooManyBadItems) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
