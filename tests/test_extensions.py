@@ -72,8 +72,8 @@ def test_a_registered_variant_runs_everywhere(toy_variant, tmp_path):
 
 
 def test_a_registered_variant_passes_the_option_files(toy_variant, tmp_path):
-    from samaiqa.cli import load_iqa_options
-    from samavqa.cli import load_vqa_options
+    from samaiqa.schema import load_iqa_options
+    from samavqa.schema import load_vqa_options
 
     vqa = {"name": "t", "stype": "sama-toy",
            "data": {"val": {"type": "FusionDataset", "args": {"phase": "test", "data_prefix": ".",

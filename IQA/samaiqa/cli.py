@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -53,7 +52,7 @@ from samacore.checkpoint import CheckpointError, load_checkpoint, save_checkpoin
 from samacore.ema import ModelEMA, unwrap
 from samacore.metrics import METRIC_NAMES, aggregate
 from samacore.optim import build_optimizer
-from samacore.options import OptionError, check_keys, choice, load_options, resolve_path, typed
+from samacore.options import OptionError
 from samacore.robust import BadItemLog, SkipBadItems, SkipCollate, SkippingLoader, TooManyBadItems
 from samacore.runlog import RunLogger, get_logger
 from samacore.schedules import warmup_constant
@@ -62,108 +61,16 @@ from samacore.utils import seed_everything
 from .checkpoints import OWN_FORMAT, load_into_model
 from .datasets import ImageDataset, ImageReadError, sampling_args
 from .labels import LabelError, LabelSet, fixed_split, kadid_groups, make_splits, missing_files, read_info
-from .model import DEFAULT_BACKBONE, IQAModel
-from .sampling import IQA_SAMPLE_TYPES
+from .recipe import build_model, predict_fn, step_fn
+from .schema import existing_path, load_iqa_options, path_option
 
 log = get_logger("samaiqa")
 
-IQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REPO_ROOT = os.path.dirname(IQA_DIR)
 DEFAULT_OPTIONS = "options/fast-sama-iqa.yml"
 SEED = 44442  # the original's fixed seed
 
-# Keys of the original schema, then ours. `l_num_epochs` and `constant_epochs` are accepted for compatibility;
-# the IQA schedule (warm-up, then constant) does not use them.
-TOP_KEYS = (
-    "name", "stype", "num_epochs", "l_num_epochs", "warmup_epochs", "constant_epochs", "ema", "save_model",
-    "batch_size", "num_workers", "test_batch_size", "test_num_workers", "num_splits", "data", "model",
-    "optimizer", "load_path",
-    "seed", "ema_decay", "allow_partial_load", "run_dir", "save_dir", "device", "progress", "pin_memory",
-    "persistent_workers", "prefetch_factor", "max_bad_fraction", "deterministic", "amp", "max_bad_steps",
-    "stop_after_epochs",
-)
-DATA_KEYS = ("database", "data_info", "test_info", "data_prefix", "fwin_h", "fwin_w", "fsize_h", "fsize_w",
-             "exif_transpose")
-MODEL_KEYS = ("backbone", "backbone_args", "hidden_channels", "dropout_ratio", "drop_path_rate")
-OPTIMIZER_KEYS = ("lr", "backbone_lr_mult", "wd")
 
-
-# ----------------------------------------------------------------------------------------------- options
-def path_option(p: Optional[str]) -> Optional[str]:
-    """A path from the options: absolute as is; relative against the working directory, then the repo root."""
-    return None if p is None else resolve_path(str(p), [REPO_ROOT])
-
-
-def existing_path(p: str, what: str, error: type = OptionError) -> str:
-    """:func:`path_option` for a file that must exist; the error names the option and where it was looked for."""
-    resolved = path_option(p)
-    if not os.path.exists(resolved):
-        where = "" if os.path.isabs(os.path.expanduser(str(p))) else f" (looked in: {os.getcwd()}, {REPO_ROOT})"
-        raise error(f"{what} {p!r} not found{where}")
-    return resolved
-
-
-def check_options(opt: Mapping[str, Any], train: bool) -> None:
-    """Reject unknown keys / values with a message naming the key and what is allowed."""
-    check_keys(opt, TOP_KEYS, "options", required=("data",))
-    choice(opt.get("stype", "sama"), IQA_SAMPLE_TYPES, "stype")
-    check_keys(opt["data"], DATA_KEYS, "data", required=("data_info",))
-    try:
-        sampling_args(opt["data"])
-    except ValueError as e:
-        raise OptionError(str(e)) from None
-    if opt.get("model") is not None:
-        check_keys(opt["model"], MODEL_KEYS, "model")
-        if not isinstance(opt["model"].get("backbone_args", {}), Mapping):
-            raise OptionError("model.backbone_args must be a mapping of timm model arguments")
-    if opt.get("optimizer") is not None:
-        check_keys(opt["optimizer"], OPTIMIZER_KEYS, "optimizer")
-    if not isinstance(opt["data"].get("exif_transpose", False), bool):
-        raise OptionError(f"data.exif_transpose must be true or false, got {opt['data']['exif_transpose']!r}")
-    runs.check_run_options(opt)
-    if train:
-        for key in ("num_epochs", "num_splits", "batch_size"):
-            value = typed(opt, key, int, "options", default=1)
-            if value < (0 if key == "num_epochs" else 1):
-                raise OptionError(f"options.{key} must be {'>= 0' if key == 'num_epochs' else '>= 1'}, got {value}")
-        if opt["data"].get("test_info") is not None and opt.get("num_splits", 1) != 1:
-            raise OptionError(f"data.test_info gives one fixed train/test split, so options.num_splits must be 1 "
-                              f"(or absent), got {opt['num_splits']}; remove data.test_info for random splits")
-    elif "load_path" not in opt:
-        raise OptionError("options.load_path is required for testing: the checkpoint to score images with")
-
-
-def load_iqa_options(path: str, train: bool) -> Dict[str, Any]:
-    opt = load_options(path, search_dirs=[IQA_DIR])
-    check_options(opt, train)
-    opt.setdefault("name", os.path.splitext(os.path.basename(opt["_options_path"]))[0])
-    opt.setdefault("stype", "sama")
-    if train:  # the paper's values where the original schema has them
-        if opt["data"].get("test_info") is not None:
-            opt.setdefault("num_splits", 1)
-        for key, value in (("num_splits", 10), ("num_epochs", 50), ("warmup_epochs", 5), ("batch_size", 64)):
-            opt.setdefault(key, value)
-    return opt
-
-
-def build_model(opt: Mapping[str, Any]) -> IQAModel:
-    """The IQA model for these options: the optional ``model`` block, input size from the ``data`` grid."""
-    m = dict(opt.get("model") or {})
-    s = sampling_args(opt["data"])
-    img_size = (s["fwin_h"] * s["fsize_h"], s["fwin_w"] * s["fsize_w"])
-    try:
-        return IQAModel(
-            backbone=m.get("backbone", DEFAULT_BACKBONE),
-            img_size=img_size,
-            drop_path_rate=float(m.get("drop_path_rate", 0.2)),
-            hidden_channels=int(m.get("hidden_channels", 64)),
-            dropout_ratio=float(m.get("dropout_ratio", 0.5)),
-            **dict(m.get("backbone_args") or {}),
-        )
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise OptionError(f"cannot build the model from options.model {m}: {e}") from None
-
-
+# ----------------------------------------------------------------------------------------------- data
 def read_labels(opt: Mapping[str, Any], allow_unlabelled: bool = False) -> LabelSet:
     data = opt["data"]
     info = existing_path(data["data_info"], "data.data_info", LabelError)
@@ -185,26 +92,7 @@ def loader_options(opt: Mapping[str, Any]) -> Dict[str, Any]:
     return out
 
 
-# ----------------------------------------------------------------------------------------------- steps
-def step_fn(model: nn.Module, batch: Mapping[str, Any], device: str):
-    """SmoothL1 between the ``[B]`` scores and the labels, in fp32 (also under bf16 autocast).
-
-    Under torchrun the loss is taken over the global batch (:func:`samacore.engine.gather_batch`), so the
-    gradient is that of a one-process run with the same global batch, also for a short last batch.
-    """
-    x = batch["image"].to(device, non_blocking=True)
-    y = batch["label"].to(device).float()
-    scores, y = engine.gather_batch(model(x).view(y.shape).float(), y)
-    with engine.full_precision(device):
-        loss = F.smooth_l1_loss(scores, y)
-    return loss, scores.detach(), y
-
-
-def predict_fn(model: nn.Module, batch: Mapping[str, Any], device: str):
-    x = batch["image"].to(device, non_blocking=True)
-    return list(batch["name"]), model(x).float(), batch["label"]
-
-
+# ----------------------------------------------------------------------------------------------- calibration
 CALIBRATION_SOURCE = "saved model, test-mode sampling, on this split's training images"
 
 
@@ -592,5 +480,4 @@ def run_command(fn) -> None:
         sys.exit(2)
 
 
-__all__ = ["RunContext", "build_model", "check_options", "load_iqa_options", "run_command", "test_main", "train_main",
-           "train_split"]
+__all__ = ["RunContext", "run_command", "test_main", "train_main", "train_split"]

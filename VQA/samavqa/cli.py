@@ -1,7 +1,7 @@
 """Command-line entry points of the VQA tree: train (LSVQ), finetune (splits of a small set) and test.
 
-The recipes follow SAMA / FAST-VQA (SPEC section 6): AdamW with backbone lr x0.1, per-iteration warm-up +
-cosine, ``plcc_loss + 0.3 * rank_loss`` on the temporally summed score map, EMA of the parameters evaluated
+The recipes follow SAMA / FAST-VQA: AdamW with backbone lr x0.1, per-iteration warm-up + cosine,
+``plcc_loss + 0.3 * rank_loss`` on the temporally summed score map (:mod:`samavqa.recipe`), EMA of the parameters evaluated
 every epoch, and checkpoints named as the original names them. Option files keep the original YAML schema.
 
 Runs write ``runs/{name}/`` (options.yml, metrics.csv/jsonl, TensorBoard, summary.json, and ``last.pth``, the
@@ -32,7 +32,6 @@ in a collective. Each rank lists the bad videos of its own shard (rank r > 0: ``
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import random
 import sys
@@ -47,10 +46,9 @@ from samacore import engine, runs
 from samacore.calibration import calibration_stats
 from samacore.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked, save_checkpoint
 from samacore.ema import ModelEMA, unwrap
-from samacore.losses import plcc_loss, rank_loss
 from samacore.metrics import METRIC_NAMES, aggregate
 from samacore.optim import build_optimizer
-from samacore.options import REPO_ROOT, OptionError, check_keys, choice, load_options, resolve_path
+from samacore.options import OptionError
 from samacore.robust import BadItemLog, TooManyBadItems
 from samacore.runlog import get_logger
 from samacore.schedules import warmup_cosine
@@ -58,71 +56,14 @@ from samacore.utils import seed_everything
 
 from . import datasets as vqa_datasets
 from .labels import LabelError, read_label_file
-from .models import DiViDeAddEvaluator
 from .models.checkpoints import detect_format, load_vqa_weights
-from .sampling import canonical_sample_type
-
-VQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RANK_WEIGHT = 0.3
-
-# Top-level option keys: those of the original option files and scripts, then ours.
-ORIGINAL_KEYS = ("name", "split_seed", "num_epochs", "l_num_epochs", "warmup_epochs", "ema", "save_model",
-                 "train_batch_size", "train_num_workers", "test_batch_size", "test_num_workers", "stype", "data",
-                 "model", "optimizer", "load_path", "load_path_aux", "need_upsampled", "need_feat", "need_fused")
-OUR_KEYS = ("allow_partial_load", "seed", "device", "pin_memory", "persistent_workers", "prefetch_factor",
-            "num_splits", "save_dir", "run_dir", "ema_decay", "progress", "init_fragment_bias_from_relative",
-            "deterministic", "amp", "max_bad_steps", "stop_after_epochs", "max_bad_fraction")
-TOP_KEYS = ORIGINAL_KEYS + OUR_KEYS
-OPTIMIZER_KEYS = ("lr", "backbone_lr_mult", "wd")
-MODEL_TYPES = ("DiViDeAddEvaluator",)
-FINETUNE_DATA_KEYS = ("database", "type", "anno_file", "data_prefix", "train", "test", "num_threads")
+from .recipe import build_model, make_predict_fn, make_step_fn
+from .schema import load_vqa_options, option_path
 
 log = get_logger("samavqa")
 
 
-# ----------------------------------------------------------------------------------------------- options
-def load_vqa_options(path: str) -> dict:
-    """Read and check an option file (looked up in the working directory, then ``VQA/``, then ``VQA/options/``)."""
-    opt = load_options(path, search_dirs=[VQA_DIR, os.path.join(VQA_DIR, "options")])
-    check_keys(opt, TOP_KEYS, "options")
-    runs.check_run_options(opt)
-    if "name" not in opt:
-        opt["name"] = os.path.splitext(os.path.basename(opt["_options_path"]))[0]
-    try:
-        opt["stype"] = canonical_sample_type(opt.get("stype", "fragments"))
-    except ValueError as e:
-        raise OptionError(f"options.stype: {e}") from None
-    if "model" not in opt or not isinstance(opt["model"], Mapping):
-        raise OptionError("missing required option model (with type: DiViDeAddEvaluator and args)")
-    check_keys(opt["model"], ("type", "args"), "model")
-    choice(opt["model"].get("type", "DiViDeAddEvaluator"), MODEL_TYPES, "model.type")
-    if "optimizer" in opt:
-        check_keys(opt["optimizer"], OPTIMIZER_KEYS, "optimizer")
-    if "load_path_aux" in opt:
-        raise OptionError("load_path_aux (two-checkpoint fusion initialisation of the original FAST-VQA script) is not "
-                          "supported; initialise from one checkpoint with load_path")
-    if not isinstance(opt.get("data"), Mapping) or not opt["data"]:
-        raise OptionError("missing required option data (the datasets)")
-    return opt
-
-
-def _path(p: Optional[str]) -> Optional[str]:
-    """Option paths: absolute as is; relative against the working directory, then the repository root."""
-    return None if p is None else resolve_path(p, [REPO_ROOT])
-
-
-def build_model(opt: Mapping[str, Any], device: str) -> DiViDeAddEvaluator:
-    """The evaluator from ``model.args``; bad arguments become option errors naming the allowed ones."""
-    args = dict(opt["model"].get("args") or {})
-    allowed = [p for p in inspect.signature(DiViDeAddEvaluator.__init__).parameters if p != "self"]
-    check_keys(args, allowed, "model.args")
-    try:
-        model = DiViDeAddEvaluator(**args)
-    except ValueError as e:
-        raise OptionError(f"model.args: {e}") from None
-    return model.to(device)
-
-
+# ----------------------------------------------------------------------------------------------- model
 def load_weights(model: nn.Module, opt: Mapping[str, Any], what: str, full_model: bool = False) -> None:
     """Load ``load_path`` (format recognised by content) into ``model``; nothing to do without ``load_path``.
 
@@ -133,7 +74,7 @@ def load_weights(model: nn.Module, opt: Mapping[str, Any], what: str, full_model
     if not path:
         log.info("no load_path: %s starts from random initialisation", what)
         return
-    path = _path(path)
+    path = option_path(path)
     allow_partial = bool(opt.get("allow_partial_load", False))
     obj = load_checkpoint(path)
     fmt = detect_format(obj)
@@ -150,64 +91,6 @@ def load_weights(model: nn.Module, opt: Mapping[str, Any], what: str, full_model
 
 def _branches(model: nn.Module) -> List[str]:
     return list(unwrap(model).branches)
-
-
-def _check_branches(model: nn.Module, sample_types: Mapping[str, Any], where: str) -> None:
-    """Every sampled branch must feed a model backbone (key before the first ``_``)."""
-    names = _branches(model)
-    for key in sample_types:
-        if key.split("_")[0] not in names:
-            raise OptionError(f"{where}.sample_types.{key}: no model backbone for this branch; the model has "
-                              f"{', '.join(names)} (model.args.backbone_preserve_keys)")
-
-
-# ----------------------------------------------------------------------------------------------- step / predict
-def _clips(batch: Mapping[str, Any], branches: Sequence[str], device: str) -> Dict[str, torch.Tensor]:
-    return {k: batch[k].to(device, non_blocking=True) for k in batch
-            if isinstance(batch[k], torch.Tensor) and k.split("_")[0] in branches and batch[k].dim() == 5}
-
-
-def make_step_fn(branches: Sequence[str]):
-    """Training step: ``y = map.mean((-2, -1)).sum(-1)`` (spatial mean, temporal sum), loss PLCC + 0.3 rank."""
-
-    def step(model: nn.Module, batch: Mapping[str, Any], device: str):
-        video = _clips(batch, branches, device)
-        y = batch["gt_label"].float().to(device).unsqueeze(-1)  # [B, 1]
-        maps = model(video, inference=False, reduce_scores=False)  # list of [B, 1, D, H, W]
-        y_pred = maps[0]
-        for m in maps[1:]:
-            y_pred = y_pred + m
-        y_pred = y_pred.mean((-2, -1)).sum(-1).float()  # [B, 1]
-        y_pred, y = engine.gather_batch(y_pred, y)  # torchrun: the loss sees the global batch
-        with engine.full_precision(device):  # the loss in fp32, also under bf16 autocast
-            loss = plcc_loss(y_pred, y) + RANK_WEIGHT * rank_loss(y_pred, y)
-        return loss, y_pred.detach(), y
-
-    return step
-
-
-def split_clips(video: torch.Tensor, num_clips: int) -> torch.Tensor:
-    """``[B, C, T, H, W]`` holding ``num_clips`` clips along T -> ``[B*num_clips, C, T/num_clips, H, W]`` (video-major)."""
-    b, c, t, h, w = video.shape
-    if t % num_clips:
-        raise ValueError(f"{t} frames cannot be split into {num_clips} clips")
-    return video.reshape(b, c, num_clips, t // num_clips, h, w).permute(0, 2, 1, 3, 4, 5).reshape(
-        b * num_clips, c, t // num_clips, h, w)
-
-
-def make_predict_fn(branches: Sequence[str]):
-    """Inference: split test clips, score them, average every video's score map over clips and positions."""
-
-    def predict(model: nn.Module, batch: Mapping[str, Any], device: str):
-        video = _clips(batch, branches, device)
-        b = batch["gt_label"].shape[0]
-        for k in video:
-            video[k] = split_clips(video[k], int(batch["num_clips"][k][0]))
-        scores = model(video, inference=True)  # [B*clips, 1, D, H, W]
-        preds = scores.float().reshape(b, -1).mean(1)
-        return list(batch["name"]), preds, batch["gt_label"]
-
-    return predict
 
 
 # ----------------------------------------------------------------------------------------------- bad videos
@@ -380,11 +263,13 @@ def fit(
     return best
 
 
-def _setup(argv, default_opt: str, description: str, test: bool = False):
+def _setup(argv, command: str, default_opt: str, description: str):
+    """Parse the command line, load and check the whole option file, set up determinism / torchrun / seeds."""
     p = runs.command_parser(description, default_opt, "option file (looked up in the working directory, then VQA/)",
-                            test, "predictions CSV (name,pred,gt[,set],error); default runs/{name}/predictions.csv")
+                            command == "test",
+                            "predictions CSV (name,pred,gt[,set],error); default runs/{name}/predictions.csv")
     args = p.parse_args(argv)
-    opt = load_vqa_options(args.opt)
+    opt = load_vqa_options(args.opt, command)
     device = runs.apply_command_line(opt, args, log)
     seed_everything(int(opt.get("seed", 42)) + D.rank())
     log.info("options %s, device %s, sampling %s%s%s", opt["_options_path"], device, opt["stype"],
@@ -409,23 +294,14 @@ def _open_run(opt: Mapping[str, Any]):
 def _build_set(opt: Mapping[str, Any], key: str, **args: Any):
     """Data set ``data.<key>`` (its ``type`` from :data:`samavqa.datasets.DATASETS`), ``args`` overriding its own."""
     spec = opt["data"][key]
-    try:
-        cls = vqa_datasets.DATASETS.get(spec.get("type", "FusionDataset"))
-    except ValueError as e:
-        raise OptionError(f"data.{key}.type: {e}") from None
-    try:
-        return cls({**(spec.get("args") or {}), **args}, stype=opt["stype"])
-    except OptionError as e:
-        raise OptionError(f"data.{key}.args: {e}") from None
+    cls = vqa_datasets.DATASETS.get(spec.get("type", "FusionDataset"))
+    return cls({**(spec.get("args") or {}), **args}, stype=opt["stype"])
 
 
 def _data_sets(opt: Mapping[str, Any], prefix: str) -> Dict[str, Any]:
     """The data sets whose keys start with ``prefix`` (train / val), in the options' order."""
     out = {}
-    for key, spec in opt["data"].items():
-        if not (str(key).startswith("train") or str(key).startswith("val")):
-            raise OptionError(f"data.{key}: dataset keys must start with 'train' or 'val'")
-        check_keys(spec, ("type", "args"), f"data.{key}")
+    for key in opt["data"]:
         if str(key).startswith(prefix):
             out[key] = _build_set(opt, key, phase=(opt["data"][key].get("args") or {}).get(
                 "phase", "train" if prefix == "train" else "test"))
@@ -444,20 +320,10 @@ def _finish(run_logger, summary: Dict[str, Any], lines: Sequence[str]) -> None:
 # ----------------------------------------------------------------------------------------------- commands
 def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Train from K400 (or any) weights on ``train*`` sets, validating on every ``val*`` set each epoch."""
-    args, opt, device = _setup(argv, "./options/fast-SAMA-train.yml", "SAMA VQA training")
-    if int(opt.get("split_seed", -1)) > 0:
-        raise OptionError("split_seed applies to demo_finetune.py (random splits of one set); the train recipe uses "
-                          "the fixed train*/val* sets of `data`")
-    for k in ("num_epochs",):
-        if k not in opt:
-            raise OptionError(f"missing required option {k}")
+    args, opt, device = _setup(argv, "train", "./options/fast-SAMA-train.yml", "SAMA VQA training")
     train_sets, val_sets = _data_sets(opt, "train"), _data_sets(opt, "val")  # label files first: cheap to check
-    if not train_sets:
-        raise OptionError("no training set: add a data key starting with 'train'")
     model = build_model(opt, device)
     load_weights(model, opt, "model")
-    for key, ds in {**train_sets, **val_sets}.items():
-        _check_branches(model, ds.sample_types, f"data.{key}.args")
     seed = int(opt.get("seed", 42))
     bad = runs.bad_item_log(opt, runs.run_dir(opt), log)
     train_loaders = {k: _loader(ds, opt, True, bad, f"train set {k}", seed=seed) for k, ds in train_sets.items()}
@@ -500,15 +366,11 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 def finetune_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Finetune a trained model on random 80/20 splits of one labelled set (10 splits when ``split_seed > 0``)."""
-    args, opt, device = _setup(argv, "./options/fast-SAMA-finetune.yml", "SAMA VQA finetuning")
+    args, opt, device = _setup(argv, "finetune", "./options/fast-SAMA-finetune.yml", "SAMA VQA finetuning")
     data = opt["data"]
-    check_keys(data, FINETUNE_DATA_KEYS, "data", required=("anno_file", "data_prefix", "train", "test"))
-    choice(data.get("type", "FineTuneDataset"), ["FineTuneDataset"], "data.type")
-    if "num_epochs" not in opt:
-        raise OptionError("missing required option num_epochs")
     key = str(data.get("database", "finetune"))
-    infos = read_label_file(_path(data["anno_file"]), _path(data["data_prefix"]))
-    vqa_datasets.check_files(infos, f"data ({_path(data['anno_file'])})")
+    infos = read_label_file(option_path(data["anno_file"]), option_path(data["data_prefix"]))
+    vqa_datasets.check_files(infos, f"data ({option_path(data['anno_file'])})")
     num_splits = int(opt.get("num_splits", 10)) if int(opt.get("split_seed", -1)) > 0 else 1
     sub_opts = {}
     for phase in ("train", "test"):
@@ -538,8 +400,6 @@ def finetune_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         val_set = vqa_datasets.FineTuneDataset(eval_infos, sub_opts["test"], stype=opt["stype"], is_train=False)
         log.info("dataset [%s] split %d: %d train, %d test videos", key, split, len(train_set), len(val_set))
         model = build_model(opt, device)
-        _check_branches(model, train_set.sample_types, "data.train")
-        _check_branches(model, val_set.sample_types, "data.test")
         if ctx.resume is None:  # (a resumed split gets its weights from the state)
             load_weights(model, opt, f"model (split {split})", full_model=True)
         stats = runs.label_stats(train_set.labels)
@@ -587,16 +447,10 @@ def finetune_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Score every ``val*`` set with ``load_path``; write ``name,pred,gt[,set],error`` rows (raw scores; an
     unreadable video gets an empty ``pred`` and the reason in ``error``) and print metrics over the scored videos."""
-    args, opt, device = _setup(argv, "./options/fast-SAMA-test.yml", "SAMA VQA testing", test=True)
-    if not opt.get("load_path"):
-        raise OptionError("load_path is required for testing (a trained SAMA / FAST-VQA checkpoint)")
+    args, opt, device = _setup(argv, "test", "./options/fast-SAMA-test.yml", "SAMA VQA testing")
     val_sets = _data_sets(opt, "val")  # label files first: cheap to check
-    if not val_sets:
-        raise OptionError("no test set: add a data key starting with 'val'")
     model = build_model(opt, device)
     load_weights(model, opt, "model", full_model=True)
-    for key, ds in val_sets.items():
-        _check_branches(model, ds.sample_types, f"data.{key}.args")
     predict_fn = make_predict_fn(_branches(model))
     run_logger = _open_run(opt)
     bad = runs.bad_item_log(opt, run_logger.run_dir, log)
@@ -623,7 +477,7 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     extra["error"] = [e for r in rows.values() for e in r[3]]  # empty, or why the video has no prediction
     engine.write_predictions_csv(out, names, preds, labels, extra=extra)
     lines.append(f"predictions written to {out}")
-    summary = {"command": "test", "name": opt["name"], "load_path": _path(opt["load_path"]), "predictions": out,
+    summary = {"command": "test", "name": opt["name"], "load_path": option_path(opt["load_path"]), "predictions": out,
                "metrics": results}
     if bad.reasons:
         summary["skipped"] = _skip_note(bad)

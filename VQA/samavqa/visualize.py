@@ -297,7 +297,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             device = "cpu"
             if args.options:
-                from .cli import load_vqa_options
+                from .schema import load_vqa_options
                 from .score import scoring_options
 
                 opt = load_vqa_options(args.options)

@@ -9,10 +9,47 @@ from torch import Tensor, nn
 from .backbones import BACKBONES, Backbone, build_backbone
 from .head import VQAHead
 
-__all__ = ["DiViDeAddEvaluator", "BACKBONE_OPTION_KEYS"]
+__all__ = ["DiViDeAddEvaluator", "BACKBONE_OPTION_KEYS", "branch_backbones"]
 
 #: keys accepted in each ``model.args.backbone.<sample type>`` mapping of the YAML options
 BACKBONE_OPTION_KEYS = ("type", "checkpoint", "pretrained")
+DEFAULT_BACKBONES = {"fragments": {"type": "swin_tiny_grpb"}, "resize": {"type": "swin_tiny_grpb"}}
+
+
+def branch_backbones(
+    backbone_size: str = "divided",
+    backbone_preserve_keys: str = "fragments,resize",
+    backbone: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    var: bool = False,
+) -> dict[str, tuple[str, dict]]:
+    """``{branch: (registered backbone name, its options)}`` for these evaluator arguments, without building
+    anything; a ``ValueError`` naming the ``model.args`` key for what cannot be built (the option schema runs it
+    when the file is loaded)."""
+    if var:
+        raise ValueError("DiViDeAddEvaluator: var=True (action-recognition head) is not supported; use var: false")
+    keep = [k.strip() for k in str(backbone_preserve_keys).split(",") if k.strip()]
+    backbone = DEFAULT_BACKBONES if backbone is None else backbone
+    plan: dict[str, tuple[str, dict]] = {}
+    for key, hypers in backbone.items():
+        if key not in keep:
+            continue
+        hypers = dict(hypers or {})
+        unknown = [k for k in hypers if k not in BACKBONE_OPTION_KEYS]
+        if unknown:
+            raise ValueError(f"model.args.backbone.{key}: unknown option(s) {', '.join(map(str, unknown))}; "
+                             f"allowed: {', '.join(BACKBONE_OPTION_KEYS)}")
+        if backbone_size == "divided":
+            if not hypers.get("type"):
+                raise ValueError(f"model.args.backbone.{key}.type is required when backbone_size is 'divided'")
+            name = hypers["type"]
+        else:
+            name = backbone_size
+        BACKBONES.get(name)  # ValueError listing the registered names
+        plan[key] = (name, hypers)
+    if not plan:
+        raise ValueError(f"no backbone built: backbone_preserve_keys {keep} matches none of the configured sample "
+                         f"types {list(backbone)}")
+    return plan
 
 
 class DiViDeAddEvaluator(nn.Module):
@@ -44,38 +81,15 @@ class DiViDeAddEvaluator(nn.Module):
         var: bool = False,
     ):
         super().__init__()
-        if var:
-            raise ValueError("DiViDeAddEvaluator: var=True (action-recognition head) is not supported; use var: false")
-        if backbone is None:
-            backbone = {"fragments": {"type": "swin_tiny_grpb"}, "resize": {"type": "swin_tiny_grpb"}}
+        plan = branch_backbones(backbone_size, backbone_preserve_keys, backbone, var)
         vqa_head = dict(vqa_head or {})
         self.backbone_preserve_keys = [k.strip() for k in str(backbone_preserve_keys).split(",") if k.strip()]
         self.multi = multi
         self.layer = layer
-        self.branches: list[str] = []
-        pretrained: dict[str, str] = {}
-        for key, hypers in backbone.items():
-            if key not in self.backbone_preserve_keys:
-                continue
-            hypers = dict(hypers or {})
-            unknown = [k for k in hypers if k not in BACKBONE_OPTION_KEYS]
-            if unknown:
-                raise ValueError(f"model.args.backbone.{key}: unknown option(s) {', '.join(map(str, unknown))}; "
-                                 f"allowed: {', '.join(BACKBONE_OPTION_KEYS)}")
-            if backbone_size == "divided":
-                if not hypers.get("type"):
-                    raise ValueError(f"model.args.backbone.{key}.type is required when backbone_size is 'divided'")
-                name = hypers["type"]
-            else:
-                name = backbone_size
-            BACKBONES.get(name)  # ValueError listing the registered names
+        self.branches: list[str] = list(plan)
+        for key, (name, hypers) in plan.items():
             self.add_module(f"{key}_backbone", build_backbone(name, checkpoint=bool(hypers.get("checkpoint") or False)))
-            self.branches.append(key)
-            if hypers.get("pretrained"):
-                pretrained[key] = str(hypers["pretrained"])
-        if not self.branches:
-            raise ValueError(f"no backbone built: backbone_preserve_keys {self.backbone_preserve_keys} matches none "
-                             f"of the configured sample types {list(backbone)}")
+        pretrained = {key: str(hypers["pretrained"]) for key, (_, hypers) in plan.items() if hypers.get("pretrained")}
         vqa_head.setdefault("in_channels", self.get_submodule(f"{self.branches[0]}_backbone").num_features)
         self.divide_head = divide_head
         if divide_head:
