@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Sequence
+from typing import Dict, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -48,6 +48,24 @@ def compute_metrics(pred: Sequence[float], gt: Sequence[float]) -> Dict[str, flo
         "rmse": float(np.sqrt(((gt - rescaled) ** 2).mean())),
         "n": n,
     }
+
+
+def has_labels(labels: Sequence[float]) -> bool:
+    """True when every label is a real score (label-free sets use NaN)."""
+    arr = np.asarray(labels, dtype=np.float64)
+    return arr.size > 0 and bool(np.isfinite(arr).all())
+
+
+def evaluate(preds: Sequence[float], labels: Sequence[float]) -> Dict[str, float]:
+    """Metrics of raw predictions against labels (see :func:`samacore.metrics.compute_metrics`); NaN when unlabelled."""
+    if not has_labels(labels):
+        return {m: math.nan for m in METRIC_NAMES} | {"n": len(preds)}
+    return compute_metrics(preds, labels)
+
+
+def format_metrics(metrics: Mapping[str, float]) -> str:
+    """``SRCC 0.8123  PLCC 0.8011  KRCC 0.6200  RMSE 5.1234`` (NaN shown as nan)."""
+    return "  ".join(f"{m.upper()} {float(metrics.get(m, math.nan)):.4f}" for m in METRIC_NAMES)
 
 
 def is_better(metric: str, new: float, old: float) -> bool:

@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from helpers import FRAG, MODEL, REPO
+from samacore.runs import run_command
 from samavqa import cli as vqa_cli
 
 LABEL_FAULTS = [  # (line 2 of a label file, what the message must say)
@@ -48,7 +49,7 @@ def one_line_error(command, capsys):
     """Run a command as its script does; return the one line it printed on stderr (exit status 2)."""
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
-        vqa_cli.run_command(command)
+        run_command(command)
     err = capsys.readouterr().err
     assert e.value.code == 2 and "Traceback" not in err
     lines = err.splitlines()
@@ -191,7 +192,7 @@ def test_every_iqa_entry_point_rejects_the_whole_file_at_load(tmp_path, capsys, 
     for command in (lambda: iqa_cli.train_main(["-o", bad]), lambda: iqa_cli.test_main(["-o", bad])):
         capsys.readouterr()
         with pytest.raises(SystemExit) as e:
-            iqa_cli.run_command(command)
+            run_command(command)
         err = capsys.readouterr().err
         assert e.value.code == 2 and len(err.splitlines()) == 1
         errors.append(err.strip())

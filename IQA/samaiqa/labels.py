@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import os
 import pickle
-import random
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Tuple
 
 import numpy as np
 
@@ -145,39 +144,6 @@ def kadid_groups(labels: LabelSet) -> List[str]:
     )
 
 
-def make_splits(
-    n: int, num_splits: int, groups: Optional[Sequence[str]] = None, train_ratio: float = 0.8
-) -> List[Tuple[List[int], List[int]]]:
-    """The SAMA IQA protocol: split ``s`` shuffles with ``random.Random(s * 123)`` and trains on the first 80%.
-
-    Without ``groups`` the item indices are shuffled and cut at ``int(0.8 * n)``. With ``groups`` (KADID-10k)
-    the distinct groups (in order of first appearance) are shuffled, the first ``int(0.2 * G)`` go to the test
-    side, and every item follows its group. Returns ``[(train_idx, test_idx)]``, each sorted.
-    """
-    out = []
-    test_ratio = round(1.0 - train_ratio, 12)
-    if groups is None:
-        for s in range(num_splits):
-            order = list(range(n))
-            random.Random(s * 123).shuffle(order)
-            cut = int(train_ratio * n)
-            out.append((sorted(order[:cut]), sorted(order[cut:])))
-        return out
-    if len(groups) != n:
-        raise ValueError(f"make_splits: {len(groups)} group ids for {n} items")
-    uniq = list(dict.fromkeys(groups))
-    gid = {g: i for i, g in enumerate(uniq)}
-    item_group = [gid[g] for g in groups]
-    for s in range(num_splits):
-        order = list(range(len(uniq)))
-        random.Random(s * 123).shuffle(order)
-        test_groups = set(order[: int(test_ratio * len(uniq))])
-        train = [i for i in range(n) if item_group[i] not in test_groups]
-        test = [i for i in range(n) if item_group[i] in test_groups]
-        out.append((train, test))
-    return out
-
-
 def fixed_split(labels: LabelSet, test: LabelSet) -> List[Tuple[List[int], List[int]]]:
     """One given train/test split (e.g. an official one): the items of ``labels`` named in ``test`` are the test
     side, all others train. Returns ``[(train_idx, test_idx)]``, each sorted; raises :class:`LabelError` when
@@ -203,7 +169,6 @@ __all__ = [
     "LabelSet",
     "fixed_split",
     "kadid_groups",
-    "make_splits",
     "missing_files",
     "LABEL_FORMATS",
     "read_csv",

@@ -2,7 +2,7 @@
 options, the training step (SmoothL1 on the image scores) and inference."""
 from __future__ import annotations
 
-from typing import Any, List, Mapping, Tuple
+from typing import Any, Callable, List, Mapping, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -10,11 +10,13 @@ from torch import nn
 
 from samacore import engine
 from samacore.options import OptionError
+from samacore.precision import full_precision
+from samacore.schedules import warmup_constant
 
 from .datasets import sampling_args
 from .model import DEFAULT_BACKBONE, IQAModel
 
-__all__ = ["build_model", "predict_fn", "step_fn"]
+__all__ = ["build_model", "predict_fn", "schedule", "step_fn"]
 
 
 def build_model(opt: Mapping[str, Any]) -> IQAModel:
@@ -35,6 +37,12 @@ def build_model(opt: Mapping[str, Any]) -> IQAModel:
         raise OptionError(f"cannot build the model from options.model {m}: {e}") from None
 
 
+def schedule(opt: Mapping[str, Any]) -> Callable[[List[int]], Callable[[int], float]]:
+    """The learning rate per iteration: warm-up ``max(1e-2, it / warmup)`` over ``warmup_epochs`` (default 5) of
+    the training loader, then constant, as the original."""
+    return lambda lengths: warmup_constant(max(1, int(float(opt.get("warmup_epochs", 5)) * lengths[0])))
+
+
 def step_fn(model: nn.Module, batch: Mapping[str, Any], device: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """SmoothL1 between the ``[B]`` scores and the labels, in fp32 (also under bf16 autocast).
 
@@ -44,7 +52,7 @@ def step_fn(model: nn.Module, batch: Mapping[str, Any], device: str) -> Tuple[to
     x = batch["image"].to(device, non_blocking=True)
     y = batch["label"].to(device).float()
     scores, y = engine.gather_batch(model(x).view(y.shape).float(), y)
-    with engine.full_precision(device):
+    with full_precision(device):
         loss = F.smooth_l1_loss(scores, y)
     return loss, scores.detach(), y
 

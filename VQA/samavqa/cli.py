@@ -1,8 +1,9 @@
 """Command-line entry points of the VQA tree: train (LSVQ), finetune (splits of a small set) and test.
 
 The recipes follow SAMA / FAST-VQA: AdamW with backbone lr x0.1, per-iteration warm-up + cosine,
-``plcc_loss + 0.3 * rank_loss`` on the temporally summed score map (:mod:`samavqa.recipe`), EMA of the parameters evaluated
-every epoch, and checkpoints named as the original names them. Option files keep the original YAML schema.
+``plcc_loss + 0.3 * rank_loss`` on the temporally summed score map (:mod:`samavqa.recipe`), EMA of the
+parameters evaluated every epoch, and checkpoints named as the original names them; the loop is the one both
+trees share (:mod:`samacore.trainer`). Option files keep the original YAML schema (:mod:`samavqa.schema`).
 
 Runs write ``runs/{name}/`` (options.yml, metrics.csv/jsonl, TensorBoard, summary.json, and ``last.pth``, the
 resumable state saved at the end of every epoch: ``--resume runs/{name}``); checkpoints go to
@@ -33,31 +34,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
-import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 from torch import nn
 
 from samacore import distributed as D
-from samacore import engine, runs
-from samacore.calibration import calibration_stats
-from samacore.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked, save_checkpoint
-from samacore.ema import ModelEMA, unwrap
-from samacore.metrics import METRIC_NAMES, aggregate
-from samacore.optim import build_optimizer
-from samacore.options import OptionError
-from samacore.robust import BadItemLog, TooManyBadItems
-from samacore.runlog import get_logger
-from samacore.schedules import warmup_cosine
+from samacore import engine, runs, trainer
+from samacore.checkpoint import CheckpointError, load_checkpoint
+from samacore.ema import unwrap
+from samacore.metrics import METRIC_NAMES, aggregate, evaluate, format_metrics, has_labels
+from samacore.resume import RunStopped, resume_path
+from samacore.robust import BadItemLog
+from samacore.runlog import RunLogger, get_logger
+from samacore.splits import random_split
 from samacore.utils import seed_everything
 
 from . import datasets as vqa_datasets
-from .labels import LabelError, read_label_file
+from .datasets import skipping_loader
+from .labels import read_label_file
 from .models.checkpoints import detect_format, load_vqa_weights
-from .recipe import build_model, make_predict_fn, make_step_fn
+from .recipe import build_model, make_predict_fn, make_step_fn, schedule
 from .schema import load_vqa_options, option_path
 
 log = get_logger("samavqa")
@@ -89,16 +86,7 @@ def load_weights(model: nn.Module, opt: Mapping[str, Any], what: str, full_model
     log.info("%s: loaded %s (%s)", what, path, report)
 
 
-def _branches(model: nn.Module) -> List[str]:
-    return list(unwrap(model).branches)
-
-
 # ----------------------------------------------------------------------------------------------- bad videos
-def _loader(ds, opt: Mapping[str, Any], train: bool, bad: BadItemLog, where: str, seed: int = 0):
-    """A loader over ``ds`` that skips (and lists) unreadable videos (:func:`samavqa.datasets.skipping_loader`)."""
-    return vqa_datasets.skipping_loader(ds, opt, train, bad, where=where, seed=seed)
-
-
 def _skip_note(bad: BadItemLog) -> Dict[str, Any]:
     """Summary entry for the skipped videos (empty when none)."""
     return {"count": len(bad.reasons), "list": bad.skip_file} if bad.reasons else {}
@@ -121,146 +109,61 @@ def _scored_rows(ds, names: Sequence[str], preds: Sequence[float], labels: Seque
     return out
 
 
-# ----------------------------------------------------------------------------------------------- calibration
-def calibrate_checkpoint(path: str, opt: Mapping[str, Any], sets: Sequence[Any], device: str, bad: BadItemLog,
-                         ctx: "RunContext", where: str) -> Dict[str, Any]:
-    """Score ``sets`` (the training videos, as test-mode datasets) with the model saved in ``path`` and store
-    :func:`samacore.calibration.calibration_stats` of those scores and labels as the checkpoint's ``label_stats``.
-
-    Collective under torchrun (scoring is sharded); rank 0 rewrites the checkpoint. Returns the statistics.
-    """
-    D.barrier()  # rank 0 wrote the checkpoint
-    ckpt = load_checkpoint(path)
-    model = build_model(opt, device)
-    load_state_dict_checked(model, ckpt["state_dict"], what=f"model of {path}")
-    predict_fn = make_predict_fn(_branches(model))
-    preds: List[float] = []
-    labels: List[float] = []
-    for i, ds in enumerate(sets):
-        loader = _loader(ds, opt, False, bad, where if len(sets) == 1 else f"{where} {i}")
-        _, p, g = engine.predict(model, loader, predict_fn, device, ctx.progress, desc="calibration", amp=ctx.amp)
-        preds += p
-        labels += g
-    stats = calibration_stats(preds, labels, source="test-mode scores of the training videos with the sampling of "
-                                                    "the validation set the checkpoint was selected on")
-    if D.is_main():
-        ckpt["label_stats"] = stats
-        save_checkpoint(ckpt, path)
-    D.barrier()
-    log.info("calibration stored in %s: training labels mean %.4f std %.4f, scores mean %.4f std %.4f (%d videos)",
-             path, stats["mean"], stats["std"], stats["pred_mean"], stats["pred_std"], stats["n"])
-    return stats
+# ----------------------------------------------------------------------------------------------- training
+CALIBRATION_SOURCE = ("test-mode scores of the training videos with the sampling of the validation set the "
+                      "checkpoint was selected on")
 
 
-def _calibrate_best(best: engine.BestCheckpointer, opt: Mapping[str, Any], sets_for: Any, device: str,
-                    bad: BadItemLog, ctx: "RunContext") -> Dict[str, Dict[str, Any]]:
-    """Calibrate every saved best checkpoint; ``sets_for(key) -> (sampling id, [test-mode training sets])``.
-
-    Checkpoints selected at the same epoch with the same sampling get the statistics computed once.
-    """
-    out: Dict[str, Dict[str, Any]] = {}
-    done: Dict[Tuple[int, str], Dict[str, Any]] = {}
-    for key, path in best.saved.items():
+def _calibrate(best: trainer.BestCheckpointer, opt: Mapping[str, Any], model: nn.Module, sets_for: Any, device: str,
+               bad: BadItemLog, ctx: runs.RunContext) -> Dict[str, Dict[str, Any]]:
+    """Calibration statistics for every saved best checkpoint of ``model``'s training
+    (:func:`samacore.trainer.calibrate_best`); ``sets_for(key) -> (sampling id, [test-mode data sets of the
+    training videos])``."""
+    def loaders_for(key: str):
         sampling, sets = sets_for(key)
-        cache = (int(best.trackers[key].selected_epoch), sampling)
-        if cache in done:
-            if D.is_main():
-                ckpt = load_checkpoint(path)
-                ckpt["label_stats"] = done[cache]
-                save_checkpoint(ckpt, path)
-            out[key] = done[cache]
-        else:
-            out[key] = done[cache] = calibrate_checkpoint(path, opt, sets, device, bad, ctx,
-                                                          f"training videos (calibration of {key})")
-    return out
+        where = f"training videos (calibration of {key})"
+        return sampling, lambda: [skipping_loader(ds, opt, False, bad, where if len(sets) == 1 else f"{where} {i}")
+                                  for i, ds in enumerate(sets)]
+
+    return trainer.calibrate_best(best, lambda: build_model(opt, device), loaders_for,
+                                  make_predict_fn(list(model.branches)), device, ctx, CALIBRATION_SOURCE)
 
 
-RunContext = runs.RunContext  # the loop settings; ``resume``: a loaded state for the next fit() to continue from
-
-
-def fit(
-    opt: Mapping[str, Any],
-    model: nn.Module,
-    train_loaders: Mapping[str, Any],
-    val_loaders: Mapping[str, Any],
-    device: str,
-    run_logger,
-    label_stats: Mapping[str, float],
-    ctx: RunContext,
-    ckpt_tag: str = "",
-    save_epochs: bool = True,
-    row_extra: Optional[Mapping[str, Any]] = None,
-    state_extra: Optional[Mapping[str, Any]] = None,
-    command: str = "train",
-    more_after: bool = False,
-) -> engine.BestCheckpointer:
-    """The SAMA training loop over ``num_epochs``; returns the per-validation-set best trackers.
-
-    After every epoch the resumable state (with ``state_extra``) goes to ``ctx.state_path``; ``ctx.resume``, when
-    set, is restored first and training continues after its epoch. ``more_after``: work follows this fit (more
-    finetune splits), so ``stop_after_epochs`` may stop after its last epoch too.
-    """
-    name = opt["name"]
+def _job(opt: Mapping[str, Any], model: nn.Module, train_loaders: Mapping[str, Any], val_loaders: Mapping[str, Any],
+         run_logger: RunLogger, label_stats: Mapping[str, float], bad: BadItemLog, ckpt_tag: str = "",
+         save_epochs: bool = True, row_extra: Optional[Mapping[str, Any]] = None,
+         state_extra: Optional[Mapping[str, Any]] = None) -> trainer.Job:
+    """The VQA recipe as a :class:`samacore.trainer.Job`: checkpoints named as the original names them
+    (``{name}[_splitNN]_{val key}_s_dev_v0.0.pth``, ``{name}_Epoch_NN.pth`` in ``save_dir``, default
+    ``pretrained_weights/``), a train and a validation row per set and epoch in metrics.csv."""
+    name, row_extra = opt["name"], dict(row_extra or {})
     save_dir = os.path.abspath(str(opt.get("save_dir", "pretrained_weights")))  # outputs: relative to the cwd
-    num_epochs = int(opt["num_epochs"])
-    optim_opt = opt.get("optimizer") or {}
-    optimizer = build_optimizer(model, float(optim_opt.get("lr", 1e-3)), float(optim_opt.get("backbone_lr_mult", 0.1)),
-                                float(optim_opt.get("wd", 0.05)))
-    # As the original: warm-up counts every train loader, the cosine horizon uses the last loader's length.
-    last_len = len(list(train_loaders.values())[-1])
-    warmup = sum(int(float(opt.get("warmup_epochs", 0)) * len(ld)) for ld in train_loaders.values())
-    max_iter = int((num_epochs + int(opt.get("l_num_epochs", 0))) * last_len)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, max_iter))
-    if D.is_dist():  # wraps first: DDP broadcasts rank 0's weights, so every rank's EMA starts from the same model
-        model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    # The EMA is kept on every rank (identical, since DDP keeps the weights in sync) for the sharded evaluation.
-    ema = ModelEMA(model, float(opt.get("ema_decay", 0.999))) if opt.get("ema", True) else None
-    branches = _branches(model)
-    step_fn, predict_fn = make_step_fn(branches), make_predict_fn(branches)
-    best = engine.BestCheckpointer(
-        (lambda key: os.path.join(save_dir, f"{name}{ckpt_tag}_{key}_s_dev_v0.0.pth")) if opt.get("save_model", True)
-        else None)
-    guard = engine.BadStepGuard(ctx.max_bad_steps)
-    state = engine.TrainState(model, optimizer, scheduler, ema, best, train_loaders, run_logger, guard, opt, command)
-    start = 0
-    if ctx.resume is not None:
-        start = state.restore(ctx.resume)
-        log.info("resumed from %s: epoch %d done, continuing at epoch %d of %d", ctx.resume["_path"], start - 1,
-                 start, num_epochs)
-        ctx.resume = None
-    for epoch in range(start, num_epochs):
-        for key, loader in train_loaders.items():
-            stats = engine.train_one_epoch(model, loader, step_fn, optimizer, scheduler, ema, device, epoch,
-                                           run_logger, ctx.progress, amp=ctx.amp, guard=guard)
-            log.info("epoch %02d [%s] loss %.4f  train SRCC %.4f  backbone lr %.2e  head lr %.2e  (%.0fs)%s", epoch,
-                     key, stats["loss"], stats["train_srcc"], stats["lr_first"], stats["lr_last"], stats["seconds"],
-                     f"  {stats['skipped']} non-finite steps skipped" if stats["skipped"] else "")
-            run_logger.scalar("train/srcc", stats["train_srcc"], epoch)
-            run_logger.row({**(row_extra or {}), "epoch": epoch, "set": key, "loss": stats["loss"],
-                            "srcc": stats["train_srcc"], "lr_backbone": stats["lr_first"], "lr_head": stats["lr_last"]})
-        if save_epochs:
-            engine.save_epoch_checkpoint(model, os.path.join(save_dir, f"{name}_Epoch_{epoch:02d}.pth"),
-                                         label_stats=dict(label_stats))
-        eval_model = ema.module if ema is not None else unwrap(model)
-        for key, loader in val_loaders.items():
-            names, preds, labels = engine.predict(eval_model, loader, predict_fn, device, ctx.progress,
-                                                  desc=f"eval {key}", amp=ctx.amp)
-            metrics = engine.evaluate(preds, labels)
-            improved = best.update(key, metrics, epoch, model=eval_model, label_stats=dict(label_stats))
-            tracker = best.trackers[key]
-            total = len(loader.dataset)
-            log.info("epoch %02d [%s] %s  (n %d%s)%s | best so far (per metric): SRCC %.4f  PLCC %.4f", epoch, key,
-                     engine.format_metrics(metrics), metrics["n"],
-                     f" of {total}: unreadable videos left out" if metrics["n"] < total else "",
-                     "  (saved)" if improved and best.path_fn else "", tracker.best["srcc"], tracker.best["plcc"])
-            for m in METRIC_NAMES:
-                run_logger.scalar(f"val_{key}/{m}", metrics[m], epoch)
-            run_logger.row({**(row_extra or {}), "epoch": epoch, "set": key,
-                            **{m: metrics[m] for m in METRIC_NAMES}, "n": metrics["n"]})
-        if ctx.state_path:
-            state.save(ctx.state_path, epoch, **dict(state_extra or {}))
-        ctx.epoch_finished(epoch, num_epochs, more_after)
-    return best
+
+    def log_train(epoch: int, key: str, stats: Mapping[str, float]) -> None:
+        log.info("epoch %02d [%s] loss %.4f  train SRCC %.4f  backbone lr %.2e  head lr %.2e  (%.0fs)%s", epoch, key,
+                 stats["loss"], stats["train_srcc"], stats["lr_first"], stats["lr_last"], stats["seconds"],
+                 f"  {stats['skipped']} non-finite steps skipped" if stats["skipped"] else "")
+        run_logger.scalar("train/srcc", stats["train_srcc"], epoch)
+        run_logger.row({**row_extra, "epoch": epoch, "set": key, "loss": stats["loss"], "srcc": stats["train_srcc"],
+                        "lr_backbone": stats["lr_first"], "lr_head": stats["lr_last"]})
+
+    def log_eval(e: trainer.Evaluation) -> None:
+        m = e.metrics
+        log.info("epoch %02d [%s] %s  (n %d%s)%s | best so far (per metric): SRCC %.4f  PLCC %.4f", e.epoch, e.key,
+                 format_metrics(m), m["n"], f" of {e.size}: unreadable videos left out" if m["n"] < e.size else "",
+                 "  (saved)" if e.saved else "", e.best.best["srcc"], e.best.best["plcc"])
+        for k in METRIC_NAMES:
+            run_logger.scalar(f"val_{e.key}/{k}", m[k], e.epoch)
+        run_logger.row({**row_extra, "epoch": e.epoch, "set": e.key, **{k: m[k] for k in METRIC_NAMES}, "n": m["n"]})
+
+    branches = list(unwrap(model).branches)
+    return trainer.Job(
+        model=model, train_loaders=train_loaders, val_loaders=val_loaders, step_fn=make_step_fn(branches),
+        predict_fn=make_predict_fn(branches), schedule=schedule(opt),
+        best_path=lambda key: os.path.join(save_dir, f"{name}{ckpt_tag}_{key}_s_dev_v0.0.pth"),
+        epoch_path=(lambda epoch: os.path.join(save_dir, f"{name}_Epoch_{epoch:02d}.pth")) if save_epochs else None,
+        checkpoint_extra={"label_stats": dict(label_stats)}, log_train=log_train, log_eval=log_eval, bad_log=bad,
+        state_extra=dict(state_extra or {}), find_unused_parameters=True)
 
 
 def _setup(argv, command: str, default_opt: str, description: str):
@@ -278,17 +181,17 @@ def _setup(argv, command: str, default_opt: str, description: str):
     return args, opt, device
 
 
-def _context(opt: Mapping[str, Any], args: argparse.Namespace, run_logger, command: str) -> RunContext:
+def _context(opt: Mapping[str, Any], args: argparse.Namespace, run_logger, command: str) -> runs.RunContext:
     """The loop settings; loads the ``--resume`` state (reporting options that differ from the run's)."""
-    return RunContext.for_run(opt, runs.show_progress(opt, args), run_logger.run_dir, getattr(args, "resume", None),
-                              command)
+    return runs.RunContext.for_run(opt, runs.show_progress(opt, args), run_logger.run_dir,
+                                   getattr(args, "resume", None), command)
 
 
 def _open_run(opt: Mapping[str, Any]):
     """The run folder ``runs/{name}`` (option ``run_dir``), opened once the inputs have been checked."""
     run_dir = runs.run_dir(opt)
     log.info("run folder %s", run_dir)
-    return engine.open_run(run_dir, opt)
+    return runs.open_run(run_dir, opt)
 
 
 def _build_set(opt: Mapping[str, Any], key: str, **args: Any):
@@ -326,17 +229,19 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     load_weights(model, opt, "model")
     seed = int(opt.get("seed", 42))
     bad = runs.bad_item_log(opt, runs.run_dir(opt), log)
-    train_loaders = {k: _loader(ds, opt, True, bad, f"train set {k}", seed=seed) for k, ds in train_sets.items()}
-    val_loaders = {k: _loader(ds, opt, False, bad, f"validation set {k}") for k, ds in val_sets.items()}
+    train_loaders = {k: skipping_loader(ds, opt, True, bad, f"train set {k}", seed=seed)
+                     for k, ds in train_sets.items()}
+    val_loaders = {k: skipping_loader(ds, opt, False, bad, f"validation set {k}") for k, ds in val_sets.items()}
     stats = runs.label_stats(np.concatenate([ds.labels for ds in train_sets.values()]))
     if args.resume:
-        engine.resume_path(args.resume)  # fail before the run folder is touched
+        resume_path(args.resume)  # fail before the run folder is touched
     run_logger = _open_run(opt)
     ctx = _context(opt, args, run_logger, "train")
     stopped = None
     try:
-        best = fit(opt, model, train_loaders, val_loaders, device, run_logger, stats, ctx)
-    except engine.RunStopped as e:
+        best = trainer.fit(opt, _job(opt, model, train_loaders, val_loaders, run_logger, stats, bad), device,
+                           run_logger, ctx)
+    except RunStopped as e:
         stopped, best = str(e), None
     calibration = {}
     if best is not None:
@@ -346,7 +251,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             sets = [_build_set(opt, k, phase="test", sample_types=sample_types) for k in train_sets]
             return repr(sample_types), sets
 
-        calibration = _calibrate_best(best, opt, sets_for, device, bad, ctx)
+        calibration = _calibrate(best, opt, model, sets_for, device, bad, ctx)
     summary = {"command": "train", "name": opt["name"], "num_epochs": int(opt["num_epochs"]), "label_stats": stats,
                "protocol": "best = each metric's own best epoch (original SAMA reporting); final = last epoch; "
                            "selected = epoch with max SRCC+PLCC (the saved EMA checkpoint)",
@@ -380,56 +285,48 @@ def finetune_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         sub_opts[phase] = sub
     seed = int(opt.get("seed", 42))
     if args.resume:
-        engine.resume_path(args.resume)  # fail before the run folder is touched
+        resume_path(args.resume)  # fail before the run folder is touched
     run_logger = _open_run(opt)
     ctx = _context(opt, args, run_logger, "finetune")
     bad = runs.bad_item_log(opt, run_logger.run_dir, log)
-    results: List[Dict[str, Any]] = []
-    first_split = ctx.first_split(num_splits)
-    if ctx.resume is not None:
-        results = list(ctx.resume.get("results", []))
-    stopped = None
-    for split in range(first_split, num_splits):
+
+    def run_split(split: int, results: List[Dict[str, Any]]) -> Dict[str, Any]:
         log.info("==================== split %02d / %d ====================", split, num_splits)
-        order = list(range(len(infos)))
-        random.Random(split * 123).shuffle(order)  # the original split protocol
-        n_train = int(0.8 * len(infos))
-        train_infos = [infos[i] for i in order[:n_train]]
-        eval_infos = [infos[i] for i in order[n_train:]]
-        train_set = vqa_datasets.FineTuneDataset(train_infos, sub_opts["train"], stype=opt["stype"], is_train=True)
-        val_set = vqa_datasets.FineTuneDataset(eval_infos, sub_opts["test"], stype=opt["stype"], is_train=False)
+        train_idx, test_idx = random_split(len(infos), split)  # the original protocol, in its shuffled order
+        train_infos, eval_infos = [infos[i] for i in train_idx], [infos[i] for i in test_idx]
+        dataset = lambda items, phase: vqa_datasets.FineTuneDataset(items, sub_opts[phase], stype=opt["stype"],
+                                                                   is_train=phase == "train")
+        train_set, val_set = dataset(train_infos, "train"), dataset(eval_infos, "test")
         log.info("dataset [%s] split %d: %d train, %d test videos", key, split, len(train_set), len(val_set))
         model = build_model(opt, device)
         if ctx.resume is None:  # (a resumed split gets its weights from the state)
             load_weights(model, opt, f"model (split {split})", full_model=True)
-        stats = runs.label_stats(train_set.labels)
-        train_loader = _loader(train_set, opt, True, bad, f"train split {split:02d}", seed=seed + split)
-        val_loader = _loader(val_set, opt, False, bad, f"test split {split:02d}")
-        try:
-            best = fit(opt, model, {key: train_loader}, {key: val_loader}, device, run_logger, stats, ctx,
-                       ckpt_tag=f"_split{split:02d}" if num_splits > 1 else "", save_epochs=False,
-                       row_extra={"split": split}, command="finetune", more_after=split < num_splits - 1,
-                       state_extra={"split": split, "num_splits": num_splits, "results": list(results)})
-        except engine.RunStopped as e:
-            stopped = str(e)
-            break
+        train_loader = skipping_loader(train_set, opt, True, bad, f"train split {split:02d}", seed=seed + split)
+        val_loader = skipping_loader(val_set, opt, False, bad, f"test split {split:02d}")
+        job = _job(opt, model, {key: train_loader}, {key: val_loader}, run_logger, runs.label_stats(train_set.labels),
+                   bad, ckpt_tag=f"_split{split:02d}" if num_splits > 1 else "", save_epochs=False,
+                   row_extra={"split": split},
+                   state_extra={"split": split, "num_splits": num_splits, "results": list(results)})
+        best = trainer.fit(opt, job, device, run_logger, ctx, command="finetune", more_after=split < num_splits - 1)
         for line in best.summary_lines():
             log.info("split %02d %s", split, line)
         # calibration: the split's training videos scored with its test sampling
-        train_as_test = vqa_datasets.FineTuneDataset(train_infos, sub_opts["test"], stype=opt["stype"], is_train=False)
-        calibration = _calibrate_best(best, opt, lambda _key: ("test", [train_as_test]), device, bad, ctx)
-        results.append({"split": split, **best.summary().get(key, {}),
-                        **({"calibration": calibration[key]} if key in calibration else {})})
+        calibration = _calibrate(best, opt, model, lambda _key: ("test", [dataset(train_infos, "test")]), device,
+                                 bad, ctx)
+        return {"split": split, **best.summary().get(key, {}),
+                **({"calibration": calibration[key]} if key in calibration else {})}
+
+    results, stopped = trainer.run_splits(num_splits, ctx, run_split)
     per_metric = [r["best_per_metric"] for r in results if "best_per_metric" in r]
     selected = [r["selected"] for r in results if r.get("selected")]
     agg_best, agg_sel = aggregate(per_metric), aggregate(selected)
-    lines = [f"[{key}] split {r['split']:02d} best per metric: {engine.format_metrics(r['best_per_metric'])}"
+    lines = [f"[{key}] split {r['split']:02d} best per metric: {format_metrics(r['best_per_metric'])}"
              for r in results if "best_per_metric" in r]
     for how in ("median", "mean"):
-        lines.append(f"[{key}] {how} over {len(per_metric)} splits of each split's best per metric (original protocol): "
-                     f"{engine.format_metrics(agg_best[how])}")
+        lines.append(f"[{key}] {how} over {len(per_metric)} splits of each split's best per metric (original "
+                     f"protocol): {format_metrics(agg_best[how])}")
         lines.append(f"[{key}] {how} over {len(selected)} splits of the selected checkpoints (max SRCC+PLCC): "
-                     f"{engine.format_metrics(agg_sel[how])}")
+                     f"{format_metrics(agg_sel[how])}")
     summary = {"command": "finetune", "name": opt["name"], "database": key, "num_splits": num_splits,
                "protocol": "per split: best = each metric's own best epoch; selected = max SRCC+PLCC epoch. "
                            "Aggregates are median and mean over splits.",
@@ -451,22 +348,22 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     val_sets = _data_sets(opt, "val")  # label files first: cheap to check
     model = build_model(opt, device)
     load_weights(model, opt, "model", full_model=True)
-    predict_fn = make_predict_fn(_branches(model))
+    predict_fn = make_predict_fn(list(model.branches))
     run_logger = _open_run(opt)
     bad = runs.bad_item_log(opt, run_logger.run_dir, log)
     rows: Dict[str, Tuple[List[str], List[Optional[float]], List[float], List[str]]] = {}
     results: Dict[str, Dict[str, float]] = {}
     lines = []
     for key, ds in val_sets.items():
-        loader = _loader(ds, opt, False, bad, f"test set {key}")
+        loader = skipping_loader(ds, opt, False, bad, f"test set {key}")
         names, preds, labels = engine.predict(model, loader, predict_fn, device, runs.show_progress(opt, args),
                                               desc=f"test {key}", amp=opt.get("amp"))
         rows[key] = _scored_rows(ds, names, preds, labels, bad)
         left_out = len(ds) - len(names)
         count = f"{len(names)} videos" + (f" ({left_out} unreadable: error rows, left out)" if left_out else "")
-        if engine.has_labels(labels):
-            results[key] = engine.evaluate(preds, labels)
-            lines.append(f"[{key}] {count}: {engine.format_metrics(results[key])}  (n {results[key]['n']})")
+        if has_labels(labels):
+            results[key] = evaluate(preds, labels)
+            lines.append(f"[{key}] {count}: {format_metrics(results[key])}  (n {results[key]['n']})")
         else:
             lines.append(f"[{key}] {count} scored (no labels, no metrics)")
     out = args.output or os.path.join(run_logger.run_dir, "predictions.csv")
@@ -475,7 +372,7 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     labels = [g for r in rows.values() for g in r[2]]
     extra = {"set": [k for k, r in rows.items() for _ in r[0]]} if len(rows) > 1 else {}
     extra["error"] = [e for r in rows.values() for e in r[3]]  # empty, or why the video has no prediction
-    engine.write_predictions_csv(out, names, preds, labels, extra=extra)
+    runs.write_predictions_csv(out, names, preds, labels, extra=extra)
     lines.append(f"predictions written to {out}")
     summary = {"command": "test", "name": opt["name"], "load_path": option_path(opt["load_path"]), "predictions": out,
                "metrics": results}
@@ -484,12 +381,3 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         lines.append(f"{len(bad.reasons)} unreadable video(s); list in {bad.skip_file}")
     _finish(run_logger, summary, lines)
     return summary
-
-
-def run_command(fn) -> None:
-    """Run a command; option / file / checkpoint problems end with a one-line message instead of a traceback."""
-    try:
-        fn()
-    except (OptionError, LabelError, FileNotFoundError, CheckpointError, TooManyBadItems) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)

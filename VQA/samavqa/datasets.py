@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from samacore import loaders
 from samacore.options import REPO_ROOT, OptionError, check_keys, choice, resolve_path
 from samacore.registry import Registry
 from samacore.runs import bad_item_log  # re-exported: one bad-item log for both trees
@@ -364,14 +365,11 @@ class FineTuneDataset(_VideoQualityDataset):
 # ----------------------------------------------------------------------------------------------- bad items
 def skipping_loader(dataset: "_VideoQualityDataset", opt: Mapping[str, Any], train: bool, log: Any, where: str,
                     seed: int = 0):
-    """A loader over ``dataset`` (built by :func:`samacore.engine.build_loader`) that drops unreadable videos.
+    """A loader over ``dataset`` (:func:`samacore.loaders.skipping_loader`) that drops unreadable videos.
 
     A video raising :class:`VideoReadError` costs that one item: it is logged once with its reason, written to
     the log's skip list, not read again in later epochs, and the run stops with
     :class:`samacore.robust.TooManyBadItems` once more than ``max_bad_fraction`` of the set is bad.
     """
-    from samacore import engine
-    from samacore.robust import SkipBadItems, SkipCollate, SkippingLoader
-
-    wrapped = SkipBadItems(dataset, errors=(VideoReadError,), name_fn=lambda i: dataset.video_infos[i]["filename"])
-    return SkippingLoader(engine.build_loader(wrapped, opt, train=train, seed=seed, collate_fn=SkipCollate()), log, where)
+    return loaders.skipping_loader(dataset, opt, train, log, where, errors=(VideoReadError,),
+                                   name_fn=lambda i: dataset.video_infos[i]["filename"], seed=seed)

@@ -8,22 +8,37 @@ video's score is the mean of its score maps over clips and positions.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from samacore import engine
+from samacore.engine import PredictFn, StepFn
 from samacore.losses import vqa_loss
+from samacore.precision import full_precision
+from samacore.schedules import warmup_cosine
 
 from .models import DiViDeAddEvaluator
 
-__all__ = ["build_model", "make_predict_fn", "make_step_fn", "split_clips"]
+__all__ = ["build_model", "make_predict_fn", "make_step_fn", "schedule", "split_clips"]
 
 
 def build_model(opt: Mapping[str, Any], device: str) -> DiViDeAddEvaluator:
-    """The evaluator of ``model.args`` (checked by :mod:`samavqa.schema` when the options were loaded), on ``device``."""
+    """The evaluator of ``model.args`` (checked by :mod:`samavqa.schema` when the options were loaded), on
+    ``device``."""
     return DiViDeAddEvaluator(**dict(opt["model"].get("args") or {})).to(device)
+
+
+def schedule(opt: Mapping[str, Any]) -> Callable[[List[int]], Callable[[int], float]]:
+    """The learning rate per iteration: linear warm-up over ``warmup_epochs``, then cosine over all
+    ``(num_epochs + l_num_epochs)`` epochs. As in the original, the warm-up counts every training loader and the
+    cosine horizon uses the last loader's length."""
+    def per_iteration(lengths: List[int]) -> Callable[[int], float]:
+        warmup = sum(int(float(opt.get("warmup_epochs", 0)) * n) for n in lengths)
+        return warmup_cosine(warmup, int((int(opt["num_epochs"]) + int(opt.get("l_num_epochs", 0))) * lengths[-1]))
+
+    return per_iteration
 
 
 def _clips(batch: Mapping[str, Any], branches: Sequence[str], device: str) -> Dict[str, torch.Tensor]:
@@ -32,7 +47,7 @@ def _clips(batch: Mapping[str, Any], branches: Sequence[str], device: str) -> Di
             if isinstance(batch[k], torch.Tensor) and k.split("_")[0] in branches and batch[k].dim() == 5}
 
 
-def make_step_fn(branches: Sequence[str]) -> Callable[[nn.Module, Mapping[str, Any], str], Tuple[Any, Any, Any]]:
+def make_step_fn(branches: Sequence[str]) -> StepFn:
     """Training step: ``y = map.mean((-2, -1)).sum(-1)`` (spatial mean, temporal sum), loss PLCC + 0.3 rank."""
 
     def step(model: nn.Module, batch: Mapping[str, Any], device: str):
@@ -44,7 +59,7 @@ def make_step_fn(branches: Sequence[str]) -> Callable[[nn.Module, Mapping[str, A
             y_pred = y_pred + m
         y_pred = y_pred.mean((-2, -1)).sum(-1).float()  # [B, 1]
         y_pred, y = engine.gather_batch(y_pred, y)  # torchrun: the loss sees the global batch
-        with engine.full_precision(device):  # the loss in fp32, also under bf16 autocast
+        with full_precision(device):  # the loss in fp32, also under bf16 autocast
             loss = vqa_loss(y_pred, y)
         return loss, y_pred.detach(), y
 
@@ -52,7 +67,8 @@ def make_step_fn(branches: Sequence[str]) -> Callable[[nn.Module, Mapping[str, A
 
 
 def split_clips(video: torch.Tensor, num_clips: int) -> torch.Tensor:
-    """``[B, C, T, H, W]`` holding ``num_clips`` clips along T -> ``[B*num_clips, C, T/num_clips, H, W]`` (video-major)."""
+    """``[B, C, T, H, W]`` holding ``num_clips`` clips along T -> ``[B*num_clips, C, T/num_clips, H, W]``
+    (video-major)."""
     b, c, t, h, w = video.shape
     if t % num_clips:
         raise ValueError(f"{t} frames cannot be split into {num_clips} clips")
@@ -60,7 +76,7 @@ def split_clips(video: torch.Tensor, num_clips: int) -> torch.Tensor:
         b * num_clips, c, t // num_clips, h, w)
 
 
-def make_predict_fn(branches: Sequence[str]) -> Callable[[nn.Module, Mapping[str, Any], str], Tuple[List[str], Any, Any]]:
+def make_predict_fn(branches: Sequence[str]) -> PredictFn:
     """Inference: split test clips, score them, average every video's score map over clips and positions."""
 
     def predict(model: nn.Module, batch: Mapping[str, Any], device: str):
