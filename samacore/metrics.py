@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Mapping, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 from scipy import stats
@@ -13,7 +13,7 @@ METRIC_NAMES = ("srcc", "plcc", "krcc", "rmse")
 HIGHER_IS_BETTER = {"srcc": True, "plcc": True, "krcc": True, "rmse": False}
 
 
-def rescale(pred: Sequence[float], gt: Sequence[float] | None = None) -> np.ndarray:
+def rescale(pred: Sequence[float], gt: Optional[Sequence[float]] = None) -> np.ndarray:
     """Standardise predictions; with ``gt``, map them onto the labels' mean and std (population std, as numpy).
 
     PLCC and RMSE are reported on rescaled predictions, so a model whose raw scores live on another scale
@@ -112,7 +112,7 @@ class BestTracker:
         for k, v in state.items():
             setattr(self, k, v)
 
-    def summary_lines(self, name: str) -> list[str]:
+    def summary_lines(self, name: str) -> List[str]:
         """Human-readable summary naming the protocol of each row."""
         fmt = lambda d: "  ".join(f"{m.upper()} {d.get(m, math.nan):.4f}" for m in METRIC_NAMES)
         best = "  ".join(f"{m.upper()} {self.best[m]:.4f} (ep {self.best_epoch[m]})" for m in METRIC_NAMES)

@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, Union
 
 import yaml
 
@@ -120,7 +120,7 @@ def choice(value: Any, allowed: Iterable[Any], where: str) -> Any:
     return value
 
 
-def typed(mapping: Mapping[str, Any], key: str, kind: type | tuple, where: str, default: Any = ...) -> Any:
+def typed(mapping: Mapping[str, Any], key: str, kind: Union[type, tuple], where: str, default: Any = ...) -> Any:
     """``mapping[key]`` checked against ``kind`` (ints are accepted where floats are expected)."""
     if key not in mapping:
         if default is ...:

@@ -24,7 +24,7 @@ Video tensors are ``[C, T, H, W]`` (any real dtype, any device); outputs are flo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Optional, Sequence, Union
+from typing import Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -105,7 +105,7 @@ def _fragment_positions(sizes: torch.Tensor, offsets: torch.Tensor, cells: int, 
 SCHEDULES = ("ramp", "alternate", "double_ramp", "coarsest")
 
 
-def scale_schedule(kind: str, ratio: float, n: int) -> list[float]:
+def scale_schedule(kind: str, ratio: float, n: int) -> List[float]:
     """``n`` scale factors for the temporal patches (2 frames each) of one clip.
 
     ramp: ``linspace(1, 1/ratio, n)`` (full resolution down to "just fits the output");
@@ -125,7 +125,7 @@ def scale_schedule(kind: str, ratio: float, n: int) -> list[float]:
     raise ValueError(f"unknown scale schedule {kind!r}; choose one of: {', '.join(SCHEDULES)}")
 
 
-def upsampled_size(h: int, w: int, grid: FragmentGrid) -> tuple[int, int]:
+def upsampled_size(h: int, w: int, grid: FragmentGrid) -> Tuple[int, int]:
     """Frames smaller than the output are enlarged to ``(round(h/ratio), round(w/ratio))``; others are kept."""
     ratio = grid.ratio(h, w)
     if ratio < 1:
@@ -133,7 +133,7 @@ def upsampled_size(h: int, w: int, grid: FragmentGrid) -> tuple[int, int]:
     return h, w
 
 
-def scaled_size(h: int, w: int, factor: float) -> tuple[int, int]:
+def scaled_size(h: int, w: int, factor: float) -> Tuple[int, int]:
     """Frame size at a scale factor: ``(round(h*f), round(w*f))`` (Python rounding, half to even)."""
     return round(h * float(factor)), round(w * float(factor))
 
@@ -164,7 +164,7 @@ def sample_fragments(
     return resample(video, plan, geometry, frame_idx.tolist())
 
 
-def _distinct_frames(*per_frame: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+def _distinct_frames(*per_frame: torch.Tensor) -> Tuple[torch.Tensor, List[int]]:
     """Frames with equal geometry (sizes and offsets) read the same pixels: returns one representative frame
     per distinct geometry (int64 ``[U]``) and the geometry index of every frame."""
     key = torch.cat([k.reshape(k.shape[0], -1).to(torch.int64) for k in per_frame], 1)
@@ -175,7 +175,7 @@ def _distinct_frames(*per_frame: torch.Tensor) -> tuple[torch.Tensor, list[int]]
     return first, inverse.tolist()
 
 
-def _grid_positions(grid: FragmentGrid, sizes_h, sizes_w, off_h, off_w) -> tuple[torch.Tensor, torch.Tensor]:
+def _grid_positions(grid: FragmentGrid, sizes_h, sizes_w, off_h, off_w) -> Tuple[torch.Tensor, torch.Tensor]:
     """Rows ``[N, Gh, Gw, fh]`` and columns ``[N, Gh, Gw, fw]`` read by every cell (checked to lie inside)."""
     n = sizes_h.numel()
     rows = _fragment_positions(sizes_h, off_h, grid.cells_h, grid.fsize_h, axis=0)
@@ -263,7 +263,7 @@ class SampleType:
     video: Optional[Recipe] = None
     image: Optional[Recipe] = None
     grid: bool = True
-    aliases: tuple[str, ...] = ()
+    aliases: Tuple[str, ...] = ()
 
     def recipe(self, medium: str) -> Optional[Recipe]:
         if medium not in MEDIA:
@@ -298,7 +298,7 @@ class SampleTypeNames(Sequence[str]):
     def __init__(self, medium: str, sama_only: bool = False) -> None:
         self.medium, self.sama_only = medium, sama_only
 
-    def _names(self) -> tuple[str, ...]:
+    def _names(self) -> Tuple[str, ...]:
         return tuple(name for name, t in SAMPLE_TYPES.items() if (r := t.recipe(self.medium)) is not None
                      and (not self.sama_only or isinstance(r, SamaVariant)))
 
@@ -405,7 +405,7 @@ def sama_sample(
     return resample(video, plan, geometry, frames.tolist())
 
 
-def _mask_parts(kind: str, grid: FragmentGrid) -> Optional[list[Part]]:
+def _mask_parts(kind: str, grid: FragmentGrid) -> Optional[List[Part]]:
     """A mask as four single-source parts when it is a checkerboard of tiles nested in the cells (source 0, full
     resolution, on tiles ``(I, J)`` with ``I + J`` even): each pixel is then read once, from its own source, and
     full-resolution tiles are plain copies. None for other grids (the mask is then applied pixel by pixel)."""

@@ -12,7 +12,7 @@ reproduces them); test mode is deterministic.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -118,7 +118,7 @@ def _aligned(video: torch.Tensor, opts: Mapping[str, Any], where: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------- grid-based samplers
-def _upsample_like_reference(video: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def _upsample_like_reference(video: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     """FAST-VQA's enlargement of small videos: bilinear on the 0-1 scale, cast back to the input dtype
     (uint8 input is truncated, not rounded)."""
     up = F.interpolate(video / 255.0, size=size, mode="bilinear", align_corners=False)
@@ -289,7 +289,7 @@ def get_single_sample(video: torch.Tensor, sample_type: str = "resize", is_train
 
 
 def get_spatial_samples(video: torch.Tensor, sample_types: Mapping[str, Mapping[str, Any]], is_train: bool = False,
-                        stype: Optional[str] = None) -> dict[str, torch.Tensor]:
+                        stype: Optional[str] = None) -> Dict[str, torch.Tensor]:
     """Sample one video for each entry of ``sample_types`` (name -> options).
 
     With ``stype`` every entry uses that sample type (SAMA's datasets: the branch name is a key, the sampling is

@@ -22,7 +22,7 @@ load such a file with ``plugins: [path/to/my_video_net.py]``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, List, Optional, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
@@ -49,13 +49,13 @@ def is_backbone(module: nn.Module) -> bool:
     return isinstance(module, Backbone)
 
 
-def register_backbone(name: str, builder: Builder | None = None, replace: bool = False):
+def register_backbone(name: str, builder: Optional[Builder] = None, replace: bool = False):
     """Make ``builder`` buildable by ``name`` (e.g. from the YAML ``backbone_size``); a decorator without
     ``builder``."""
     return BACKBONES.register(name, builder, replace=replace)
 
 
-def backbone_names() -> list[str]:
+def backbone_names() -> List[str]:
     return sorted(BACKBONES)
 
 

@@ -18,7 +18,7 @@ layout, and the weights would be silently wrong).  Missing learnable tensors are
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Union
+from typing import Any, Dict, List, Mapping, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +37,7 @@ _BACKBONE_ROOTS = ("patch_embed.", "layers.", "norm.")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel / torch.compile wrappers
 
 
-def _strip_wrappers(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def _strip_wrappers(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
     out = dict(state)
     changed = True
     while changed and out:
@@ -49,7 +49,7 @@ def _strip_wrappers(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def unwrap_state_dict(obj: Any) -> tuple[dict[str, Tensor], bool]:
+def unwrap_state_dict(obj: Any) -> Tuple[Dict[str, Tensor], bool]:
     """``(state_dict, wrapped)``: the tensors of a loaded checkpoint and whether they sat under ``"state_dict"``."""
     wrapped = isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping)
     state = obj["state_dict"] if wrapped else obj
@@ -77,7 +77,7 @@ def detect_format(obj: Any) -> str:
     )
 
 
-def _backbones(model: nn.Module) -> dict[str, nn.Module]:
+def _backbones(model: nn.Module) -> Dict[str, nn.Module]:
     """``{prefix: backbone}``; prefix ``""`` when ``model`` is itself a backbone, else the evaluator's branches."""
     if is_backbone(model):
         return {"": model}
@@ -99,7 +99,7 @@ def _check_index_buffers(model: nn.Module, state: Mapping[str, Tensor], what: st
                 )
 
 
-def _merge(reports: list[LoadReport], what: str) -> LoadReport:
+def _merge(reports: List[LoadReport], what: str) -> LoadReport:
     out = LoadReport(what=what)
     for r in reports:
         out.loaded += r.loaded
@@ -109,7 +109,7 @@ def _merge(reports: list[LoadReport], what: str) -> LoadReport:
     return out
 
 
-def _load_backbone_keys(model: nn.Module, src: dict[str, Tensor], allow_partial: bool, init_fragment: bool,
+def _load_backbone_keys(model: nn.Module, src: Dict[str, Tensor], allow_partial: bool, init_fragment: bool,
                         backbone_only: bool, what: str) -> LoadReport:
     """Load one backbone's key set (no prefix) into every backbone of ``model``; ``backbone_only``: the keys come
     from a backbone-only file (K400, bare backbone) and go through the backbone's ``checkpoint_filter``."""

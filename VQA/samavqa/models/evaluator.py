@@ -1,7 +1,7 @@
 """DiViDe-Add evaluator: one backbone per sample type, a regression head, branch scores added."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,7 @@ def branch_backbones(
     backbone_preserve_keys: str = "fragments,resize",
     backbone: Optional[Mapping[str, Mapping[str, Any]]] = None,
     var: bool = False,
-) -> dict[str, tuple[str, dict]]:
+) -> Dict[str, Tuple[str, dict]]:
     """``{branch: (registered backbone name, its options)}`` for these evaluator arguments, without building
     anything; a ``ValueError`` naming the ``model.args`` key for what cannot be built (the option schema runs it
     when the file is loaded)."""
@@ -29,7 +29,7 @@ def branch_backbones(
         raise ValueError("DiViDeAddEvaluator: var=True (action-recognition head) is not supported; use var: false")
     keep = [k.strip() for k in str(backbone_preserve_keys).split(",") if k.strip()]
     backbone = DEFAULT_BACKBONES if backbone is None else backbone
-    plan: dict[str, tuple[str, dict]] = {}
+    plan: Dict[str, Tuple[str, dict]] = {}
     for key, hypers in backbone.items():
         if key not in keep:
             continue
@@ -86,7 +86,7 @@ class DiViDeAddEvaluator(nn.Module):
         self.backbone_preserve_keys = [k.strip() for k in str(backbone_preserve_keys).split(",") if k.strip()]
         self.multi = multi
         self.layer = layer
-        self.branches: list[str] = list(plan)
+        self.branches: List[str] = list(plan)
         for key, (name, hypers) in plan.items():
             self.add_module(f"{key}_backbone", build_backbone(name, checkpoint=bool(hypers.get("checkpoint") or False)))
         pretrained = {key: str(hypers["pretrained"]) for key, (_, hypers) in plan.items() if hypers.get("pretrained")}
@@ -105,7 +105,7 @@ class DiViDeAddEvaluator(nn.Module):
                 load_vqa_weights(self.get_submodule(f"{key}_backbone"), path)
 
     # ------------------------------------------------------------------------------------------------
-    def _branch(self, key: str) -> tuple[Backbone, VQAHead]:
+    def _branch(self, key: str) -> Tuple[Backbone, VQAHead]:
         # clip keys may carry a suffix after "_" (e.g. "fragments_up"); the branch is the part before it
         name = key.split("_")[0]
         if not hasattr(self, f"{name}_backbone"):
@@ -115,8 +115,8 @@ class DiViDeAddEvaluator(nn.Module):
 
     def _run(self, vclips: Mapping[str, Tensor], return_pooled_feats: bool, reduce_scores: bool, pooled: bool,
              **kwargs) -> Any:
-        scores: list[Tensor] = []
-        feats: dict[str, Tensor] = {}
+        scores: List[Tensor] = []
+        feats: Dict[str, Tensor] = {}
         if self.multi:  # the Video Swin's multi-stage / intermediate-layer outputs, passed on only when asked for
             kwargs["multi"] = True
         if self.layer != -1:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Mapping, NamedTuple, Optional, Sequence
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,7 @@ from torchvision.ops import StochasticDepth
 
 from .backbones import register_backbone
 
-Triple = tuple[int, int, int]
+Triple = Tuple[int, int, int]
 
 __all__ = [
     "SwinConfig",
@@ -69,7 +69,7 @@ def adaptive_window_size(base_window: Sequence[int], input_size: Sequence[int], 
     return tuple(max(1, (w * x) // b) for w, x, b in zip(base_window, input_size, base_input_size))  # type: ignore[return-value]
 
 
-def clamp_window(feat_size: Sequence[int], window: Sequence[int], shift: Sequence[int]) -> tuple[Triple, Triple]:
+def clamp_window(feat_size: Sequence[int], window: Sequence[int], shift: Sequence[int]) -> Tuple[Triple, Triple]:
     """An axis whose feature size is <= the window uses the whole axis as window and is not shifted."""
     w, s = list(window), list(shift)
     for i, n in enumerate(feat_size):
@@ -127,7 +127,7 @@ def _region_labels(size: int, window: int, shift: int) -> Tensor:
     return lab
 
 
-def build_shift_mask(padded: Triple, window: Triple, shift: Triple, device: torch.device | str = "cpu") -> Optional[Tensor]:
+def build_shift_mask(padded: Triple, window: Triple, shift: Triple, device: Union[torch.device, str] = "cpu") -> Optional[Tensor]:
     """Shifted-window mask ``[nW, 1, N, N]``: 0 inside one region, -100 across regions; None if no shift."""
     if not any(s > 0 for s in shift):
         return None
@@ -139,7 +139,7 @@ def build_shift_mask(padded: Triple, window: Triple, shift: Triple, device: torc
     return mask.unsqueeze(1).to(device)
 
 
-def build_fragment_gate(padded: Triple, window: Triple, shift: Triple, device: torch.device | str = "cpu") -> Tensor:
+def build_fragment_gate(padded: Triple, window: Triple, shift: Triple, device: Union[torch.device, str] = "cpu") -> Tensor:
     """GRPB gate ``g`` as float ``[nW, 1, N, N]``: L1 distance of the two tokens' fragment coordinates.
 
     Fragment coordinates: a ``(1, wh, ww)`` integer grid, nearest-interpolated onto the padded feature
@@ -333,14 +333,14 @@ class SwinStage(nn.Module):
         )
         self.downsample = PatchMerging(dim) if downsample else None
 
-    def geometries(self, feat_size: Triple, window: Triple, device: torch.device) -> tuple[WindowGeometry, WindowGeometry]:
+    def geometries(self, feat_size: Triple, window: Triple, device: torch.device) -> Tuple[WindowGeometry, WindowGeometry]:
         """(regular, shifted) geometry for features of ``feat_size`` with the requested ``window``."""
         window, shift = clamp_window(feat_size, window, self.base_shift)
         padded = tuple(math.ceil(n / w) * w for n, w in zip(feat_size, window))
         plain = window_geometry(padded, self.base_window, window, (0, 0, 0), device)
         return plain, window_geometry(padded, self.base_window, window, shift, device)
 
-    def forward(self, x: Tensor, geometries: tuple[WindowGeometry, WindowGeometry], checkpoint: bool = False) -> Tensor:
+    def forward(self, x: Tensor, geometries: Tuple[WindowGeometry, WindowGeometry], checkpoint: bool = False) -> Tensor:
         """x: ``[B, D, H, W, C]`` -> ``[B, D, H', W', C']`` (merged unless last stage)."""
         plain, shifted = geometries
         for blk in self.blocks:
@@ -374,14 +374,14 @@ class SwinConfig:
     patch_size: Triple = (2, 4, 4)
     in_chans: int = 3
     embed_dim: int = 96
-    depths: tuple[int, ...] = (2, 2, 6, 2)
-    num_heads: tuple[int, ...] = (3, 6, 12, 24)
+    depths: Tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: Tuple[int, ...] = (3, 6, 12, 24)
     window_size: Triple = (8, 7, 7)
     mlp_ratio: float = 4.0
     qkv_bias: bool = True
     drop_path_rate: float = 0.1
     patch_norm: bool = True
-    frag_biases: tuple[bool, ...] = (True, True, True, False)
+    frag_biases: Tuple[bool, ...] = (True, True, True, False)
     base_x_size: Triple = (32, 224, 224)
 
     def __call__(self, checkpoint: bool = False, **overrides) -> "SwinTransformer3D":
@@ -473,7 +473,7 @@ class SwinTransformer3D(nn.Module):
     forward = forward_features
 
     def checkpoint_filter(self, state: Mapping[str, Tensor],
-                          init_fragment_bias_from_relative: bool = False) -> tuple[dict[str, Tensor], list[str]]:
+                          init_fragment_bias_from_relative: bool = False) -> Tuple[Dict[str, Tensor], List[str]]:
         """Backbone-only weights (Kinetics-400 Video Swin, a bare backbone) -> this model's keys.
 
         Those files have no ``fragment_position_bias_table``: a missing one starts at zero (SAMA's recipe) or, with
