@@ -302,3 +302,44 @@ def test_a_registered_dataset_type_is_built_from_the_options(inline_dataset, vqa
     (tmp_path / "o.yml").write_text(yaml.safe_dump(opt))
     with pytest.raises(ValueError, match="unknown dataset type 'InlinDataset' \\(did you mean 'InlineDataset'\\?\\)"):
         cli.train_main(["-o", "o.yml", "--no-progress"])
+
+
+# ------------------------------------------------------------------------------------------- a plugin file
+PLUGIN = '''
+"""One file, named by the option file's `plugins:`: an image variant and a label format."""
+from samacore.labels import TextColumns
+from samacore.sampling import SAMPLE_TYPES, SamaVariant, SampleType
+from samaiqa.labels import LABEL_FORMATS
+
+SAMPLE_TYPES.register("sama-plain", SampleType("sama-plain", image=SamaVariant("coarsest")))
+LABEL_FORMATS.register(TextColumns(name="semicolon", extensions=(".lst",), fields=2, separator=";",
+                                   expected="'name;score' (2 fields)"))
+'''
+
+
+def test_a_plugin_file_extends_an_iqa_run(tmp_path, one_thread):
+    from samacore.labels import LabelError
+    from samaiqa import cli
+    from samaiqa.labels import LABEL_FORMATS
+    from samaiqa.sampling import IQA_SAMPLE_TYPES
+
+    names = [f"p{i}.png" for i in range(6)]
+    write_graded_images(str(tmp_path), names, [30 + 35 * i for i in range(6)], [(40, 48)] * 6, label_digits=2)
+    (tmp_path / "scores.lst").write_text("".join(f"{n};{i * 1.5}\n" for i, n in enumerate(names)))
+    (tmp_path / "my_plugin.py").write_text(PLUGIN)
+    opt = {"name": "plug", "stype": "sama-plain", "num_epochs": 1, "warmup_epochs": 1, "batch_size": 2,
+           "num_splits": 1, "plugins": [str(tmp_path / "my_plugin.py")],
+           "data": {"database": "toy", "data_info": str(tmp_path / "scores.lst"), "data_prefix": str(tmp_path), **GRID},
+           "model": {"backbone_args": {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1]}},
+           "run_dir": str(tmp_path / "run"), "progress": False}
+    (tmp_path / "o.yml").write_text(yaml.safe_dump(opt))
+    try:
+        summary = cli.train_main(["-o", str(tmp_path / "o.yml"), "--no-progress"])
+        assert summary["per_split"][0]["n_train"] == 4 and np.isfinite(summary["median"]["rmse"])
+        with pytest.raises(LabelError, match=r"scores\.lst, line 2: label 'x' is not a number"):
+            (tmp_path / "scores.lst").write_text("p0.png;1\np1.png;x\n")
+            cli.train_main(["-o", str(tmp_path / "o.yml"), "--no-progress"])
+    finally:
+        SAMPLE_TYPES.unregister("sama-plain")
+        LABEL_FORMATS.unregister("semicolon")
+    assert "sama-plain" not in IQA_SAMPLE_TYPES
