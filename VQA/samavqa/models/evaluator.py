@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from .backbones import BACKBONES, Backbone, build_backbone
+from .checkpoints import load_vqa_weights
 from .head import VQAHead
 
 __all__ = ["DiViDeAddEvaluator", "BACKBONE_OPTION_KEYS", "branch_backbones"]
@@ -98,11 +99,8 @@ class DiViDeAddEvaluator(nn.Module):
         else:
             self.vqa_head = VQAHead(**vqa_head)
         # load per-branch weights last, so nothing built afterwards overwrites them
-        if pretrained:
-            from .checkpoints import load_vqa_weights
-
-            for key, path in pretrained.items():
-                load_vqa_weights(self.get_submodule(f"{key}_backbone"), path)
+        for key, path in pretrained.items():
+            load_vqa_weights(self.get_submodule(f"{key}_backbone"), path)
 
     # ------------------------------------------------------------------------------------------------
     def _branch(self, key: str) -> Tuple[Backbone, VQAHead]:
