@@ -18,6 +18,7 @@ import yaml
 
 from helpers import GRID, MODEL, SMALL_SWIN
 from samacore.checkpoint import CheckpointError, load_checkpoint
+from samacore.runs import run_command
 from samaiqa import cli as iqa_cli
 from samaiqa import score as iqa_score
 from samaiqa.model import IQAModel
@@ -90,11 +91,11 @@ def one_error_line(err: str) -> str:
 
 
 def assert_test_command_says(tree_cli, opt, tmp_path, capsys, path, message):
-    """The tree's test command (``demo_test.py`` / ``demo_test_iqa.py``: ``cli.run_command(cli.test_main)``) with
+    """The tree's test command (``demo_test.py`` / ``demo_test_iqa.py``: ``run_command(cli.test_main)``) with
     options ``opt`` exits with status 2 and one line naming ``path`` and saying ``message``."""
     (tmp_path / "test.yml").write_text(yaml.safe_dump(opt))
     with pytest.raises(SystemExit) as e:
-        tree_cli.run_command(lambda: tree_cli.test_main(["-o", str(tmp_path / "test.yml"), "--no-progress"]))
+        run_command(lambda: tree_cli.test_main(["-o", str(tmp_path / "test.yml"), "--no-progress"]))
     line = one_error_line(capsys.readouterr().err)
     assert e.value.code == 2 and path in line and message in line
 

@@ -18,9 +18,10 @@ import torch  # before decord
 import yaml
 
 from samacore.options import OptionError
-from samavqa.cli import VQA_DIR, load_vqa_options
+from samavqa.schema import VQA_DIR, load_vqa_options
 from samavqa.datasets import FusionDataset
-from samavqa.models.swin3d import adaptive_window_size, backbone_config
+from samavqa.models.backbones import BACKBONES
+from samavqa.models.swin3d import adaptive_window_size
 from samavqa.temporal import build_frame_sampler
 
 from conftest import write_video
@@ -127,7 +128,7 @@ def test_model_blocks_are_the_fastvqa_backbones(name):
     """Each file's model is FAST-VQA's: Video Swin-T with GRPB (window 8x7x7), or its -M variant (4x4x4, no
     fragment tables); the window adapts to the sampled input as FAST-VQA's does."""
     opt = load_vqa_options(os.path.join(VQA_DIR, "options", f"{name}.yml"))
-    config = backbone_config(opt["model"]["args"]["backbone_size"])
+    config = BACKBONES.get(opt["model"]["args"]["backbone_size"])  # a SwinConfig (the builder)
     if name == "FAST_VQA_M_1_4":
         assert config.window_size == (4, 4, 4) and not any(config.frag_biases)
     else:

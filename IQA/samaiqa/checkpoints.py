@@ -8,9 +8,10 @@
 
 A file of the VQA tree (a video Swin: 3D patch embedding, or ``<branch>_backbone.*`` keys) is refused saying so.
 
-Microsoft's layout is mapped to timm's with timm's own Swin-V2 checkpoint filter. Microsoft files also store
-index / coordinate tables and shifted-window masks as buffers; our backbone builds the same tables itself, so
-each stored table is compared with the rebuilt one (a difference means the file was made for another window
+Microsoft's layout is mapped to timm's with the checkpoint filter timm keeps beside the encoder
+(:func:`samaiqa.model.checkpoint_filter`; for Swin-V2 it moves the patch merging layers). Microsoft files also
+store index / coordinate tables and shifted-window masks as buffers; our backbone builds the same tables itself,
+so each stored table is compared with the rebuilt one (a difference means the file was made for another window
 configuration and is an error) and then dropped.
 """
 from __future__ import annotations
@@ -19,11 +20,12 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
-from timm.models.swin_transformer_v2 import checkpoint_filter_fn
 from torch import nn
 
 from samacore.checkpoint import (CheckpointError, LoadReport, load_checkpoint, load_state_dict_checked,
                                  patch_embedding_rank, save_checkpoint)
+
+from .model import checkpoint_filter
 
 OWN_FORMAT = "samaiqa/1"
 FORMATS = ("microsoft", "sama-iqa", "samaiqa")
@@ -138,7 +140,7 @@ def _check_derived_buffers(sd: Mapping[str, torch.Tensor], backbone: nn.Module, 
 def _microsoft_backbone_to_timm(sd: Mapping[str, torch.Tensor], backbone: nn.Module, where: str) -> Tuple[StateDict, List[str]]:
     """Map a Microsoft-layout Swin-V2 state dict onto timm's names; drop the ImageNet classifier."""
     notes = _check_derived_buffers(sd, backbone, where)
-    mapped = checkpoint_filter_fn(dict(sd), backbone)  # moves patch merging, drops derived buffers
+    mapped = checkpoint_filter(backbone)(dict(sd), backbone)  # Swin-V2: moves patch merging, drops derived buffers
     own_keys = set(backbone.state_dict())
     classifier = [k for k in mapped if k.startswith("head.") and k not in own_keys]
     for k in classifier:

@@ -53,13 +53,15 @@ from torch import nn
 from samacore import engine, scoring
 from samacore.calibration import Calibration
 from samacore.checkpoint import CheckpointError, load_checkpoint
-from samacore.options import OptionError, check_keys
+from samacore.options import OptionError
 from samacore.scoring import NoCheckpointError, ScoreRow
 from samacore.utils import pick_device
 
 from .datasets import VIDEO_EXTENSIONS, VideoReadError, _VideoQualityDataset
 from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
-from .sampling import canonical_sample_type
+from .recipe import build_model, make_predict_fn
+from .sampling import SAMPLE_TYPES, canonical_sample_type
+from .schema import check_vqa_options, load_vqa_options
 
 VQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_ROOT = os.path.dirname(VQA_DIR)
@@ -106,19 +108,6 @@ def find_default_checkpoint(roots: Optional[Sequence[str]] = None) -> Tuple[str,
 
 
 # ----------------------------------------------------------------------------------------------- options
-def _check_options(opt: Dict[str, Any], where: str) -> Dict[str, Any]:
-    from .cli import TOP_KEYS
-
-    check_keys(opt, TOP_KEYS, where)
-    if not isinstance(opt.get("model"), Mapping):
-        raise OptionError(f"{where}: missing the model block (type: DiViDeAddEvaluator, args: ...)")
-    try:
-        opt["stype"] = canonical_sample_type(opt.get("stype", "fragments"))
-    except ValueError as e:
-        raise OptionError(f"{where}.stype: {e}") from None
-    return opt
-
-
 def _run_options_for(ckpt: str, roots: Sequence[str]) -> Optional[str]:
     """The ``runs/{name}/options.yml`` of the run whose name starts the checkpoint's file name, if any."""
     base = os.path.basename(ckpt)
@@ -195,8 +184,6 @@ class VideoScorer:
 
     def score_batch(self, batch: Mapping[str, Any]) -> List[float]:
         """Raw scores of a collated batch of items, one model call per video (batch-size independent)."""
-        from .cli import make_predict_fn
-
         predict = make_predict_fn(list(self.model.branches))
         out: List[float] = []
         for i in range(len(batch["name"])):
@@ -214,13 +201,6 @@ class VideoScorer:
         self.model.eval()
         return scoring.score_files(paths, self.dataset(paths), (VideoReadError,), self.score_batch, self.calibration,
                                    batch_size, num_workers, progress)
-
-
-def build_model_from_options(opt: Mapping[str, Any], device: str) -> nn.Module:
-    from .cli import build_model
-
-    model = build_model(opt, device)
-    return model
 
 
 def load_scorer(
@@ -248,12 +228,10 @@ def load_scorer(
     info = {k: v for k, v in obj.items() if k != "state_dict"} if isinstance(obj, Mapping) and fmt == "vqa_release" else {}
 
     if isinstance(options, Mapping):
-        opt, source = _check_options(copy.deepcopy(dict(options)), "options"), "the given options"
+        opt, source = check_vqa_options(copy.deepcopy(dict(options))), "the given options"
     else:
         opt_path = options or _run_options_for(path, roots)
         source = opt_path or DEFAULT_OPTIONS
-        from .cli import load_vqa_options
-
         opt = load_vqa_options(opt_path) if opt_path else load_vqa_options(DEFAULT_OPTIONS)
         source = opt["_options_path"]
     sample_types, threads = scoring_options(opt)
@@ -267,7 +245,7 @@ def load_scorer(
     notes.append(f"sampling: {st}; {desc} (from {source})")
 
     dev = pick_device(device)
-    model = build_model_from_options(opt, dev)
+    model = build_model(opt, dev)
     missing = [k for k in sample_types if k.split("_")[0] not in model.branches]
     if missing:
         raise OptionError(f"sample_types {', '.join(missing)} have no model branch; the model has "
@@ -294,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "calibrated to its training set's MOS scale).",
         RELEASED_WEIGHTS, "VQA option file for model / test sampling / stype (default: the checkpoint's run options, "
                           "else VQA/options/fast-SAMA-test.yml)",
-        dict(help="sample type: fragments, sama, sama-c, sama-mix, sama-spm, sama-swm, ... (default: from the options)"),
+        dict(help=f"sample type: {', '.join(SAMPLE_TYPES)} (default: from the options)"),
         batch_size=1, batch_help="videos per loader batch (scores do not depend on it)")
 
 

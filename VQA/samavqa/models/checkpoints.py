@@ -1,11 +1,12 @@
-"""Load VQA weights from the checkpoint formats in use, recognised by content (SPEC section 5).
+"""Load VQA weights from the checkpoint formats in use, recognised by content.
 
 Formats (``detect_format``):
 
 * ``"mmaction_k400"`` -- Video Swin Kinetics-400 weights from mmaction: ``{"state_dict": {"backbone.*", "cls_head.*"}}``.
-  ``backbone.X`` initialises ``X`` of every backbone of the model; classification heads are not loaded; the
-  fragment bias tables are set to zero (SAMA's recipe) or, with ``init_fragment_bias_from_relative``, to a copy of
-  the relative tables (FAST-VQA's recipe).
+  ``backbone.X`` initialises ``X`` of every backbone of the model, through the backbone's ``checkpoint_filter``
+  (Video Swin: the fragment bias tables are set to zero, SAMA's recipe, or with
+  ``init_fragment_bias_from_relative`` to a copy of the relative tables, FAST-VQA's); classification heads are
+  not loaded.
 * ``"vqa_release"`` -- SAMA / FAST-VQA released models and the checkpoints this project writes:
   ``{"state_dict": {"fragments_backbone.*", "vqa_head.*", ...}, ...}``.
 * ``"bare_evaluator"`` -- the same keys without the ``state_dict`` wrapper.
@@ -20,7 +21,7 @@ layout, and the weights would be silently wrong).  Missing learnable tensors are
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 from samacore.checkpoint import (CheckpointError, LoadReport, load_checkpoint, load_state_dict_checked,
                                  patch_embedding_rank)
 
-from .swin3d import SwinTransformer3D
+from .backbones import is_backbone
 
 __all__ = ["BACKBONE_ONLY", "detect_format", "detect_format_of", "load_vqa_weights", "unwrap_state_dict", "FORMATS"]
 
@@ -42,7 +43,7 @@ _BACKBONE_ROOTS = ("patch_embed.", "layers.", "norm.")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel / torch.compile wrappers
 
 
-def _strip_wrappers(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def _strip_wrappers(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
     out = dict(state)
     changed = True
     while changed and out:
@@ -54,7 +55,7 @@ def _strip_wrappers(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def unwrap_state_dict(obj: Any) -> tuple[dict[str, Tensor], bool]:
+def unwrap_state_dict(obj: Any) -> Tuple[Dict[str, Tensor], bool]:
     """``(state_dict, wrapped)``: the tensors of a loaded checkpoint and whether they sat under ``"state_dict"``."""
     wrapped = isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping)
     state = obj["state_dict"] if wrapped else obj
@@ -115,13 +116,13 @@ def detect_format_of(obj: Any, source: str) -> str:
         raise CheckpointError(f"{source}: {e}") from None
 
 
-def _backbones(model: nn.Module) -> dict[str, SwinTransformer3D]:
-    """``{prefix: backbone}``; prefix ``""`` when ``model`` is itself a backbone."""
-    if isinstance(model, SwinTransformer3D):
+def _backbones(model: nn.Module) -> Dict[str, nn.Module]:
+    """``{prefix: backbone}``; prefix ``""`` when ``model`` is itself a backbone, else the evaluator's branches."""
+    if is_backbone(model):
         return {"": model}
-    found = {f"{name}.": m for name, m in model.named_children() if isinstance(m, SwinTransformer3D)}
+    found = {f"{key}_backbone.": model.get_submodule(f"{key}_backbone") for key in getattr(model, "branches", ())}
     if not found:
-        raise CheckpointError(f"{type(model).__name__} has no SwinTransformer3D backbone to load weights into")
+        raise CheckpointError(f"{type(model).__name__} has no backbone to load weights into")
     return found
 
 
@@ -137,7 +138,7 @@ def _check_index_buffers(model: nn.Module, state: Mapping[str, Tensor], what: st
                 )
 
 
-def _merge(reports: list[LoadReport], what: str) -> LoadReport:
+def _merge(reports: List[LoadReport], what: str) -> LoadReport:
     out = LoadReport(what=what)
     for r in reports:
         out.loaded += r.loaded
@@ -147,27 +148,18 @@ def _merge(reports: list[LoadReport], what: str) -> LoadReport:
     return out
 
 
-def _load_backbone_keys(model: nn.Module, src: dict[str, Tensor], allow_partial: bool, init_fragment: bool,
-                        fragment_missing_ok: bool, what: str) -> LoadReport:
-    """Load one backbone's key set (no prefix) into every backbone of ``model``."""
+def _load_backbone_keys(model: nn.Module, src: Dict[str, Tensor], allow_partial: bool, init_fragment: bool,
+                        backbone_only: bool, what: str) -> LoadReport:
+    """Load one backbone's key set (no prefix) into every backbone of ``model``; ``backbone_only``: the keys come
+    from a backbone-only file (K400, bare backbone) and go through the backbone's ``checkpoint_filter``."""
     reports = []
     for prefix, bb in _backbones(model).items():
         name = f"{what} -> {prefix[:-1] or 'backbone'}"
         state = dict(src)
         own = bb.state_dict()
         notes = []
-        frag_keys = [k for k in own if k.endswith("fragment_position_bias_table")]
-        if fragment_missing_ok:
-            for k in frag_keys:
-                if k in state:
-                    continue
-                rel = k.replace("fragment_position_bias_table", "relative_position_bias_table")
-                if init_fragment and rel in state:
-                    state[k] = state[rel].clone()
-                else:
-                    state[k] = torch.zeros_like(own[k])
-            if frag_keys:
-                notes.append("fragment bias tables " + ("copied from the relative tables" if init_fragment else "set to zero"))
+        if backbone_only and hasattr(bb, "checkpoint_filter"):  # the model's own conversion (see backbones.py)
+            state, notes = bb.checkpoint_filter(state, init_fragment)
         if allow_partial:
             bad = [k for k in state if k in own and state[k].shape != own[k].shape]
             for k in bad:
@@ -193,7 +185,7 @@ def load_vqa_weights(
     """Load weights of any supported format into a :class:`DiViDeAddEvaluator` or a bare backbone.
 
     Args:
-        model: the evaluator (weights go to its ``<key>_backbone`` / head modules) or a ``SwinTransformer3D``.
+        model: the evaluator (weights go to its ``<key>_backbone`` / head modules) or a bare backbone.
         path_or_state: a checkpoint file (read with ``weights_only=True``) or an already loaded object.
         allow_partial: keep initial values for learnable tensors the file lacks (and, for backbone-only formats,
             skip tensors whose shape differs) instead of raising.
@@ -217,22 +209,22 @@ def load_vqa_weights(
         else:
             ignored, src = [], state
         report = _load_backbone_keys(model, src, allow_partial, init_fragment_bias_from_relative,
-                                     fragment_missing_ok=True, what=what)
+                                     backbone_only=True, what=what)
         if ignored:
             report.notes.append(f"not loaded (classification head etc.): {', '.join(ignored[:6])}"
                                 + (f", ... ({len(ignored)})" if len(ignored) > 6 else ""))
-        if not isinstance(model, SwinTransformer3D):
+        if not is_backbone(model):
             report.notes.append("regression heads keep their initial values")
         return report
 
     # evaluator layouts (vqa_release / bare_evaluator)
-    if isinstance(model, SwinTransformer3D):
+    if is_backbone(model):
         prefixes = sorted({m.group(0) for k in state if (m := _BACKBONE_KEY.match(k))})
         if len(prefixes) != 1:
             raise CheckpointError(f"{what}: cannot pick one backbone for a bare backbone model; the file has "
                                   f"{', '.join(p[:-1] for p in prefixes) or 'none'}")
         src = {k[len(prefixes[0]):]: v for k, v in state.items() if k.startswith(prefixes[0])}
-        report = _load_backbone_keys(model, src, allow_partial, False, fragment_missing_ok=False, what=what)
+        report = _load_backbone_keys(model, src, allow_partial, False, backbone_only=False, what=what)
         report.notes.append(f"took {prefixes[0][:-1]} from the file")
         return report
     _check_index_buffers(model, state, what)
