@@ -5,7 +5,8 @@ import sys
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(_here), _here]  # the repo's packages, also when not installed
 
-from samaiqa.cli import test_main, run_command  # noqa: E402
+from samacore.runs import run_command  # noqa: E402
+from samaiqa.cli import test_main  # noqa: E402
 
 if __name__ == "__main__":
     run_command(test_main)

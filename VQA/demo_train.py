@@ -7,7 +7,8 @@ sys.path[:0] = [os.path.dirname(_here), _here]  # the repo's packages, also when
 
 import torch  # noqa: E402,F401  (torch before decord: the other order can hang)
 
-from samavqa.cli import train_main, run_command  # noqa: E402
+from samacore.runs import run_command  # noqa: E402
+from samavqa.cli import train_main  # noqa: E402
 
 if __name__ == "__main__":
     run_command(train_main)

@@ -1,11 +1,26 @@
-"""Checkpoint I/O: safe loading (``weights_only=True``), atomic saving and checked state-dict loading."""
+"""Checkpoint I/O: safe loading (``weights_only=True``), atomic saving and checked state-dict loading.
+
+:func:`load_checkpoint` is the one reader of every loader (VQA, IQA, resume, scoring). It unpickles with
+``weights_only=True`` plus the numpy objects the original training scripts store beside the weights (their
+``validation_results`` hold numpy float64 scalars), under numpy 1.x and 2.x module names. Anything else a file
+refers to is refused with one line naming it; ``trust=True`` (option ``trust_checkpoint``, flag
+``--trust-checkpoint``) does a full unpickle instead, for files the user trusts. Files that are not PyTorch
+checkpoints at all (text, an HTML error page, random bytes) or that were cut short are named as such.
+"""
 from __future__ import annotations
 
+import inspect
 import os
+import pickle
+import re
+import struct
+import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
-from typing import Any, List, Mapping
+from typing import Any, List, Mapping, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -14,17 +29,163 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
-def load_checkpoint(path: str, map_location: Any = "cpu") -> Any:
-    """Load a checkpoint with ``weights_only=True`` so an untrusted file cannot run code."""
+TRUST_FLAG_HELP = ("load the checkpoint with a full unpickle instead of weights-only loading; only for a file you "
+                   "trust, since unpickling can run code from it")
+TRUST_HINT = ("if you trust the file, set the option trust_checkpoint: true or pass --trust-checkpoint for a full "
+              "unpickle (which can run code from the file)")
+
+
+def _numpy_safe_globals() -> list:
+    """The numpy objects a pickled numpy scalar needs, as :func:`torch.serialization.safe_globals` entries.
+
+    A scalar pickles as ``<multiarray>.scalar(numpy.dtype(code), raw bytes)``; the module of ``scalar`` is
+    ``numpy.core.multiarray`` when numpy 1.x wrote the file and ``numpy._core.multiarray`` under numpy 2.x, so
+    the one function is registered under both names. Restoring a dtype's state needs its class (numpy 2 names
+    them ``numpy.dtypes.Float64DType`` etc.): the classes of every boolean, integer and float dtype.
+    """
+    core = getattr(np, "_core", None) or np.core
+    scalar = core.multiarray.scalar
+    codes = "?" + np.typecodes["AllInteger"] + np.typecodes["AllFloat"]
+    dtype_classes = sorted({type(np.dtype(c)) for c in codes}, key=lambda t: t.__qualname__)
+    return [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype,
+            *dtype_classes]
+
+
+_NUMPY_SAFE_GLOBALS = _numpy_safe_globals()
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a"  # torch.save's pre-1.6 format: a protocol-2 pickle of a 10-byte magic number
+_REFUSED = (re.compile(r"GLOBAL ([\w.]+) was not an allowed global"), re.compile(r"but got <class '([\w.]+)'>"))
+
+
+def _what_bytes_are(head: bytes) -> str:
+    """A few words saying what a file that is not a PyTorch checkpoint is, from its first bytes."""
+    if not head:
+        return "an empty file"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip file (unpack it first)"
+    if len(head) > 8 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
+        return "a safetensors file (not supported: save the state dict with torch.save)"
+    if head[:1] == b"\x80":
+        return "a Python pickle that torch.save did not write"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c.isspace() for c in text):
+        if text.startswith("version https://git-lfs"):
+            return "a Git LFS pointer, not the weights (fetch them with `git lfs pull`)"
+        if text.lstrip().lower().startswith(("<!doctype html", "<html")):
+            return "an HTML page (a failed download?)"
+        first = text.strip().splitlines()[0][:40] if text.strip() else ""
+        return f"a text file (it starts with {first!r})"
+    return f"binary data starting with bytes {head[:8].hex(' ')}"
+
+
+def _sniff(path: str) -> str:
+    """``"zip"`` or ``"pre-1.6"``, the two layouts torch.save writes; CheckpointError for anything else,
+    including a zip archive cut short (its central directory, written last, is missing)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    if head.startswith(_ZIP_MAGIC):
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path} is a truncated PyTorch checkpoint ({os.path.getsize(path)} bytes, the end "
+                                  "of its zip archive is missing): download or copy it again")
+        return "zip"
+    if head.startswith(_LEGACY_MAGIC):
+        return "pre-1.6"
+    raise CheckpointError(f"{path} is not a PyTorch checkpoint: it is {_what_bytes_are(head)}")
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
+def _refused_global(e: BaseException) -> Optional[str]:
+    """The name of the global a weights-only unpickle refused, from PyTorch's message (None if not that)."""
+    for pattern in _REFUSED:
+        m = pattern.search(str(e))
+        if m:
+            return m.group(1)
+    return None
+
+
+def _could_exist(name: str) -> bool:
+    """False for a global name that cannot be real: not a dotted name, or missing from a module already imported
+    (a pickle cut or damaged inside the name). Other modules are not imported to check (that would run code)."""
+    parts = name.split(".")
+    if len(parts) < 2 or not all(p.isidentifier() for p in parts):
+        return False
+    module = sys.modules.get(".".join(parts[:-1]))
+    if module is None:
+        return True
+    try:
+        inspect.getattr_static(module, parts[-1])
+    except AttributeError:
+        return False
+    return True
+
+
+def _weights_only_reason(e: BaseException) -> BaseException:
+    """PyTorch wraps the unpickler's own reason in a long preamble; keep the reason."""
+    text = str(e)
+    marker = "WeightsUnpickler error:"
+    return type(e)(text.split(marker, 1)[1]) if marker in text else e
+
+
+def _load_error(path: str, layout: str, e: Exception, trust: bool) -> CheckpointError:
+    """One line saying why ``torch.load`` failed on a file that starts like a PyTorch checkpoint."""
+    refused = None if trust else _refused_global(e)
+    if refused and _could_exist(refused):
+        return CheckpointError(f"{path}: weights-only loading refused {refused} (it allows tensors, plain containers "
+                               f"and numpy scalars); {TRUST_HINT}")
+    if isinstance(e, ImportError) or (trust and isinstance(e, AttributeError)):
+        return CheckpointError(f"{path}: unpickling it needs code that is not installed here ({_first_line(e)})")
+    if isinstance(e, pickle.UnpicklingError) and "WeightsUnpickler" in str(e) and not refused:
+        return CheckpointError(f"{path}: weights-only loading failed ({_first_line(_weights_only_reason(e))}): the "
+                               f"file is damaged, or holds what only a full unpickle reads; {TRUST_HINT}")
+    cut = isinstance(e, (EOFError, struct.error)) or "truncated" in str(e) or "EOF" in str(e)
+    return CheckpointError(f"{path} is a {'truncated' if cut else 'damaged'} PyTorch checkpoint ({layout} format; "
+                           f"{_first_line(_weights_only_reason(e))}): download or copy it again")
+
+
+def load_checkpoint(path: str, map_location: Any = "cpu", trust: bool = False) -> Any:
+    """Load a checkpoint so that an untrusted file cannot run code (see the module docstring).
+
+    Args:
+        path: a file written by ``torch.save`` (zip or pre-1.6 format).
+        map_location: as :func:`torch.load`.
+        trust: full unpickle (``weights_only=False``) for a file the user trusts; a warning says so.
+
+    Raises:
+        CheckpointError: one line naming the file and what is wrong: missing, not a PyTorch checkpoint (and what
+            it is), truncated or damaged, or holding an object that weights-only loading refuses (named, with
+            how to opt in).
+    """
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint file not found: {path}")
+    layout = _sniff(path)
+    if trust:
+        print(f"warning: {path}: full unpickle (trust_checkpoint): the file may run code", file=sys.stderr)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt / unsafe files
-        raise CheckpointError(
-            f"cannot load checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-            "(it must be a PyTorch file holding only tensors and plain containers)"
-        ) from None
+        if trust:
+            return torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(_NUMPY_SAFE_GLOBALS):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch.load raises many types for damaged files: each becomes one line
+        raise _load_error(path, layout, e, trust) from None
+
+
+def patch_embedding_rank(state: Mapping[str, Any]) -> Optional[int]:
+    """Rank of the Swin patch-embedding kernel in a state dict: 5 for a video (3D) Swin, 4 for an image Swin,
+    None without one. It tells the trees' checkpoints apart whatever their key prefixes."""
+    for key, value in state.items():
+        if str(key).endswith("patch_embed.proj.weight") and isinstance(value, torch.Tensor):
+            return value.dim()
+    return None
 
 
 def save_checkpoint(obj: Any, path: str) -> None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -24,7 +24,7 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init_distributed(backend: str | None = None) -> Tuple[int, int, int]:
+def init_distributed(backend: Optional[str] = None) -> Tuple[int, int, int]:
     """Initialise the process group when launched by ``torchrun`` (WORLD_SIZE > 1); returns (rank, world, local_rank).
 
     The backend is NCCL on CUDA and gloo otherwise, unless ``backend`` says.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 from scipy import stats
@@ -13,7 +13,7 @@ METRIC_NAMES = ("srcc", "plcc", "krcc", "rmse")
 HIGHER_IS_BETTER = {"srcc": True, "plcc": True, "krcc": True, "rmse": False}
 
 
-def rescale(pred: Sequence[float], gt: Sequence[float] | None = None) -> np.ndarray:
+def rescale(pred: Sequence[float], gt: Optional[Sequence[float]] = None) -> np.ndarray:
     """Standardise predictions; with ``gt``, map them onto the labels' mean and std (population std, as numpy).
 
     PLCC and RMSE are reported on rescaled predictions, so a model whose raw scores live on another scale
@@ -48,6 +48,24 @@ def compute_metrics(pred: Sequence[float], gt: Sequence[float]) -> Dict[str, flo
         "rmse": float(np.sqrt(((gt - rescaled) ** 2).mean())),
         "n": n,
     }
+
+
+def has_labels(labels: Sequence[float]) -> bool:
+    """True when every label is a real score (label-free sets use NaN)."""
+    arr = np.asarray(labels, dtype=np.float64)
+    return arr.size > 0 and bool(np.isfinite(arr).all())
+
+
+def evaluate(preds: Sequence[float], labels: Sequence[float]) -> Dict[str, float]:
+    """Metrics of raw predictions against labels (see :func:`samacore.metrics.compute_metrics`); NaN when unlabelled."""
+    if not has_labels(labels):
+        return {m: math.nan for m in METRIC_NAMES} | {"n": len(preds)}
+    return compute_metrics(preds, labels)
+
+
+def format_metrics(metrics: Mapping[str, float]) -> str:
+    """``SRCC 0.8123  PLCC 0.8011  KRCC 0.6200  RMSE 5.1234`` (NaN shown as nan)."""
+    return "  ".join(f"{m.upper()} {float(metrics.get(m, math.nan)):.4f}" for m in METRIC_NAMES)
 
 
 def is_better(metric: str, new: float, old: float) -> bool:
@@ -94,7 +112,7 @@ class BestTracker:
         for k, v in state.items():
             setattr(self, k, v)
 
-    def summary_lines(self, name: str) -> list[str]:
+    def summary_lines(self, name: str) -> List[str]:
         """Human-readable summary naming the protocol of each row."""
         fmt = lambda d: "  ".join(f"{m.upper()} {d.get(m, math.nan):.4f}" for m in METRIC_NAMES)
         best = "  ".join(f"{m.upper()} {self.best[m]:.4f} (ep {self.best_epoch[m]})" for m in METRIC_NAMES)

@@ -6,8 +6,12 @@ that names the key path, what is allowed and, for near misses, what was probably
 from __future__ import annotations
 
 import difflib
+import hashlib
+import importlib
+import importlib.util
 import os
-from typing import Any, Iterable, Mapping, Sequence
+import sys
+from typing import Any, Iterable, Mapping, Sequence, Union
 
 import yaml
 
@@ -56,6 +60,41 @@ def load_options(path: str, search_dirs: Sequence[str] = ()) -> dict:
     return opt
 
 
+def load_plugins(opt: Mapping[str, Any], where: str = "options.plugins") -> None:
+    """Import the Python files (``.py``, resolved like other option paths) or modules listed under ``plugins``.
+
+    They add what the rest of the options may name: a sample type, a backbone, a data set type, a label format
+    (each is a registry entry, so a plugin is one file). A file is imported once per process.
+    """
+    plugins = opt.get("plugins") or []
+    if isinstance(plugins, str):
+        plugins = [plugins]
+    if not isinstance(plugins, (list, tuple)) or not all(isinstance(p, str) for p in plugins):
+        raise OptionError(f"{where} must be a list of Python files or module names, got {plugins!r}")
+    for item in plugins:
+        if not item.endswith(".py"):
+            try:
+                importlib.import_module(item)
+            except ModuleNotFoundError as e:
+                raise OptionError(f"{where}: cannot import {item!r} ({e}); give a module on the Python path or a "
+                                  ".py file") from None
+            continue
+        path = resolve_path(item, [REPO_ROOT])
+        if not os.path.isfile(path):
+            raise OptionError(f"{where}: file {item!r} not found (looked in: {os.getcwd()}, {REPO_ROOT})")
+        name = "sama_plugin_" + hashlib.sha1(os.path.realpath(path).encode()).hexdigest()[:12]
+        if name in sys.modules:
+            continue
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+
+
 def check_keys(mapping: Mapping[str, Any], allowed: Iterable[str], where: str, required: Iterable[str] = ()) -> None:
     """Reject keys of ``mapping`` not in ``allowed`` and report missing ``required`` keys."""
     allowed = list(allowed)
@@ -81,7 +120,7 @@ def choice(value: Any, allowed: Iterable[Any], where: str) -> Any:
     return value
 
 
-def typed(mapping: Mapping[str, Any], key: str, kind: type | tuple, where: str, default: Any = ...) -> Any:
+def typed(mapping: Mapping[str, Any], key: str, kind: Union[type, tuple], where: str, default: Any = ...) -> Any:
     """``mapping[key]`` checked against ``kind`` (ints are accepted where floats are expected)."""
     if key not in mapping:
         if default is ...:
@@ -107,7 +146,7 @@ COMMON_TYPES: dict = {
     "num_splits": (int, 1), "split_seed": (int, None), "prefetch_factor": (int, 1),
     "pin_memory": (bool, None), "persistent_workers": (bool, None), "allow_partial_load": (bool, None),
     "deterministic": (bool, None), "progress": (bool, None), "max_bad_steps": (int, 1),
-    "max_bad_fraction": (float, 0), "stop_after_epochs": (int, 1),
+    "max_bad_fraction": (float, 0), "stop_after_epochs": (int, 1), "trust_checkpoint": (bool, None),
     "optimizer.lr": (float, 0), "optimizer.backbone_lr_mult": (float, 0), "optimizer.wd": (float, 0),
 }
 

@@ -40,7 +40,7 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -207,7 +207,7 @@ def plan_taps(video: torch.Tensor, sources: Sequence[TapSource], parts: Sequence
     u, a, b, p = sources[0].rows.shape
     q = sources[0].cols.shape[-1]
     row_h, row_w = _row_steps(_readable(video))
-    taps: dict[str, list] = {key: [] for key in ("top", "bottom", "wy", "left", "pair", "wx", "copy")}
+    taps: Dict[str, list] = {key: [] for key in ("top", "bottom", "wy", "left", "pair", "wx", "copy")}
     for source in sources:
         y0, y1, wy = _axis_taps(h, source, 0)
         x0, _, wx = _axis_taps(w, source, 1)
@@ -315,7 +315,7 @@ def _readable(video: torch.Tensor) -> torch.Tensor:
     return video.expand(-1, -1, -1, 2) if video.shape[-1] == 1 else video
 
 
-def _row_steps(video: torch.Tensor) -> tuple[int, int]:
+def _row_steps(video: torch.Tensor) -> Tuple[int, int]:
     """Row-index steps ``(row_h, row_w)`` of pixel ``(y, x)`` in the frame tables of :class:`_FrameTables`."""
     _, sh, sw = _FrameTables.steps(video)
     return sh, sw
@@ -337,14 +337,14 @@ class _FrameTables:
         self.groups = [(0, c)] if self.interleaved else [(k, k + 1) for k in range(c)]
 
     @staticmethod
-    def steps(video: torch.Tensor) -> tuple[int, int, int]:
+    def steps(video: torch.Tensor) -> Tuple[int, int, int]:
         c, _, _, _ = video.shape
         sc, _, sh, sw = video.stride()
         interleaved = c == 1 or sc == 1
         unit = max(1, math.gcd(sh, sw, sc if interleaved and c > 1 else 0))
         return unit, sh // unit, sw // unit
 
-    def table(self, frame: int, group: tuple[int, int], width: int = 0) -> torch.Tensor:
+    def table(self, frame: int, group: Tuple[int, int], width: int = 0) -> torch.Tensor:
         """``[rows, width, C']`` view of channels ``group`` of ``frame``: rows of ``width`` horizontally adjacent
         pixels (pairs: 2, segments: a run), or single pixels ``[rows, C']`` for ``width`` 0."""
         v = self.video
@@ -364,7 +364,7 @@ class _Scratch:
 
     def __init__(self, device):
         self.device = device
-        self.buffers: dict[str, torch.Tensor] = {}
+        self.buffers: Dict[str, torch.Tensor] = {}
 
     def get(self, name: str, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
         size = math.prod(shape)

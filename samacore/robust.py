@@ -191,7 +191,7 @@ class SkippingLoader:
     """
 
     def __init__(self, loader: Any, log: BadItemLog, where: str) -> None:
-        # the SkipBadItems itself, or under engine.ItemSeeded (deterministic: true wraps training sets in it)
+        # the SkipBadItems itself, or under loaders.ItemSeeded (deterministic: true wraps training sets in it)
         dataset = next((d for d in (loader.dataset, getattr(loader.dataset, "dataset", None))
                         if isinstance(d, SkipBadItems)), None)
         if dataset is None:

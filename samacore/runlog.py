@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 
 def get_logger(name: str = "sama") -> logging.Logger:
@@ -36,7 +36,7 @@ class RunLogger:
     def __init__(self, run_dir: str, use_tensorboard: bool = True, enabled: bool = True) -> None:
         self.run_dir = run_dir
         self.enabled = enabled
-        self.rows: list[Dict[str, Any]] = []
+        self.rows: List[Dict[str, Any]] = []
         self.writer = None
         if not enabled:
             return
@@ -60,7 +60,7 @@ class RunLogger:
         self.rows.append(row)
         with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")
-        columns: list[str] = []
+        columns: List[str] = []
         for r in self.rows:
             columns += [k for k in r if k not in columns]
         tmp = os.path.join(self.run_dir, ".metrics.csv.tmp")

@@ -1,24 +1,45 @@
 """Run plumbing shared by the trees' train / finetune / test commands (``samaiqa.cli``, ``samavqa.cli``).
 
-The common command line (``-o``, ``--resume``, ``--stop-after-epochs``, ``--bf16``, ``--device``,
-``--no-progress``, ``--output``), the checks of the run options both schemas share, the run folder, the
+The common command line (``-o``, ``--resume``, ``--stop-after-epochs``, ``--bf16``, ``--trust-checkpoint``,
+``--device``, ``--no-progress``, ``--output``), :func:`run_command` (problems a user can fix end in one line and exit
+status 2), the checks of the run options both schemas share, the run folder (options used, predictions CSV), the
 bad-item log, and :class:`RunContext`: the loop settings with the resume / stop-after-N-epochs logic.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
 import os
+import sys
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
+import yaml
 
 from . import distributed as D
-from . import engine
+from .checkpoint import TRUST_FLAG_HELP, CheckpointError
+from .labels import LabelError
 from .options import OptionError, check_types, typed
-from .robust import BadItemLog
+from .precision import amp_mode, set_deterministic
+from .resume import RESUME_FILE, RunStopped, load_resume
+from .robust import BadItemLog, TooManyBadItems
+from .runlog import RunLogger
 from .utils import pick_device
+
+#: what a user can fix (an option, a label file, a checkpoint, a missing file, too many unreadable items): the
+#: commands end with its message in one line instead of a traceback
+USER_ERRORS = (OptionError, LabelError, CheckpointError, FileNotFoundError, TooManyBadItems)
+
+
+def run_command(fn: Callable[[], Any]) -> None:
+    """Run a command; the :data:`USER_ERRORS` end with ``error: <message>`` on stderr and exit status 2."""
+    try:
+        fn()
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 # ----------------------------------------------------------------------------------------------- options
@@ -26,7 +47,7 @@ def check_run_options(opt: Mapping[str, Any]) -> None:
     """Check the run keys both schemas share: types and bounds (:data:`samacore.options.COMMON_TYPES`), ``amp``,
     ``max_bad_fraction`` in [0, 1]; the error names the key and what is allowed."""
     check_types(opt)
-    engine.amp_mode(opt.get("amp"))
+    amp_mode(opt.get("amp"))
     for key, low in (("max_bad_steps", 1), ("stop_after_epochs", 0)):
         if opt.get(key) is not None and typed(opt, key, int, "options") < low:
             raise OptionError(f"options.{key} must be >= {low}, got {opt[key]}")
@@ -50,22 +71,25 @@ def command_parser(description: str, default_opt: str, opt_help: str, test: bool
         p.add_argument("--stop-after-epochs", type=int, default=None, metavar="N",
                        help="save the resumable state and stop after N epochs (option stop_after_epochs)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward passes (option amp: bf16)")
+    p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_FLAG_HELP + " (option trust_checkpoint)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     return p
 
 
 def apply_command_line(opt: Dict[str, Any], args: argparse.Namespace, log: logging.Logger) -> str:
-    """Fold ``--bf16`` / ``--stop-after-epochs`` into ``opt`` (``amp`` normalised), switch on determinism (before
+    """Fold ``--bf16`` / ``--trust-checkpoint`` / ``--stop-after-epochs`` into ``opt`` (``amp`` normalised), switch on determinism (before
     any CUDA work) and torchrun, keep the log on rank 0; returns the device."""
     if args.bf16:
         opt["amp"] = "bf16"
+    if args.trust_checkpoint:
+        opt["trust_checkpoint"] = True
     if getattr(args, "stop_after_epochs", None) is not None:
         if args.stop_after_epochs < 0:
             raise OptionError(f"--stop-after-epochs must be >= 0, got {args.stop_after_epochs}")
         opt["stop_after_epochs"] = args.stop_after_epochs
-    opt["amp"] = engine.amp_mode(opt.get("amp"))
-    engine.set_deterministic(bool(opt.get("deterministic", False)))
+    opt["amp"] = amp_mode(opt.get("amp"))
+    set_deterministic(bool(opt.get("deterministic", False)))
     D.init_distributed()
     if not D.is_main():  # one copy of the log
         log.setLevel("WARNING")
@@ -87,6 +111,47 @@ def show_progress(opt: Mapping[str, Any], args: argparse.Namespace) -> bool:
 def run_dir(opt: Mapping[str, Any]) -> str:
     """``runs/{name}`` (option ``run_dir``), absolute, relative to the working directory."""
     return os.path.abspath(str(opt.get("run_dir", os.path.join("runs", str(opt["name"])))))
+
+
+def open_run(run_dir: str, opt: Mapping[str, Any], use_tensorboard: bool = True) -> RunLogger:
+    """Create ``run_dir`` with ``options.yml`` (the options actually used) and return its :class:`RunLogger`.
+
+    On ranks other than 0 the logger is disabled (writes nothing).
+    """
+    main = D.is_main()
+    logger = RunLogger(run_dir, use_tensorboard=use_tensorboard and main, enabled=main)
+    if main:
+        plain = {k: v for k, v in opt.items() if not str(k).startswith("_")}
+        with open(os.path.join(run_dir, "options.yml"), "w") as f:
+            yaml.safe_dump(plain, f, sort_keys=False)
+    return logger
+
+
+def write_predictions_csv(
+    path: str,
+    names: Sequence[str],
+    preds: Sequence[float],
+    labels: Sequence[float],
+    extra: Optional[Mapping[str, Sequence[Any]]] = None,
+) -> str:
+    """Write ``name,pred,gt`` rows (raw predictions, not rescaled) plus any ``extra`` columns; rank 0 only.
+
+    A ``None`` prediction (an item that could not be scored) is written as an empty field.
+    """
+    columns = {"name": list(names), "pred": ["" if p is None else repr(float(p)) for p in preds],
+               "gt": [repr(float(g)) for g in labels]}
+    for key, values in (extra or {}).items():
+        columns[key] = list(values)
+    lengths = {k: len(v) for k, v in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"write_predictions_csv: columns of different lengths {lengths}")
+    if D.is_main():
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(list(columns))
+            w.writerows(zip(*columns.values()))
+    return path
 
 
 def bad_item_log(opt: Mapping[str, Any], run_dir: Optional[str], logger: Any = None) -> BadItemLog:
@@ -118,11 +183,11 @@ class RunContext:
     def for_run(cls, opt: Mapping[str, Any], progress: bool, run_dir: str, resume: Optional[str] = None,
                 command: str = "train", **extra: Any) -> "RunContext":
         """The settings of a run in ``run_dir``; loads the ``--resume`` state (reporting options that differ)."""
-        ctx = cls(progress=progress, amp=opt.get("amp"), state_path=os.path.join(run_dir, engine.RESUME_FILE),
+        ctx = cls(progress=progress, amp=opt.get("amp"), state_path=os.path.join(run_dir, RESUME_FILE),
                   stop_after=int(opt.get("stop_after_epochs") or 0), max_bad_steps=int(opt.get("max_bad_steps", 10)),
                   **extra)
         if resume:
-            ctx.resume = engine.load_resume(resume, opt, command)
+            ctx.resume = load_resume(resume, opt, command)
         return ctx
 
     def first_split(self, num_splits: int) -> int:
@@ -134,10 +199,10 @@ class RunContext:
         return int(self.resume.get("split", 0))
 
     def epoch_finished(self, epoch: int, num_epochs: int, more_after: bool = False, where: str = "") -> None:
-        """Count an epoch; raise :class:`samacore.engine.RunStopped` once ``stop_after`` epochs are done and work
+        """Count an epoch; raise :class:`samacore.resume.RunStopped` once ``stop_after`` epochs are done and work
         remains (a later epoch, or ``more_after``: later splits). ``where`` is added to the message."""
         self.epochs_done += 1
         if self.stop_after and self.epochs_done >= self.stop_after and (epoch < num_epochs - 1 or more_after):
-            raise engine.RunStopped(
+            raise RunStopped(
                 f"stopped after {self.epochs_done} epoch(s) as asked (stop_after_epochs){where}; continue with "
                 f"--resume {os.path.dirname(self.state_path or '') or 'RUN_FOLDER'}")

@@ -11,8 +11,11 @@ Pipeline: scale pyramid -> per-scale fragment grid -> optional mask.
 * SAMA rescales frames with bilinear interpolation (``align_corners=False``, no antialiasing). No rescaled frame
   is ever materialised: the grid says where each output pixel lies in its rescaled frame, and
   :mod:`samacore.resample` reads just those pixels' bilinear taps from the source video.
-* Variants (``sama``, ``sama-c``, ``sama-mix``, ``sama-spm``, ``sama-swm`` and the image versions) are entries of
-  :data:`SAMA_VARIANTS`: a factor schedule plus an optional mask, run by the one function :func:`sama_sample`.
+* Every sample-type name of both trees is one entry of :data:`SAMPLE_TYPES` (:class:`SampleType`), with its
+  recipe for videos and for images. The SAMA variants (``sama``, ``sama-c``, ``sama-mix``, ``sama-spm``,
+  ``sama-swm``, and ``sama`` / ``sama-spm`` for images) are a :class:`SamaVariant` -- a factor schedule plus an
+  optional mask -- run by the one function :func:`sama_sample`; the trees' lists of names, option checks, command
+  line help and the visualisers all read this registry, so a new variant is one entry.
   A mask only decides, pixel by pixel, which of two grids (full resolution or scaled) a pixel reads; each pixel
   is computed once, from its own source.
 
@@ -21,15 +24,17 @@ Video tensors are ``[C, T, H, W]`` (any real dtype, any device); outputs are flo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
+from samacore.registry import Registry
 from samacore.resample import Part, TapSource, plan_taps, resample
 
 __all__ = [
-    "FragmentGrid", "SamaVariant", "SAMA_VARIANTS", "SCHEDULES", "MASKS",
+    "FragmentGrid", "SamaVariant", "SampleType", "SAMPLE_TYPES", "SAMA_VARIANTS", "SCHEDULES", "MASKS",
+    "sample_type_names", "sama_variant",
     "cell_starts", "relative_offsets", "scale_schedule", "upsampled_size", "scaled_size",
     "patch_mask", "window_mask", "make_mask", "sample_fragments", "sama_sample",
 ]
@@ -100,7 +105,7 @@ def _fragment_positions(sizes: torch.Tensor, offsets: torch.Tensor, cells: int, 
 SCHEDULES = ("ramp", "alternate", "double_ramp", "coarsest")
 
 
-def scale_schedule(kind: str, ratio: float, n: int) -> list[float]:
+def scale_schedule(kind: str, ratio: float, n: int) -> List[float]:
     """``n`` scale factors for the temporal patches (2 frames each) of one clip.
 
     ramp: ``linspace(1, 1/ratio, n)`` (full resolution down to "just fits the output");
@@ -120,7 +125,7 @@ def scale_schedule(kind: str, ratio: float, n: int) -> list[float]:
     raise ValueError(f"unknown scale schedule {kind!r}; choose one of: {', '.join(SCHEDULES)}")
 
 
-def upsampled_size(h: int, w: int, grid: FragmentGrid) -> tuple[int, int]:
+def upsampled_size(h: int, w: int, grid: FragmentGrid) -> Tuple[int, int]:
     """Frames smaller than the output are enlarged to ``(round(h/ratio), round(w/ratio))``; others are kept."""
     ratio = grid.ratio(h, w)
     if ratio < 1:
@@ -128,7 +133,7 @@ def upsampled_size(h: int, w: int, grid: FragmentGrid) -> tuple[int, int]:
     return h, w
 
 
-def scaled_size(h: int, w: int, factor: float) -> tuple[int, int]:
+def scaled_size(h: int, w: int, factor: float) -> Tuple[int, int]:
     """Frame size at a scale factor: ``(round(h*f), round(w*f))`` (Python rounding, half to even)."""
     return round(h * float(factor)), round(w * float(factor))
 
@@ -159,7 +164,7 @@ def sample_fragments(
     return resample(video, plan, geometry, frame_idx.tolist())
 
 
-def _distinct_frames(*per_frame: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+def _distinct_frames(*per_frame: torch.Tensor) -> Tuple[torch.Tensor, List[int]]:
     """Frames with equal geometry (sizes and offsets) read the same pixels: returns one representative frame
     per distinct geometry (int64 ``[U]``) and the geometry index of every frame."""
     key = torch.cat([k.reshape(k.shape[0], -1).to(torch.int64) for k in per_frame], 1)
@@ -170,7 +175,7 @@ def _distinct_frames(*per_frame: torch.Tensor) -> tuple[torch.Tensor, list[int]]
     return first, inverse.tolist()
 
 
-def _grid_positions(grid: FragmentGrid, sizes_h, sizes_w, off_h, off_w) -> tuple[torch.Tensor, torch.Tensor]:
+def _grid_positions(grid: FragmentGrid, sizes_h, sizes_w, off_h, off_w) -> Tuple[torch.Tensor, torch.Tensor]:
     """Rows ``[N, Gh, Gw, fh]`` and columns ``[N, Gh, Gw, fw]`` read by every cell (checked to lie inside)."""
     n = sizes_h.numel()
     rows = _fragment_positions(sizes_h, off_h, grid.cells_h, grid.fsize_h, axis=0)
@@ -240,17 +245,104 @@ class SamaVariant:
             raise ValueError(f"unknown mask {self.mask!r}; choose one of: None, {', '.join(MASKS)}")
 
 
-SAMA_VARIANTS: dict[str, SamaVariant] = {
-    # video (one factor per temporal patch of 2 frames)
-    "sama": SamaVariant("ramp"),
-    "sama-c": SamaVariant("alternate"),
-    "sama-mix": SamaVariant("double_ramp"),
-    "sama-spm": SamaVariant("ramp", "patch"),
-    "sama-swm": SamaVariant("ramp", "window"),
-    # image: a single scaled view at 1/ratio, mixed with full resolution
-    "image-window": SamaVariant("coarsest", "window"),
-    "image-patch": SamaVariant("coarsest", "patch"),
-}
+# ----------------------------------------------------------------------------------------------- sample types
+Recipe = Union[SamaVariant, str]  # a SAMA variant, or the name of a tree's own sampler ("fragments", "resize", ...)
+MEDIA = ("video", "image")
+
+
+@dataclass(frozen=True)
+class SampleType:
+    """A sample-type name as option files and command lines spell it, and what it does for each medium.
+
+    ``video`` / ``image``: a :class:`SamaVariant` (run by :func:`sama_sample`), the name of the tree's own sampler
+    (``samavqa.sampling`` / ``samaiqa.sampling``), or None where the type is not offered. ``grid``: the output is a
+    grid of fragments (the visualisers draw it cell by cell). ``aliases``: other spellings options may use.
+    """
+
+    name: str
+    video: Optional[Recipe] = None
+    image: Optional[Recipe] = None
+    grid: bool = True
+    aliases: Tuple[str, ...] = ()
+
+    def recipe(self, medium: str) -> Optional[Recipe]:
+        if medium not in MEDIA:
+            raise ValueError(f"unknown medium {medium!r}; choose one of: {', '.join(MEDIA)}")
+        return getattr(self, medium)
+
+
+#: every sample type of both trees, in the order messages and help list them
+SAMPLE_TYPES: Registry[SampleType] = Registry("sample type")
+for _t in (
+    SampleType("fragments", video="fragments"),  # FAST-VQA: full-resolution fragments, absolute offsets
+    SampleType("fragment", image="fragment"),    # the image tree's name for the same
+    SampleType("sama", video=SamaVariant("ramp"), image=SamaVariant("coarsest", "window")),
+    SampleType("sama-c", video=SamaVariant("alternate")),
+    SampleType("sama-mix", video=SamaVariant("double_ramp")),
+    SampleType("sama-spm", video=SamaVariant("ramp", "patch"), image=SamaVariant("coarsest", "patch"),
+               aliases=("sama+spm",)),
+    SampleType("sama-swm", video=SamaVariant("ramp", "window"), aliases=("sama+swm",)),
+    SampleType("resize", video="resize", grid=False),
+    SampleType("arp_resize", video="arp_resize", grid=False),
+    SampleType("crop", video="crop", grid=False),
+    SampleType("arp_fragments", video="arp_fragments", grid=False),
+    SampleType("original", video="original", grid=False),
+):
+    SAMPLE_TYPES.register(_t.name, _t)
+
+
+class SampleTypeNames(Sequence[str]):
+    """The names :data:`SAMPLE_TYPES` offers for ``medium`` (``sama_only``: the SAMA variants), read on every use,
+    so a type registered later appears wherever these names are listed or checked."""
+
+    def __init__(self, medium: str, sama_only: bool = False) -> None:
+        self.medium, self.sama_only = medium, sama_only
+
+    def _names(self) -> Tuple[str, ...]:
+        return tuple(name for name, t in SAMPLE_TYPES.items() if (r := t.recipe(self.medium)) is not None
+                     and (not self.sama_only or isinstance(r, SamaVariant)))
+
+    def __getitem__(self, i):
+        return self._names()[i]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __repr__(self) -> str:
+        return repr(self._names())
+
+
+def sample_type_names(medium: str, sama_only: bool = False) -> SampleTypeNames:
+    """Live list of the sample-type names offered for ``medium`` ("video" / "image")."""
+    return SampleTypeNames(medium, sama_only)
+
+
+def sama_variant(name: str, medium: str = "video") -> Optional[SamaVariant]:
+    """The :class:`SamaVariant` of sample type ``name`` for ``medium``; None if it is not a SAMA variant there."""
+    recipe = SAMPLE_TYPES.get(name).recipe(medium) if name in SAMPLE_TYPES else None
+    return recipe if isinstance(recipe, SamaVariant) else None
+
+
+class _VideoVariants(Mapping[str, SamaVariant]):
+    """``{name: SamaVariant}`` of the video SAMA variants, read live from :data:`SAMPLE_TYPES`."""
+
+    def __getitem__(self, name: str) -> SamaVariant:
+        variant = sama_variant(name, "video")
+        if variant is None:
+            raise KeyError(name)
+        return variant
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(SampleTypeNames("video", sama_only=True))
+
+    def __len__(self) -> int:
+        return len(SampleTypeNames("video", sama_only=True))
+
+
+SAMA_VARIANTS: Mapping[str, SamaVariant] = _VideoVariants()
 
 
 def sama_sample(
@@ -313,7 +405,7 @@ def sama_sample(
     return resample(video, plan, geometry, frames.tolist())
 
 
-def _mask_parts(kind: str, grid: FragmentGrid) -> Optional[list[Part]]:
+def _mask_parts(kind: str, grid: FragmentGrid) -> Optional[List[Part]]:
     """A mask as four single-source parts when it is a checkerboard of tiles nested in the cells (source 0, full
     resolution, on tiles ``(I, J)`` with ``I + J`` even): each pixel is then read once, from its own source, and
     full-resolution tiles are plain copies. None for other grids (the mask is then applied pixel by pixel)."""

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .calibration import Calibration, calibration_from_info
-from .checkpoint import CheckpointError
+from .checkpoint import TRUST_FLAG_HELP, CheckpointError
 from .engine import progress_bar
 from .options import OptionError
 from .robust import SkipBadItems, SkipCollate
@@ -274,6 +274,7 @@ def scoring_parser(kind: str, flag: str, description: str, released: str, option
                                                     "absolute or relative to FILE's folder; # starts a comment line")
     p.add_argument("--recursive", action="store_true", help="with --dir: also score the files in its subfolders")
     p.add_argument("--ckpt", help=f"checkpoint (default: {released}, else the newest one our trainer wrote)")
+    p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_FLAG_HELP)
     p.add_argument("--options", help=options_help)
     p.add_argument("--stype", **stype)
     p.add_argument("--output", help=f"CSV file ({','.join(CSV_COLUMNS)}); '-' for stdout. Default for several "
@@ -323,7 +324,8 @@ def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., ScorerLike]
         if check_given is not None and args.files:
             for path in args.files:
                 check_given(path)
-        scorer = load_scorer(args.ckpt, args.options, args.stype, args.device, args.bf16, **dict(scorer_args or {}))
+        scorer = load_scorer(args.ckpt, args.options, args.stype, args.device, args.bf16,
+                             trust_checkpoint=args.trust_checkpoint, **dict(scorer_args or {}))
     except (OptionError, CheckpointError, FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Optional
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ def seed_everything(seed: int) -> None:
     torch.cuda.manual_seed_all(seed)
 
 
-def pick_device(requested: str | None = None) -> str:
+def pick_device(requested: Optional[str] = None) -> str:
     """``requested`` if given (``cpu``/``cuda``/``cuda:N``), else CUDA when available, else CPU."""
     if requested:
         if requested.startswith("cuda") and not torch.cuda.is_available():

@@ -23,7 +23,8 @@ BACKBONE = "swin_nano_nodrop"
 REGISTER = ("from samavqa.models import swin3d\n"
             f"swin3d.register_backbone({BACKBONE!r}, swin3d.SwinConfig(embed_dim=24, depths=(1, 2, 1, 2), "
             "num_heads=(1, 2, 2, 4), drop_path_rate=0.0))\n")
-LAUNCH = "import torch\n" + REGISTER + "from samavqa import cli\ncli.run_command(cli.train_main)\n"
+LAUNCH = ("import torch\n" + REGISTER + "from samacore.runs import run_command\nfrom samavqa import cli\n"
+          "run_command(cli.train_main)\n")
 
 
 def options(data, path, batch):

@@ -1,4 +1,5 @@
-"""samacore.engine: training loop order, prediction gathering, best-checkpoint protocol, loaders, CSV output."""
+"""samacore.engine and the pieces around the loop (loaders, resume, trainer): training loop order, prediction
+gathering, best-checkpoint protocol, loaders, CSV output."""
 import csv
 import math
 
@@ -8,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from samacore import engine
+from samacore import engine, loaders, metrics, precision, resume, runs, trainer
 from samacore.checkpoint import CheckpointError, load_checkpoint
 from samacore.ema import ModelEMA
 from samacore.losses import vqa_loss
@@ -48,7 +49,7 @@ def test_train_one_epoch_steps_scheduler_and_ema_per_iteration(tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(4, 12))
-    loader = engine.build_loader(data(), {"train_batch_size": 4}, train=True)
+    loader = loaders.build_loader(data(), {"train_batch_size": 4}, train=True)
     logger = RunLogger(str(tmp_path / "run"), use_tensorboard=False)
     stats = engine.train_one_epoch(model, loader, step_fn, opt, sched, ema, "cpu", 0, logger, progress=False)
     assert stats["iters"] == 6 and sched.last_epoch == 6  # one scheduler step per iteration
@@ -76,7 +77,7 @@ def test_nonfinite_loss_skips_steps_then_stops():
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 1.0)
     guard = engine.BadStepGuard(max_bad_steps=3)
-    stats = engine.train_one_epoch(model, engine.build_loader(data(8), {"train_batch_size": 2}, True), flaky, opt,
+    stats = engine.train_one_epoch(model, loaders.build_loader(data(8), {"train_batch_size": 2}, True), flaky, opt,
                                    sched, None, "cpu", 0, progress=False, guard=guard)
     assert stats["iters"] == 2 and stats["skipped"] == 2 and math.isfinite(stats["loss"])
     assert sched.last_epoch == 4  # the schedule still counts skipped iterations
@@ -86,7 +87,7 @@ def test_nonfinite_loss_skips_steps_then_stops():
     # always NaN: stops after max_bad_steps in a row, counting across epochs
     bad = lambda m, b, d: (torch.tensor(float("nan"), requires_grad=True), [0.0], [0.0])
     guard = engine.BadStepGuard(max_bad_steps=3)
-    loader = engine.build_loader(data(2), {}, True)
+    loader = loaders.build_loader(data(2), {}, True)
     engine.train_one_epoch(model, loader, bad, opt, None, None, "cpu", 2, progress=False, guard=guard)
     assert guard.in_a_row == 2
     with pytest.raises(FloatingPointError, match=r"not finite \(nan\) for 3 steps in a row \(last: epoch 3, iteration 0\)"):
@@ -101,22 +102,22 @@ def test_bf16_autocast_runs_matmuls_in_bf16_and_loss_in_fp32():
     def step(m, b, d):
         pred = m(b[0])
         seen["pred"] = pred.dtype
-        with engine.full_precision(d):
+        with precision.full_precision(d):
             loss = vqa_loss(pred.float(), b[1][:, None])
         seen["loss"] = loss.dtype
         return loss, pred, b[1]
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    stats = engine.train_one_epoch(model, engine.build_loader(data(8), {"train_batch_size": 4}, True), step, opt,
-                                   None, None, "cpu", 0, progress=False, amp=engine.amp_mode("bf16"))
+    stats = engine.train_one_epoch(model, loaders.build_loader(data(8), {"train_batch_size": 4}, True), step, opt,
+                                   None, None, "cpu", 0, progress=False, amp=precision.amp_mode("bf16"))
     assert seen == {"pred": torch.bfloat16, "loss": torch.float32} and math.isfinite(stats["loss"])
-    loader = engine.build_loader(data(6), {"test_batch_size": 3}, False)
+    loader = loaders.build_loader(data(6), {"test_batch_size": 3}, False)
     _, p32, _ = engine.predict(model, loader, predict_fn, "cpu", progress=False)
     _, p16, _ = engine.predict(model, loader, predict_fn, "cpu", progress=False, amp="bf16")
     assert p16 != p32 and p16 == pytest.approx(p32, abs=0.05)  # bf16 keeps ~3 significant digits
-    assert engine.amp_mode(None) is None and engine.amp_mode("none") is None and engine.amp_mode(False) is None
+    assert precision.amp_mode(None) is None and precision.amp_mode("none") is None and precision.amp_mode(False) is None
     with pytest.raises(ValueError, match="allowed: none, bf16"):
-        engine.amp_mode("fp16")
+        precision.amp_mode("fp16")
 
 
 def _run_epochs(model, ema, opt, sched, loader, epochs, guard=None):
@@ -130,7 +131,7 @@ def _parts(seed_model=0, opt_extra=None):
     ema = ModelEMA(model, decay=0.9)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(3, 30))
-    loader = engine.build_loader(data(20), {"train_batch_size": 4, "deterministic": True, **(opt_extra or {})},
+    loader = loaders.build_loader(data(20), {"train_batch_size": 4, "deterministic": True, **(opt_extra or {})},
                                  True, seed=5)
     return model, ema, opt, sched, loader
 
@@ -142,22 +143,22 @@ def test_train_state_resume_matches_uninterrupted_training(tmp_path):
     _run_epochs(*ref[:5], range(3))
 
     model, ema, opt, sched, loader = _parts()
-    best = engine.BestCheckpointer()
+    best = trainer.BestCheckpointer()
     best.update("val", dict(srcc=0.5, plcc=0.4, krcc=0.3, rmse=1.0, n=3), 0)
     logger = RunLogger(str(tmp_path / "run"), use_tensorboard=False)
     logger.row({"epoch": 0, "srcc": 0.5})
     _run_epochs(model, ema, opt, sched, loader, range(1))
-    state = engine.TrainState(model, opt, sched, ema, best, {"train": loader}, logger, opt={"seed": 5, "lr": 0.01})
-    state.save(str(tmp_path / "run" / engine.RESUME_FILE), epoch=0, note="x")
+    state = resume.TrainState(model, opt, sched, ema, best, {"train": loader}, logger, opt={"seed": 5, "lr": 0.01})
+    state.save(str(tmp_path / "run" / resume.RESUME_FILE), epoch=0, note="x")
     logger.row({"epoch": 1, "srcc": 0.6})  # logged by the interrupted epoch: dropped on resume
 
     model2, ema2, opt2, sched2, loader2 = _parts(seed_model=7)
     torch.rand(100), np.random.rand(3)  # the resumed process has drawn other random numbers
-    best2 = engine.BestCheckpointer()
+    best2 = trainer.BestCheckpointer()
     logger2 = RunLogger(str(tmp_path / "run"), use_tensorboard=False)
-    loaded = engine.load_resume(str(tmp_path / "run"), {"seed": 5, "lr": 0.02})  # a run folder is accepted
+    loaded = resume.load_resume(str(tmp_path / "run"), {"seed": 5, "lr": 0.02})  # a run folder is accepted
     assert loaded["note"] == "x" and loaded["epoch"] == 0
-    start = engine.TrainState(model2, opt2, sched2, ema2, best2, {"train": loader2}, logger2).restore(loaded)
+    start = resume.TrainState(model2, opt2, sched2, ema2, best2, {"train": loader2}, logger2).restore(loaded)
     assert start == 1
     _run_epochs(model2, ema2, opt2, sched2, loader2, range(start, 3))
     for a, b in ((ref[0], model2), (ref[1].module, ema2.module)):
@@ -171,23 +172,23 @@ def test_train_state_resume_matches_uninterrupted_training(tmp_path):
 
 def test_resume_errors_and_option_report(tmp_path, caplog):
     with pytest.raises(CheckpointError, match="has no last.pth"):
-        engine.load_resume(str(tmp_path))
+        resume.load_resume(str(tmp_path))
     with pytest.raises(CheckpointError, match="neither a run folder nor a checkpoint"):
-        engine.load_resume(str(tmp_path / "nope"))
-    engine.save_epoch_checkpoint(Tiny(), str(tmp_path / "w.pth"))
+        resume.load_resume(str(tmp_path / "nope"))
+    trainer.save_epoch_checkpoint(Tiny(), str(tmp_path / "w.pth"))
     with pytest.raises(CheckpointError, match="not a resumable training state"):
-        engine.load_resume(str(tmp_path / "w.pth"))
+        resume.load_resume(str(tmp_path / "w.pth"))
     model, ema, opt, sched, loader = _parts()
-    state = engine.TrainState(model, opt, sched, ema, opt={"seed": 1, "optimizer": {"lr": 0.1}}, command="train")
+    state = resume.TrainState(model, opt, sched, ema, opt={"seed": 1, "optimizer": {"lr": 0.1}}, command="train")
     state.save(str(tmp_path / "r" / "last.pth"), 0)
     (tmp_path / "r" / ".tmp-abc.pth").write_bytes(b"half a file")
     with pytest.raises(CheckpointError, match="saved by the train command"):
-        engine.load_resume(str(tmp_path / "r"), command="finetune")
-    engine.load_resume(str(tmp_path / "r" / "last.pth"), {"seed": 1, "optimizer": {"lr": 0.2}, "progress": False})
+        resume.load_resume(str(tmp_path / "r"), command="finetune")
+    resume.load_resume(str(tmp_path / "r" / "last.pth"), {"seed": 1, "optimizer": {"lr": 0.2}, "progress": False})
     out = caplog.text
     assert "optimizer.lr: 0.1 -> 0.2" in out and "progress" not in out
     assert not (tmp_path / "r" / ".tmp-abc.pth").exists()  # the interrupted save's leftover is cleaned up
-    assert engine.options_diff({"a": {"b": 1}}, {"a": {"b": 1, "c": 2}}) == ["a.c: (absent) -> 2"]
+    assert resume.options_diff({"a": {"b": 1}}, {"a": {"b": 1, "c": 2}}) == ["a.c: (absent) -> 2"]
 
 
 def test_deterministic_items_depend_only_on_seed_epoch_and_index():
@@ -202,10 +203,10 @@ def test_deterministic_items_depend_only_on_seed_epoch_and_index():
         out = {}
         for rank in range(world):
             if world == 1:
-                ld = engine.build_loader(Noisy(), {"train_batch_size": 2, "deterministic": True, **opt}, True, seed=3)
+                ld = loaders.build_loader(Noisy(), {"train_batch_size": 2, "deterministic": True, **opt}, True, seed=3)
             else:  # rank `rank` of a torchrun run
-                sampler = engine.TrainSampler(Noisy(), 3, rank, world, with_epoch=True)
-                ld = torch.utils.data.DataLoader(engine.ItemSeeded(Noisy(), 3), batch_size=1, sampler=sampler)
+                sampler = loaders.TrainSampler(Noisy(), 3, rank, world, with_epoch=True)
+                ld = torch.utils.data.DataLoader(loaders.ItemSeeded(Noisy(), 3), batch_size=1, sampler=sampler)
             ld.sampler.set_epoch(ep)
             for b in ld:
                 out.update({int(r[0]): r[1:].tolist() for r in b})
@@ -217,33 +218,33 @@ def test_deterministic_items_depend_only_on_seed_epoch_and_index():
     assert epoch_items({}, 0, world=2) == a0  # nor the number of processes
     assert epoch_items({}, 1) != a0  # a new epoch draws new augmentations
     state = torch.get_rng_state()
-    Noisy_ = engine.ItemSeeded(Noisy(), 3)
+    Noisy_ = loaders.ItemSeeded(Noisy(), 3)
     Noisy_[(0, 1)]
     assert torch.equal(torch.get_rng_state(), state)  # the global generators are left untouched
     # rank r of w takes positions r, r+w, ... of the one-process order
-    one = list(engine.TrainSampler(range(10), seed=1))
-    assert [list(engine.TrainSampler(range(10), 1, r, 2)) for r in (0, 1)] == [one[0::2], one[1::2]]
+    one = list(loaders.TrainSampler(range(10), seed=1))
+    assert [list(loaders.TrainSampler(range(10), 1, r, 2)) for r in (0, 1)] == [one[0::2], one[1::2]]
 
 
 def test_predict_order_mode_and_metrics():
     model = Tiny().train()
     ds = data(10)
-    names, preds, labels = engine.predict(model, engine.build_loader(ds, {"test_batch_size": 3}, False), predict_fn,
+    names, preds, labels = engine.predict(model, loaders.build_loader(ds, {"test_batch_size": 3}, False), predict_fn,
                                           "cpu", progress=False)
     assert model.training  # restored
     assert labels == pytest.approx(ds.tensors[1].tolist())  # dataset order kept
     assert names[0] == f"{float(ds.tensors[1][0]):.6f}" and len(preds) == 10
     with torch.no_grad():
         assert preds == pytest.approx(model.eval()(ds.tensors[0]).view(-1).tolist(), abs=1e-6)
-    m = engine.evaluate(labels, labels)
+    m = metrics.evaluate(labels, labels)
     assert m["srcc"] == pytest.approx(1.0) and m["rmse"] == pytest.approx(0.0, abs=1e-9) and m["n"] == 10
-    unl = engine.evaluate([1.0, 2.0], [math.nan, math.nan])
-    assert math.isnan(unl["srcc"]) and not engine.has_labels([1.0, math.nan])
+    unl = metrics.evaluate([1.0, 2.0], [math.nan, math.nan])
+    assert math.isnan(unl["srcc"]) and not metrics.has_labels([1.0, math.nan])
 
 
 def test_best_checkpointer_saves_only_on_srcc_plus_plcc_improvement(tmp_path):
     model = Tiny()
-    best = engine.BestCheckpointer(lambda key: str(tmp_path / f"m_{key}_s_dev_v0.0.pth"))
+    best = trainer.BestCheckpointer(lambda key: str(tmp_path / f"m_{key}_s_dev_v0.0.pth"))
     rows = [dict(srcc=0.5, plcc=0.6, krcc=0.4, rmse=3.0, n=5),
             dict(srcc=0.7, plcc=0.3, krcc=0.5, rmse=2.0, n=5),   # sum 1.0 < 1.1: not saved, but SRCC best
             dict(srcc=0.6, plcc=0.7, krcc=0.45, rmse=2.5, n=5)]  # sum 1.3: saved
@@ -262,33 +263,33 @@ def test_best_checkpointer_saves_only_on_srcc_plus_plcc_improvement(tmp_path):
 
 def test_epoch_checkpoint_and_predictions_csv(tmp_path):
     model = Tiny()
-    engine.save_epoch_checkpoint(model, str(tmp_path / "w" / "x_Epoch_00.pth"))
+    trainer.save_epoch_checkpoint(model, str(tmp_path / "w" / "x_Epoch_00.pth"))
     ck = load_checkpoint(str(tmp_path / "w" / "x_Epoch_00.pth"))
     assert torch.equal(ck["state_dict"]["head.weight"], model.head.weight)
-    path = engine.write_predictions_csv(str(tmp_path / "p.csv"), ["a", "b"], [0.25, 1.0], [3.0, math.nan],
+    path = runs.write_predictions_csv(str(tmp_path / "p.csv"), ["a", "b"], [0.25, 1.0], [3.0, math.nan],
                                         extra={"set": ["s1", "s2"]})
     rows = list(csv.DictReader(open(path)))
     assert list(rows[0]) == ["name", "pred", "gt", "set"]
     assert float(rows[0]["pred"]) == 0.25 and rows[1]["name"] == "b" and math.isnan(float(rows[1]["gt"]))
     with pytest.raises(ValueError, match="different lengths"):
-        engine.write_predictions_csv(str(tmp_path / "q.csv"), ["a"], [1.0, 2.0], [1.0])
+        runs.write_predictions_csv(str(tmp_path / "q.csv"), ["a"], [1.0, 2.0], [1.0])
 
 
 def test_build_loader_options():
     ds = data(8)
-    ld = engine.build_loader(ds, {"test_batch_size": 5, "test_num_workers": 1, "prefetch_factor": 3,
+    ld = loaders.build_loader(ds, {"test_batch_size": 5, "test_num_workers": 1, "prefetch_factor": 3,
                                   "persistent_workers": True, "pin_memory": False}, train=False)
     assert ld.batch_size == 5 and ld.num_workers == 1 and ld.prefetch_factor == 3 and ld.persistent_workers
     assert not ld.pin_memory and [len(b[0]) for b in ld] == [5, 3]
-    tr = engine.build_loader(ds, {"train_batch_size": 2}, train=True, seed=1)
+    tr = loaders.build_loader(ds, {"train_batch_size": 2}, train=True, seed=1)
     order1 = torch.cat([b[1] for b in tr])
     assert sorted(order1.tolist()) == sorted(ds.tensors[1].tolist())
-    sh = [list(engine.ContiguousShardSampler(10, r, 3)) for r in range(3)]
+    sh = [list(loaders.ContiguousShardSampler(10, r, 3)) for r in range(3)]
     assert sh == [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9]]
 
 
 def test_open_run_writes_options(tmp_path):
-    logger = engine.open_run(str(tmp_path / "r"), {"name": "x", "lr": 0.1, "_options_path": "/p"}, use_tensorboard=False)
+    logger = runs.open_run(str(tmp_path / "r"), {"name": "x", "lr": 0.1, "_options_path": "/p"}, use_tensorboard=False)
     logger.row({"epoch": 0, "srcc": 0.5})
     logger.close()
     text = (tmp_path / "r" / "options.yml").read_text()

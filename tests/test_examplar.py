@@ -8,7 +8,7 @@ from collections import defaultdict
 import pytest
 import torch  # noqa: F401  (torch before decord: the other order can hang)
 
-from samacore import examplar as E
+from samadata import examplar as E
 from samacore.options import REPO_ROOT
 
 LABELS = os.path.join(REPO_ROOT, "examplar_data_labels")

@@ -13,7 +13,8 @@ from samacore.options import OptionError
 from samaiqa import cli
 from samaiqa.checkpoints import load_into_model, read_checkpoint_info
 from samaiqa.datasets import ImageDataset
-from samaiqa.labels import LabelError, make_splits
+from samacore.splits import make_splits
+from samaiqa.labels import LabelError
 
 SMALL_MODEL = {"backbone_args": SMALL_SWIN}
 

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from samaiqa.datasets import ImageDataset, ImageReadError, load_image
-from samaiqa.labels import LabelError, kadid_groups, make_splits, read_info, read_pkl, read_txt
+from samacore.splits import make_splits
+from samaiqa.labels import LabelError, kadid_groups, read_info, read_pkl, read_txt
 
 
 # ------------------------------------------------------------------------------------------------ labels

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from helpers import GRID, SMALL_SWIN, write_graded_images
 from samacore.robust import BadItemLog, SkipBadItems, SkippingLoader, TooManyBadItems
+from samacore.runs import run_command
 from samaiqa import cli
 from samaiqa.datasets import ImageDataset, ImageReadError, load_image
 from samaiqa.labels import LabelError, missing_files, read_info, read_pkl
@@ -177,7 +178,7 @@ def test_training_reports_missing_listed_images_with_file_and_line(tmp_path):
     with pytest.raises(TooManyBadItems, match=rf"1 of 12 images listed in {info} are missing.*info\.txt, line 4: image 'i03.png' not found"):
         cli.train_main(["-o", _options(tmp_path), "--no-progress"])
     with pytest.raises(SystemExit) as e:  # the command line turns it into a one-line error, status 2
-        cli.run_command(lambda: cli.train_main(["-o", _options(tmp_path), "--no-progress"]))
+        run_command(lambda: cli.train_main(["-o", _options(tmp_path), "--no-progress"]))
     assert e.value.code == 2
 
 

@@ -134,7 +134,9 @@ def test_shape_mismatch_and_foreign_checkpoints_are_errors():
     big = IQAModel(img_size=64, embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4))
     with pytest.raises(CheckpointError, match="wrong shape"):
         load_into_model(src, {"state_dict": big.state_dict()})
-    with pytest.raises(CheckpointError, match="not an IQA checkpoint"):
+    with pytest.raises(CheckpointError, match="is a VQA checkpoint"):
         load_into_model(src, {"state_dict": {"fragments_backbone.layers.0.x": torch.zeros(1)}})
+    with pytest.raises(CheckpointError, match="not an IQA checkpoint"):
+        load_into_model(src, {"state_dict": {"encoder.layers.0.x": torch.zeros(1)}})
     with pytest.raises(CheckpointError, match="not found"):
         load_into_model(src, "/nonexistent/file.pth")

@@ -10,8 +10,9 @@ import cv2
 
 from samacore.options import OptionError
 from samavqa import FineTuneDataset, FusionDataset, FragmentSampleFrames
-from samavqa.datasets import MEAN, STD, decode_frames, list_videos, read_label_file
+from samavqa.datasets import MEAN, STD, decode_frames, list_videos
 from samavqa.decoders import read_frames
+from samavqa.labels import read_label_file
 
 H, W, T = 64, 80, 20
 FRAG = dict(fragments_h=2, fragments_w=2, fsize_h=32, fsize_w=32, aligned=8, clip_len=8, frame_interval=1)

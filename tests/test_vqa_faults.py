@@ -11,8 +11,9 @@ import cv2
 
 from samacore.robust import TooManyBadItems
 from samavqa.datasets import (FusionDataset, VideoNotFoundError, VideoReadError, bad_item_log, decode_frames,
-                              read_label_file, skipping_loader)
+                              skipping_loader)
 from samavqa.decoders import DECODERS
+from samavqa.labels import read_label_file
 from samavqa.sampling import get_single_sample
 from samavqa.temporal import FragmentSampleFrames
 

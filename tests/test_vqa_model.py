@@ -318,3 +318,15 @@ def test_evaluator_options():
         nano_evaluator(backbone_size="divided")
     with pytest.raises(ValueError, match="var"):
         nano_evaluator(var=True)
+
+
+def test_model_trains_after_inference_mode_scoring_of_the_same_geometry():
+    """Window geometry is cached per shape: a first forward under ``torch.inference_mode`` (how vqa.py scores)
+    must not leave inference tensors in the cache for a later training step of the same shape."""
+    swin3d.clear_geometry_cache()
+    model = build_backbone(NANO)
+    x = torch.randn(1, 3, 8, 64, 64)
+    with torch.inference_mode():
+        model(x)
+    model(x).mean().backward()
+    assert model.layers[0].blocks[0].attn.relative_position_bias_table.grad is not None

@@ -78,9 +78,10 @@ def replace(src, dst):  # die between writing the temporary file and renaming it
         os._exit(17)
     return real_replace(src, dst)
 os.replace = replace
+from samacore.runs import run_command
 from samavqa import cli
 sys.argv[1:] = ["-o", sys.argv[1], "--resume", sys.argv[2]]
-cli.run_command(cli.train_main)
+run_command(cli.train_main)
 """
 
 

@@ -1,4 +1,5 @@
-"""SAMA for image quality assessment: sampling, the Swin-V2 IQA model, checkpoints, label readers, datasets.
+"""SAMA for image quality assessment: sampling, the IQA model (Swin-V2 or any timm encoder), checkpoints, label
+readers, datasets.
 
     from samaiqa import IQAModel, ImageDataset, sample_image, read_info, load_into_model
 
@@ -12,7 +13,10 @@ Scoring from Python (see :func:`samaiqa.score.load_scorer`)::
 """
 from .checkpoints import load_into_model, save_model_checkpoint
 from .datasets import ImageDataset, ImageReadError, load_image
-from .labels import LabelError, LabelSet, make_splits, missing_files, read_csv, read_info, read_kadid_csv, read_koniq_csv, read_pkl, read_txt
+from .labels import (
+    LABEL_FORMATS, LabelError, LabelSet, missing_files, read_csv, read_info, read_kadid_csv, read_koniq_csv, read_pkl,
+    read_txt,
+)
 from .model import IQAHead, IQAModel
 from .sampling import IQA_SAMPLE_TYPES, sample_image
 from .score import Scorer, load_scorer
@@ -27,7 +31,7 @@ __all__ = [
     "LabelSet",
     "load_image",
     "load_into_model",
-    "make_splits",
+    "LABEL_FORMATS",
     "missing_files",
     "read_csv",
     "read_info",

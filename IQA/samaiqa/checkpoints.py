@@ -6,20 +6,26 @@
   with Microsoft's key layout under ``backbone.`` (patch merging at the *end* of a stage, ``head.*`` classifier).
 * ``samaiqa``: what this package saves, ``{"format": "samaiqa/1", "state_dict": IQAModel state, ...}``.
 
-Microsoft's layout is mapped to timm's with timm's own Swin-V2 checkpoint filter. Microsoft files also store
-index / coordinate tables and shifted-window masks as buffers; our backbone builds the same tables itself, so
-each stored table is compared with the rebuilt one (a difference means the file was made for another window
+A file of the VQA tree (a video Swin: 3D patch embedding, or ``<branch>_backbone.*`` keys) is refused saying so.
+
+Microsoft's layout is mapped to timm's with the checkpoint filter timm keeps beside the encoder
+(:func:`samaiqa.model.checkpoint_filter`; for Swin-V2 it moves the patch merging layers). Microsoft files also
+store index / coordinate tables and shifted-window masks as buffers; our backbone builds the same tables itself,
+so each stored table is compared with the rebuilt one (a difference means the file was made for another window
 configuration and is an error) and then dropped.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Tuple
+import re
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
-from timm.models.swin_transformer_v2 import checkpoint_filter_fn
 from torch import nn
 
-from samacore.checkpoint import CheckpointError, LoadReport, load_checkpoint, load_state_dict_checked, save_checkpoint
+from samacore.checkpoint import (CheckpointError, LoadReport, load_checkpoint, load_state_dict_checked,
+                                 patch_embedding_rank, save_checkpoint)
+
+from .model import checkpoint_filter
 
 OWN_FORMAT = "samaiqa/1"
 FORMATS = ("microsoft", "sama-iqa", "samaiqa")
@@ -46,8 +52,21 @@ def _is_tensor_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
+def _video_model_kind(sd: Mapping[str, Any]) -> Optional[str]:
+    """What a VQA-tree checkpoint (a video Swin) is, in a few words; None for anything else."""
+    if any(re.match(r"[A-Za-z0-9-]+_(backbone|head)\.", str(k)) for k in sd):  # fragments_backbone.*, vqa_head.*
+        if not any(str(k).startswith("vqa_head.fc1.") for k in sd):  # (the IQA head is vqa_head.fc1/fc2)
+            return "a SAMA / FAST-VQA video model: '<branch>_backbone.*' with a 'vqa_head'"
+    if patch_embedding_rank(sd) == 5:  # a 3D patch embedding: a video Swin
+        if any(str(k).startswith("backbone.") for k in sd):
+            return "a Video Swin Kinetics-400 backbone (mmaction layout)"
+        return "a Video Swin model"
+    return None
+
+
 def detect_format(ckpt: Any) -> Tuple[str, StateDict]:
-    """Return ``(format, state_dict)`` for a loaded checkpoint object; raise :class:`CheckpointError` if unknown."""
+    """Return ``(format, state_dict)`` for a loaded checkpoint object; raise :class:`CheckpointError` if unknown
+    (saying so when it is a VQA checkpoint)."""
     if isinstance(ckpt, Mapping) and ckpt.get("format") == OWN_FORMAT and _is_tensor_dict(ckpt.get("state_dict")):
         return "samaiqa", _unwrap_module_prefix(ckpt["state_dict"])
     if isinstance(ckpt, Mapping) and _is_tensor_dict(ckpt.get("model")):
@@ -64,6 +83,10 @@ def detect_format(ckpt: Any) -> Tuple[str, StateDict]:
             f"not an IQA checkpoint: expected {{'model': ...}} (Microsoft Swin-V2) or {{'state_dict': ...}} "
             f"(SAMA IQA / samaiqa); found {keys}"
         )
+    kind = _video_model_kind(sd)
+    if kind:
+        raise CheckpointError(f"it is a VQA checkpoint ({kind}), not an IQA model: use it with the VQA tree "
+                              "(VQA/vqa.py, VQA/demo_test.py)")
     if any(k.startswith("backbone.") for k in sd):
         if ("backbone." + _MS_LAYOUT_MARKER) in sd or "backbone.head.weight" in sd:
             return "sama-iqa", sd
@@ -117,7 +140,7 @@ def _check_derived_buffers(sd: Mapping[str, torch.Tensor], backbone: nn.Module, 
 def _microsoft_backbone_to_timm(sd: Mapping[str, torch.Tensor], backbone: nn.Module, where: str) -> Tuple[StateDict, List[str]]:
     """Map a Microsoft-layout Swin-V2 state dict onto timm's names; drop the ImageNet classifier."""
     notes = _check_derived_buffers(sd, backbone, where)
-    mapped = checkpoint_filter_fn(dict(sd), backbone)  # moves patch merging, drops derived buffers
+    mapped = checkpoint_filter(backbone)(dict(sd), backbone)  # Swin-V2: moves patch merging, drops derived buffers
     own_keys = set(backbone.state_dict())
     classifier = [k for k in mapped if k.startswith("head.") and k not in own_keys]
     for k in classifier:
@@ -147,16 +170,17 @@ def state_dict_for_model(ckpt: Any, model: nn.Module) -> Tuple[str, StateDict, L
 
 
 def load_into_model(
-    model: nn.Module, source: Any, allow_partial: bool = False, map_location: Any = "cpu"
+    model: nn.Module, source: Any, allow_partial: bool = False, map_location: Any = "cpu", trust: bool = False
 ) -> LoadReport:
     """Load a checkpoint (a path or an already loaded object) of any supported format into an ``IQAModel``.
 
     Every learnable tensor must come from the file (except the quality head for ImageNet backbone files),
-    unless ``allow_partial``. Returns the :class:`~samacore.checkpoint.LoadReport`, whose notes say which
-    format was found and what was deliberately not loaded.
+    unless ``allow_partial``. ``trust``: full unpickle of a file the user trusts
+    (:func:`samacore.checkpoint.load_checkpoint`). Returns the :class:`~samacore.checkpoint.LoadReport`, whose
+    notes say which format was found and what was deliberately not loaded.
     """
     name = source if isinstance(source, str) else "checkpoint object"
-    ckpt = load_checkpoint(source, map_location=map_location) if isinstance(source, str) else source
+    ckpt = load_checkpoint(source, map_location=map_location, trust=trust) if isinstance(source, str) else source
     try:
         fmt, sd, notes = state_dict_for_model(ckpt, model)
     except CheckpointError as e:

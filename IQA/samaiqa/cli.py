@@ -4,10 +4,12 @@ Option files keep the original ``fast-sama-iqa.yml`` schema; see ``IQA/options/f
 file is looked up in the working directory, then in ``IQA/``; relative paths inside it are resolved against the
 working directory, then the repository root.
 
-Training protocol (SAMA IQA): seed 44442 once at start; split ``s`` shuffles with ``random.Random(s * 123)``
-and trains on 80% (KADID-10k: by reference image); per split a fresh model is initialised from ``load_path``
-and trained with SmoothL1, AdamW (backbone lr x0.1), warm-up ``max(1e-2, it / warmup)`` then a constant lr, and
-an EMA (0.999) of the weights, which is what is evaluated every epoch. The result is the median over splits of
+Training protocol (SAMA IQA, run by the shared loop :mod:`samacore.trainer`): seed 44442 once at start; split
+``s`` shuffles with ``random.Random(s * 123)`` and trains on 80% (:mod:`samacore.splits`; with
+``data.split_by: reference``, the default for KADID-10k, by reference image); per split a fresh model is
+initialised from ``load_path`` and trained with SmoothL1, AdamW (backbone lr x0.1), warm-up
+``max(1e-2, it / warmup)`` then a constant lr, and an EMA (0.999) of the weights, which is what is evaluated
+every epoch. The result is the median over splits of
 each split's best SRCC, PLCC, KRCC and RMSE (each metric's own best epoch, as the original reports). With
 ``data.test_info`` (a label file naming the test items, e.g. an official split) there is one fixed split instead:
 those items are tested, all other items of ``data.data_info`` trained on.
@@ -18,10 +20,10 @@ items in one data set (or missing from the label file overall) stops the run wit
 that are not on disk are reported up front with the label file and line.
 
 Each split's best checkpoint also stores the calibration statistics :mod:`samaiqa.score` uses (see
-:func:`calibration_stats`): after the split, the saved model scores its own training images once more in test
-mode, and the mean / std of those scores are stored next to the training labels' mean / std.
+:func:`samacore.calibration.calibration_stats`): after the split, the saved model scores its own training
+images once more in test mode, and the mean / std of those scores are stored next to the training labels'.
 
-Run safety (:mod:`samacore.engine`): the resumable state ``{run_dir}/last.pth`` is saved after every epoch
+Run safety (:mod:`samacore.resume`): the resumable state ``{run_dir}/last.pth`` is saved after every epoch
 (model, EMA, optimiser, scheduler, best trackers, logged rows, every RNG, plus the split index and the
 finished splits' results); ``--resume RUN_OR_CHECKPOINT`` continues an interrupted run, skipping finished
 splits. With ``deterministic: true`` a resumed run ends exactly as an uninterrupted one. ``--stop-after-epochs
@@ -37,133 +39,34 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
 from samacore import distributed as D
-from samacore import engine, runs
-from samacore.calibration import calibration_stats
-from samacore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from samacore.ema import ModelEMA, unwrap
-from samacore.metrics import METRIC_NAMES, aggregate
-from samacore.optim import build_optimizer
-from samacore.options import OptionError, check_keys, choice, load_options, resolve_path, typed
+from samacore import engine, loaders, runs, trainer
+from samacore.checkpoint import CheckpointError
+from samacore.metrics import METRIC_NAMES, aggregate, evaluate, format_metrics, has_labels
+from samacore.resume import restore_log_rows, resume_path
 from samacore.robust import BadItemLog, SkipBadItems, SkipCollate, SkippingLoader, TooManyBadItems
 from samacore.runlog import RunLogger, get_logger
-from samacore.schedules import warmup_constant
+from samacore.splits import make_splits
 from samacore.utils import seed_everything
 
 from .checkpoints import OWN_FORMAT, load_into_model
 from .datasets import ImageDataset, ImageReadError, sampling_args
-from .labels import LabelError, LabelSet, fixed_split, kadid_groups, make_splits, missing_files, read_info
-from .model import DEFAULT_BACKBONE, IQAModel
-from .sampling import IQA_SAMPLE_TYPES
+from .labels import LabelError, LabelSet, fixed_split, kadid_groups, missing_files, read_info
+from .recipe import build_model, predict_fn, schedule, step_fn
+from .schema import existing_path, load_iqa_options, path_option, split_by
 
 log = get_logger("samaiqa")
 
-IQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REPO_ROOT = os.path.dirname(IQA_DIR)
 DEFAULT_OPTIONS = "options/fast-sama-iqa.yml"
 SEED = 44442  # the original's fixed seed
 
-# Keys of the original schema, then ours. `l_num_epochs` and `constant_epochs` are accepted for compatibility;
-# the IQA schedule (warm-up, then constant) does not use them.
-TOP_KEYS = (
-    "name", "stype", "num_epochs", "l_num_epochs", "warmup_epochs", "constant_epochs", "ema", "save_model",
-    "batch_size", "num_workers", "test_batch_size", "test_num_workers", "num_splits", "data", "model",
-    "optimizer", "load_path",
-    "seed", "ema_decay", "allow_partial_load", "run_dir", "save_dir", "device", "progress", "pin_memory",
-    "persistent_workers", "prefetch_factor", "max_bad_fraction", "deterministic", "amp", "max_bad_steps",
-    "stop_after_epochs",
-)
-DATA_KEYS = ("database", "data_info", "test_info", "data_prefix", "fwin_h", "fwin_w", "fsize_h", "fsize_w",
-             "exif_transpose")
-MODEL_KEYS = ("backbone", "backbone_args", "hidden_channels", "dropout_ratio", "drop_path_rate")
-OPTIMIZER_KEYS = ("lr", "backbone_lr_mult", "wd")
 
-
-# ----------------------------------------------------------------------------------------------- options
-def path_option(p: Optional[str]) -> Optional[str]:
-    """A path from the options: absolute as is; relative against the working directory, then the repo root."""
-    return None if p is None else resolve_path(str(p), [REPO_ROOT])
-
-
-def existing_path(p: str, what: str, error: type = OptionError) -> str:
-    """:func:`path_option` for a file that must exist; the error names the option and where it was looked for."""
-    resolved = path_option(p)
-    if not os.path.exists(resolved):
-        where = "" if os.path.isabs(os.path.expanduser(str(p))) else f" (looked in: {os.getcwd()}, {REPO_ROOT})"
-        raise error(f"{what} {p!r} not found{where}")
-    return resolved
-
-
-def check_options(opt: Mapping[str, Any], train: bool) -> None:
-    """Reject unknown keys / values with a message naming the key and what is allowed."""
-    check_keys(opt, TOP_KEYS, "options", required=("data",))
-    choice(opt.get("stype", "sama"), IQA_SAMPLE_TYPES, "stype")
-    check_keys(opt["data"], DATA_KEYS, "data", required=("data_info",))
-    try:
-        sampling_args(opt["data"])
-    except ValueError as e:
-        raise OptionError(str(e)) from None
-    if opt.get("model") is not None:
-        check_keys(opt["model"], MODEL_KEYS, "model")
-        if not isinstance(opt["model"].get("backbone_args", {}), Mapping):
-            raise OptionError("model.backbone_args must be a mapping of timm Swin-V2 arguments")
-    if opt.get("optimizer") is not None:
-        check_keys(opt["optimizer"], OPTIMIZER_KEYS, "optimizer")
-    if not isinstance(opt["data"].get("exif_transpose", False), bool):
-        raise OptionError(f"data.exif_transpose must be true or false, got {opt['data']['exif_transpose']!r}")
-    runs.check_run_options(opt)
-    if train:
-        for key in ("num_epochs", "num_splits", "batch_size"):
-            value = typed(opt, key, int, "options", default=1)
-            if value < (0 if key == "num_epochs" else 1):
-                raise OptionError(f"options.{key} must be {'>= 0' if key == 'num_epochs' else '>= 1'}, got {value}")
-        if opt["data"].get("test_info") is not None and opt.get("num_splits", 1) != 1:
-            raise OptionError(f"data.test_info gives one fixed train/test split, so options.num_splits must be 1 "
-                              f"(or absent), got {opt['num_splits']}; remove data.test_info for random splits")
-    elif "load_path" not in opt:
-        raise OptionError("options.load_path is required for testing: the checkpoint to score images with")
-
-
-def load_iqa_options(path: str, train: bool) -> Dict[str, Any]:
-    opt = load_options(path, search_dirs=[IQA_DIR])
-    check_options(opt, train)
-    opt.setdefault("name", os.path.splitext(os.path.basename(opt["_options_path"]))[0])
-    opt.setdefault("stype", "sama")
-    if train:  # the paper's values where the original schema has them
-        if opt["data"].get("test_info") is not None:
-            opt.setdefault("num_splits", 1)
-        for key, value in (("num_splits", 10), ("num_epochs", 50), ("warmup_epochs", 5), ("batch_size", 64)):
-            opt.setdefault(key, value)
-    return opt
-
-
-def build_model(opt: Mapping[str, Any]) -> IQAModel:
-    """The IQA model for these options: the optional ``model`` block, input size from the ``data`` grid."""
-    m = dict(opt.get("model") or {})
-    s = sampling_args(opt["data"])
-    img_size = (s["fwin_h"] * s["fsize_h"], s["fwin_w"] * s["fsize_w"])
-    try:
-        return IQAModel(
-            backbone=m.get("backbone", DEFAULT_BACKBONE),
-            img_size=img_size,
-            drop_path_rate=float(m.get("drop_path_rate", 0.2)),
-            hidden_channels=int(m.get("hidden_channels", 64)),
-            dropout_ratio=float(m.get("dropout_ratio", 0.5)),
-            **dict(m.get("backbone_args") or {}),
-        )
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise OptionError(f"cannot build the model from options.model {m}: {e}") from None
-
-
+# ----------------------------------------------------------------------------------------------- data
 def read_labels(opt: Mapping[str, Any], allow_unlabelled: bool = False) -> LabelSet:
     data = opt["data"]
     info = existing_path(data["data_info"], "data.data_info", LabelError)
@@ -185,59 +88,11 @@ def loader_options(opt: Mapping[str, Any]) -> Dict[str, Any]:
     return out
 
 
-# ----------------------------------------------------------------------------------------------- steps
-def step_fn(model: nn.Module, batch: Mapping[str, Any], device: str):
-    """SmoothL1 between the ``[B]`` scores and the labels, in fp32 (also under bf16 autocast).
-
-    Under torchrun the loss is taken over the global batch (:func:`samacore.engine.gather_batch`), so the
-    gradient is that of a one-process run with the same global batch, also for a short last batch.
-    """
-    x = batch["image"].to(device, non_blocking=True)
-    y = batch["label"].to(device).float()
-    scores, y = engine.gather_batch(model(x).view(y.shape).float(), y)
-    with engine.full_precision(device):
-        loss = F.smooth_l1_loss(scores, y)
-    return loss, scores.detach(), y
-
-
-def predict_fn(model: nn.Module, batch: Mapping[str, Any], device: str):
-    x = batch["image"].to(device, non_blocking=True)
-    return list(batch["name"]), model(x).float(), batch["label"]
-
-
-CALIBRATION_SOURCE = "saved model, test-mode sampling, on this split's training images"
-
-
-def add_calibration(path: str, model: nn.Module, train_set: ImageDataset, opt: Mapping[str, Any], device: str,
-                    bad_log: BadItemLog, split: int, progress: bool) -> Dict[str, Any]:
-    """Score the split's training images with the saved checkpoint (test mode) and store
-    :func:`samacore.calibration.calibration_stats` as the checkpoint's ``label_stats``."""
-    D.barrier()  # rank 0 wrote the file
-    ckpt = load_checkpoint(path)
-    load_into_model(model, ckpt)
-    model.to(device)
-    scored = ImageDataset(train_set.paths, train_set.labels, train_set.names,
-                          dict(train_set.args, exif_transpose=train_set.exif_transpose), train_set.stype, is_train=False)
-    loader = _skipping_loader(scored, opt, False, bad_log, f"training images of split {split:02d} (calibration)")
-    _, preds, labels = engine.predict(model, loader, predict_fn, device, progress, desc="calibration",
-                                      amp=opt.get("amp"))
-    stats = calibration_stats(preds, labels, source=CALIBRATION_SOURCE)
-    if D.is_main():
-        ckpt["label_stats"] = stats
-        save_checkpoint(ckpt, path)
-    return stats
-
-
-def _skipping_loader(dataset: ImageDataset, opt: Mapping[str, Any], train: bool, bad_log: BadItemLog, where: str,
-                     seed: int = 0) -> SkippingLoader:
-    """A loader (:func:`samacore.engine.build_loader`) that skips and logs unreadable images (:mod:`samacore.robust`)."""
-    wrapped = SkipBadItems(dataset, errors=(ImageReadError,), name_fn=lambda i: dataset.paths[i])
-    loader = engine.build_loader(wrapped, loader_options(opt), train=train, seed=seed, collate_fn=SkipCollate())
-    return SkippingLoader(loader, bad_log, where)
-
-
-def bad_item_log(opt: Mapping[str, Any], run_dir: str) -> BadItemLog:
-    return runs.bad_item_log(opt, run_dir, log)
+def skipping_loader(dataset: ImageDataset, opt: Mapping[str, Any], train: bool, bad_log: BadItemLog, where: str,
+                    seed: int = 0) -> SkippingLoader:
+    """A loader (:func:`samacore.loaders.skipping_loader`) that skips and logs unreadable images."""
+    return loaders.skipping_loader(dataset, loader_options(opt), train, bad_log, where, errors=(ImageReadError,),
+                                   name_fn=lambda i: dataset.paths[i], seed=seed)
 
 
 def report_missing(labels: LabelSet, bad_log: BadItemLog) -> None:
@@ -273,27 +128,7 @@ def _setup(argv: Optional[Sequence[str]], description: str, test: bool):
 
 
 # ----------------------------------------------------------------------------------------------- train
-@dataclass
-class RunContext(runs.RunContext):
-    """The loop settings (:class:`samacore.runs.RunContext`), shared by all splits, and their results so far."""
-
-    per_split: List[Dict[str, Any]] = field(default_factory=list)  # finished splits' results (saved in the state)
-
-
-def _bad_log_state(bad_log: BadItemLog) -> Dict[str, Any]:
-    return {"reasons": dict(bad_log.reasons), "where": {k: list(v) for k, v in bad_log.where.items()},
-            "per_set": {k: sorted(v) for k, v in bad_log.per_set.items()}}
-
-
-def _restore_bad_log(bad_log: BadItemLog, state: Optional[Mapping[str, Any]]) -> None:
-    if not state or not D.is_main():  # rank 0's list (other ranks keep their own files)
-        return
-    bad_log.reasons.update(state.get("reasons", {}))
-    for k, v in state.get("where", {}).items():
-        bad_log.where.setdefault(k, []).extend(x for x in v if x not in bad_log.where.get(k, []))
-    for k, v in state.get("per_set", {}).items():
-        bad_log.per_set.setdefault(k, set()).update(v)
-    bad_log.write()
+CALIBRATION_SOURCE = "saved model, test-mode sampling, on this split's training images"
 
 
 def train_split(
@@ -304,109 +139,85 @@ def train_split(
     device: str,
     run_logger: RunLogger,
     run_dir: str,
-    progress: bool = True,
-    bad_log: Optional[BadItemLog] = None,
-    ctx: Optional[RunContext] = None,
+    ctx: runs.RunContext,
+    bad_log: BadItemLog,
     more_after: bool = False,
-) -> engine.BestCheckpointer:
-    """Train one split from ``load_path`` for ``num_epochs``; evaluate the EMA model after every epoch.
+    results: Sequence[Mapping[str, Any]] = (),
+) -> trainer.BestCheckpointer:
+    """Train one split from ``load_path`` for ``num_epochs`` (:func:`samacore.trainer.fit`); evaluate the EMA
+    model after every epoch; store the calibration statistics in the split's best checkpoint.
 
-    Unreadable images are skipped and recorded in ``bad_log`` (default: ``{run_dir}/skipped.txt``). With
-    ``ctx.state_path`` the resumable state is saved after every epoch; ``ctx.resume`` (a state of this split)
-    is restored first. Raises :class:`samacore.engine.RunStopped` after ``ctx.stop_after`` epochs of this
-    process when work remains (``more_after``: later splits).
+    Unreadable images are skipped and recorded in ``bad_log``. With ``ctx.state_path`` the resumable state is
+    saved after every epoch (with ``results``, the finished splits'); ``ctx.resume`` (a state of this split) is
+    restored first. Raises :class:`samacore.resume.RunStopped` after ``ctx.stop_after`` epochs of this process
+    when work remains (``more_after``: later splits).
     """
-    ctx = ctx or RunContext(progress=progress, amp=opt.get("amp"))
     database = str(opt["data"].get("database", "data"))
-    bad_log = bad_log or bad_item_log(opt, run_dir)
-    train_loader = _skipping_loader(train_set, opt, True, bad_log, f"train split {split:02d}",
-                                    seed=int(opt.get("seed", SEED)) + split)
-    test_loader = _skipping_loader(test_set, opt, False, bad_log, f"test split {split:02d}")
+    train_loader = skipping_loader(train_set, opt, True, bad_log, f"train split {split:02d}",
+                                   seed=int(opt.get("seed", SEED)) + split)
+    test_loader = skipping_loader(test_set, opt, False, bad_log, f"test split {split:02d}")
 
     model = build_model(opt)
     if ctx.resume is not None:
         pass  # the weights come from the resumed state
     elif opt.get("load_path"):
         report = load_into_model(model, existing_path(opt["load_path"], "load_path", CheckpointError),
-                                 allow_partial=bool(opt.get("allow_partial_load", False)))
+                                 allow_partial=bool(opt.get("allow_partial_load", False)),
+                                 trust=bool(opt.get("trust_checkpoint", False)))
         log.info("split %02d: %s", split, report)
     else:
         log.warning("split %02d: no load_path: training from random initialisation", split)
     model.to(device)
-    optim_opt = opt.get("optimizer") or {}
-    optimizer = build_optimizer(
-        model, float(optim_opt.get("lr", 1e-3)), float(optim_opt.get("backbone_lr_mult", 0.1)), float(optim_opt.get("wd", 0.05))
-    )
-    warmup = max(1, int(float(opt.get("warmup_epochs", 5)) * len(train_loader)))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_constant(warmup))
-    if D.is_dist():  # wrap first: DDP broadcasts rank 0's weights, so every rank's EMA starts from the same model
-        model = nn.parallel.DistributedDataParallel(model)
-    # As the original: the EMA copy is taken after the weights are loaded, and is what gets evaluated.
-    ema = ModelEMA(model, float(opt.get("ema_decay", 0.999))) if opt.get("ema", True) else None
 
-    label_stats = runs.label_stats(train_set.labels)
     save_dir = os.path.abspath(str(opt.get("save_dir", run_dir)))
-    best = engine.BestCheckpointer(
-        (lambda key: os.path.join(save_dir, f"{opt['name']}_split{split:02d}_{key}_s_dev.pth")) if opt.get("save_model", True) else None
-    )
     split_logger = RunLogger(os.path.join(run_dir, f"split_{split:02d}"), use_tensorboard=D.is_main(),
                              enabled=D.is_main())
-    guard = engine.BadStepGuard(ctx.max_bad_steps)
-    state = engine.TrainState(model, optimizer, scheduler, ema, best, {"train": train_loader}, run_logger, guard,
-                              opt, command="train")
-    extra = dict(format=OWN_FORMAT, model_config=dict(unwrap(model).config), label_stats=label_stats, split=split,
-                 database=database, stype=opt["stype"],
-                 data=dict(sampling_args(opt["data"]), exif_transpose=bool(opt["data"].get("exif_transpose", False))))
-    num_epochs = int(opt["num_epochs"])
-    start = 0
-    if ctx.resume is not None:
-        resumed, ctx.resume = ctx.resume, None
-        start = state.restore(resumed)
-        _restore_bad_log(bad_log, resumed.get("bad_items"))
-        engine.restore_log_rows(split_logger, [r for r in run_logger.rows if r.get("split") == split])
-        log.info("resumed from %s: split %02d epoch %d done, continuing at epoch %d of %d", resumed["_path"], split,
-                 start - 1, start, num_epochs)
+
+    def log_eval(e: trainer.Evaluation) -> None:
+        stats, m = e.train["train"], e.metrics
+        log.info(
+            "split %02d epoch %02d: loss %.4f  train SRCC %.4f  backbone lr %.2e  head lr %.2e | %s %s%s | best SRCC %.4f  PLCC %.4f%s",
+            split, e.epoch, stats["loss"], stats["train_srcc"], stats["lr_first"], stats["lr_last"], e.key,
+            format_metrics(m), "  (saved)" if e.saved else "", e.best.best["srcc"], e.best.best["plcc"],
+            f"  ({stats['skipped']} non-finite steps skipped)" if stats["skipped"] else "",
+        )
+        for k in METRIC_NAMES:
+            split_logger.scalar(f"val_{e.key}/{k}", m[k], e.epoch)
+            split_logger.scalar(f"val_{e.key}/best_{k}", e.best.best[k], e.epoch)
+        split_logger.scalar("train/srcc", stats["train_srcc"], e.epoch)
+        row = {"split": split, "epoch": e.epoch, "loss": stats["loss"], "train_srcc": stats["train_srcc"],
+               "lr_backbone": stats["lr_first"], "lr_head": stats["lr_last"], **{k: m[k] for k in METRIC_NAMES},
+               "n": m["n"]}
+        run_logger.row(row)
+        split_logger.row(row)
+
+    job = trainer.Job(
+        model=model, train_loaders={"train": train_loader}, val_loaders={database: test_loader}, step_fn=step_fn,
+        predict_fn=predict_fn, schedule=schedule(opt),
+        best_path=lambda key: os.path.join(save_dir, f"{opt['name']}_split{split:02d}_{key}_s_dev.pth"),
+        checkpoint_extra=dict(
+            format=OWN_FORMAT, model_config=dict(model.config), label_stats=runs.label_stats(train_set.labels),
+            split=split, database=database, stype=opt["stype"],
+            data=dict(sampling_args(opt["data"]), exif_transpose=bool(opt["data"].get("exif_transpose", False)))),
+        log_eval=log_eval, logger=split_logger, bad_log=bad_log,
+        state_extra={"split": split, "num_splits": int(opt.get("num_splits", 10)), "per_split": list(results)},
+        on_resume=lambda state: restore_log_rows(split_logger, [r for r in run_logger.rows if r.get("split") == split]),
+        where=f", at split {split:02d} epoch {{epoch:02d}}")
     try:
-        for epoch in range(start, num_epochs):
-            stats = engine.train_one_epoch(model, train_loader, step_fn, optimizer, scheduler, ema, device, epoch,
-                                           split_logger, ctx.progress, amp=ctx.amp, guard=guard)
-            eval_model = ema.module if ema is not None else unwrap(model)
-            names, preds, labels = engine.predict(eval_model, test_loader, predict_fn, device, ctx.progress,
-                                                  desc=f"eval {database}", amp=ctx.amp)
-            metrics = engine.evaluate(preds, labels)
-            improved = best.update(database, metrics, epoch, model=eval_model, **extra)
-            tracker = best.trackers[database]
-            log.info(
-                "split %02d epoch %02d: loss %.4f  train SRCC %.4f  backbone lr %.2e  head lr %.2e | %s %s%s | best SRCC %.4f  PLCC %.4f%s",
-                split, epoch, stats["loss"], stats["train_srcc"], stats["lr_first"], stats["lr_last"], database,
-                engine.format_metrics(metrics), "  (saved)" if improved and best.path_fn else "",
-                tracker.best["srcc"], tracker.best["plcc"],
-                f"  ({stats['skipped']} non-finite steps skipped)" if stats["skipped"] else "",
-            )
-            for m in METRIC_NAMES:
-                split_logger.scalar(f"val_{database}/{m}", metrics[m], epoch)
-                split_logger.scalar(f"val_{database}/best_{m}", tracker.best[m], epoch)
-            split_logger.scalar("train/srcc", stats["train_srcc"], epoch)
-            row = {"split": split, "epoch": epoch, "loss": stats["loss"], "train_srcc": stats["train_srcc"],
-                   "lr_backbone": stats["lr_first"], "lr_head": stats["lr_last"],
-                   **{m: metrics[m] for m in METRIC_NAMES}, "n": metrics["n"]}
-            run_logger.row(row)
-            split_logger.row(row)
-            if ctx.state_path:
-                state.save(ctx.state_path, epoch, split=split, num_splits=int(opt.get("num_splits", 10)),
-                           per_split=list(ctx.per_split), bad_items=_bad_log_state(bad_log))
-            ctx.epoch_finished(epoch, num_epochs, more_after, where=f", at split {split:02d} epoch {epoch:02d}")
+        best = trainer.fit(opt, job, device, run_logger, ctx, more_after=more_after)
         if database in best.saved:
-            stats = add_calibration(best.saved[database], build_model(opt), train_set, opt, device, bad_log, split,
-                                    ctx.progress)
-            log.info("split %02d: calibration stored: training labels mean %.4f std %.4f, scores mean %.4f std %.4f",
-                     split, stats["mean"], stats["std"], stats["pred_mean"], stats["pred_std"])
+            scored = ImageDataset(train_set.paths, train_set.labels, train_set.names,
+                                  dict(train_set.args, exif_transpose=train_set.exif_transpose), train_set.stype,
+                                  is_train=False)
+            loader = skipping_loader(scored, opt, False, bad_log, f"training images of split {split:02d} (calibration)")
+            trainer.calibrate_checkpoint(best.saved[database], build_model(opt), [loader], predict_fn, device, ctx,
+                                         CALIBRATION_SOURCE)
     finally:
         split_logger.close()
     return best
 
 
-def _split_result(best: engine.BestCheckpointer, key: str, split: int, n_train: int, n_test: int) -> Optional[Dict[str, Any]]:
+def _split_result(best: trainer.BestCheckpointer, key: str, split: int, n_train: int, n_test: int) -> Optional[Dict[str, Any]]:
     if key not in best.trackers:
         return None
     t = best.trackers[key]
@@ -427,7 +238,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     args, opt, device, progress = _setup(argv, "SAMA IQA training: the 10-split protocol", test=False)
     labels = read_labels(opt)
     database = str(opt["data"].get("database", "data"))
-    groups = kadid_groups(labels) if database.lower().startswith("kadid") else None
+    groups = kadid_groups(labels) if split_by(opt["data"]) == "reference" else None
     num_splits = int(opt.get("num_splits", 10))
     if opt["data"].get("test_info") is not None:  # a given split, e.g. an official or content-disjoint one
         splits = _given_split(opt, labels)
@@ -436,10 +247,10 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         splits = make_splits(len(labels), num_splits, groups)
         protocol = "random.Random(split * 123) shuffle, first 80% train" + (" (by reference image)" if groups else "")
     if args.resume:
-        engine.resume_path(args.resume)  # fail before the run folder is touched
+        resume_path(args.resume)  # fail before the run folder is touched
 
     run_dir = runs.run_dir(opt)
-    run_logger = engine.open_run(run_dir, opt)
+    run_logger = runs.open_run(run_dir, opt)
     run_logger.write_json("splits.json", {
         "protocol": protocol,
         "database": database, "data_info": path_option(opt["data"]["data_info"]), "num_items": len(labels),
@@ -450,36 +261,29 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
              opt["_options_path"], len(labels), num_splits, int(opt["num_epochs"]), opt["stype"], device,
              ", bf16 autocast" if opt["amp"] else "", ", deterministic" if opt.get("deterministic") else "", run_dir)
 
-    ctx = RunContext.for_run(opt, progress, run_dir, args.resume, "train")
-    first_split = ctx.first_split(num_splits)
-    if ctx.resume is not None:
-        ctx.per_split = list(ctx.resume.get("per_split", []))
-
-    bad_log = bad_item_log(opt, run_dir)
+    ctx = runs.RunContext.for_run(opt, progress, run_dir, args.resume, "train")
+    bad_log = runs.bad_item_log(opt, run_dir, log)
     report_missing(labels, bad_log)
     # once, before all splits, as the original (+ rank: other dropout masks per process under torchrun)
     seed_everything(int(opt.get("seed", SEED)) + D.rank())
-    stopped = None
+
+    def run_split(s: int, results: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+        train_idx, test_idx = splits[s]
+        log.info("==================== split %02d: %d train / %d test ====================", s, len(train_idx),
+                 len(test_idx))
+        tr, te = labels.subset(train_idx), labels.subset(test_idx)
+        train_set = ImageDataset(tr.paths, tr.labels, tr.names, opt["data"], opt["stype"], is_train=True)
+        test_set = ImageDataset(te.paths, te.labels, te.names, opt["data"], opt["stype"], is_train=False)
+        best = train_split(opt, s, train_set, test_set, device, run_logger, run_dir, ctx, bad_log,
+                           more_after=s < num_splits - 1, results=results)
+        for line in best.summary_lines():
+            log.info("split %02d %s", s, line)
+        result = _split_result(best, database, s, len(train_idx), len(test_idx))
+        run_logger.write_json("results.json", {"per_split": results + ([result] if result is not None else [])})
+        return result
+
     try:
-        for s in range(first_split, num_splits):
-            train_idx, test_idx = splits[s]
-            log.info("==================== split %02d: %d train / %d test ====================", s, len(train_idx), len(test_idx))
-            tr, te = labels.subset(train_idx), labels.subset(test_idx)
-            train_set = ImageDataset(tr.paths, tr.labels, tr.names, opt["data"], opt["stype"], is_train=True)
-            test_set = ImageDataset(te.paths, te.labels, te.names, opt["data"], opt["stype"], is_train=False)
-            try:
-                best = train_split(opt, s, train_set, test_set, device, run_logger, run_dir, progress, bad_log, ctx,
-                                   more_after=s < num_splits - 1)
-            except engine.RunStopped as e:
-                stopped = str(e)
-                break
-            for line in best.summary_lines():
-                log.info("split %02d %s", s, line)
-            result = _split_result(best, database, s, len(train_idx), len(test_idx))
-            if result is not None:
-                ctx.per_split.append(result)
-            run_logger.write_json("results.json", {"per_split": ctx.per_split})
-        per_split = ctx.per_split
+        per_split, stopped = trainer.run_splits(num_splits, ctx, run_split, results_key="per_split")
         summary: Dict[str, Any] = {"command": "train", "name": opt["name"], "database": database, "run_dir": run_dir,
                                    "num_splits": num_splits, "per_split": per_split}
         if per_split:
@@ -487,8 +291,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             summary.update(median=agg["median"], mean=agg["mean"])
             summary["protocol"] = ("median (and mean) over splits of each split's best SRCC / PLCC / KRCC / RMSE, "
                                    "each metric at its own best epoch, as the original reports")
-            log.info("median over %d splits of per-split best: %s", len(per_split), engine.format_metrics(agg["median"]))
-            log.info("mean   over %d splits of per-split best: %s", len(per_split), engine.format_metrics(agg["mean"]))
+            log.info("median over %d splits of per-split best: %s", len(per_split), format_metrics(agg["median"]))
+            log.info("mean   over %d splits of per-split best: %s", len(per_split), format_metrics(agg["mean"]))
         if bad_log.reasons:
             summary["skipped"] = {"count": len(bad_log.reasons), "list": bad_log.skip_file}
             log.warning("%d bad images skipped; list in %s", len(bad_log.reasons), bad_log.skip_file)
@@ -532,10 +336,11 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     dataset = ImageDataset(labels.paths, labels.labels, labels.names, opt["data"], opt["stype"], is_train=False)
     model = build_model(opt)
     report = load_into_model(model, existing_path(opt["load_path"], "load_path", CheckpointError),
-                             allow_partial=bool(opt.get("allow_partial_load", False)))
+                             allow_partial=bool(opt.get("allow_partial_load", False)),
+                             trust=bool(opt.get("trust_checkpoint", False)))
     log.info("%s", report)
     model.to(device).eval()
-    loader = engine.build_loader(SkipBadItems(_Indexed(dataset), errors=(ImageReadError,)), loader_options(opt),
+    loader = loaders.build_loader(SkipBadItems(_Indexed(dataset), errors=(ImageReadError,)), loader_options(opt),
                                  train=False)
     loader.collate_fn = SkipCollate(loader.collate_fn)  # -> (good batch or None, [BadItem])
     errors: Dict[int, str] = {}
@@ -558,7 +363,7 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     error_col = [" ".join(errors.get(i, "").split()) for i in index]
     out = os.path.abspath(args.output or os.path.join(runs.run_dir(opt), "predictions.csv"))
     # `extra` may replace a column: a bad image's pred is left empty rather than written as nan
-    engine.write_predictions_csv(out, names, preds, gts, extra={
+    runs.write_predictions_csv(out, names, preds, gts, extra={
         "pred": ["" if e else repr(float(p)) for p, e in zip(preds, error_col)], "error": error_col})
     ok = [k for k, e in enumerate(error_col) if not e]
     summary: Dict[str, Any] = {"command": "test", "name": opt["name"], "predictions": out, "n": len(ok),
@@ -567,30 +372,20 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         if e:
             log.warning("could not score %s: %s", names[k], e)
     good_preds, good_gts = [preds[k] for k in ok], [gts[k] for k in ok]
-    if engine.has_labels(good_gts) and len(good_gts) >= 2:
-        metrics = engine.evaluate(good_preds, good_gts)
+    if has_labels(good_gts) and len(good_gts) >= 2:
+        metrics = evaluate(good_preds, good_gts)
         summary["metrics"] = metrics
         log.info("n = %d images scored%s: %s (predictions rescaled to the labels' mean/std)", len(ok),
                  f" ({len(names) - len(ok)} of {len(names)} failed, see the error column)" if len(ok) < len(names) else "",
-                 engine.format_metrics(metrics))
+                 format_metrics(metrics))
     else:
         log.info("n = %d of %d images scored", len(ok), len(names))
     log.info("predictions written to %s", out)
     D.cleanup()
     if not ok:
-        raise ImageReadError(f"none of the {len(names)} images of {labels.source} could be read (reasons in the "
+        raise TooManyBadItems(f"none of the {len(names)} images of {labels.source} could be read (reasons in the "
                              f"error column of {out})")
     return summary
 
 
-def run_command(fn) -> None:
-    """Run a command; option / label / image / checkpoint problems end with a one-line message, exit status 2."""
-    try:
-        fn()
-    except (OptionError, LabelError, ImageReadError, CheckpointError, FileNotFoundError, TooManyBadItems) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-__all__ = ["RunContext", "build_model", "check_options", "load_iqa_options", "run_command", "test_main", "train_main",
-           "train_split"]
+__all__ = ["test_main", "train_main", "train_split"]

@@ -7,7 +7,8 @@
   same relative offsets and mixed per cell (window mask: cells with ``i + j`` even are full resolution).
 * ``sama-spm``: as ``sama`` with the patch mask (top-left and bottom-right 4x4 of every 8x8 block full resolution).
 
-Both SAMA types are the shared pipeline of :mod:`samacore.sampling` applied to a one-frame video.
+The names are those :data:`samacore.sampling.SAMPLE_TYPES` offers for images; every SAMA variant there (the two
+above, or one registered later) is the shared pipeline of :mod:`samacore.sampling` applied to a one-frame video.
 Random choices use torch's global generator.
 """
 from __future__ import annotations
@@ -16,12 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from samacore.options import suggest
-from samacore.sampling import SAMA_VARIANTS, FragmentGrid, sama_sample, sample_fragments
+from samacore.sampling import FragmentGrid, sama_sample, sama_variant, sample_fragments, sample_type_names
 
 __all__ = ["IQA_SAMPLE_TYPES", "sample_image"]
 
-IQA_SAMPLE_TYPES = ("fragment", "sama", "sama-spm")
-_VARIANT = {"sama": SAMA_VARIANTS["image-window"], "sama-spm": SAMA_VARIANTS["image-patch"]}
+#: the image sample types (live: read from samacore.sampling.SAMPLE_TYPES)
+IQA_SAMPLE_TYPES = sample_type_names("image")
 
 
 def _fragment(img: torch.Tensor, grid: FragmentGrid, is_train: bool) -> torch.Tensor:
@@ -62,11 +63,12 @@ def sample_image(img: torch.Tensor, stype: str, is_train: bool = False, fwin_h: 
     if not img.is_floating_point():
         img = img.to(torch.float32)
     grid = FragmentGrid(fwin_h, fwin_w, fsize_h, fsize_w)
-    if stype == "fragment":
+    variant = sama_variant(stype, "image")
+    if variant is None:  # "fragment"
         return _fragment(img, grid, bool(is_train))
     shape = (grid.cells_h, grid.cells_w, 1)
     if is_train:
         rel_h, rel_w = torch.rand(shape[:2])[..., None], torch.rand(shape[:2])[..., None]
     else:
         rel_h, rel_w = torch.full(shape, 0.5), torch.full(shape, 0.5)
-    return sama_sample(img[:, None], grid, _VARIANT[stype], rel_h, rel_w, aligned=1)[:, 0]
+    return sama_sample(img[:, None], grid, variant, rel_h, rel_w, aligned=1)[:, 0]

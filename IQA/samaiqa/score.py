@@ -72,14 +72,16 @@ from torch.utils.data import Dataset
 from samacore import engine, scoring
 from samacore.calibration import Calibration, calibration_from_info
 from samacore.checkpoint import CheckpointError, load_checkpoint
-from samacore.options import OptionError, check_keys, choice, load_options
+from samacore.options import OptionError, choice
 from samacore.scoring import NoCheckpointError, ScoreRow
 from samacore.utils import pick_device
 
 from .checkpoints import detect_format, load_into_model
 from .datasets import ImageReadError, build_transform, enlarge, load_image, sampling_args
 from .model import IQAModel
+from .recipe import build_model
 from .sampling import IQA_SAMPLE_TYPES, sample_image
+from .schema import read_scoring_options
 
 IQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_ROOT = os.path.dirname(IQA_DIR)
@@ -114,27 +116,6 @@ def default_search_roots() -> List[str]:
 def find_default_checkpoint(roots: Optional[Sequence[str]] = None) -> Tuple[str, str]:
     """``(path, why)`` of the checkpoint to use without ``--ckpt``; :class:`NoCheckpointError` if there is none."""
     return DEFAULT_CHECKPOINT.find(list(roots) if roots is not None else default_search_roots())
-
-
-# ----------------------------------------------------------------------------------------------- options
-def read_scoring_options(path: str) -> Dict[str, Any]:
-    """An IQA option file for scoring: only ``stype``, ``data`` (grid, ``exif_transpose``) and ``model`` are used."""
-    from .cli import DATA_KEYS, MODEL_KEYS, TOP_KEYS
-
-    opt = load_options(path, search_dirs=[IQA_DIR])
-    check_keys(opt, TOP_KEYS + ("_options_path",), "options")
-    data = opt.get("data") or {}
-    if not isinstance(data, Mapping):
-        raise OptionError("options.data must be a mapping")
-    check_keys(data, DATA_KEYS, "data")
-    if opt.get("model") is not None:
-        check_keys(opt["model"], MODEL_KEYS, "model")
-    try:
-        sampling_args(data)
-    except ValueError as e:
-        raise OptionError(str(e)) from None
-    opt["data"] = dict(data)
-    return opt
 
 
 @dataclass
@@ -237,12 +218,6 @@ class _ScoreDataset(Dataset):
         return {"image": sample_image(img, self.stype, False, **self.args), "index": index, "note": "; ".join(notes)}
 
 
-def _model_from_options(opt: Mapping[str, Any]) -> IQAModel:
-    from .cli import build_model
-
-    return build_model(opt)
-
-
 def load_scorer(
     ckpt: Optional[str] = None,
     options: Optional[str] = None,
@@ -250,6 +225,7 @@ def load_scorer(
     device: Optional[str] = None,
     bf16: bool = False,
     search_roots: Optional[Sequence[str]] = None,
+    trust_checkpoint: bool = False,
     exif_transpose: bool = True,
 ) -> Scorer:
     """The documented Python API (also ``samaiqa.load_scorer``): a :class:`Scorer` that scores image files, lists
@@ -263,12 +239,14 @@ def load_scorer(
         scorer(torchvision.transforms.functional.to_tensor(pil_image))   # [3, H, W] in [0, 1] -> float
 
     ``ckpt``: a checkpoint file (default: see the module docstring); ``options`` an option file; ``stype``
-    overrides the sample type; ``device`` ``cpu`` / ``cuda[:N]``; ``bf16`` autocast; ``exif_transpose`` turns
-    files upright by their EXIF orientation (default; False scores the stored pixel grid).
+    overrides the sample type; ``device`` ``cpu`` / ``cuda[:N]``; ``bf16`` autocast; ``trust_checkpoint``: full
+    unpickle of the checkpoint (``--trust-checkpoint``; :func:`samacore.checkpoint.load_checkpoint`);
+    ``exif_transpose`` turns files upright by their EXIF orientation (default; False scores the stored pixel
+    grid).
     """
     notes: List[str] = []
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(search_roots), notes)
-    obj = load_checkpoint(path)
+    obj = load_checkpoint(path, trust=trust_checkpoint)
     try:
         fmt, _ = detect_format(obj)
     except CheckpointError as e:
@@ -298,7 +276,7 @@ def load_scorer(
         except (TypeError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"{path}: cannot rebuild the model from its model_config: {e}") from None
     else:
-        model = _model_from_options(opt)
+        model = build_model(opt)
     want = (data_args["fwin_h"] * data_args["fsize_h"], data_args["fwin_w"] * data_args["fsize_w"])
     if tuple(model.img_size) != want:
         raise OptionError(f"the model takes {model.img_size[0]}x{model.img_size[1]} inputs but the sampling grid gives "
@@ -326,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "calibrated to its training set's MOS scale).",
         RELEASED_WEIGHTS, "IQA option file for model / grid / stype (default: the checkpoint's, else "
                           "IQA/options/fast-sama-iqa.yml)",
-        dict(choices=IQA_SAMPLE_TYPES, help="sample type (default: from the options, else sama)"), batch_size=8)
+        dict(choices=tuple(IQA_SAMPLE_TYPES), help="sample type (default: from the options, else sama)"), batch_size=8)
     p.add_argument("--no-exif-transpose", dest="exif_transpose", action="store_false",
                    help="score the stored pixel grid; by default photos are turned upright by their EXIF orientation")
     return p

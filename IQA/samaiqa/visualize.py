@@ -32,7 +32,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from samacore.checkpoint import CheckpointError
 from samacore.options import OptionError, choice
-from samacore.sampling import FragmentGrid, cell_starts, make_mask, relative_offsets, scaled_size, upsampled_size
+from samacore.sampling import (
+    FragmentGrid, cell_starts, make_mask, relative_offsets, sama_variant, scale_schedule, scaled_size, upsampled_size,
+)
 
 from .datasets import IMAGENET_MEAN, IMAGENET_STD, ImageReadError, build_transform, load_image, sampling_args
 from .sampling import IQA_SAMPLE_TYPES, sample_image
@@ -78,7 +80,7 @@ def fragment_layout(height: int, width: int, stype: str, grid: FragmentGrid) -> 
     choice(stype, IQA_SAMPLE_TYPES, "stype")
     cells = (grid.cells_h, grid.cells_w)
     ratio = grid.ratio(height, width)
-    if stype == "fragment":
+    if sama_variant(stype, "image") is None:  # "fragment"
         # the sampler enlarges by 1/ratio (F.interpolate, sizes floored) when the image is smaller than the output
         base = (height, width) if ratio >= 1 else (int(height / ratio), int(width / ratio))
         len_h, len_w = base[0] // grid.cells_h, base[1] // grid.cells_w
@@ -86,16 +88,18 @@ def fragment_layout(height: int, width: int, stype: str, grid: FragmentGrid) -> 
         off_w = torch.full(cells, int((len_w - grid.fsize_w) / 2))
         boxes = _boxes(base, (height, width), grid, off_h, off_w)
         return [ScaleView("x1", 1.0, base, boxes, np.ones(cells, dtype=bool))]
+    variant = sama_variant(stype, "image")
     base = upsampled_size(height, width, grid)
-    factor = 1.0 if base != (height, width) else 1.0 / grid.ratio(*base)
+    factor = 1.0 if base != (height, width) else scale_schedule(variant.schedule, grid.ratio(*base), 1)[0]
     views = []
     half = torch.full((1, *cells), 0.5)
     parity = np.add.outer(np.arange(grid.cells_h), np.arange(grid.cells_w)) % 2 == 0
     everywhere = np.ones(cells, dtype=bool)
     scaled_label = f"x1/{1 / factor:.3g}" if factor != 1 else "x1 (scaled view)"
-    # window mask ("sama"): cells with (i + j) even come from full resolution, the others from the scaled view
-    for label, f, used in (("x1", 1.0, parity if stype == "sama" else everywhere),
-                           (scaled_label, factor, ~parity if stype == "sama" else everywhere)):
+    # window mask: cells with (i + j) even come from full resolution, the others from the scaled view; patch mask:
+    # every cell reads both; no mask: only the scaled view
+    full_used = {"window": parity, "patch": everywhere}.get(variant.mask, ~everywhere)
+    for label, f, used in (("x1", 1.0, full_used), (scaled_label, factor, ~parity if variant.mask == "window" else everywhere)):
         size = base if f == 1.0 else scaled_size(*base, f)
         t = lambda n: torch.tensor([n], dtype=torch.int64)
         off_h = relative_offsets(half, t(size[0]), grid.cells_h, grid.fsize_h)[0]
@@ -114,9 +118,10 @@ def denormalise(sample: torch.Tensor) -> np.ndarray:
 
 def sample_mask(stype: str, grid: FragmentGrid) -> np.ndarray:
     """Bool ``[Sh, Sw]``: True where the sample comes from full resolution."""
-    if stype == "fragment":
-        return np.ones((grid.out_h, grid.out_w), dtype=bool)
-    return make_mask("window" if stype == "sama" else "patch", grid).numpy()
+    variant = sama_variant(stype, "image")
+    if variant is None or variant.mask is None:  # all full resolution (fragment) / all scaled
+        return np.full((grid.out_h, grid.out_w), variant is None)
+    return make_mask(variant.mask, grid).numpy()
 
 
 def _colour_ramp(v: np.ndarray) -> np.ndarray:
@@ -179,7 +184,7 @@ def make_figure(
     pictures.append(("sample", f"sampled input {grid.out_h}x{grid.out_w}", Image.fromarray(big)))
     m = np.where(mask, 255, 90).astype(np.uint8)
     m = np.repeat(np.repeat(m, zoom, 0), zoom, 1)
-    mask_title = "mask: none (all x1)" if stype == "fragment" else "mask: white x1, grey scaled"
+    mask_title = "mask: none (all x1)" if sama_variant(stype, "image") is None else "mask: white x1, grey scaled"
     pictures.append(("mask", mask_title, Image.fromarray(m).convert("RGB")))
 
     token_scores = score = None
@@ -238,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Draw how SAMA samples an image (fragment grid, sampled input, mask, "
                                             "optionally the per-token quality map).")
     p.add_argument("-i", "--image", required=True, help="image file")
-    p.add_argument("--stype", choices=IQA_SAMPLE_TYPES, help="sample type (default: from the options, else sama)")
+    p.add_argument("--stype", choices=tuple(IQA_SAMPLE_TYPES), help="sample type (default: from the options, else sama)")
     p.add_argument("--out", required=True, help="output PNG")
     p.add_argument("--options", help="IQA option file for the grid (default: the checkpoint's, else "
                                      "IQA/options/fast-sama-iqa.yml)")

@@ -11,7 +11,8 @@ Scoring from Python (see :func:`samavqa.score.load_scorer`)::
 from .temporal import FragmentSampleFrames, SampleFrames
 from .sampling import SAMPLE_TYPES, canonical_sample_type, get_single_sample, get_spatial_samples
 from .models import DiViDeAddEvaluator, VQAHead, load_vqa_weights
-from .datasets import FineTuneDataset, FusionDataset, decode_frames, list_videos, read_label_file
+from .datasets import FineTuneDataset, FusionDataset, decode_frames, list_videos
+from .labels import read_label_file
 from .decoders import read_frames
 from .score import VideoScorer, load_scorer
 

@@ -22,18 +22,22 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from samacore import loaders
 from samacore.options import REPO_ROOT, OptionError, check_keys, choice, resolve_path
+from samacore.registry import Registry
 from samacore.runs import bad_item_log  # re-exported: one bad-item log for both trees
 
 from .decoders import (VideoNotFoundError, VideoReadError, decode_frames,  # noqa: F401  (re-exported)
                        resolve_decoder)
+from .labels import read_label_file
 from .sampling import canonical_sample_type, check_sample_options, get_single_sample
-from .temporal import FragmentSampleFrames
+from .temporal import FragmentSampleFrames, build_frame_sampler
 
 __all__ = [
+    "DATASETS",
     "FusionDataset",
     "FineTuneDataset",
-    "read_label_file",
+    "register_dataset",
     "list_videos",
     "decode_frames",
     "check_files",
@@ -56,54 +60,15 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".flv", ".w
 # the original schema but have no effect there for these datasets; they are accepted for compatibility.
 DATASET_KEYS = ("phase", "anno_file", "data_prefix", "sample_types", "data_backend", "augment", "random_crop",
                 "num_threads", "decoder")
-# Keys of one branch under `sample_types`: temporal (clip_len, frame_interval, num_clips) + spatial sampling options.
-# (The sampler checks each sample type's own keys more strictly; this union catches typos before decoding starts.)
-BRANCH_KEYS = ("clip_len", "frame_interval", "num_clips", "t_frag", "fragments_h", "fragments_w", "fsize_h", "fsize_w",
-               "aligned", "nfrags", "random", "random_upsample", "fallback_type", "size_h", "size_w", "arp",
-               "random_crop", "short_edge", "short_fragments", "fsize", "train")
+# Keys of one branch under `sample_types`: temporal (clip_len, frame_interval, num_clips, t_frag, frame_overflow:
+# temporal.build_frame_sampler) + spatial sampling options. (The sampler checks each sample type's own keys more
+# strictly; this union catches typos before decoding starts.)
+BRANCH_KEYS = ("clip_len", "frame_interval", "num_clips", "t_frag", "frame_overflow", "fragments_h", "fragments_w",
+               "fsize_h", "fsize_w", "aligned", "nfrags", "random", "random_upsample", "fallback_type", "size_h",
+               "size_w", "arp", "random_crop", "short_edge", "short_fragments", "fsize", "train")
 
 
 # ----------------------------------------------------------------------------------------------- video lists
-def read_label_file(anno_file: str, data_prefix: str) -> List[Dict[str, Any]]:
-    """Parse a label file with one ``fileid,_,_,label`` line per video (blank lines skipped).
-
-    Returns ``[{"filename": data_prefix/fileid, "fileid": fileid, "label": float, "source": "file:line"}]`` in
-    file order. A line with another number of fields, an empty file id, a label that is not a finite number, or
-    a file id listed twice is a ``ValueError`` naming the file and line.
-    """
-    if not os.path.isfile(anno_file):
-        raise FileNotFoundError(f"label file not found: {anno_file} (set `anno_file` to an existing "
-                                "'fileid,_,_,label' file, or leave it out / null to score every video of data_prefix)")
-    infos = []
-    seen: Dict[str, int] = {}
-    with open(anno_file, "r", encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{anno_file}:{lineno}"
-            fields = [x.strip() for x in line.strip().split(",")]
-            if len(fields) != 4:
-                raise ValueError(f"{where}: expected 4 comma-separated fields 'fileid,_,_,label', "
-                                 f"got {len(fields)}: {line.strip()!r}")
-            if not fields[0]:
-                raise ValueError(f"{where}: empty file id in {line.strip()!r}")
-            try:
-                label = float(fields[3])
-            except ValueError:
-                raise ValueError(f"{where}: label {fields[3]!r} is not a number") from None
-            if not math.isfinite(label):
-                raise ValueError(f"{where}: label {fields[3]!r} is not a finite number")
-            if fields[0] in seen:
-                raise ValueError(f"{where}: {fields[0]!r} is listed twice (first on line {seen[fields[0]]}); "
-                                 "each video may have one label")
-            seen[fields[0]] = lineno
-            infos.append(dict(filename=os.path.join(data_prefix, fields[0]), fileid=fields[0], label=label,
-                              source=where))
-    if not infos:
-        raise ValueError(f"label file {anno_file} lists no videos")
-    return infos
-
-
 def list_videos(data_prefix: str) -> List[Dict[str, Any]]:
     """Every video file directly in ``data_prefix`` (sorted by name), unlabelled (label NaN)."""
     if not os.path.isdir(data_prefix):
@@ -145,36 +110,51 @@ def normalise(video: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------------------- datasets
 class _VideoQualityDataset(torch.utils.data.Dataset):
-    """Shared item logic of :class:`FusionDataset` and :class:`FineTuneDataset`."""
+    """Shared item logic of :class:`FusionDataset` and :class:`FineTuneDataset`.
 
-    def _setup(self, opt: Mapping[str, Any], stype: str, is_train: bool, where: str) -> None:
-        check_keys(opt, DATASET_KEYS, where)
+    What the trainers use of a data set: ``len``, items (see the module docstring), ``video_infos`` (``filename``,
+    ``fileid``, ``label`` per video), ``labels`` and ``sample_types``.
+    """
+
+    #: keys its option block may hold
+    OPTION_KEYS: Sequence[str] = DATASET_KEYS
+
+    @classmethod
+    def check_options(cls, opt: Mapping[str, Any], stype: str, where: str) -> None:
+        """Check an option block (keys, ``data_backend``, every ``sample_types`` branch against the sample type
+        ``stype``) before any file is read: :class:`OptionError` naming ``where.key`` and what is allowed. The
+        options schema calls it for every data set when the option file is loaded, the constructor again."""
+        check_keys(opt, cls.OPTION_KEYS, where)
         if "sample_types" not in opt or not isinstance(opt["sample_types"], Mapping) or not opt["sample_types"]:
             raise OptionError(f"{where}.sample_types must map branch names (e.g. fragments) to sampling options")
-        self.opt = opt
         try:
             canonical_sample_type(stype)
         except ValueError as e:
             raise OptionError(f"stype: {e}") from None
-        self.stype = stype
-        self.is_train = bool(is_train)
-        self.phase = "train" if self.is_train else "test"
-        backend = opt.get("data_backend", "disk")
-        choice(backend, ["disk"], f"{where}.data_backend")
-        self.num_threads = int(opt.get("num_threads", 1))
-        self.decoder = resolve_decoder(opt.get("decoder", "auto"), f"{where}.decoder")
-        self.sample_types: Dict[str, Dict[str, Any]] = {}
-        self.samplers: Dict[str, FragmentSampleFrames] = {}
+        choice(opt.get("data_backend", "disk"), ["disk"], f"{where}.data_backend")
+        resolve_decoder(opt.get("decoder", "auto"), f"{where}.decoder")
         for branch, sopt in opt["sample_types"].items():
             bwhere = f"{where}.sample_types.{branch}"
             check_keys(sopt, BRANCH_KEYS, bwhere, required=("clip_len", "num_clips", "frame_interval"))
             try:  # the global stype samples every branch, so its rules apply to the branch options
                 check_sample_options(stype, sopt, bwhere)
+                build_frame_sampler(sopt, bwhere)  # checks the temporal keys (t_frag must divide clip_len, ...)
             except ValueError as e:
                 raise OptionError(str(e)) from None
+
+    def _setup(self, opt: Mapping[str, Any], stype: str, is_train: bool, where: str) -> None:
+        self.check_options(opt, stype, where)
+        self.opt = opt
+        self.stype = stype
+        self.is_train = bool(is_train)
+        self.phase = "train" if self.is_train else "test"
+        self.num_threads = int(opt.get("num_threads", 1))
+        self.decoder = resolve_decoder(opt.get("decoder", "auto"), f"{where}.decoder")
+        self.sample_types: Dict[str, Dict[str, Any]] = {}
+        self.samplers: Dict[str, FragmentSampleFrames] = {}
+        for branch, sopt in opt["sample_types"].items():
+            self.samplers[branch] = build_frame_sampler(sopt, f"{where}.sample_types.{branch}")
             self.sample_types[branch] = dict(sopt)
-            # The option's num_clips is the number of temporal segments (the sampler's own num_clips stays 1).
-            self.samplers[branch] = FragmentSampleFrames(sopt["clip_len"], sopt["num_clips"], sopt["frame_interval"])
 
     def __len__(self) -> int:
         return len(self.video_infos)
@@ -206,6 +186,17 @@ class _VideoQualityDataset(torch.utils.data.Dataset):
         return np.asarray([i["label"] for i in self.video_infos], dtype=np.float64)
 
 
+#: data set types the options' ``data.<key>.type`` names; a class registered here is built as
+#: ``cls(args, stype=...)`` from its ``args`` block (see :class:`FusionDataset`)
+DATASETS: Registry[type] = Registry("dataset type")
+
+
+def register_dataset(cls: type) -> type:
+    """Class decorator: make ``cls`` available as ``type: <its class name>`` in the options."""
+    return DATASETS.register(cls.__name__, cls)
+
+
+@register_dataset
 class FusionDataset(_VideoQualityDataset):
     """Videos listed by a label file (``anno_file``, ``fileid,_,_,label`` lines) under ``data_prefix``.
 
@@ -215,13 +206,16 @@ class FusionDataset(_VideoQualityDataset):
     :mod:`samavqa.decoders`). ``stype`` is the spatial sampling method.
     """
 
-    def __init__(self, opt: Mapping[str, Any], stype: str = "fragments") -> None:
-        super().__init__()
-        where = "dataset"
-        phase = choice(opt.get("phase", "test"), ["train", "test"], f"{where}.phase")
-        self._setup(opt, stype, phase == "train", where)
+    @classmethod
+    def check_options(cls, opt: Mapping[str, Any], stype: str, where: str = "dataset") -> None:
+        choice(opt.get("phase", "test"), ["train", "test"], f"{where}.phase")
+        super().check_options(opt, stype, where)
         if "data_prefix" not in opt or opt["data_prefix"] is None:
             raise OptionError(f"missing required option {where}.data_prefix (the folder holding the videos)")
+
+    def __init__(self, opt: Mapping[str, Any], stype: str = "fragments") -> None:
+        super().__init__()
+        self._setup(opt, stype, opt.get("phase", "test") == "train", "dataset")
         self.data_prefix = resolve_path(opt["data_prefix"], [REPO_ROOT])
         ann = opt.get("anno_file")
         if isinstance(ann, (list, tuple)):
@@ -254,14 +248,11 @@ class FineTuneDataset(_VideoQualityDataset):
 # ----------------------------------------------------------------------------------------------- bad items
 def skipping_loader(dataset: "_VideoQualityDataset", opt: Mapping[str, Any], train: bool, log: Any, where: str,
                     seed: int = 0):
-    """A loader over ``dataset`` (built by :func:`samacore.engine.build_loader`) that drops unreadable videos.
+    """A loader over ``dataset`` (:func:`samacore.loaders.skipping_loader`) that drops unreadable videos.
 
     A video raising :class:`VideoReadError` costs that one item: it is logged once with its reason, written to
     the log's skip list, not read again in later epochs, and the run stops with
     :class:`samacore.robust.TooManyBadItems` once more than ``max_bad_fraction`` of the set is bad.
     """
-    from samacore import engine
-    from samacore.robust import SkipBadItems, SkipCollate, SkippingLoader
-
-    wrapped = SkipBadItems(dataset, errors=(VideoReadError,), name_fn=lambda i: dataset.video_infos[i]["filename"])
-    return SkippingLoader(engine.build_loader(wrapped, opt, train=train, seed=seed, collate_fn=SkipCollate()), log, where)
+    return loaders.skipping_loader(dataset, opt, train, log, where, errors=(VideoReadError,),
+                                   name_fn=lambda i: dataset.video_infos[i]["filename"], seed=seed)

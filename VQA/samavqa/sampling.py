@@ -1,8 +1,10 @@
 """Spatial sampling of videos: ``get_single_sample(video, sample_type, is_train, **opts)``.
 
-Every sample type of SAMA / FAST-VQA is here (:data:`SAMPLE_TYPES`). The grid-based ones (``fragments`` and the
-SAMA family) run on the shared pipeline in :mod:`samacore.sampling`; the SAMA variants are entries of
-``samacore.sampling.SAMA_VARIANTS`` (a scale schedule plus an optional mask), not separate functions.
+Every sample type of SAMA / FAST-VQA is here: the names are those :data:`samacore.sampling.SAMPLE_TYPES` offers
+for videos (:data:`SAMPLE_TYPES` lists them, live). The grid-based ones (``fragments`` and the SAMA family) run on
+the shared pipeline in :mod:`samacore.sampling`; a SAMA variant is a registry entry (a scale schedule plus an
+optional mask), not a separate function, so one registered later works here, in the option checks and in the
+visualiser without further code.
 
 Inputs are ``[C, T, H, W]`` tensors on the 0-255 scale (uint8 or float, any device); outputs are float32
 ``[C, T, Sh, Sw]`` on the 0-255 scale. Random choices use torch's global generator (``torch.manual_seed``
@@ -10,52 +12,70 @@ reproduces them); test mode is deterministic.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from samacore.options import check_keys, suggest
 from samacore.sampling import (
-    SAMA_VARIANTS, FragmentGrid, sama_sample, sample_fragments, upsampled_size,
+    SAMPLE_TYPES as _REGISTRY, FragmentGrid, sama_sample, sama_variant, sample_fragments, sample_type_names,
+    upsampled_size,
 )
 
-__all__ = ["SAMPLE_TYPES", "SAMA_TYPES", "ALIASES", "check_sample_options", "get_single_sample", "get_spatial_samples", "canonical_sample_type"]
+__all__ = ["SAMPLE_TYPES", "SAMA_TYPES", "check_sample_options", "get_single_sample", "get_spatial_samples",
+           "canonical_sample_type", "is_grid_type"]
 
-SAMA_TYPES = ("sama", "sama-c", "sama-mix", "sama-spm", "sama-swm")
-SAMPLE_TYPES = ("fragments",) + SAMA_TYPES + ("resize", "arp_resize", "crop", "arp_fragments", "original")
-# names used by the original demo scripts
-ALIASES = {"sama+spm": "sama-spm", "sama+swm": "sama-swm"}
+#: the video sample types and the SAMA variants among them (live views of samacore.sampling.SAMPLE_TYPES)
+SAMPLE_TYPES = sample_type_names("video")
+SAMA_TYPES = sample_type_names("video", sama_only=True)
 # FAST-VQA also accepts suffixed names for these (e.g. "fragments_up", "resize_up")
 _PREFIX_TYPES = ("arp_fragments", "arp_resize", "fragments", "resize", "crop")
+# the grid types whose clips must hold whole groups of `aligned` frames, besides the SAMA family
+_ALIGNED_TYPES = ("fragments", "crop", "arp_fragments")
 
 # option keys -------------------------------------------------------------------------------------------------
 _GRID_KEYS = ("fragments_h", "fragments_w", "fsize_h", "fsize_w")
 # accepted for compatibility with the reference signature; they do not change the result
 _IGNORED_KEYS = ("nfrags", "random", "random_upsample", "fallback_type")
 # temporal options that live in the same YAML block and are passed along with it
-_TEMPORAL_KEYS = ("clip_len", "frame_interval", "num_clips", "t_frag")
+_TEMPORAL_KEYS = ("clip_len", "frame_interval", "num_clips", "t_frag", "frame_overflow")
 _COMMON_KEYS = ("aligned",) + _IGNORED_KEYS + _TEMPORAL_KEYS
-_ALLOWED = {
+_OWN_KEYS = {  # the video tree's own samplers; every SAMA variant takes the grid keys
     "fragments": _GRID_KEYS + _COMMON_KEYS,
-    "sama": _GRID_KEYS + _COMMON_KEYS,
     "resize": ("size_h", "size_w", "random_crop", "arp") + _COMMON_KEYS,
     "arp_resize": ("short_edge", "train") + _COMMON_KEYS,
     # crop / arp_fragments choose their own grid; grid keys are accepted and overridden, as in FAST-VQA
     "crop": ("size_h", "size_w") + _GRID_KEYS + _COMMON_KEYS,
     "arp_fragments": ("short_fragments", "fsize", "train") + _GRID_KEYS + _COMMON_KEYS,
 }
-_ALLOWED.update({name: _ALLOWED["sama"] for name in SAMA_TYPES})
-_ALLOWED["original"] = tuple(sorted({k for keys in _ALLOWED.values() for k in keys}))
+_ORIGINAL_KEYS = tuple(sorted({k for keys in _OWN_KEYS.values() for k in keys}))
 
 _GRID_DEFAULTS = dict(fragments_h=7, fragments_w=7, fsize_h=32, fsize_w=32)
+
+
+def _allowed_keys(stype: str) -> tuple:
+    """Option keys of a canonical video sample type."""
+    if sama_variant(stype) is not None:
+        return _OWN_KEYS["fragments"]
+    return _ORIGINAL_KEYS if stype == "original" else _OWN_KEYS[stype]
+
+
+def _aliases() -> dict:
+    return {alias: name for name in SAMPLE_TYPES for alias in _REGISTRY.get(name).aliases}
+
+
+def is_grid_type(sample_type: str) -> bool:
+    """True when the sample type's output is a grid of fragments (``fragments`` and the SAMA family)."""
+    return _REGISTRY.get(canonical_sample_type(sample_type)).grid
 
 
 def canonical_sample_type(sample_type: str) -> str:
     """Map a sample-type name (including aliases and FAST-VQA's suffixed names) to one of :data:`SAMPLE_TYPES`."""
     if not isinstance(sample_type, str):
         raise ValueError(f"sample type must be a string, got {type(sample_type).__name__}: {sample_type!r}")
-    name = ALIASES.get(sample_type, sample_type)
+    aliases = _aliases()
+    name = aliases.get(sample_type, sample_type)
     if name in SAMPLE_TYPES:
         return name
     for prefix in _PREFIX_TYPES:
@@ -63,7 +83,7 @@ def canonical_sample_type(sample_type: str) -> str:
             return prefix
     raise ValueError(
         f"unknown sample type {sample_type!r}{suggest(sample_type, SAMPLE_TYPES)}; valid types: "
-        f"{', '.join(SAMPLE_TYPES)} (aliases: {', '.join(ALIASES)})"
+        f"{', '.join(SAMPLE_TYPES)} (aliases: {', '.join(aliases)})"
     )
 
 
@@ -98,7 +118,7 @@ def _aligned(video: torch.Tensor, opts: Mapping[str, Any], where: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------- grid-based samplers
-def _upsample_like_reference(video: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def _upsample_like_reference(video: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     """FAST-VQA's enlargement of small videos: bilinear on the 0-1 scale, cast back to the input dtype
     (uint8 input is truncated, not rounded)."""
     up = F.interpolate(video / 255.0, size=size, mode="bilinear", align_corners=False)
@@ -136,7 +156,7 @@ def _sama(video: torch.Tensor, sample_type: str, is_train: bool, grid: FragmentG
         rel_h, rel_w = torch.rand(shape), torch.rand(shape)
     else:
         rel_h, rel_w = torch.full(shape, 0.5), torch.full(shape, 0.5)
-    return sama_sample(video, grid, SAMA_VARIANTS[sample_type], rel_h, rel_w, aligned)
+    return sama_sample(video, grid, sama_variant(sample_type), rel_h, rel_w, aligned)
 
 
 def _random_square(video: torch.Tensor) -> torch.Tensor:
@@ -219,16 +239,17 @@ def check_sample_options(sample_type: str, opts: Mapping[str, Any], where: str =
     output is of a plausible size.
     """
     stype = canonical_sample_type(sample_type)
-    check_keys(opts, _ALLOWED[stype], where)
+    check_keys(opts, _allowed_keys(stype), where)
+    grid_type = _REGISTRY.get(stype).grid
     for key in ("clip_len", "num_clips", "frame_interval", "aligned") + _GRID_KEYS:
         if key in opts:
             _positive_int(opts, key, 1, where)
-    if stype in ("fragments",) + SAMA_TYPES + ("crop", "arp_fragments") and "clip_len" in opts:
+    if (grid_type or stype in _ALIGNED_TYPES) and "clip_len" in opts:
         aligned = _positive_int(opts, "aligned", 32, where)
         if opts["clip_len"] % aligned:
             raise ValueError(f"{where}: aligned={aligned} must divide clip_len={opts['clip_len']} "
                              f"(allowed: a divisor of {opts['clip_len']}, e.g. {opts['clip_len']})")
-    if stype in ("fragments",) + SAMA_TYPES:
+    if grid_type:
         grid = _grid(opts, where)
         if max(grid.out_h, grid.out_w) > MAX_OUTPUT_SIDE:
             raise ValueError(f"{where}: fragments_h*fsize_h x fragments_w*fsize_w = {grid.out_h}x{grid.out_w} is larger "
@@ -239,15 +260,16 @@ def check_sample_options(sample_type: str, opts: Mapping[str, Any], where: str =
 def get_single_sample(video: torch.Tensor, sample_type: str = "resize", is_train: bool = False, **opts) -> torch.Tensor:
     """Spatially sample a video ``[C, T, H, W]`` (0-255) into float32 ``[C, T, Sh, Sw]`` (0-255).
 
-    sample_type: one of :data:`SAMPLE_TYPES` (or an alias in :data:`ALIASES`). opts: the YAML ``sample_types``
+    sample_type: one of :data:`SAMPLE_TYPES` (or an alias of one). opts: the YAML ``sample_types``
     block of that type, e.g. ``fragments_h/fragments_w/fsize_h/fsize_w/aligned`` for grid types (defaults 7, 7,
     32, 32, 32), ``size_h/size_w/random_crop/arp`` for ``resize``. Temporal keys of the same block
-    (``clip_len``, ``frame_interval``, ``num_clips``, ``t_frag``) are accepted and ignored; unknown keys raise.
+    (``clip_len``, ``frame_interval``, ``num_clips``, ``t_frag``, ``frame_overflow``: the frame sampler's, see
+    :func:`samavqa.temporal.build_frame_sampler`) are accepted here; unknown keys raise.
     Grid types need ``T`` to be a multiple of ``aligned`` (a single frame is always allowed).
     """
     stype = canonical_sample_type(sample_type)
     where = f"sample_types[{sample_type!r}]"
-    check_keys(opts, _ALLOWED[stype], where)
+    check_keys(opts, _allowed_keys(stype), where)
     video = _check_video(video)
     if stype == "original":
         return video.to(torch.float32)
@@ -268,7 +290,7 @@ def get_single_sample(video: torch.Tensor, sample_type: str = "resize", is_train
 
 
 def get_spatial_samples(video: torch.Tensor, sample_types: Mapping[str, Mapping[str, Any]], is_train: bool = False,
-                        stype: Optional[str] = None) -> dict[str, torch.Tensor]:
+                        stype: Optional[str] = None) -> Dict[str, torch.Tensor]:
     """Sample one video for each entry of ``sample_types`` (name -> options).
 
     With ``stype`` every entry uses that sample type (SAMA's datasets: the branch name is a key, the sampling is

@@ -63,14 +63,16 @@ from torch import nn
 from samacore import engine, scoring
 from samacore.calibration import Calibration
 from samacore.checkpoint import CheckpointError, load_checkpoint
-from samacore.options import OptionError, check_keys
+from samacore.options import OptionError
 from samacore.scoring import NoCheckpointError, ScoreRow
 from samacore.utils import pick_device
 
 from .datasets import VIDEO_EXTENSIONS, VideoReadError, _VideoQualityDataset
 from .decoders import DECODER_CHOICES, pick_frames, resolve_decoder, set_verbose, still_image_reason
-from .models.checkpoints import detect_format, load_vqa_weights
-from .sampling import canonical_sample_type
+from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
+from .recipe import build_model, make_predict_fn
+from .sampling import SAMPLE_TYPES, canonical_sample_type
+from .schema import check_vqa_options, load_vqa_options
 
 VQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_ROOT = os.path.dirname(VQA_DIR)
@@ -119,19 +121,6 @@ def find_default_checkpoint(roots: Optional[Sequence[str]] = None) -> Tuple[str,
 
 
 # ----------------------------------------------------------------------------------------------- options
-def _check_options(opt: Dict[str, Any], where: str) -> Dict[str, Any]:
-    from .cli import TOP_KEYS
-
-    check_keys(opt, TOP_KEYS, where)
-    if not isinstance(opt.get("model"), Mapping):
-        raise OptionError(f"{where}: missing the model block (type: DiViDeAddEvaluator, args: ...)")
-    try:
-        opt["stype"] = canonical_sample_type(opt.get("stype", "fragments"))
-    except ValueError as e:
-        raise OptionError(f"{where}.stype: {e}") from None
-    return opt
-
-
 def _run_options_for(ckpt: str, roots: Sequence[str]) -> Optional[str]:
     """The ``runs/{name}/options.yml`` of the run whose name starts the checkpoint's file name, if any."""
     base = os.path.basename(ckpt)
@@ -289,8 +278,6 @@ class VideoScorer(scoring.ScoreCalls):
     def score_batch(self, batch: Mapping[str, Any], per_clip: bool = False) -> List[scoring.Scored]:
         """Raw scores of a collated batch of items, one model call per video (batch-size independent);
         ``per_clip``: ``(score, [score of each clip])`` pairs, both from the same model call."""
-        from .cli import make_predict_fn
-
         predict = make_predict_fn(list(self.model.branches))
         out: List[scoring.Scored] = []
         for i in range(len(batch["name"])):
@@ -339,13 +326,6 @@ class _KeepScoreMap:
         return self.scores
 
 
-def build_model_from_options(opt: Mapping[str, Any], device: str) -> nn.Module:
-    from .cli import build_model
-
-    model = build_model(opt, device)
-    return model
-
-
 def load_scorer(
     ckpt: Optional[str] = None,
     options: Union[None, str, Mapping[str, Any]] = None,
@@ -353,6 +333,7 @@ def load_scorer(
     device: Optional[str] = None,
     bf16: bool = False,
     search_roots: Optional[Sequence[str]] = None,
+    trust_checkpoint: bool = False,
     decoder: Optional[str] = None,
 ) -> VideoScorer:
     """The documented Python API (also ``samavqa.load_scorer``): a :class:`VideoScorer` that scores video files,
@@ -367,31 +348,27 @@ def load_scorer(
 
     ``ckpt``: a checkpoint file (default: the released weights, else the newest one our trainer wrote);
     ``options`` an option file or an already loaded mapping (same schema); ``stype`` overrides the sample type;
-    ``device`` ``cpu`` / ``cuda[:N]`` (default: CUDA when available); ``bf16`` autocast; ``decoder`` ``auto``,
-    ``decord`` or ``pyav`` (default: the options' data set ``decoder``, else ``auto``).
+    ``device`` ``cpu`` / ``cuda[:N]`` (default: CUDA when available); ``bf16`` autocast; ``trust_checkpoint``:
+    full unpickle of the checkpoint (``--trust-checkpoint``; :func:`samacore.checkpoint.load_checkpoint`);
+    ``decoder`` ``auto``, ``decord`` or ``pyav`` (default: the options' data set ``decoder``, else ``auto``).
     """
     if decoder is not None:
         resolve_decoder(decoder, "--decoder")  # before any work
     notes: List[str] = []
     roots = list(search_roots) if search_roots is not None else default_search_roots()
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(roots), notes)
-    obj = load_checkpoint(path)
-    try:
-        fmt = detect_format(obj)
-    except CheckpointError as e:
-        raise CheckpointError(f"{path}: {e}") from None
-    if fmt in ("mmaction_k400", "bare_backbone"):
-        raise CheckpointError(f"{path} holds backbone weights only ({fmt}) without a trained quality head, so it "
-                              "cannot score videos: pass a trained SAMA / FAST-VQA model")
+    obj = load_checkpoint(path, trust=trust_checkpoint)
+    fmt = detect_format_of(obj, path)
+    if fmt in BACKBONE_ONLY:
+        raise CheckpointError(f"{path} holds backbone weights only ({BACKBONE_ONLY[fmt]}) without a trained quality "
+                              "head, so it cannot score videos: pass a trained SAMA / FAST-VQA model")
     info = {k: v for k, v in obj.items() if k != "state_dict"} if isinstance(obj, Mapping) and fmt == "vqa_release" else {}
 
     if isinstance(options, Mapping):
-        opt, source = _check_options(copy.deepcopy(dict(options)), "options"), "the given options"
+        opt, source = check_vqa_options(copy.deepcopy(dict(options))), "the given options"
     else:
         opt_path = options or _run_options_for(path, roots)
         source = opt_path or DEFAULT_OPTIONS
-        from .cli import load_vqa_options
-
         opt = load_vqa_options(opt_path) if opt_path else load_vqa_options(DEFAULT_OPTIONS)
         source = opt["_options_path"]
     sample_types, threads = scoring_options(opt)
@@ -406,7 +383,7 @@ def load_scorer(
     notes.append(f"sampling: {st}; {desc} (from {source}); decoder: {decoder}")
 
     dev = pick_device(device)
-    model = build_model_from_options(opt, dev)
+    model = build_model(opt, dev)
     missing = [k for k in sample_types if k.split("_")[0] not in model.branches]
     if missing:
         raise OptionError(f"sample_types {', '.join(missing)} have no model branch; the model has "
@@ -434,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "calibrated to its training set's MOS scale).",
         RELEASED_WEIGHTS, "VQA option file for model / test sampling / stype (default: the checkpoint's run options, "
                           "else VQA/options/fast-SAMA-test.yml)",
-        dict(help="sample type: fragments, sama, sama-c, sama-mix, sama-spm, sama-swm, ... (default: from the options)"),
+        dict(help=f"sample type: {', '.join(SAMPLE_TYPES)} (default: from the options)"),
         batch_size=1, batch_help="videos per loader batch (scores do not depend on it)")
     p.add_argument("--decoder", choices=DECODER_CHOICES, help="video decoder (default: the options' data set "
                                                               "decoder, else auto: decord where installed, else PyAV)")

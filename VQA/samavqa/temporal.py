@@ -2,13 +2,20 @@
 
 Both samplers are callables ``sampler(num_frames, train=False) -> np.ndarray[int32]``. Random choices use
 NumPy's global generator (as FAST-VQA / SAMA do), so ``np.random.seed`` (or ``samacore.utils.seed_everything``)
-makes training draws reproducible.
+makes training draws reproducible. :func:`build_frame_sampler` turns one ``sample_types`` branch of the options
+into its sampler (SAMA's layout, or FAST-VQA's ``t_frag`` layout).
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import numpy as np
 
-__all__ = ["FragmentSampleFrames", "SampleFrames"]
+__all__ = ["FRAME_OVERFLOW", "FragmentSampleFrames", "SampleFrames", "build_frame_sampler"]
+
+# What a frame index past the last frame becomes: SAMA clamps it to the last frame, FAST-VQA wraps it around
+# to the start (modulo the frame count). Both only matter for videos shorter than the sampled span.
+FRAME_OVERFLOW = ("clamp", "wrap")
 
 
 def _positive_int(value: int, name: str) -> int:
@@ -23,18 +30,23 @@ class FragmentSampleFrames:
 
     For ``N`` frames the segment length is ``L = N // fragments_t`` and segment ``i`` starts at ``L * i``. Inside a
     segment the run starts at a random offset in ``[0, max(1, L - fsize_t * frame_interval))`` (train) or at
-    ``max(0, L - fsize_t * frame_interval) // 2`` (test). Indices past the last frame are clamped to ``N - 1``.
-    ``num_clips`` repeats the whole draw (concatenated). Output length: ``num_clips * fragments_t * fsize_t``.
+    ``max(0, L - fsize_t * frame_interval) // 2`` (test: the middle of the train range; FAST-VQA draws at random
+    there too). ``num_clips`` repeats the whole draw (concatenated). Indices past the last frame are clamped to
+    ``N - 1`` (``overflow="clamp"``, SAMA) or taken modulo ``N`` (``"wrap"``, FAST-VQA). Output length:
+    ``num_clips * fragments_t * fsize_t``.
 
-    The datasets build it as ``FragmentSampleFrames(clip_len, num_clips, frame_interval)``: the option file's
-    ``num_clips`` is the number of temporal segments here.
+    The datasets build it with :func:`build_frame_sampler`.
     """
 
-    def __init__(self, fsize_t: int, fragments_t: int, frame_interval: int = 1, num_clips: int = 1):
+    def __init__(self, fsize_t: int, fragments_t: int, frame_interval: int = 1, num_clips: int = 1,
+                 overflow: str = "clamp"):
         self.fsize_t = _positive_int(fsize_t, "fsize_t (clip_len)")
         self.fragments_t = _positive_int(fragments_t, "fragments_t (num_clips)")
         self.frame_interval = _positive_int(frame_interval, "frame_interval")
         self.num_clips = _positive_int(num_clips, "num_clips")
+        if overflow not in FRAME_OVERFLOW:
+            raise ValueError(f"overflow must be one of {', '.join(FRAME_OVERFLOW)}, got {overflow!r}")
+        self.overflow = overflow
         self.size_t = self.fragments_t * self.fsize_t
 
     def get_frame_indices(self, num_frames: int, train: bool = False) -> np.ndarray:
@@ -53,12 +65,42 @@ class FragmentSampleFrames:
         total_frames = _positive_int(total_frames, "total_frames")
         draws = [self.get_frame_indices(total_frames, train=train) for _ in range(self.num_clips)]
         inds = np.concatenate(draws) + start_index
-        inds = np.minimum(inds, total_frames - 1)  # short videos: repeat the last frame
-        return inds.astype(np.int32)
+        if self.overflow == "wrap":  # short videos: start again from the first frame
+            return np.mod(inds, total_frames).astype(np.int32)
+        return np.minimum(inds, total_frames - 1).astype(np.int32)  # short videos: repeat the last frame
 
     def __repr__(self) -> str:
         return (f"FragmentSampleFrames(fsize_t={self.fsize_t}, fragments_t={self.fragments_t}, "
-                f"frame_interval={self.frame_interval}, num_clips={self.num_clips})")
+                f"frame_interval={self.frame_interval}, num_clips={self.num_clips}, overflow={self.overflow!r})")
+
+
+def build_frame_sampler(opts: Mapping[str, Any], where: str = "sample_types") -> FragmentSampleFrames:
+    """The temporal sampler of one ``sample_types`` branch (``clip_len``, ``frame_interval``, ``num_clips``, and
+    optionally ``t_frag`` and ``frame_overflow``); ValueError naming ``where.key`` for a bad value.
+
+    Without ``t_frag`` (SAMA): ``num_clips`` segments of ``clip_len`` frames, one per clip, i.e.
+    ``FragmentSampleFrames(clip_len, num_clips, frame_interval)``. With ``t_frag`` (FAST-VQA's FasterVQA
+    options): every clip is ``t_frag`` segments of ``clip_len // t_frag`` frames spread over the whole video,
+    drawn ``num_clips`` times: ``FragmentSampleFrames(clip_len // t_frag, t_frag, frame_interval, num_clips)``.
+    Either way a clip has ``clip_len`` frames. ``frame_overflow``: ``clamp`` (default) or ``wrap``.
+    """
+    for key in ("clip_len", "num_clips", "frame_interval", "t_frag"):
+        value = opts.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where}.{key} must be a positive integer, got {value!r}")
+    overflow = opts.get("frame_overflow", "clamp")
+    if overflow not in FRAME_OVERFLOW:
+        raise ValueError(f"{where}.frame_overflow = {overflow!r} is not allowed; choose one of: "
+                         f"{', '.join(FRAME_OVERFLOW)} (clamp: SAMA, wrap: FAST-VQA)")
+    clip_len, num_clips, interval = opts["clip_len"], opts["num_clips"], opts["frame_interval"]
+    if "t_frag" not in opts:
+        return FragmentSampleFrames(clip_len, num_clips, interval, overflow=overflow)
+    t_frag = opts["t_frag"]
+    if clip_len % t_frag:
+        divisors = [d for d in range(1, clip_len + 1) if clip_len % d == 0]
+        raise ValueError(f"{where}.t_frag = {t_frag} must divide clip_len = {clip_len} (each of the t_frag temporal "
+                         f"fragments has clip_len // t_frag frames); allowed: {', '.join(map(str, divisors))}")
+    return FragmentSampleFrames(clip_len // t_frag, t_frag, interval, num_clips, overflow=overflow)
 
 
 class SampleFrames:

@@ -27,13 +27,12 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from .datasets import MEAN, STD, decode_frames, normalise
-from .sampling import canonical_sample_type, get_single_sample
-from .temporal import FragmentSampleFrames
+from .sampling import SAMPLE_TYPES, canonical_sample_type, get_single_sample, is_grid_type
+from .temporal import build_frame_sampler
 
 __all__ = ["SamplingView", "coordinate_video", "denormalise", "sample_sources", "sampling_view", "render",
            "score_map", "heat_colors"]
 
-_GRID_TYPES = ("fragments", "sama", "sama-c", "sama-mix", "sama-spm", "sama-swm")
 PAD = 8
 LABEL_H = 14
 
@@ -64,16 +63,16 @@ def sample_sources(shape: Tuple[int, int, int], stype: str, is_train: bool = Fal
 
 def _grid_of(stype: str, opts: Mapping[str, Any], out_hw: Tuple[int, int]) -> Tuple[int, int, int, int]:
     """``(cells_h, cells_w, fsize_h, fsize_w)``; non-grid sample types are one cell covering the output."""
-    if canonical_sample_type(stype) in _GRID_TYPES:
+    if is_grid_type(stype):
         return (int(opts.get("fragments_h", 7)), int(opts.get("fragments_w", 7)), int(opts.get("fsize_h", 32)),
                 int(opts.get("fsize_w", 32)))
     return 1, 1, out_hw[0], out_hw[1]
 
 
 def _mask_of(stype: str, grid: Tuple[int, int, int, int]) -> Optional[np.ndarray]:
-    from samacore.sampling import SAMA_VARIANTS, FragmentGrid, make_mask
+    from samacore.sampling import FragmentGrid, make_mask, sama_variant
 
-    variant = SAMA_VARIANTS.get(canonical_sample_type(stype))
+    variant = sama_variant(canonical_sample_type(stype))
     if variant is None or variant.mask is None:
         return None
     return make_mask(variant.mask, FragmentGrid(*grid)).numpy()
@@ -125,7 +124,7 @@ def sampling_view(path: str, sample_types: Mapping[str, Mapping[str, Any]], styp
     if branch not in sample_types:
         raise ValueError(f"branch {branch!r} not in sample_types ({', '.join(sample_types)})")
     opts = dict(sample_types[branch])
-    sampler = FragmentSampleFrames(opts["clip_len"], opts["num_clips"], opts["frame_interval"])
+    sampler = build_frame_sampler(opts, f"sample_types.{branch}")
     if seed is not None:
         np.random.seed(seed)
     videos, inds = decode_frames(path, {branch: sampler}, is_train)
@@ -273,7 +272,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     p = argparse.ArgumentParser(description="Draw what a SAMA sampler feeds the model for one clip of a video.")
     p.add_argument("-v", "--video", required=True)
-    p.add_argument("--stype", default=None, help="sample type (default: from the options, else sama)")
+    p.add_argument("--stype", default=None, help=f"sample type: {', '.join(SAMPLE_TYPES)} (default: from the options, "
+                                                 "else sama)")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--options", help="option file whose test sample_types are used (default: the paper's 7x7x32, "
                                      "4 clips of 32 frames; with --quality-map: as vqa.py)")
@@ -297,7 +297,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             device = "cpu"
             if args.options:
-                from .cli import load_vqa_options
+                from .schema import load_vqa_options
                 from .score import scoring_options
 
                 opt = load_vqa_options(args.options)

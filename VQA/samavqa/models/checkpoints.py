@@ -1,15 +1,19 @@
-"""Load VQA weights from the checkpoint formats in use, recognised by content (SPEC section 5).
+"""Load VQA weights from the checkpoint formats in use, recognised by content.
 
 Formats (``detect_format``):
 
 * ``"mmaction_k400"`` -- Video Swin Kinetics-400 weights from mmaction: ``{"state_dict": {"backbone.*", "cls_head.*"}}``.
-  ``backbone.X`` initialises ``X`` of every backbone of the model; classification heads are not loaded; the
-  fragment bias tables are set to zero (SAMA's recipe) or, with ``init_fragment_bias_from_relative``, to a copy of
-  the relative tables (FAST-VQA's recipe).
+  ``backbone.X`` initialises ``X`` of every backbone of the model, through the backbone's ``checkpoint_filter``
+  (Video Swin: the fragment bias tables are set to zero, SAMA's recipe, or with
+  ``init_fragment_bias_from_relative`` to a copy of the relative tables, FAST-VQA's); classification heads are
+  not loaded.
 * ``"vqa_release"`` -- SAMA / FAST-VQA released models and the checkpoints this project writes:
   ``{"state_dict": {"fragments_backbone.*", "vqa_head.*", ...}, ...}``.
 * ``"bare_evaluator"`` -- the same keys without the ``state_dict`` wrapper.
 * ``"bare_backbone"`` -- a backbone's own keys (``patch_embed.*``, ``layers.*``, ``norm.*``), loaded into every backbone.
+
+A file of the IQA tree (an image Swin: 2D patch embedding, or ``format: samaiqa/*``) is refused saying so, and
+only a video (3D) patch embedding makes a file backbone-only, so image weights are never taken for K400 ones.
 
 Every stored ``relative_position_index`` must equal the model's (a different index means a different window
 layout, and the weights would be silently wrong).  Missing learnable tensors are an error unless ``allow_partial``.
@@ -17,18 +21,21 @@ layout, and the weights would be silently wrong).  Missing learnable tensors are
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
-from samacore.checkpoint import CheckpointError, LoadReport, load_checkpoint, load_state_dict_checked
+from samacore.checkpoint import (CheckpointError, LoadReport, load_checkpoint, load_state_dict_checked,
+                                 patch_embedding_rank)
 
-from .swin3d import SwinTransformer3D
+from .backbones import is_backbone
 
-__all__ = ["detect_format", "load_vqa_weights", "unwrap_state_dict", "FORMATS"]
+__all__ = ["BACKBONE_ONLY", "detect_format", "detect_format_of", "load_vqa_weights", "unwrap_state_dict", "FORMATS"]
 
 FORMATS = ("mmaction_k400", "vqa_release", "bare_evaluator", "bare_backbone")
+BACKBONE_ONLY = {"mmaction_k400": "a Video Swin Kinetics-400 backbone (mmaction layout)",
+                 "bare_backbone": "a bare Video Swin backbone"}
 
 _BACKBONE_KEY = re.compile(r"^([A-Za-z0-9-]+)_backbone\.")
 _HEAD_KEY = re.compile(r"^([A-Za-z0-9-]+)_head\.")
@@ -36,7 +43,7 @@ _BACKBONE_ROOTS = ("patch_embed.", "layers.", "norm.")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel / torch.compile wrappers
 
 
-def _strip_wrappers(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def _strip_wrappers(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
     out = dict(state)
     changed = True
     while changed and out:
@@ -48,7 +55,7 @@ def _strip_wrappers(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def unwrap_state_dict(obj: Any) -> tuple[dict[str, Tensor], bool]:
+def unwrap_state_dict(obj: Any) -> Tuple[Dict[str, Tensor], bool]:
     """``(state_dict, wrapped)``: the tensors of a loaded checkpoint and whether they sat under ``"state_dict"``."""
     wrapped = isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping)
     state = obj["state_dict"] if wrapped else obj
@@ -60,9 +67,34 @@ def unwrap_state_dict(obj: Any) -> tuple[dict[str, Tensor], bool]:
     return _strip_wrappers(tensors), wrapped
 
 
+def _image_model_kind(obj: Any, state: Mapping[str, Tensor]) -> Optional[str]:
+    """What an IQA-tree checkpoint (an image Swin) is, in a few words; None for anything else."""
+    if isinstance(obj, Mapping):
+        fmt = obj.get("format")
+        if isinstance(fmt, str) and fmt.startswith("samaiqa/"):
+            return f"the IQA trainer's format {fmt}"
+    if patch_embedding_rank(state) == 4:  # a 2D patch embedding: an image Swin
+        if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+            return "an image Swin backbone in Microsoft's {'model': ...} layout, e.g. Swin-V2 ImageNet"
+        if any(k.startswith("vqa_head.fc1.") for k in state):
+            return "SAMA IQA: image Swin-V2 under 'backbone.*' with the 'vqa_head.fc1/fc2' head"
+        return "an image Swin model"
+    return None
+
+
 def detect_format(obj: Any) -> str:
-    """Name the format of a loaded checkpoint (see the module docstring); CheckpointError if unknown."""
-    state, wrapped = unwrap_state_dict(obj)
+    """Name the format of a loaded checkpoint (see the module docstring).
+
+    CheckpointError (to be prefixed with the file name) for an IQA checkpoint, saying so, and for an unknown
+    layout. A file counts as backbone-only (``mmaction_k400`` / ``bare_backbone``) only when its patch
+    embedding is a video (3D) one, so an image model is never mistaken for K400 weights.
+    """
+    microsoft = isinstance(obj, Mapping) and "state_dict" not in obj and isinstance(obj.get("model"), Mapping)
+    state, wrapped = unwrap_state_dict(obj["model"] if microsoft else obj)  # Microsoft's releases: {"model": ...}
+    kind = _image_model_kind(obj, state)
+    if kind:
+        raise CheckpointError(f"it is an IQA checkpoint ({kind}), not a VQA model: use it with the IQA tree "
+                              "(IQA/iqa.py, IQA/demo_test_iqa.py)")
     keys = list(state)
     if any(k.startswith("backbone.") for k in keys):
         return "mmaction_k400"
@@ -76,13 +108,21 @@ def detect_format(obj: Any) -> str:
     )
 
 
-def _backbones(model: nn.Module) -> dict[str, SwinTransformer3D]:
-    """``{prefix: backbone}``; prefix ``""`` when ``model`` is itself a backbone."""
-    if isinstance(model, SwinTransformer3D):
+def detect_format_of(obj: Any, source: str) -> str:
+    """:func:`detect_format` with ``source`` (the file) named in its error."""
+    try:
+        return detect_format(obj)
+    except CheckpointError as e:
+        raise CheckpointError(f"{source}: {e}") from None
+
+
+def _backbones(model: nn.Module) -> Dict[str, nn.Module]:
+    """``{prefix: backbone}``; prefix ``""`` when ``model`` is itself a backbone, else the evaluator's branches."""
+    if is_backbone(model):
         return {"": model}
-    found = {f"{name}.": m for name, m in model.named_children() if isinstance(m, SwinTransformer3D)}
+    found = {f"{key}_backbone.": model.get_submodule(f"{key}_backbone") for key in getattr(model, "branches", ())}
     if not found:
-        raise CheckpointError(f"{type(model).__name__} has no SwinTransformer3D backbone to load weights into")
+        raise CheckpointError(f"{type(model).__name__} has no backbone to load weights into")
     return found
 
 
@@ -98,7 +138,7 @@ def _check_index_buffers(model: nn.Module, state: Mapping[str, Tensor], what: st
                 )
 
 
-def _merge(reports: list[LoadReport], what: str) -> LoadReport:
+def _merge(reports: List[LoadReport], what: str) -> LoadReport:
     out = LoadReport(what=what)
     for r in reports:
         out.loaded += r.loaded
@@ -108,27 +148,18 @@ def _merge(reports: list[LoadReport], what: str) -> LoadReport:
     return out
 
 
-def _load_backbone_keys(model: nn.Module, src: dict[str, Tensor], allow_partial: bool, init_fragment: bool,
-                        fragment_missing_ok: bool, what: str) -> LoadReport:
-    """Load one backbone's key set (no prefix) into every backbone of ``model``."""
+def _load_backbone_keys(model: nn.Module, src: Dict[str, Tensor], allow_partial: bool, init_fragment: bool,
+                        backbone_only: bool, what: str) -> LoadReport:
+    """Load one backbone's key set (no prefix) into every backbone of ``model``; ``backbone_only``: the keys come
+    from a backbone-only file (K400, bare backbone) and go through the backbone's ``checkpoint_filter``."""
     reports = []
     for prefix, bb in _backbones(model).items():
         name = f"{what} -> {prefix[:-1] or 'backbone'}"
         state = dict(src)
         own = bb.state_dict()
         notes = []
-        frag_keys = [k for k in own if k.endswith("fragment_position_bias_table")]
-        if fragment_missing_ok:
-            for k in frag_keys:
-                if k in state:
-                    continue
-                rel = k.replace("fragment_position_bias_table", "relative_position_bias_table")
-                if init_fragment and rel in state:
-                    state[k] = state[rel].clone()
-                else:
-                    state[k] = torch.zeros_like(own[k])
-            if frag_keys:
-                notes.append("fragment bias tables " + ("copied from the relative tables" if init_fragment else "set to zero"))
+        if backbone_only and hasattr(bb, "checkpoint_filter"):  # the model's own conversion (see backbones.py)
+            state, notes = bb.checkpoint_filter(state, init_fragment)
         if allow_partial:
             bad = [k for k in state if k in own and state[k].shape != own[k].shape]
             for k in bad:
@@ -149,23 +180,25 @@ def load_vqa_weights(
     path_or_state: Union[str, Mapping[str, Any]],
     allow_partial: bool = False,
     init_fragment_bias_from_relative: bool = False,
+    trust: bool = False,
 ) -> LoadReport:
     """Load weights of any supported format into a :class:`DiViDeAddEvaluator` or a bare backbone.
 
     Args:
-        model: the evaluator (weights go to its ``<key>_backbone`` / head modules) or a ``SwinTransformer3D``.
+        model: the evaluator (weights go to its ``<key>_backbone`` / head modules) or a bare backbone.
         path_or_state: a checkpoint file (read with ``weights_only=True``) or an already loaded object.
         allow_partial: keep initial values for learnable tensors the file lacks (and, for backbone-only formats,
             skip tensors whose shape differs) instead of raising.
         init_fragment_bias_from_relative: K400 / bare-backbone formats only: FAST-VQA's recipe of copying each
             relative bias table into the fragment table (default: zeros, SAMA's recipe).
+        trust: full unpickle of a file the user trusts (:func:`samacore.checkpoint.load_checkpoint`).
 
     Returns:
         LoadReport with the missing / unexpected keys (and notes on what was derived).
     """
     what = path_or_state if isinstance(path_or_state, str) else "state dict"
-    obj = load_checkpoint(path_or_state) if isinstance(path_or_state, str) else path_or_state
-    fmt = detect_format(obj)
+    obj = load_checkpoint(path_or_state, trust=trust) if isinstance(path_or_state, str) else path_or_state
+    fmt = detect_format_of(obj, what)
     state, _ = unwrap_state_dict(obj)
     what = f"{what} [{fmt}]"
 
@@ -176,22 +209,22 @@ def load_vqa_weights(
         else:
             ignored, src = [], state
         report = _load_backbone_keys(model, src, allow_partial, init_fragment_bias_from_relative,
-                                     fragment_missing_ok=True, what=what)
+                                     backbone_only=True, what=what)
         if ignored:
             report.notes.append(f"not loaded (classification head etc.): {', '.join(ignored[:6])}"
                                 + (f", ... ({len(ignored)})" if len(ignored) > 6 else ""))
-        if not isinstance(model, SwinTransformer3D):
+        if not is_backbone(model):
             report.notes.append("regression heads keep their initial values")
         return report
 
     # evaluator layouts (vqa_release / bare_evaluator)
-    if isinstance(model, SwinTransformer3D):
+    if is_backbone(model):
         prefixes = sorted({m.group(0) for k in state if (m := _BACKBONE_KEY.match(k))})
         if len(prefixes) != 1:
             raise CheckpointError(f"{what}: cannot pick one backbone for a bare backbone model; the file has "
                                   f"{', '.join(p[:-1] for p in prefixes) or 'none'}")
         src = {k[len(prefixes[0]):]: v for k, v in state.items() if k.startswith(prefixes[0])}
-        report = _load_backbone_keys(model, src, allow_partial, False, fragment_missing_ok=False, what=what)
+        report = _load_backbone_keys(model, src, allow_partial, False, backbone_only=False, what=what)
         report.notes.append(f"took {prefixes[0][:-1]} from the file")
         return report
     _check_index_buffers(model, state, what)

@@ -1,32 +1,70 @@
 """DiViDe-Add evaluator: one backbone per sample type, a regression head, branch scores added."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from .backbones import BACKBONES, Backbone, build_backbone
+from .checkpoints import load_vqa_weights
 from .head import VQAHead
-from .swin3d import SwinTransformer3D, backbone_config, build_backbone
 
-__all__ = ["DiViDeAddEvaluator", "BACKBONE_OPTION_KEYS"]
+__all__ = ["DiViDeAddEvaluator", "BACKBONE_OPTION_KEYS", "branch_backbones"]
 
 #: keys accepted in each ``model.args.backbone.<sample type>`` mapping of the YAML options
 BACKBONE_OPTION_KEYS = ("type", "checkpoint", "pretrained")
+DEFAULT_BACKBONES = {"fragments": {"type": "swin_tiny_grpb"}, "resize": {"type": "swin_tiny_grpb"}}
+
+
+def branch_backbones(
+    backbone_size: str = "divided",
+    backbone_preserve_keys: str = "fragments,resize",
+    backbone: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    var: bool = False,
+) -> Dict[str, Tuple[str, dict]]:
+    """``{branch: (registered backbone name, its options)}`` for these evaluator arguments, without building
+    anything; a ``ValueError`` naming the ``model.args`` key for what cannot be built (the option schema runs it
+    when the file is loaded)."""
+    if var:
+        raise ValueError("DiViDeAddEvaluator: var=True (action-recognition head) is not supported; use var: false")
+    keep = [k.strip() for k in str(backbone_preserve_keys).split(",") if k.strip()]
+    backbone = DEFAULT_BACKBONES if backbone is None else backbone
+    plan: Dict[str, Tuple[str, dict]] = {}
+    for key, hypers in backbone.items():
+        if key not in keep:
+            continue
+        hypers = dict(hypers or {})
+        unknown = [k for k in hypers if k not in BACKBONE_OPTION_KEYS]
+        if unknown:
+            raise ValueError(f"model.args.backbone.{key}: unknown option(s) {', '.join(map(str, unknown))}; "
+                             f"allowed: {', '.join(BACKBONE_OPTION_KEYS)}")
+        if backbone_size == "divided":
+            if not hypers.get("type"):
+                raise ValueError(f"model.args.backbone.{key}.type is required when backbone_size is 'divided'")
+            name = hypers["type"]
+        else:
+            name = backbone_size
+        BACKBONES.get(name)  # ValueError listing the registered names
+        plan[key] = (name, hypers)
+    if not plan:
+        raise ValueError(f"no backbone built: backbone_preserve_keys {keep} matches none of the configured sample "
+                         f"types {list(backbone)}")
+    return plan
 
 
 class DiViDeAddEvaluator(nn.Module):
     """Video quality model with the original constructor signature (YAML ``model.args``).
 
     Args:
-        backbone_size: registered backbone name used for every branch, or ``"divided"`` to read each branch's
-            ``type`` from ``backbone``.
+        backbone_size: registered backbone name (:mod:`samavqa.models.backbones`) used for every branch, or
+            ``"divided"`` to read each branch's ``type`` from ``backbone``.
         backbone_preserve_keys: comma-separated sample types that get a backbone (others in ``backbone`` are skipped).
         multi, layer: forwarded to the backbone (multi-stage features / an intermediate layer).
         backbone: ``{sample_type: {"type"?, "checkpoint"?, "pretrained"?}}``; ``checkpoint`` turns on gradient
             checkpointing, ``pretrained`` is a weight file loaded into that backbone (see ``checkpoints.py``).
         divide_head: one head per branch (``<key>_head``) instead of the shared ``vqa_head``.
-        vqa_head: :class:`VQAHead` arguments.
+        vqa_head: :class:`VQAHead` arguments (``in_channels`` defaults to the first backbone's ``num_features``).
         var: the original's action-recognition head; not supported here.
 
     Parameters are named ``<key>_backbone.*`` and ``vqa_head.*`` (or ``<key>_head.*``) like the original.
@@ -44,38 +82,16 @@ class DiViDeAddEvaluator(nn.Module):
         var: bool = False,
     ):
         super().__init__()
-        if var:
-            raise ValueError("DiViDeAddEvaluator: var=True (action-recognition head) is not supported; use var: false")
-        if backbone is None:
-            backbone = {"fragments": {"type": "swin_tiny_grpb"}, "resize": {"type": "swin_tiny_grpb"}}
-        vqa_head = dict(vqa_head or {"in_channels": 768})
+        plan = branch_backbones(backbone_size, backbone_preserve_keys, backbone, var)
+        vqa_head = dict(vqa_head or {})
         self.backbone_preserve_keys = [k.strip() for k in str(backbone_preserve_keys).split(",") if k.strip()]
         self.multi = multi
         self.layer = layer
-        self.branches: list[str] = []
-        pretrained: dict[str, str] = {}
-        for key, hypers in backbone.items():
-            if key not in self.backbone_preserve_keys:
-                continue
-            hypers = dict(hypers or {})
-            unknown = [k for k in hypers if k not in BACKBONE_OPTION_KEYS]
-            if unknown:
-                raise ValueError(f"model.args.backbone.{key}: unknown option(s) {', '.join(map(str, unknown))}; "
-                                 f"allowed: {', '.join(BACKBONE_OPTION_KEYS)}")
-            if backbone_size == "divided":
-                if not hypers.get("type"):
-                    raise ValueError(f"model.args.backbone.{key}.type is required when backbone_size is 'divided'")
-                name = hypers["type"]
-            else:
-                name = backbone_size
-            backbone_config(name)  # ValueError listing the registered names
+        self.branches: List[str] = list(plan)
+        for key, (name, hypers) in plan.items():
             self.add_module(f"{key}_backbone", build_backbone(name, checkpoint=bool(hypers.get("checkpoint") or False)))
-            self.branches.append(key)
-            if hypers.get("pretrained"):
-                pretrained[key] = str(hypers["pretrained"])
-        if not self.branches:
-            raise ValueError(f"no backbone built: backbone_preserve_keys {self.backbone_preserve_keys} matches none "
-                             f"of the configured sample types {list(backbone)}")
+        pretrained = {key: str(hypers["pretrained"]) for key, (_, hypers) in plan.items() if hypers.get("pretrained")}
+        vqa_head.setdefault("in_channels", self.get_submodule(f"{self.branches[0]}_backbone").num_features)
         self.divide_head = divide_head
         if divide_head:
             for key in self.branches:
@@ -83,14 +99,11 @@ class DiViDeAddEvaluator(nn.Module):
         else:
             self.vqa_head = VQAHead(**vqa_head)
         # load per-branch weights last, so nothing built afterwards overwrites them
-        if pretrained:
-            from .checkpoints import load_vqa_weights
-
-            for key, path in pretrained.items():
-                load_vqa_weights(self.get_submodule(f"{key}_backbone"), path)
+        for key, path in pretrained.items():
+            load_vqa_weights(self.get_submodule(f"{key}_backbone"), path)
 
     # ------------------------------------------------------------------------------------------------
-    def _branch(self, key: str) -> tuple[SwinTransformer3D, VQAHead]:
+    def _branch(self, key: str) -> Tuple[Backbone, VQAHead]:
         # clip keys may carry a suffix after "_" (e.g. "fragments_up"); the branch is the part before it
         name = key.split("_")[0]
         if not hasattr(self, f"{name}_backbone"):
@@ -100,11 +113,15 @@ class DiViDeAddEvaluator(nn.Module):
 
     def _run(self, vclips: Mapping[str, Tensor], return_pooled_feats: bool, reduce_scores: bool, pooled: bool,
              **kwargs) -> Any:
-        scores: list[Tensor] = []
-        feats: dict[str, Tensor] = {}
+        scores: List[Tensor] = []
+        feats: Dict[str, Tensor] = {}
+        if self.multi:  # the Video Swin's multi-stage / intermediate-layer outputs, passed on only when asked for
+            kwargs["multi"] = True
+        if self.layer != -1:
+            kwargs["layer"] = self.layer
         for key, clip in vclips.items():
             bb, head = self._branch(key)
-            feat = bb(clip, multi=self.multi, layer=self.layer, **kwargs)
+            feat = bb.forward_features(clip, **kwargs)
             scores.append(head(feat))
             if return_pooled_feats:
                 feats[key] = feat.mean((-3, -2, -1))

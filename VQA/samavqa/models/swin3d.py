@@ -1,6 +1,6 @@
 """Video Swin Transformer (3D) with FAST-VQA's gated relative position biases (GRPB).
 
-Layout and semantics follow the backbone that SAMA / FAST-VQA use (SPEC section 4):
+Layout and semantics follow the backbone that SAMA / FAST-VQA use:
 
 * patch embedding ``2x4x4`` (Conv3d) + LayerNorm, four stages of shifted-window attention blocks with
   patch merging between stages, final LayerNorm; output ``[B, 8*C, T/2, H/32, W/32]``.
@@ -22,14 +22,16 @@ Implementation notes (speed, same function):
   ``(padded size, window, shift, device)``; the learnable tables are gathered on every call.
 * ``checkpoint=True`` recomputes each block in the backward pass (activation memory for compute).
 
-Parameter and buffer names equal the original's, so released checkpoints load unchanged.
+Parameter and buffer names equal the original's, so released checkpoints load unchanged. The model follows
+the backbone interface of :mod:`samavqa.models.backbones` (``forward_features``, ``num_features``, and
+``checkpoint_filter`` for Kinetics-400 / bare-backbone files); its configurations are registered at the end.
 """
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import NamedTuple, Optional, Sequence
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -37,15 +39,13 @@ import torch.utils.checkpoint as torch_checkpoint
 from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
 
-Triple = tuple[int, int, int]
+from .backbones import register_backbone
+
+Triple = Tuple[int, int, int]
 
 __all__ = [
     "SwinConfig",
     "SwinTransformer3D",
-    "register_backbone",
-    "backbone_names",
-    "backbone_config",
-    "build_backbone",
     "adaptive_window_size",
     "clamp_window",
     "relative_position_index",
@@ -69,7 +69,7 @@ def adaptive_window_size(base_window: Sequence[int], input_size: Sequence[int], 
     return tuple(max(1, (w * x) // b) for w, x, b in zip(base_window, input_size, base_input_size))  # type: ignore[return-value]
 
 
-def clamp_window(feat_size: Sequence[int], window: Sequence[int], shift: Sequence[int]) -> tuple[Triple, Triple]:
+def clamp_window(feat_size: Sequence[int], window: Sequence[int], shift: Sequence[int]) -> Tuple[Triple, Triple]:
     """An axis whose feature size is <= the window uses the whole axis as window and is not shifted."""
     w, s = list(window), list(shift)
     for i, n in enumerate(feat_size):
@@ -127,7 +127,7 @@ def _region_labels(size: int, window: int, shift: int) -> Tensor:
     return lab
 
 
-def build_shift_mask(padded: Triple, window: Triple, shift: Triple, device: torch.device | str = "cpu") -> Optional[Tensor]:
+def build_shift_mask(padded: Triple, window: Triple, shift: Triple, device: Union[torch.device, str] = "cpu") -> Optional[Tensor]:
     """Shifted-window mask ``[nW, 1, N, N]``: 0 inside one region, -100 across regions; None if no shift."""
     if not any(s > 0 for s in shift):
         return None
@@ -139,7 +139,7 @@ def build_shift_mask(padded: Triple, window: Triple, shift: Triple, device: torc
     return mask.unsqueeze(1).to(device)
 
 
-def build_fragment_gate(padded: Triple, window: Triple, shift: Triple, device: torch.device | str = "cpu") -> Tensor:
+def build_fragment_gate(padded: Triple, window: Triple, shift: Triple, device: Union[torch.device, str] = "cpu") -> Tensor:
     """GRPB gate ``g`` as float ``[nW, 1, N, N]``: L1 distance of the two tokens' fragment coordinates.
 
     Fragment coordinates: a ``(1, wh, ww)`` integer grid, nearest-interpolated onto the padded feature
@@ -177,13 +177,14 @@ def window_geometry(padded: Triple, base_window: Triple, window: Triple, shift: 
     key = (tuple(padded), tuple(base_window), tuple(window), tuple(shift), str(device))
     geo = _GEOMETRY_CACHE.get(key)
     if geo is None:
-        geo = WindowGeometry(
-            window=tuple(window),
-            shift=tuple(shift),
-            rel_index=sliced_relative_index(tuple(base_window), tuple(window)).to(device),
-            gate=build_fragment_gate(padded, window, shift, device),
-            shift_mask=build_shift_mask(padded, window, shift, device),
-        )
+        with torch.inference_mode(False):  # cached for later calls, which may train: never inference tensors
+            geo = WindowGeometry(
+                window=tuple(window),
+                shift=tuple(shift),
+                rel_index=sliced_relative_index(tuple(base_window), tuple(window)).to(device),
+                gate=build_fragment_gate(padded, window, shift, device),
+                shift_mask=build_shift_mask(padded, window, shift, device),
+            )
         _GEOMETRY_CACHE[key] = geo
         if len(_GEOMETRY_CACHE) > _GEOMETRY_CACHE_SIZE:
             _GEOMETRY_CACHE.popitem(last=False)
@@ -333,14 +334,14 @@ class SwinStage(nn.Module):
         )
         self.downsample = PatchMerging(dim) if downsample else None
 
-    def geometries(self, feat_size: Triple, window: Triple, device: torch.device) -> tuple[WindowGeometry, WindowGeometry]:
+    def geometries(self, feat_size: Triple, window: Triple, device: torch.device) -> Tuple[WindowGeometry, WindowGeometry]:
         """(regular, shifted) geometry for features of ``feat_size`` with the requested ``window``."""
         window, shift = clamp_window(feat_size, window, self.base_shift)
         padded = tuple(math.ceil(n / w) * w for n, w in zip(feat_size, window))
         plain = window_geometry(padded, self.base_window, window, (0, 0, 0), device)
         return plain, window_geometry(padded, self.base_window, window, shift, device)
 
-    def forward(self, x: Tensor, geometries: tuple[WindowGeometry, WindowGeometry], checkpoint: bool = False) -> Tensor:
+    def forward(self, x: Tensor, geometries: Tuple[WindowGeometry, WindowGeometry], checkpoint: bool = False) -> Tensor:
         """x: ``[B, D, H, W, C]`` -> ``[B, D, H', W', C']`` (merged unless last stage)."""
         plain, shifted = geometries
         for blk in self.blocks:
@@ -368,20 +369,24 @@ class PatchEmbed3D(nn.Module):
 
 @dataclass(frozen=True)
 class SwinConfig:
-    """Hyper-parameters of a :class:`SwinTransformer3D`."""
+    """Hyper-parameters of a :class:`SwinTransformer3D`; calling a config builds the model (a backbone builder,
+    ``overrides`` replacing fields)."""
 
     patch_size: Triple = (2, 4, 4)
     in_chans: int = 3
     embed_dim: int = 96
-    depths: tuple[int, ...] = (2, 2, 6, 2)
-    num_heads: tuple[int, ...] = (3, 6, 12, 24)
+    depths: Tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: Tuple[int, ...] = (3, 6, 12, 24)
     window_size: Triple = (8, 7, 7)
     mlp_ratio: float = 4.0
     qkv_bias: bool = True
     drop_path_rate: float = 0.1
     patch_norm: bool = True
-    frag_biases: tuple[bool, ...] = (True, True, True, False)
+    frag_biases: Tuple[bool, ...] = (True, True, True, False)
     base_x_size: Triple = (32, 224, 224)
+
+    def __call__(self, checkpoint: bool = False, **overrides) -> "SwinTransformer3D":
+        return SwinTransformer3D(replace(self, **overrides) if overrides else self, checkpoint=checkpoint)
 
 
 class SwinTransformer3D(nn.Module):
@@ -446,7 +451,8 @@ class SwinTransformer3D(nn.Module):
             size = [size[0], math.ceil(size[1] / 2), math.ceil(size[2] / 2)]  # patch merging (with padding)
         return out
 
-    def forward(self, x: Tensor, multi: bool = False, layer: int = -1, adaptive_window_size: bool = True) -> Tensor:
+    def forward_features(self, x: Tensor, multi: bool = False, layer: int = -1,
+                         adaptive_window_size: bool = True) -> Tensor:
         """x: ``[B, C, T, H, W]`` (normalised) -> features ``[B, C_out, T/2, H/32, W/32]``.
 
         ``multi``: concatenate the (trilinearly resized) inputs of every stage instead;
@@ -465,34 +471,31 @@ class SwinTransformer3D(nn.Module):
             return feats[layer].permute(0, 4, 1, 2, 3)
         return self.norm(x).permute(0, 4, 1, 2, 3)
 
+    forward = forward_features
 
-# ----------------------------------------------------------------------------------------------------------
-# Registry
-# ----------------------------------------------------------------------------------------------------------
-_BACKBONES: dict[str, SwinConfig] = {}
+    def checkpoint_filter(self, state: Mapping[str, Tensor],
+                          init_fragment_bias_from_relative: bool = False) -> Tuple[Dict[str, Tensor], List[str]]:
+        """Backbone-only weights (Kinetics-400 Video Swin, a bare backbone) -> this model's keys.
 
-
-def register_backbone(name: str, config: SwinConfig) -> None:
-    """Make ``config`` buildable by ``name`` (e.g. from the YAML ``backbone_size``)."""
-    _BACKBONES[name] = config
-
-
-def backbone_names() -> list[str]:
-    return sorted(_BACKBONES)
-
-
-def backbone_config(name: str) -> SwinConfig:
-    if name not in _BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; registered backbones: {', '.join(backbone_names())}")
-    return _BACKBONES[name]
-
-
-def build_backbone(name: str, checkpoint: bool = False, **overrides) -> SwinTransformer3D:
-    """Build a registered backbone; ``overrides`` replace :class:`SwinConfig` fields."""
-    config = backbone_config(name)
-    if overrides:
-        config = replace(config, **overrides)
-    return SwinTransformer3D(config, checkpoint=checkpoint)
+        Those files have no ``fragment_position_bias_table``: a missing one starts at zero (SAMA's recipe) or, with
+        ``init_fragment_bias_from_relative``, as a copy of the block's relative table (FAST-VQA's recipe).
+        """
+        state = dict(state)
+        own = self.state_dict()
+        notes = []
+        frag_keys = [k for k in own if k.endswith("fragment_position_bias_table")]
+        for k in frag_keys:
+            if k in state:
+                continue
+            rel = k.replace("fragment_position_bias_table", "relative_position_bias_table")
+            if init_fragment_bias_from_relative and rel in state:
+                state[k] = state[rel].clone()
+            else:
+                state[k] = torch.zeros_like(own[k])
+        if frag_keys:
+            notes.append("fragment bias tables " + ("copied from the relative tables" if init_fragment_bias_from_relative
+                                                    else "set to zero"))
+        return state, notes
 
 
 # FAST-VQA / SAMA's backbone.

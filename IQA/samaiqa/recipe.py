@@ -1,0 +1,63 @@
+"""The SAMA IQA recipe's own pieces for the shared training loop (:mod:`samacore.trainer`): the model of the
+options, the training step (SmoothL1 on the image scores) and inference."""
+from __future__ import annotations
+
+from typing import Any, Callable, List, Mapping, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from samacore import engine
+from samacore.options import OptionError
+from samacore.precision import full_precision
+from samacore.schedules import warmup_constant
+
+from .datasets import sampling_args
+from .model import DEFAULT_BACKBONE, IQAModel
+
+__all__ = ["build_model", "predict_fn", "schedule", "step_fn"]
+
+
+def build_model(opt: Mapping[str, Any]) -> IQAModel:
+    """The IQA model for these options: the optional ``model`` block, input size from the ``data`` grid."""
+    m = dict(opt.get("model") or {})
+    s = sampling_args(opt["data"])
+    img_size = (s["fwin_h"] * s["fsize_h"], s["fwin_w"] * s["fsize_w"])
+    try:
+        return IQAModel(
+            backbone=m.get("backbone", DEFAULT_BACKBONE),
+            img_size=img_size,
+            drop_path_rate=float(m.get("drop_path_rate", 0.2)),
+            hidden_channels=int(m.get("hidden_channels", 64)),
+            dropout_ratio=float(m.get("dropout_ratio", 0.5)),
+            **dict(m.get("backbone_args") or {}),
+        )
+    except (TypeError, ValueError, RuntimeError) as e:  # timm's own argument checks
+        raise OptionError(f"cannot build the model from options.model {m}: {e}") from None
+
+
+def schedule(opt: Mapping[str, Any]) -> Callable[[List[int]], Callable[[int], float]]:
+    """The learning rate per iteration: warm-up ``max(1e-2, it / warmup)`` over ``warmup_epochs`` (default 5) of
+    the training loader, then constant, as the original."""
+    return lambda lengths: warmup_constant(max(1, int(float(opt.get("warmup_epochs", 5)) * lengths[0])))
+
+
+def step_fn(model: nn.Module, batch: Mapping[str, Any], device: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SmoothL1 between the ``[B]`` scores and the labels, in fp32 (also under bf16 autocast).
+
+    Under torchrun the loss is taken over the global batch (:func:`samacore.engine.gather_batch`), so the
+    gradient is that of a one-process run with the same global batch, also for a short last batch.
+    """
+    x = batch["image"].to(device, non_blocking=True)
+    y = batch["label"].to(device).float()
+    scores, y = engine.gather_batch(model(x).view(y.shape).float(), y)
+    with full_precision(device):
+        loss = F.smooth_l1_loss(scores, y)
+    return loss, scores.detach(), y
+
+
+def predict_fn(model: nn.Module, batch: Mapping[str, Any], device: str) -> Tuple[List[str], torch.Tensor, Any]:
+    """``(names, [B] scores, labels)`` of a batch of test-mode samples."""
+    x = batch["image"].to(device, non_blocking=True)
+    return list(batch["name"]), model(x).float(), batch["label"]

@@ -1,0 +1,150 @@
+"""The VQA option schema: an option file is checked as a whole when it is loaded, before any model or data.
+
+Option files keep the original SAMA / FAST-VQA schema (``VQA/options/fast-SAMA-*.yml``); our keys are optional.
+:func:`load_vqa_options` is what every VQA entry point uses (train, finetune, test, ``vqa.py --options``, the
+visualiser), so the same file gets the same one-line :class:`~samacore.options.OptionError` everywhere: an unknown
+key anywhere (with a near miss suggested), a wrong type or bound, an unknown sample type, backbone or data set
+type, a sampling value the sampler would refuse, a sampled branch the model has no backbone for.
+
+Two layouts of ``data``: train / test files hold data sets ``data.<key>.{type, args}`` whose keys start with
+``train`` or ``val``; finetune files hold one labelled set with ``train`` / ``test`` sampling
+(``data.{database, type, anno_file, data_prefix, train, test}``).
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any, Dict, Mapping, Optional
+
+from samacore import runs
+from samacore.options import REPO_ROOT, OptionError, check_keys, choice, load_options, load_plugins, resolve_path
+
+from .datasets import DATASETS, FineTuneDataset
+from .models import DiViDeAddEvaluator
+from .models.evaluator import branch_backbones
+from .sampling import canonical_sample_type
+
+__all__ = ["COMMANDS", "TOP_KEYS", "check_vqa_options", "load_vqa_options", "option_path"]
+
+VQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Top-level option keys: those of the original option files and scripts, then ours.
+ORIGINAL_KEYS = ("name", "split_seed", "num_epochs", "l_num_epochs", "warmup_epochs", "ema", "save_model",
+                 "train_batch_size", "train_num_workers", "test_batch_size", "test_num_workers", "stype", "data",
+                 "model", "optimizer", "load_path", "load_path_aux", "need_upsampled", "need_feat", "need_fused")
+OUR_KEYS = ("allow_partial_load", "seed", "device", "pin_memory", "persistent_workers", "prefetch_factor",
+            "num_splits", "save_dir", "run_dir", "ema_decay", "progress", "init_fragment_bias_from_relative",
+            "deterministic", "amp", "max_bad_steps", "stop_after_epochs", "max_bad_fraction", "plugins",
+            "trust_checkpoint")
+TOP_KEYS = ORIGINAL_KEYS + OUR_KEYS
+OPTIMIZER_KEYS = ("lr", "backbone_lr_mult", "wd")
+MODEL_TYPES = ("DiViDeAddEvaluator",)
+FINETUNE_DATA_KEYS = ("database", "type", "anno_file", "data_prefix", "train", "test", "num_threads")
+#: what each command needs beyond the common schema; None: any file (scoring and drawing read its model and test
+#: sampling only)
+COMMANDS = ("train", "finetune", "test", None)
+
+
+def option_path(p: Optional[str]) -> Optional[str]:
+    """Option paths: absolute as is; relative against the working directory, then the repository root."""
+    return None if p is None else resolve_path(p, [REPO_ROOT])
+
+
+def load_vqa_options(path: str, command: Optional[str] = None) -> dict:
+    """Read an option file (looked up in the working directory, then ``VQA/``, then ``VQA/options/``) and check
+    all of it (:func:`check_vqa_options`); ``name`` defaults to the file's name."""
+    opt = load_options(path, search_dirs=[VQA_DIR, os.path.join(VQA_DIR, "options")])
+    check_vqa_options(opt, command)
+    if "name" not in opt:
+        opt["name"] = os.path.splitext(os.path.basename(opt["_options_path"]))[0]
+    return opt
+
+
+def check_vqa_options(opt: Dict[str, Any], command: Optional[str] = None) -> Dict[str, Any]:
+    """Check every key of ``opt`` (in place: ``stype`` becomes its canonical name); returns ``opt``.
+
+    ``command`` (:data:`COMMANDS`) adds what that command requires (e.g. ``load_path`` for test).
+    """
+    choice(command, COMMANDS, "command")
+    load_plugins(opt)  # first: plugins register names the rest of the file may use
+    check_keys(opt, TOP_KEYS, "options")
+    runs.check_run_options(opt)
+    try:
+        opt["stype"] = canonical_sample_type(opt.get("stype", "fragments"))
+    except ValueError as e:
+        raise OptionError(f"options.stype: {e}") from None
+    if "optimizer" in opt:
+        check_keys(opt["optimizer"], OPTIMIZER_KEYS, "optimizer")
+    if "load_path_aux" in opt:
+        raise OptionError("load_path_aux (two-checkpoint fusion initialisation of the original FAST-VQA script) is not "
+                          "supported; initialise from one checkpoint with load_path")
+    branches = _check_model(opt)
+    if not isinstance(opt.get("data"), Mapping) or not opt["data"]:
+        raise OptionError("missing required option data (the datasets)")
+    finetune = command == "finetune" or (command is None and "anno_file" in opt["data"])
+    if finetune:
+        _check_finetune_data(opt, branches)
+    else:
+        _check_data_sets(opt, branches)
+    if command in ("train", "finetune") and "num_epochs" not in opt:
+        raise OptionError("missing required option num_epochs")
+    if command == "train" and int(opt.get("split_seed", -1)) > 0:
+        raise OptionError("split_seed applies to demo_finetune.py (random splits of one set); the train recipe uses "
+                          "the fixed train*/val* sets of `data`")
+    if command == "train" and not any(str(k).startswith("train") for k in opt["data"]):
+        raise OptionError("no training set: add a data key starting with 'train'")
+    if command == "test":
+        if not opt.get("load_path"):
+            raise OptionError("load_path is required for testing (a trained SAMA / FAST-VQA checkpoint)")
+        if not any(str(k).startswith("val") for k in opt["data"]):
+            raise OptionError("no test set: add a data key starting with 'val'")
+    return opt
+
+
+def _check_model(opt: Mapping[str, Any]) -> list:
+    """The ``model`` block: type, the evaluator's arguments, the backbones they name; returns the model branches."""
+    if "model" not in opt or not isinstance(opt["model"], Mapping):
+        raise OptionError("missing required option model (with type: DiViDeAddEvaluator and args)")
+    check_keys(opt["model"], ("type", "args"), "model")
+    choice(opt["model"].get("type", "DiViDeAddEvaluator"), MODEL_TYPES, "model.type")
+    args = opt["model"].get("args") or {}
+    allowed = [p for p in inspect.signature(DiViDeAddEvaluator.__init__).parameters if p != "self"]
+    check_keys(args, allowed, "model.args")
+    plan_args = {k: args[k] for k in inspect.signature(branch_backbones).parameters if k in args}
+    try:
+        return list(branch_backbones(**plan_args))
+    except ValueError as e:
+        raise OptionError(f"model.args: {e}") from None
+
+
+def _check_branches(branches: list, sample_types: Mapping[str, Any], where: str) -> None:
+    """Every sampled branch must feed a model backbone (key before the first ``_``)."""
+    for key in sample_types:
+        if key.split("_")[0] not in branches:
+            raise OptionError(f"{where}.sample_types.{key}: no model backbone for this branch; the model has "
+                              f"{', '.join(branches)} (model.args.backbone_preserve_keys)")
+
+
+def _check_data_sets(opt: Mapping[str, Any], branches: list) -> None:
+    """``data.<key>.{type, args}`` with keys starting with train / val; each set's type checks its own args."""
+    for key, spec in opt["data"].items():
+        if not (str(key).startswith("train") or str(key).startswith("val")):
+            raise OptionError(f"data.{key}: dataset keys must start with 'train' or 'val'")
+        check_keys(spec, ("type", "args"), f"data.{key}")
+        try:
+            cls = DATASETS.get(spec.get("type", "FusionDataset"))
+        except ValueError as e:
+            raise OptionError(f"data.{key}.type: {e}") from None
+        args = spec.get("args") or {}
+        cls.check_options(args, opt["stype"], f"data.{key}.args")
+        _check_branches(branches, args["sample_types"], f"data.{key}.args")
+
+
+def _check_finetune_data(opt: Mapping[str, Any], branches: list) -> None:
+    """``data.{database, type, anno_file, data_prefix, train, test}``: one set, its train and test sampling."""
+    data = opt["data"]
+    check_keys(data, FINETUNE_DATA_KEYS, "data", required=("anno_file", "data_prefix", "train", "test"))
+    choice(data.get("type", "FineTuneDataset"), ["FineTuneDataset"], "data.type")
+    for phase in ("train", "test"):
+        FineTuneDataset.check_options(data[phase], opt["stype"], f"data.{phase}")
+        _check_branches(branches, data[phase]["sample_types"], f"data.{phase}")

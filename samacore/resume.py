@@ -1,0 +1,291 @@
+"""Resuming runs: everything a resumed run needs to continue exactly where an uninterrupted run would be.
+
+:class:`TrainState` saves (atomically, at the end of every epoch, to ``{run_dir}/last.pth``) and restores the
+model, EMA, optimiser, scheduler, best trackers, logged rows, bad-step count and every RNG, plus what the
+command adds (the split index and the finished splits' results); :func:`load_resume` reads such a state and
+reports options that differ from the run's. With ``deterministic: true`` a resumed run ends with the same
+metrics as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import os
+import random
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader
+
+from . import distributed as D
+from .checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked, save_checkpoint
+from .ema import unwrap
+from .metrics import BestTracker
+from .robust import BadItemLog
+from .runlog import RunLogger, get_logger
+from .utils import seed_everything
+
+if TYPE_CHECKING:
+    from .engine import BadStepGuard
+    from .trainer import BestCheckpointer
+
+__all__ = ["RESUME_FILE", "RunStopped", "TrainState", "bad_log_state", "load_resume", "options_diff",
+           "restore_bad_log", "restore_log_rows", "resume_path"]
+
+log = get_logger("samacore")
+
+RESUME_FILE = "last.pth"
+RESUME_FORMAT = "sama-resume-1"
+# Options that may differ between a run and its resumption without changing the results.
+RESUME_HARMLESS_KEYS = ("progress", "device", "stop_after_epochs", "train_num_workers", "test_num_workers",
+                        "pin_memory", "persistent_workers", "prefetch_factor", "run_dir", "save_dir")
+
+
+class RunStopped(Exception):
+    """Raised after the resumable state was saved, when the run was asked to stop early (``stop_after_epochs``)."""
+
+
+def get_rng_state(generators: Optional[Mapping[str, torch.Generator]] = None) -> Dict[str, Any]:
+    """Python, NumPy, torch CPU (and CUDA, when in use) global generator states plus named ``generators``, as
+    tensors and plain numbers (loadable with ``weights_only=True``)."""
+    version, internal, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    state: Dict[str, Any] = {
+        "python": torch.tensor(internal, dtype=torch.int64), "python_version": int(version), "python_gauss": gauss,
+        "numpy": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "numpy_pos": int(pos),
+        "numpy_has_gauss": int(has_gauss), "numpy_gauss": float(cached),
+        "torch": torch.get_rng_state(),
+        "generators": {k: g.get_state() for k, g in (generators or {}).items()},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any], generators: Optional[Mapping[str, torch.Generator]] = None) -> None:
+    """Restore what :func:`get_rng_state` captured (generators matched by name; unknown names ignored)."""
+    random.setstate((int(state["python_version"]), tuple(int(v) for v in state["python"].tolist()),
+                     state["python_gauss"]))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), int(state["numpy_pos"]),
+                         int(state["numpy_has_gauss"]), float(state["numpy_gauss"])))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    for name, g in (generators or {}).items():
+        if name in state.get("generators", {}):
+            g.set_state(state["generators"][name].cpu())
+
+
+def _loader_generator(loader: Any) -> Optional[torch.Generator]:
+    """The ``generator`` of a DataLoader, also through wrappers that keep it as ``.loader``."""
+    for _ in range(4):
+        if isinstance(loader, DataLoader):
+            return loader.generator
+        loader = getattr(loader, "loader", None)
+    return None
+
+
+def _plain_options(opt: Mapping[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in opt.items() if not str(k).startswith("_")}
+
+
+def _flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
+    if not isinstance(d, Mapping):
+        return {prefix: d}
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def options_diff(saved: Mapping[str, Any], current: Mapping[str, Any],
+                 ignore: Sequence[str] = RESUME_HARMLESS_KEYS) -> List[str]:
+    """``key.path: old -> new`` for every option that differs (nested keys dotted; ``_`` keys and ``ignore``d
+    top-level keys skipped)."""
+    a = _flatten({k: v for k, v in _plain_options(saved).items() if k not in ignore})
+    b = _flatten({k: v for k, v in _plain_options(current).items() if k not in ignore})
+    missing = object()
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        old, new = a.get(key, missing), b.get(key, missing)
+        if old != new:
+            fmt = lambda v: "(absent)" if v is missing else repr(v)
+            lines.append(f"{key}: {fmt(old)} -> {fmt(new)}")
+    return lines
+
+
+def resume_path(run_or_checkpoint: str) -> str:
+    """``run_or_checkpoint`` if it is a file, else ``{folder}/last.pth``; a clear error when there is none."""
+    p = os.path.abspath(os.path.expanduser(str(run_or_checkpoint)))
+    if os.path.isdir(p):
+        f = os.path.join(p, RESUME_FILE)
+        if not os.path.isfile(f):
+            raise CheckpointError(f"cannot resume from run folder {p}: it has no {RESUME_FILE} (a run saves it at the "
+                                  "end of every epoch; pass the folder of a run that finished at least one epoch, "
+                                  "or a resumable checkpoint file)")
+        return f
+    if not os.path.exists(p):
+        raise CheckpointError(f"cannot resume: {p} is neither a run folder nor a checkpoint file")
+    return p
+
+
+def load_resume(run_or_checkpoint: str, opt: Optional[Mapping[str, Any]] = None,
+                command: Optional[str] = None) -> Dict[str, Any]:
+    """Read a resumable state (run folder or ``last.pth``) and report how its options differ from ``opt``.
+
+    Stale temporary files of an interrupted save (``.tmp-*.pth``) beside it are removed. Raises
+    :class:`CheckpointError` for files that are not resumable states (e.g. a best-model checkpoint) or that were
+    written by another ``command``.
+    """
+    path = resume_path(run_or_checkpoint)
+    state = load_checkpoint(path)
+    if not isinstance(state, Mapping) or state.get("format") != RESUME_FORMAT:
+        raise CheckpointError(f"{path} is not a resumable training state (those are the {RESUME_FILE} files in "
+                              "run folders; model checkpoints such as *_s_dev_v0.0.pth hold weights only)")
+    if command is not None and state.get("command") not in (None, command):
+        raise CheckpointError(f"{path} was saved by the {state.get('command')} command; it cannot resume {command}")
+    if opt is not None and state.get("options"):
+        diff = options_diff(yaml.safe_load(state["options"]), opt)
+        if diff and D.is_main():
+            log.warning("resuming from %s with options that differ from the run's (results will not match an "
+                        "uninterrupted run):\n  %s", path, "\n  ".join(diff))
+    if D.is_main():
+        folder = os.path.dirname(path)
+        for f in os.listdir(folder):
+            if f.startswith(".tmp-") and f.endswith(".pth"):
+                log.warning("removing %s (left by a save that was interrupted)", os.path.join(folder, f))
+                os.remove(os.path.join(folder, f))
+    state = dict(state)
+    state["_path"] = path
+    return state
+
+
+class TrainState:
+    """Everything a resumed run must restore, saved atomically at the end of each epoch.
+
+    Holds references to the live objects; :meth:`save` writes ``{"format", "command", "epoch", "model", "ema",
+    "optimizer", "scheduler", "best", "best_saved", "log_rows", "bad_steps", "rng" (per rank), "world_size",
+    "options" (YAML), **extra}`` and :meth:`restore` puts it back and returns the epoch to start from. Under
+    torchrun both are collective (every rank calls them); rank 0 writes the file, each rank restores its own RNGs.
+
+    Typical use in a trainer::
+
+        state = TrainState(model, optimizer, scheduler, ema, best, loaders, run_logger, guard, opt, "train")
+        start = state.restore(load_resume(args.resume, opt, "train")) if args.resume else 0
+        for epoch in range(start, num_epochs):
+            ...train, evaluate, best.update(...)...
+            state.save(os.path.join(run_dir, RESUME_FILE), epoch)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Optional[Any] = None,
+        ema: Optional[Any] = None,
+        best: Optional[BestCheckpointer] = None,
+        loaders: Optional[Mapping[str, Any]] = None,
+        run_logger: Optional[RunLogger] = None,
+        guard: Optional[BadStepGuard] = None,
+        opt: Optional[Mapping[str, Any]] = None,
+        command: str = "train",
+    ) -> None:
+        self.model, self.optimizer, self.scheduler, self.ema = model, optimizer, scheduler, ema
+        self.best, self.run_logger, self.guard, self.opt, self.command = best, run_logger, guard, opt, command
+        self.loaders = dict(loaders or {})
+
+    def _generators(self) -> Dict[str, torch.Generator]:
+        gens = {k: _loader_generator(ld) for k, ld in self.loaders.items()}
+        return {k: g for k, g in gens.items() if g is not None}
+
+    def state_dict(self, epoch: int, **extra: Any) -> Dict[str, Any]:
+        """The resumable state after ``epoch`` (collective under torchrun: gathers every rank's RNG states)."""
+        rng = D.all_gather_list([get_rng_state(self._generators())])
+        state: Dict[str, Any] = {
+            "format": RESUME_FORMAT,
+            "command": self.command,
+            "epoch": int(epoch),
+            "world_size": D.world_size(),
+            "model": unwrap(self.model).state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "best": {k: t.state_dict() for k, t in self.best.trackers.items()} if self.best is not None else {},
+            "best_saved": dict(self.best.saved) if self.best is not None else {},
+            "log_rows": [dict(r) for r in self.run_logger.rows] if self.run_logger is not None else [],
+            "bad_steps": self.guard.in_a_row if self.guard is not None else 0,
+            "rng": rng,
+            "options": yaml.safe_dump(_plain_options(self.opt), sort_keys=False) if self.opt is not None else "",
+        }
+        state.update(extra)
+        return state
+
+    def save(self, path: str, epoch: int, **extra: Any) -> None:
+        """Atomically write :meth:`state_dict` to ``path`` (rank 0); every rank must call it."""
+        state = self.state_dict(epoch, **extra)
+        if D.is_main():
+            save_checkpoint(state, path)
+        D.barrier()
+
+    def restore(self, state: Mapping[str, Any]) -> int:
+        """Load ``state`` into the live objects; returns the first epoch still to run (``state["epoch"] + 1``)."""
+        load_state_dict_checked(unwrap(self.model), state["model"], what="resumed model")
+        if self.ema is not None:
+            if state.get("ema") is None:
+                raise CheckpointError("the resumed state has no EMA weights but this run uses ema: true")
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.best is not None:
+            for key, tstate in state.get("best", {}).items():
+                self.best.trackers.setdefault(key, BestTracker()).load_state_dict(dict(tstate))
+            self.best.saved.update(state.get("best_saved", {}))
+        if self.guard is not None:
+            self.guard.in_a_row = int(state.get("bad_steps", 0))
+        if self.run_logger is not None:
+            restore_log_rows(self.run_logger, state.get("log_rows", []))
+        rngs = state.get("rng") or []
+        if int(state.get("world_size", 1)) == D.world_size() and len(rngs) == D.world_size():
+            set_rng_state(rngs[D.rank()], self._generators())
+        else:
+            seed = int((self.opt or {}).get("seed", 42)) + 1000 * (int(state["epoch"]) + 1) + D.rank()
+            if D.is_main():
+                log.warning("the resumed state was saved by %s processes, this run has %d: random generators are "
+                            "re-seeded (%d + rank), so results will differ from an uninterrupted run",
+                            state.get("world_size"), D.world_size(), seed - D.rank())
+            seed_everything(seed)
+        return int(state["epoch"]) + 1
+
+
+def restore_log_rows(run_logger: RunLogger, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Make ``metrics.csv`` / ``metrics.jsonl`` hold exactly ``rows`` (those logged before the resumed state was
+    saved; rows of an epoch that was interrupted are dropped, it runs again)."""
+    if not run_logger.enabled:
+        return
+    for name in ("metrics.jsonl", "metrics.csv"):
+        path = os.path.join(run_logger.run_dir, name)
+        if os.path.exists(path):
+            os.remove(path)
+    run_logger.rows = []
+    for r in rows:
+        run_logger.row(dict(r))
+
+
+def bad_log_state(bad_log: BadItemLog) -> Dict[str, Any]:
+    """The bad items a run has met (saved in its state, so a resumed run does not read them again)."""
+    return {"reasons": dict(bad_log.reasons), "where": {k: list(v) for k, v in bad_log.where.items()},
+            "per_set": {k: sorted(v) for k, v in bad_log.per_set.items()}}
+
+
+def restore_bad_log(bad_log: BadItemLog, state: Optional[Mapping[str, Any]]) -> None:
+    """Put back what :func:`bad_log_state` saved (rank 0's list; other ranks keep their own files)."""
+    if not state or not D.is_main():
+        return
+    bad_log.reasons.update(state.get("reasons", {}))
+    for k, v in state.get("where", {}).items():
+        bad_log.where.setdefault(k, []).extend(x for x in v if x not in bad_log.where.get(k, []))
+    for k, v in state.get("per_set", {}).items():
+        bad_log.per_set.setdefault(k, set()).update(v)
+    bad_log.write()
