@@ -1,4 +1,4 @@
-"""Score images with a SAMA IQA model: `python IQA/iqa.py -i IMAGE [-i IMAGE ...] | --dir DIR` (see samaiqa.score)."""
+"""Score images with a SAMA IQA model: `python IQA/iqa.py -i IMAGE ... | --dir DIR | --list FILE` (see samaiqa.score)."""
 import os
 import sys
 

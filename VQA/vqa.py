@@ -1,6 +1,6 @@
-"""Score videos with a trained SAMA model: `python VQA/vqa.py -v VIDEO [-v VIDEO ...] | --dir DIR`.
+"""Score videos with a trained SAMA model: `python VQA/vqa.py -v VIDEO [-v VIDEO ...] | --dir DIR | --list FILE`.
 
-One video prints its score; several write `name,score,calibrated,error` CSV rows (--output FILE, default stdout).
+One video prints its score; several write `name,score,calibrated,error,note` CSV rows (--output FILE, default stdout).
 See samavqa.score for the checkpoint / options lookup and the calibration rule.
 """
 import os

@@ -43,9 +43,14 @@ class Calibration:
         return self.label_mean + self.label_std * (float(score) - self.pred_mean) / self.pred_std
 
     def describe(self, items: str = "items") -> str:
-        return (f"calibrated = {self.label_mean:.6g} + {self.label_std:.6g} * (score - {self.pred_mean:.6g}) / "
+        return (f"calibrated = {self.label_mean:.6g} + {self.label_std:.6g} * (score {_minus(self.pred_mean)}) / "
                 f"{self.pred_std:.6g}  (training labels' mean/std and the model's score mean/std on the same "
                 f"{self.n} training {items})")
+
+
+def _minus(value: float) -> str:
+    """``- v`` for ``v >= 0``, ``+ |v|`` for a negative one (never ``- -v``)."""
+    return f"- {abs(value):.6g}" if value >= 0 or math.isnan(value) else f"+ {-value:.6g}"
 
 
 def calibration_stats(preds: Sequence[float], labels: Sequence[float], source: str = "") -> Dict[str, Any]:

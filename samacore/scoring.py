@@ -1,9 +1,11 @@
 """What the image and video scoring commands (``IQA/iqa.py``, ``VQA/vqa.py``) share.
 
 The trees supply the model, the data set of one file and how a batch is scored; this module finds the default
-checkpoint, lists a folder's media files, runs the loader (bad files become rows with an ``error``), writes the
-``name,score,calibrated,error`` CSV and implements the command line (one file prints its score, several give a
-CSV; exit status 2 for usage / checkpoint / option errors, 1 only if every file failed).
+checkpoint, lists the media files (``--dir`` [``--recursive``], ``--list FILE``, or the files given), runs the
+loader (bad files become rows with an ``error``; odd but usable files are scored and get a ``note`` saying what
+was done), writes the ``name,score,calibrated,error,note`` CSV (plus ``clip_scores`` with ``--per-clip``) and
+implements the command line (one file prints its score, several give a CSV; exit status 2 for usage /
+checkpoint / option errors, 1 only if every file failed).
 """
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ import csv
 import glob
 import os
 import sys
+import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, TextIO, Tuple, Union
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -24,7 +27,8 @@ from .engine import progress_bar
 from .options import OptionError
 from .robust import SkipBadItems, SkipCollate
 
-CSV_COLUMNS = ("name", "score", "calibrated", "error")
+CSV_COLUMNS = ("name", "score", "calibrated", "error", "note")
+CLIP_COLUMN = "clip_scores"  # with --per-clip: the raw score of every clip, space-separated, in temporal order
 CHECKPOINT_FOLDERS = ("runs", "pretrained_weights")  # searched recursively for the trainers' own checkpoints
 
 
@@ -35,25 +39,35 @@ class NoCheckpointError(CheckpointError):
 # ----------------------------------------------------------------------------------------------- rows / CSV
 @dataclass
 class ScoreRow:
-    """One CSV row: ``score`` / ``calibrated`` None for a file that could not be read (``error`` says why)."""
+    """One CSV row: ``score`` / ``calibrated`` None for a file that could not be read (``error`` says why).
+
+    ``note``: what was done to an odd but usable file (empty for a normal one); ``clip_scores``: raw per-clip
+    scores (videos, on request).
+    """
 
     name: str
     score: Optional[float] = None
     calibrated: Optional[float] = None
     error: str = ""
+    note: str = ""
+    clip_scores: Optional[List[float]] = None
 
-    def csv_row(self) -> List[str]:
+    def csv_row(self, per_clip: bool = False) -> List[str]:
         fmt = lambda v: "" if v is None else repr(float(v))
-        return [self.name, fmt(self.score), fmt(self.calibrated), " ".join(self.error.split())]
+        row = [self.name, fmt(self.score), fmt(self.calibrated), " ".join(self.error.split()),
+               " ".join(self.note.split())]
+        if per_clip:
+            row.append(" ".join(fmt(c) for c in self.clip_scores or ()))
+        return row
 
 
-def write_score_csv(path: str, rows: Sequence[ScoreRow]) -> None:
-    """``name,score,calibrated,error`` to ``path`` (``-``: stdout)."""
+def write_score_csv(path: str, rows: Sequence[ScoreRow], per_clip: bool = False) -> None:
+    """``name,score,calibrated,error,note`` (``per_clip``: and ``clip_scores``) to ``path`` (``-``: stdout)."""
 
     def write(f: TextIO) -> None:
         w = csv.writer(f)
-        w.writerow(CSV_COLUMNS)
-        w.writerows(r.csv_row() for r in rows)
+        w.writerow(CSV_COLUMNS + ((CLIP_COLUMN,) if per_clip else ()))
+        w.writerows(r.csv_row(per_clip) for r in rows)
 
     if path == "-":
         write(sys.stdout)
@@ -63,14 +77,43 @@ def write_score_csv(path: str, rows: Sequence[ScoreRow]) -> None:
         write(f)
 
 
-def list_media(folder: str, extensions: Sequence[str], kind: str) -> List[Tuple[str, str]]:
-    """``(name relative to folder, path)`` of the ``kind`` files (by extension) in ``folder``, sorted."""
+def list_media(folder: str, extensions: Sequence[str], kind: str, recursive: bool = False) -> List[Tuple[str, str]]:
+    """``(name relative to folder, path)`` of the ``kind`` files (by extension) in ``folder``, sorted by name;
+    ``recursive``: in its subfolders too (names then hold the subfolder, ``/``-separated)."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"--dir {folder!r} is not a folder")
-    out = [(n, os.path.join(folder, n)) for n in sorted(os.listdir(folder))
-           if os.path.splitext(n)[1].lower() in extensions and not os.path.isdir(os.path.join(folder, n))]
+    if recursive:
+        names = [os.path.relpath(os.path.join(d, n), folder).replace(os.sep, "/")
+                 for d, _, files in os.walk(folder) for n in files]
+    else:
+        names = [n for n in os.listdir(folder) if not os.path.isdir(os.path.join(folder, n))]
+    out = [(n, os.path.join(folder, n)) for n in sorted(names) if os.path.splitext(n)[1].lower() in extensions]
     if not out:
-        raise FileNotFoundError(f"--dir {folder!r} holds no {kind} files ({', '.join(extensions)})")
+        raise FileNotFoundError(f"--dir {folder!r} holds no {kind} files ({', '.join(extensions)})"
+                                + ("" if recursive else "; --recursive also searches its subfolders"))
+    return out
+
+
+def read_file_list(list_file: str, kind: str) -> List[Tuple[str, str]]:
+    """``(name as written, path)`` for each line of ``list_file``: one path per line, absolute or relative to the
+    list's folder; blank lines and lines starting with ``#`` (comments) are skipped. Names are kept whole (a
+    file name may hold ``#`` or spaces inside; leading and trailing spaces are dropped)."""
+    try:
+        with open(list_file, "r", encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--list {list_file!r}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"--list {list_file!r}: cannot read it as a text file ({e})") from None
+    base = os.path.dirname(os.path.abspath(list_file))
+    out = []
+    for line in lines:
+        name = line.strip()
+        if name and not name.startswith("#"):
+            out.append((name, os.path.join(base, os.path.expanduser(name))))
+    if not out:
+        raise ValueError(f"--list {list_file!r} names no {kind} files (one path per line; lines starting with # are "
+                         "comments)")
     return out
 
 
@@ -134,35 +177,78 @@ def calibration_for(info: Mapping[str, Any], trainer: str, items: str) -> Tuple[
 
 
 # ----------------------------------------------------------------------------------------------- scoring
+#: what a tree's ``score_batch`` gives per file: the raw score, or ``(score, per-clip scores)``
+Scored = Union[float, Tuple[float, List[float]]]
+
+
 def score_files(
     paths: Sequence[str],
     dataset: Dataset,
     read_errors: Tuple[type, ...],
-    score_batch: Callable[[Mapping[str, Any]], List[float]],
+    score_batch: Callable[[Mapping[str, Any]], Sequence[Scored]],
     calibration: Optional[Calibration],
     batch_size: int = 1,
     num_workers: int = 0,
     progress: bool = True,
 ) -> List[ScoreRow]:
-    """Score ``paths`` (item ``i`` of ``dataset`` is ``paths[i]`` and carries ``"index": i``).
+    """Score ``paths`` (item ``i`` of ``dataset`` is ``paths[i]`` and carries ``"index": i``, and may carry a
+    ``"note"`` saying what was done to an odd file).
 
-    ``score_batch(collated good items) -> raw scores`` in batch order. A file whose item raises one of
-    ``read_errors`` gets a row with ``error`` set. Rows are in the order of ``paths``.
+    ``score_batch(collated good items)`` gives the raw scores (or ``(score, clip scores)`` pairs) in batch order.
+    A file whose item raises one of ``read_errors`` gets a row with ``error`` set. Rows are in the order of
+    ``paths``. ``progress``: a bar over the files when there are several.
     """
     rows = [ScoreRow(str(p)) for p in paths]
     wrapped = SkipBadItems(dataset, errors=read_errors, name_fn=lambda i: str(paths[i]))
     loader = DataLoader(wrapped, batch_size=max(1, int(batch_size)), shuffle=False,
                         num_workers=max(0, int(num_workers)), collate_fn=SkipCollate())
     with torch.inference_mode():
-        for batch, bad in progress_bar(loader, "scoring", progress, total=len(loader)):
+        for batch, bad in progress_bar(loader, "scoring", progress and len(paths) > 1, total=len(loader)):
             for item in bad:
                 rows[item.index].error = item.reason
-            if batch is not None:
-                for i, s in zip(batch["index"].tolist(), score_batch(batch)):
-                    rows[i].score = float(s)
-                    if calibration is not None:
-                        rows[i].calibrated = calibration(float(s))
+            if batch is None:
+                continue
+            notes = batch.get("note") or [""] * len(batch["index"])
+            for i, scored, note in zip(batch["index"].tolist(), score_batch(batch), notes):
+                score, clips = scored if isinstance(scored, tuple) else (scored, None)
+                rows[i].score, rows[i].note = float(score), str(note)
+                rows[i].clip_scores = None if clips is None else [float(c) for c in clips]
+                if calibration is not None:
+                    rows[i].calibrated = calibration(float(score))
     return rows
+
+
+class ScoreCalls:
+    """``scorer(x)``, the Python API of the trees' scorers (as pyiqa's metrics): mixed into them.
+
+    ``x``: a path -> one score; a list / tuple of paths -> a list of scores (in order); anything else goes to the
+    tree's ``score_tensor(x, **kw) -> ([(score, note, name)], batched)`` -> one score, or a list for a batch.
+    ``calibrated=True`` returns the calibrated scores (:class:`ValueError` if the checkpoint has no score
+    statistics). A file that cannot be read raises the tree's ``read_error`` with the file and the reason; what
+    was done to an odd input (a ``note``) is issued as a :class:`UserWarning`.
+    """
+
+    read_error: type = RuntimeError
+
+    def __call__(self, x: Any, calibrated: bool = False, **tensor_kwargs: Any) -> Union[float, List[float]]:
+        one_path = isinstance(x, (str, os.PathLike))
+        if one_path or isinstance(x, (list, tuple)):
+            paths = [os.fspath(p) for p in ([x] if one_path else x)]
+            rows = self.score_paths(paths, progress=False)  # type: ignore[attr-defined]
+            for r in rows:
+                if r.score is None:
+                    raise self.read_error(r.error)
+            scored, batched = [(r.score, r.note, r.name) for r in rows], not one_path
+        else:
+            scored, batched = self.score_tensor(x, **tensor_kwargs)  # type: ignore[attr-defined]
+        for _, note, name in scored:
+            if note:
+                warnings.warn(f"{name}: {note}", UserWarning, stacklevel=2)
+        cal = self.calibration  # type: ignore[attr-defined]
+        if calibrated and cal is None:
+            raise ValueError(f"no calibrated score: {self.calibration_note}")  # type: ignore[attr-defined]
+        values = [cal(s) if calibrated else float(s) for s, _, _ in scored]
+        return values if batched else values[0]
 
 
 class ScorerLike(Protocol):
@@ -183,7 +269,10 @@ def scoring_parser(kind: str, flag: str, description: str, released: str, option
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(flag, f"--{kind}", dest="files", action="extend", nargs="+", metavar=kind.upper(),
                      help=f"{kind} file(s); repeatable")
-    src.add_argument("--dir", help=f"score every {kind} file in this folder (not recursive)")
+    src.add_argument("--dir", help=f"score every {kind} file in this folder (by extension; see --recursive)")
+    src.add_argument("--list", metavar="FILE", help=f"score the {kind} files named in FILE: one path per line, "
+                                                    "absolute or relative to FILE's folder; # starts a comment line")
+    p.add_argument("--recursive", action="store_true", help="with --dir: also score the files in its subfolders")
     p.add_argument("--ckpt", help=f"checkpoint (default: {released}, else the newest one our trainer wrote)")
     p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_FLAG_HELP)
     p.add_argument("--options", help=options_help)
@@ -195,19 +284,48 @@ def scoring_parser(kind: str, flag: str, description: str, released: str, option
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on GPUs; last digits may change)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="let the media libraries print their own log lines")
     return p
 
 
+def media_items(args: argparse.Namespace, extensions: Sequence[str], kind: str) -> List[Tuple[str, str]]:
+    """``(name for the CSV, path)`` of the files a command line names: ``--dir`` [``--recursive``], ``--list`` or
+    the files themselves."""
+    if args.recursive and not args.dir:
+        raise ValueError("--recursive applies to --dir only")
+    if args.dir:
+        return list_media(args.dir, extensions, kind, recursive=args.recursive)
+    if args.list:
+        return read_file_list(args.list, kind)
+    return [(p, p) for p in args.files]
+
+
+def _score_line(r: ScoreRow) -> str:
+    line = f"{r.name}: score {r.score:.6f}"
+    if r.calibrated is not None:
+        line += f", calibrated {r.calibrated:.4f}"
+    if r.clip_scores is not None:
+        line += "; clip scores " + " ".join(f"{c:.6f}" for c in r.clip_scores)
+    return line
+
+
 def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., ScorerLike], extensions: Sequence[str],
-                kind: str) -> int:
+                kind: str, scorer_args: Optional[Mapping[str, Any]] = None,
+                check_given: Optional[Callable[[str], None]] = None) -> int:
     """The body of a scoring command: list the files, load the scorer, score, print or write the CSV.
 
+    ``scorer_args``: the tree's own keyword arguments of ``load_scorer``. ``check_given(path)`` may refuse a
+    file named on the command line (e.g. an image given to the video command) with a ``ValueError`` /
+    ``RuntimeError`` before any work starts. Odd files are scored and their notes printed as warnings.
     Returns the exit status: 2 for usage / checkpoint / option errors, 1 if every file failed, else 0.
     """
     try:
-        items = list_media(args.dir, extensions, kind) if args.dir else [(p, p) for p in args.files]
+        items = media_items(args, extensions, kind)
+        if check_given is not None and args.files:
+            for path in args.files:
+                check_given(path)
         scorer = load_scorer(args.ckpt, args.options, args.stype, args.device, args.bf16,
-                             trust_checkpoint=args.trust_checkpoint)
+                             trust_checkpoint=args.trust_checkpoint, **dict(scorer_args or {}))
     except (OptionError, CheckpointError, FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -215,21 +333,23 @@ def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., ScorerLike]
         print(f"note: {note}", file=sys.stderr)
     print(f"note: {scorer.calibration_note}", file=sys.stderr)
     single = len(items) == 1 and not args.output
+    per_clip = bool(getattr(args, "per_clip", False))
     rows = scorer.score_paths([p for _, p in items], args.batch_size, args.num_workers,
-                              progress=not args.no_progress and not single)
+                              progress=not args.no_progress, **({"per_clip": True} if per_clip else {}))
     for row, (name, _) in zip(rows, items):
         row.name = name
     failed = [r for r in rows if r.score is None]
+    for r in rows:
+        if r.note:
+            print(f"warning: {r.name}: {r.note}", file=sys.stderr)
     if single:
         r = rows[0]
         if r.score is None:
             print(f"error: {r.error}", file=sys.stderr)
-        elif r.calibrated is None:
-            print(f"{r.name}: score {r.score:.6f}")
         else:
-            print(f"{r.name}: score {r.score:.6f}, calibrated {r.calibrated:.4f}")
+            print(_score_line(r))
     else:
-        write_score_csv(args.output or "-", rows)
+        write_score_csv(args.output or "-", rows, per_clip)
         print(f"note: {len(rows) - len(failed)} of {len(rows)} {kind}s scored"
               + (f"; CSV written to {args.output}" if args.output and args.output != "-" else ""), file=sys.stderr)
         for r in failed:

@@ -69,7 +69,7 @@ def test_many_images_csv_with_calibrated_column_and_bad_image_row(tmp_path, caps
     out = tmp_path / "scores.csv"
     assert score.main(["-i", *paths[:3], "-i", *paths[3:], "--ckpt", ckpt, "--output", str(out), "--batch-size", "2"]) == 0
     rows = read_rows(out)
-    assert list(rows[0]) == ["name", "score", "calibrated", "error"]
+    assert list(rows[0]) == ["name", "score", "calibrated", "error", "note"]
     assert [r["name"] for r in rows] == paths
     assert rows[2]["score"] == "" and rows[2]["calibrated"] == ""
     assert "bad.png" in rows[2]["error"] and "not an image file" in rows[2]["error"]

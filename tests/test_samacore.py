@@ -163,3 +163,15 @@ def test_run_logger_writes_csv_and_jsonl(tmp_path):
     assert lines[0] == "epoch,srcc,plcc" and lines[2].startswith("1,0.6")
     rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[1] == {"epoch": 1, "srcc": 0.6, "plcc": None}
+
+
+def test_calibration_note_shows_the_sign_once():
+    from samacore.calibration import Calibration, calibration_from_info
+
+    stats = {"mean": 50.0, "std": 10.0, "n": 5, "pred_mean": -0.077, "pred_std": 0.2}
+    note = calibration_from_info({"label_stats": stats})[1]
+    assert note.startswith("calibrated = 50 + 10 * (score + 0.077) / 0.2  (") and "- -" not in note
+    assert "(score - 0.077)" in Calibration(50.0, 10.0, 0.077, 0.2).describe()
+    assert "(score - 0) " in Calibration(50.0, 10.0, -0.0, 0.2).describe()
+    cal = Calibration(50.0, 10.0, -0.077, 0.2)
+    assert cal(0.123) == pytest.approx(50.0 + 10.0 * (0.123 + 0.077) / 0.2)  # the note says what the map does

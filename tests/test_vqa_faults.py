@@ -12,12 +12,19 @@ import cv2
 from samacore.robust import TooManyBadItems
 from samavqa.datasets import (FusionDataset, VideoNotFoundError, VideoReadError, bad_item_log, decode_frames,
                               skipping_loader)
+from samavqa.decoders import DECODERS
 from samavqa.labels import read_label_file
 from samavqa.sampling import get_single_sample
 from samavqa.temporal import FragmentSampleFrames
 
 FRAG = dict(fragments_h=2, fragments_w=2, fsize_h=32, fsize_w=32, aligned=8, clip_len=8, frame_interval=1)
 SAMPLERS = {"fragments": FragmentSampleFrames(8, 2, 1)}
+
+
+@pytest.fixture(params=[name for name, d in DECODERS.items() if d.available()])
+def decoder(request):
+    """Every installed decoder must meet the same faults the same way."""
+    return request.param
 
 
 def write_mp4v(path, frames, h, w, seed=0):
@@ -68,21 +75,21 @@ def media(tmp_path_factory):
     ("zero.mp4", "no video stream"),
     ("folder.mp4", "it is a folder"),
 ])
-def test_unreadable_video_raises_named_error(media, name, reason):
+def test_unreadable_video_raises_named_error(media, name, reason, decoder):
     path = str(media / name)
     with pytest.raises(VideoReadError) as e:
-        decode_frames(path, SAMPLERS, False)
+        decode_frames(path, SAMPLERS, False, decoder=decoder)
     assert str(e.value).startswith(f"cannot read video {path}: ") and reason in str(e.value)
     assert e.value.path == path and reason in e.value.reason
     assert isinstance(e.value, FileNotFoundError) == (name == "missing.mp4")
     assert "github/workspace" not in str(e.value)  # decord's source locations are not shown
 
 
-def test_fifo_does_not_block(media):
-    fifo = str(media / "pipe.mp4")
+def test_fifo_does_not_block(media, decoder):
+    fifo = str(media / f"pipe_{decoder}.mp4")
     os.mkfifo(fifo)
     with pytest.raises(VideoReadError, match="not a regular file"):
-        decode_frames(fifo, SAMPLERS, False)
+        decode_frames(fifo, SAMPLERS, False, decoder=decoder)
 
 
 def test_error_survives_worker_reraise():
@@ -92,9 +99,9 @@ def test_error_survives_worker_reraise():
 
 
 @pytest.mark.parametrize("frames, expect", [(5, [0, 1, 2, 3, 4, 4, 4, 4, 2, 3, 4, 4, 4, 4, 4, 4]), (1, [0] * 16)])
-def test_fewer_frames_than_a_clip_are_clamped(media, frames, expect):
+def test_fewer_frames_than_a_clip_are_clamped(media, frames, expect, decoder):
     path = write_mp4v(media / f"short{frames}.mp4", frames, 64, 64)
-    videos, inds = decode_frames(path, SAMPLERS, False)
+    videos, inds = decode_frames(path, SAMPLERS, False, decoder=decoder)
     assert inds["fragments"].tolist() == expect
     assert videos["fragments"].shape == (3, 16, 64, 64)
     out = get_single_sample(videos["fragments"], "sama", False, **FRAG)
@@ -102,10 +109,11 @@ def test_fewer_frames_than_a_clip_are_clamped(media, frames, expect):
 
 
 @pytest.mark.parametrize("h, w", [(16, 16), (24, 24), (96, 40)])
-def test_tiny_and_portrait_sizes(media, h, w):
-    """decord 0.6 cannot copy frames whose rows are 16 or 24 pixels: the OpenCV fallback reads the same pixels."""
+def test_tiny_and_portrait_sizes(media, h, w, decoder):
+    """decord 0.6 cannot copy frames whose rows are 16 or 24 pixels: the OpenCV fallback reads the same pixels
+    (and PyAV reads them as they are)."""
     path = write_mp4v(media / f"s{h}x{w}.mp4", 6, h, w)
-    videos, inds = decode_frames(path, SAMPLERS, False)
+    videos, inds = decode_frames(path, SAMPLERS, False, decoder=decoder)
     v = videos["fragments"]
     assert v.shape == (3, 16, h, w) and v.dtype == torch.uint8
     cap = cv2.VideoCapture(path)
@@ -116,14 +124,14 @@ def test_tiny_and_portrait_sizes(media, h, w):
         assert out.shape == (3, 16, 64, 64) and torch.isfinite(out).all()
 
 
-def test_odd_size_and_variable_frame_rate(media):
+def test_odd_size_and_variable_frame_rate(media, decoder):
     odd = write_av(media / "odd.mp4", 5, 17, 33)
-    v = decode_frames(odd, SAMPLERS, False)[0]["fragments"]
+    v = decode_frames(odd, SAMPLERS, False, decoder=decoder)[0]["fragments"]
     assert v.shape == (3, 16, 17, 33)
     assert get_single_sample(v, "sama", False, **FRAG).shape == (3, 16, 64, 64)
     pts = [0, 40, 80, 300, 310, 320, 700, 1000, 1010, 1500, 1510, 1520, 2000, 2010, 2040, 2080]
     vfr = write_av(media / "vfr.mp4", 16, 48, 64, pts)
-    videos, inds = decode_frames(vfr, SAMPLERS, False)
+    videos, inds = decode_frames(vfr, SAMPLERS, False, decoder=decoder)
     # frames are indexed by decode order, not time: frame i has the grey level written for it
     levels = videos["fragments"][0, :, 24, 32].float()
     assert torch.allclose(levels, 10 + 15 * torch.from_numpy(inds["fragments"]).float(), atol=4)
@@ -183,17 +191,18 @@ def test_training_stops_when_too_many_are_bad(tmp_path):
         list(loader)
 
 
-def test_4k_video_decodes_and_samples_inside_its_cells(media):
+def test_4k_video_decodes_and_samples_inside_its_cells(media, decoder):
     """A 2160x3840 video: decoded at full size, and with the paper grid every scaled fragment stays in its cell."""
     h, w = 2160, 3840
     path = str(media / "uhd.mp4")
-    out = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
-    yy, xx = np.mgrid[0:h, 0:w]
-    frame = np.stack([(xx * 255 // w), (yy * 255 // h), np.full_like(xx, 128)], -1).astype(np.uint8)
-    for _ in range(4):
-        out.write(frame)
-    out.release()
-    videos, _ = decode_frames(path, {"fragments": FragmentSampleFrames(4, 1, 1)}, False)
+    if not os.path.exists(path):  # written once for all decoders
+        out = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
+        yy, xx = np.mgrid[0:h, 0:w]
+        frame = np.stack([(xx * 255 // w), (yy * 255 // h), np.full_like(xx, 128)], -1).astype(np.uint8)
+        for _ in range(4):
+            out.write(frame)
+        out.release()
+    videos, _ = decode_frames(path, {"fragments": FragmentSampleFrames(4, 1, 1)}, False, decoder=decoder)
     v = videos["fragments"]
     assert v.shape == (3, 4, h, w)
     grid = dict(fragments_h=7, fragments_w=7, fsize_h=32, fsize_w=32, aligned=4)

@@ -61,7 +61,8 @@ def test_many_videos_csv_rows_and_calibration(setup, capsys):
     assert rc == 0
     rows = list(csv.DictReader(open(out)))
     assert [r["name"] for r in rows] == ["broken.mp4", "v0.mp4", "v1.mp4", "v2.mp4"]
-    assert list(rows[0]) == ["name", "score", "calibrated", "error"]
+    assert list(rows[0]) == ["name", "score", "calibrated", "error", "note"]
+    assert all(r["note"] == "" for r in rows)  # normal files: nothing to say
     assert rows[0]["score"] == "" and rows[0]["calibrated"] == ""
     assert "broken.mp4" in rows[0]["error"] and "not a readable video container" in rows[0]["error"]
     scores = [float(r["score"]) for r in rows[1:]]
@@ -159,3 +160,138 @@ def test_calibration_rule():
     assert calibration_from_info({})[0] is None
     cal, note = calibration_from_info({"label_stats": dict(stats, pred_std=0.0)})
     assert cal is None and "constant score" in note
+
+
+# ----------------------------------------------------------------------------------------------- odd inputs, API
+from samavqa.decoders import DECODERS, read_frames  # noqa: E402
+
+
+def test_image_given_to_the_video_command_is_one_line_and_exit_2(setup, tmp_path, capsys):
+    from PIL import Image
+
+    photo = tmp_path / "holiday.jpg"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(photo)
+    rc = S.main(["-v", str(setup / "videos" / "v0.mp4"), str(photo), "--ckpt", str(setup / "tiny.pth"),
+                 "--options", str(setup / "tiny.yml")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == (f"error: -v {photo}: it is a JPEG image, not a video (a video file is needed: .mp4, "
+                               ".mkv, .webm, .avi, .mov or any format FFmpeg reads; images are scored with IQA/iqa.py)")
+
+
+def test_short_video_is_scored_with_a_note(setup, tmp_path, capsys):
+    write_video(tmp_path / "one_frame.mp4", 0, frames=1)
+    out = tmp_path / "s.csv"
+    rc = S.main(["-v", str(tmp_path / "one_frame.mp4"), str(setup / "videos" / "v0.mp4"), "--ckpt",
+                 str(setup / "tiny.pth"), "--options", str(setup / "tiny.yml"), "--output", str(out), "--no-progress"])
+    assert rc == 0
+    rows = list(csv.DictReader(open(out)))
+    note = ("only 1 frame, fewer than one clip spans (8 frames, every 1): 14 of the 16 sampled frames are copies of "
+            "its last frame, so the score is not that of a real clip")
+    assert rows[0]["score"] != "" and rows[0]["note"] == note and rows[1]["note"] == ""
+    assert f"warning: {tmp_path / 'one_frame.mp4'}: {note}" in capsys.readouterr().err
+
+
+def test_per_clip_scores_average_to_the_score(setup, tmp_path, capsys):
+    out = tmp_path / "clips.csv"
+    args = ["--ckpt", str(setup / "tiny.pth"), "--options", str(setup / "tiny.yml"), "--no-progress"]
+    assert S.main(["--dir", str(setup / "videos"), "--per-clip", "--output", str(out), *args]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert list(rows[0]) == ["name", "score", "calibrated", "error", "note", "clip_scores"]
+    assert rows[0]["name"] == "broken.mp4" and rows[0]["clip_scores"] == ""
+    for r in rows[1:]:
+        clips = [float(c) for c in r["clip_scores"].split()]
+        assert len(clips) == 2 and float(r["score"]) == pytest.approx(np.mean(clips), abs=1e-6)
+    plain = tmp_path / "plain.csv"
+    assert S.main(["--dir", str(setup / "videos"), "--output", str(plain), *args]) == 0
+    assert [r["score"] for r in csv.DictReader(open(plain))] == [r["score"] for r in rows]  # same scores
+    capsys.readouterr()
+    assert S.main(["-v", str(setup / "videos" / "v1.mp4"), "--per-clip", *args]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(str(setup / "videos" / "v1.mp4") + ": score ")
+    assert len(line.split("; clip scores ")[1].split()) == 2
+
+
+def test_one_long_file_gets_a_bar_over_its_frames(setup, capsys):
+    scorer = S.load_scorer(str(setup / "tiny.pth"), str(setup / "tiny.yml"))
+    row = scorer.score_paths([str(setup / "videos" / "v2.mp4")], progress=True)[0]
+    err = capsys.readouterr().err
+    assert row.score is not None and "decoding v2.mp4: " in err and "/16 [" in err  # 16 frames to decode
+    assert "scoring:" not in err  # no bar over one file
+    scorer.score_paths([str(setup / "videos" / n) for n in ("v0.mp4", "v1.mp4")], progress=True)
+    err = capsys.readouterr().err
+    assert "scoring:" in err and "decoding" not in err
+
+
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+def test_scorer_on_each_decoder(setup, decoder, capsys):
+    if not DECODERS[decoder].available():
+        pytest.skip(f"{decoder} is not installed here (no wheel for this platform)")
+    path = str(setup / "videos" / "v1.mp4")
+    args = [path, "--ckpt", str(setup / "tiny.pth"), "--options", str(setup / "tiny.yml")]
+    assert S.main(["-v", *args, "--decoder", decoder]) == 0
+    out = capsys.readouterr()
+    assert f"decoder: {decoder}" in out.err
+    assert S.main(["-v", *args, "--decoder", "pyav"]) == 0
+    assert capsys.readouterr().out == out.out  # the same score as the PyAV path's
+
+
+def test_missing_decoder_is_one_line_and_exit_2(setup, monkeypatch, capsys):
+    import dataclasses
+
+    monkeypatch.setitem(DECODERS, "decord", dataclasses.replace(DECODERS["decord"], available=lambda: False))
+    rc = S.main(["-v", str(setup / "videos" / "v1.mp4"), "--ckpt", str(setup / "tiny.pth"), "--decoder", "decord"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == ("error: --decoder: decord is not installed (decord 0.6 has wheels for Linux x86_64 "
+                               "and Windows x86_64 only); use auto or pyav")
+
+
+def test_library_noise_stays_off_the_terminal_unless_verbose(setup, capfd):
+    args = ["-v", str(setup / "videos" / "broken.mp4"), str(setup / "videos" / "v0.mp4"), "--ckpt",
+            str(setup / "tiny.pth"), "--options", str(setup / "tiny.yml"), "--no-progress"]
+    assert S.main(args) == 0
+    err = capfd.readouterr().err.splitlines()
+    assert err and all(line.startswith(("note: ", "warning: ")) for line in err), err
+    assert S.main(args + ["--verbose"]) == 0
+    assert "moov atom not found" in capfd.readouterr().err  # FFmpeg's own line, on request
+    S.set_verbose(False)
+
+
+def test_python_api_scores_paths_lists_and_tensors_as_the_cli(setup, tmp_path):
+    import samavqa
+    from samavqa.decoders import VideoReadError
+
+    paths = [str(setup / "videos" / n) for n in ("v0.mp4", "v2.mp4")]
+    out = tmp_path / "cli.csv"
+    assert S.main(["-v", *paths, "--ckpt", str(setup / "tiny.pth"), "--options", str(setup / "tiny.yml"),
+                   "--output", str(out), "--no-progress"]) == 0
+    cli = {r["name"]: r for r in csv.DictReader(open(out))}
+    scorer = samavqa.load_scorer(str(setup / "tiny.pth"), str(setup / "tiny.yml"))
+    assert scorer(paths[0]) == float(cli[paths[0]]["score"])
+    assert scorer(paths) == [float(cli[p]["score"]) for p in paths]
+    assert scorer(paths[1], calibrated=True) == float(cli[paths[1]]["calibrated"])
+    frames = read_frames(paths[1])  # [T, H, W, 3] uint8: the file's frames
+    assert frames.shape == (20, 96, 80, 3)
+    assert scorer(frames) == float(cli[paths[1]]["score"])
+    assert scorer(frames.permute(3, 0, 1, 2)) == float(cli[paths[1]]["score"])  # [3, T, H, W]
+    assert scorer(frames.numpy()) == float(cli[paths[1]]["score"])
+    with pytest.warns(UserWarning, match=r"tensor: only 3 frames, fewer than one clip spans"):
+        scorer(frames[:3])
+    with pytest.raises(VideoReadError, match="not a readable video container"):
+        scorer(str(setup / "videos" / "broken.mp4"))
+    with pytest.raises(ValueError, match=r"uint8 \[T, H, W, 3\] or \[3, T, H, W\] \(0-255 RGB\), got torch.float32"):
+        scorer(frames.float())
+
+
+def test_short_video_note_rules():
+    """Shorter than one clip: always said; long enough for a clip but padded by a quarter or more: said; a few
+    copies at the end of the last clip: not said (real videos of ordinary length would all get a warning)."""
+    from samavqa.temporal import FragmentSampleFrames
+
+    paper = {"fragments": dict(clip_len=32, frame_interval=2, num_clips=4)}  # one clip spans 63 frames
+    note = lambda n: S.short_video_note({"fragments": FragmentSampleFrames(32, 4, 2)(n)}, paper)
+    assert note(62).startswith("only 62 frames, fewer than one clip spans (32 frames, every 2): ")
+    assert note(1).startswith("only 1 frame, fewer than one clip spans") and "124 of the 128" in note(1)
+    assert note(63) == "only 63 frames for 4 clips of 32 frames (every 2): 44 of the 128 sampled frames are copies " \
+                       "of its last frame"
+    assert note(100) == note(240) == note(300) == ""  # 240 (8 s at 30 fps): one copy, 300: none
+    assert (FragmentSampleFrames(32, 4, 2)(240) == 239).sum() == 2

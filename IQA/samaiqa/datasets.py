@@ -14,9 +14,13 @@ What every kind of file becomes (:func:`load_image`):
   original's ``convert("RGB")`` clips every value above 255 to white. 16-bit RGB PNGs are read by PIL as
   8-bit RGB (high byte) already.
 * Floating-point images (mode ``F``) have no defined 8-bit range: :class:`ImageReadError`.
-* EXIF orientation is **ignored by default**, as in the original (which trains and tests on the stored pixel
-  grid); ``exif_transpose=True`` (data option ``exif_transpose: true``) rotates / flips the image upright with
-  ``PIL.ImageOps.exif_transpose`` first. Keep it off to reproduce published numbers.
+* EXIF orientation is **ignored by default** in training and testing, as in the original (which trains and
+  tests on the stored pixel grid); ``exif_transpose=True`` (data option ``exif_transpose: true``) rotates / flips
+  the image upright with ``PIL.ImageOps.exif_transpose`` first. Keep it off to reproduce published numbers.
+  (Scoring, ``IQA/iqa.py``, applies it by default.)
+* Given a ``notes`` list, :func:`load_image` appends what it did to an odd but usable file: an animated image
+  (first frame only), an alpha channel dropped, 16-bit or CMYK pixels converted, an EXIF orientation applied or
+  ignored, an image enlarged 2x or more to fill the sampling grid.
 * Missing files, directories, FIFOs / devices (never opened: reading them could block a DataLoader worker),
   empty files, files PIL does not recognise, truncated or corrupt data (decoded fully at load time, so the
   error appears here and not later) and decompression bombs: :class:`ImageReadError` naming the file and
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -40,6 +44,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 SAMPLING_KEYS = ("fwin_h", "fwin_w", "fsize_h", "fsize_w")
 DEFAULT_SAMPLING = {"fwin_h": 8, "fwin_w": 8, "fsize_h": 32, "fsize_w": 32}
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+ENLARGE_NOTE_FACTOR = 2.0  # enlarging a small image this much or more is worth a note
 
 
 class ImageReadError(RuntimeError):
@@ -77,18 +82,21 @@ def _check_file(path: str) -> None:
         raise ImageReadError(f"cannot read image {path}: empty file (0 bytes)")
 
 
-def load_image(path: str, min_size: int = 0, exif_transpose: bool = False) -> Image.Image:
-    """Open ``path`` as 8-bit RGB; if its short side is below ``min_size``, enlarge it (bilinear) so it is not.
+def load_image(path: str, min_size: int = 0, exif_transpose: bool = False,
+               notes: Optional[List[str]] = None) -> Image.Image:
+    """Open ``path`` as 8-bit RGB; if its short side is below ``min_size``, enlarge it (:func:`enlarge`).
 
-    The enlarged size is ``int(w * s), int(h * s)`` with ``s = min_size / min(w, h)`` (truncated, as the original).
-    ``exif_transpose``: apply the EXIF orientation first (off by default, as the original). Any problem with
-    the file raises :class:`ImageReadError` (see the module docstring).
+    ``exif_transpose``: apply the EXIF orientation first (off by default, as the original). ``notes``: what was
+    done to an odd file is appended to it. Any problem with the file raises :class:`ImageReadError` (see the
+    module docstring).
     """
     path = str(path)
     _check_file(path)
     try:
         with Image.open(path) as f:
             f.load()  # decode everything now: truncated / corrupt data fails here
+            if notes is not None:
+                notes += _odd_file_notes(f, exif_transpose)
             img = ImageOps.exif_transpose(f) if exif_transpose else f
             img = to_rgb8(img)  # pixels are in memory after load(): usable once the file is closed
     except UnidentifiedImageError:
@@ -102,11 +110,41 @@ def load_image(path: str, min_size: int = 0, exif_transpose: bool = False) -> Im
         raise ImageReadError(f"cannot read image {path}: {reason}") from None
     except Exception as e:  # PIL plugins raise many types (SyntaxError, ValueError, struct.error, ...) on bad data
         raise ImageReadError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
+    return enlarge(img, min_size, notes)
+
+
+def enlarge(img: Image.Image, min_size: int, notes: Optional[List[str]] = None) -> Image.Image:
+    """``img`` enlarged (PIL bilinear) to ``int(w * s), int(h * s)``, ``s = min_size / min(w, h)`` (truncated, as
+    the original) when its short side is below ``min_size``; else as is. ``notes``: says so when it enlarges
+    ``2x`` or more (then the fragments see mostly interpolated pixels; a slight enlargement is routine)."""
     width, height = img.size
-    if min(width, height) < min_size:
-        scale = min_size / min(width, height)
-        img = img.resize((int(width * scale), int(height * scale)), Image.BILINEAR)
-    return img
+    if min(width, height) >= min_size:
+        return img
+    scale = min_size / min(width, height)
+    size = (int(width * scale), int(height * scale))
+    if notes is not None and scale >= ENLARGE_NOTE_FACTOR:
+        notes.append(f"enlarged {scale:.3g}x from {width}x{height} to {size[0]}x{size[1]} to fill the {min_size}-pixel "
+                     "sampling grid: the score judges interpolated pixels more than the image's own detail")
+    return img.resize(size, Image.BILINEAR)
+
+
+def _odd_file_notes(f: Image.Image, exif_transpose: bool) -> List[str]:
+    """What :func:`load_image` does to an odd but usable file, in words."""
+    notes = []
+    frames = getattr(f, "n_frames", 1)
+    if frames > 1:
+        notes.append(f"animated ({frames} frames): only the first frame is scored")
+    if "A" in f.mode or "a" in f.mode or "transparency" in f.info:
+        notes.append("alpha channel dropped (colour values kept, not composited on a background)")
+    if f.mode in _SIXTEEN_BIT:
+        notes.append("16-bit pixels scaled to 8 bits")
+    elif f.mode == "CMYK":
+        notes.append("CMYK converted to RGB without colour management")
+    orientation = f.getexif().get(0x0112, 1)  # EXIF Orientation tag
+    if orientation in range(2, 9):
+        notes.append(f"EXIF orientation {orientation} applied (turned upright)" if exif_transpose else
+                     f"EXIF orientation {orientation} ignored: scored as stored, not upright")
+    return notes
 
 
 def build_transform(is_train: bool) -> transforms.Compose:
@@ -175,4 +213,4 @@ class ImageDataset(Dataset):
         return {"image": data, "label": float(self.labels[index]), "name": self.names[index]}
 
 
-__all__ = ["ImageDataset", "ImageReadError", "build_transform", "load_image", "sampling_args", "to_rgb8"]
+__all__ = ["ImageDataset", "ImageReadError", "build_transform", "enlarge", "load_image", "sampling_args", "to_rgb8"]

@@ -1,7 +1,9 @@
-"""Score images with a trained SAMA IQA model: ``python IQA/iqa.py -i IMAGE [-i IMAGE ...] | --dir DIR``.
+"""Score images with a trained SAMA IQA model: ``python IQA/iqa.py -i IMAGE [-i IMAGE ...] | --dir DIR | --list FILE``.
 
-One image prints its score; several (or ``--output``) give a CSV ``name,score,calibrated,error``, one row per
-image in the order given (``--dir``: the folder's image files, sorted, names relative to the folder).
+One image prints its score; several (or ``--output``) give a CSV ``name,score,calibrated,error,note``, one row per
+image in the order given (``--dir``: the folder's image files, sorted, names relative to the folder; with
+``--recursive`` its subfolders' too; ``--list FILE``: one path per line, relative to FILE's folder or absolute,
+``#`` comment lines). Python: :func:`load_scorer`.
 
 **score** is the raw model output: the mean of the head's per-token scores on the test-mode sample (centred
 fragments, no augmentation), exactly what ``demo_test_iqa.py`` writes as ``pred``.
@@ -37,6 +39,14 @@ Model, sampling grid and sample type: ``--options`` FILE (its ``model`` and ``da
 else what our checkpoints store (``model_config``, ``data``, ``stype``); else ``IQA/options/fast-sama-iqa.yml``.
 ``--stype`` overrides the sample type. A checkpoint of ours always rebuilds its own architecture.
 
+EXIF orientation: scoring turns photos upright by their EXIF orientation (a phone photo is judged as it is
+seen); ``--no-exif-transpose`` scores the stored pixel grid instead. The option ``data.exif_transpose`` is for
+training and testing only (off by default there, as in the original).
+
+Odd but usable images are scored, and the ``note`` column (and a warning) says what was done: an animated image
+(first frame only), an alpha channel dropped, 16-bit or CMYK pixels converted, an EXIF orientation applied or
+ignored, an image enlarged 2x or more to fill the sampling grid (e.g. a 1x1 image).
+
 Test-mode scores are deterministic: sampling involves no randomness and images are independent in the model,
 so on CPU the CSV is bit-identical across runs, ``--batch-size`` and ``--num-workers`` (checked by the tests).
 On a GPU, cuBLAS / cuDNN may pick other kernels for other batch sizes, which can move the last float32 digits.
@@ -50,9 +60,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
+import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from samacore import engine, scoring
@@ -63,7 +77,7 @@ from samacore.scoring import NoCheckpointError, ScoreRow
 from samacore.utils import pick_device
 
 from .checkpoints import detect_format, load_into_model
-from .datasets import ImageReadError, build_transform, load_image, sampling_args
+from .datasets import ImageReadError, build_transform, enlarge, load_image, sampling_args
 from .model import IQAModel
 from .recipe import build_model
 from .sampling import IQA_SAMPLE_TYPES, sample_image
@@ -105,8 +119,14 @@ def find_default_checkpoint(roots: Optional[Sequence[str]] = None) -> Tuple[str,
 
 
 @dataclass
-class Scorer:
-    """A loaded model with its sampling settings; :meth:`score_paths` scores image files."""
+class Scorer(scoring.ScoreCalls):
+    """A loaded model with its sampling settings (:func:`load_scorer`).
+
+    ``scorer(x)`` scores ``x``: an image file (-> float), a list of files (-> list of floats) or an image tensor /
+    array (see :func:`tensor_images`: ``[3, H, W]`` -> float, ``[B, 3, H, W]`` -> list) -- the pixels of a file
+    score exactly as the file. ``scorer(x, calibrated=True)``: on the training set's MOS scale.
+    :meth:`score_paths` gives CSV rows instead (bad files as rows with an error).
+    """
 
     model: IQAModel
     stype: str
@@ -118,6 +138,7 @@ class Scorer:
     calibration_note: str
     bf16: bool = False
     notes: List[str] = field(default_factory=list)
+    read_error = ImageReadError
 
     def score_paths(
         self, paths: Sequence[str], batch_size: int = 8, num_workers: int = 0, progress: bool = True
@@ -132,8 +153,51 @@ class Scorer:
         with engine.autocast(self.device, "bf16" if self.bf16 else None):
             return self.model(batch["image"].to(self.device, non_blocking=True)).float().cpu().tolist()
 
+    def score_tensor(self, x: Any, layout: Optional[str] = None) -> Tuple[List[Tuple[float, str, str]], bool]:
+        """``([(raw score, note, name)], batched)`` of image tensors (see :func:`tensor_images`)."""
+        images, batched = tensor_images(x, layout)
+        ds = _ScoreDataset([], self)
+        items = [ds.item(img, i, []) for i, img in enumerate(images)]
+        self.model.eval()
+        with torch.inference_mode():
+            scores = self.score_batch(torch.utils.data.default_collate(items))
+        return [(float(s), it["note"], f"tensor[{i}]" if batched else "tensor")
+                for i, (s, it) in enumerate(zip(scores, items))], batched
+
+
+def tensor_images(x: Any, layout: Optional[str] = None) -> Tuple[List[Image.Image], bool]:
+    """``(8-bit RGB PIL images, batched)`` of an image tensor or NumPy array.
+
+    Accepted: ``[3, H, W]`` / ``[B, 3, H, W]`` (``layout="CHW"``) as float in [0, 1] (torchvision's ``to_tensor``,
+    pyiqa) or uint8 0-255; ``[H, W, 3]`` / ``[B, H, W, 3]`` (``"HWC"``, PIL / NumPy order) as uint8 or float in
+    [0, 1]. Without ``layout``: CHW when the channel dimension comes first and is 3, else HWC. Floats are rounded
+    to 8 bits, the precision of the file pipeline (``round(x * 255)``: exact for ``to_tensor`` of 8-bit pixels).
+    """
+    t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.tensor(np.asarray(x))
+    batched = t.dim() == 4
+    if t.dim() not in (3, 4):
+        raise ValueError(f"an image tensor must be [3, H, W], [H, W, 3] or a batch of them, got {list(t.shape)}")
+    chw = t.shape[-3] == 3 if layout is None else layout == "CHW"
+    if layout not in (None, "CHW", "HWC") or (t.shape[-3] if chw else t.shape[-1]) != 3:
+        raise ValueError(f"an image tensor must be [3, H, W] (layout CHW) or [H, W, 3] (layout HWC), or a batch of "
+                         f"them, got {list(t.shape)}" + (f" with layout {layout}" if layout else ""))
+    if t.is_floating_point():
+        if t.numel() and (float(t.min()) < 0 or float(t.max()) > 1):
+            raise ValueError(f"a float image tensor must hold values in [0, 1] (not normalised), got "
+                             f"{float(t.min()):.3g} to {float(t.max()):.3g}")
+        t = torch.round(t * 255).to(torch.uint8)
+    elif t.dtype != torch.uint8:
+        raise ValueError(f"an image tensor must be uint8 (0-255) or float (0-1), got {t.dtype}")
+    t = t if batched else t[None]
+    t = t.permute(0, 2, 3, 1) if chw else t
+    if min(t.shape[1:3]) < 1:
+        raise ValueError(f"an empty image tensor: {list(t.shape)}")
+    return [Image.fromarray(np.ascontiguousarray(a.numpy()), "RGB") for a in t], batched
+
 
 class _ScoreDataset(Dataset):
+    """Test-mode items of image paths: ``{"image", "index", "note"}`` (``note``: what was done to an odd file)."""
+
     def __init__(self, paths: List[str], scorer: Scorer) -> None:
         self.paths = paths
         self.args = sampling_args(scorer.data_args)
@@ -146,8 +210,12 @@ class _ScoreDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
-        img = self.transform(load_image(self.paths[index], self.min_size, self.exif))
-        return {"image": sample_image(img, self.stype, False, **self.args), "index": index}
+        notes: List[str] = []
+        return self.item(load_image(self.paths[index], 0, self.exif, notes), index, notes)
+
+    def item(self, img: Image.Image, index: int, notes: List[str]) -> Dict[str, Any]:
+        img = self.transform(enlarge(img, self.min_size, notes))
+        return {"image": sample_image(img, self.stype, False, **self.args), "index": index, "note": "; ".join(notes)}
 
 
 def load_scorer(
@@ -158,11 +226,24 @@ def load_scorer(
     bf16: bool = False,
     search_roots: Optional[Sequence[str]] = None,
     trust_checkpoint: bool = False,
+    exif_transpose: bool = True,
 ) -> Scorer:
-    """Resolve the checkpoint and options (see the module docstring) and load the model in eval mode.
+    """The documented Python API (also ``samaiqa.load_scorer``): a :class:`Scorer` that scores image files, lists
+    of files and image tensors. Resolves the checkpoint and options (see the module docstring) and loads the
+    model in eval mode::
 
-    ``trust_checkpoint``: full unpickle of the checkpoint (``--trust-checkpoint``;
-    :func:`samacore.checkpoint.load_checkpoint`)."""
+        import samaiqa
+        scorer = samaiqa.load_scorer("runs/examplar-sama-iqa/..._s_dev.pth")
+        scorer("photo.jpg")                                  # -> raw score (float)
+        scorer(["a.png", "b.jpg"], calibrated=True)          # -> [calibrated scores]
+        scorer(torchvision.transforms.functional.to_tensor(pil_image))   # [3, H, W] in [0, 1] -> float
+
+    ``ckpt``: a checkpoint file (default: see the module docstring); ``options`` an option file; ``stype``
+    overrides the sample type; ``device`` ``cpu`` / ``cuda[:N]``; ``bf16`` autocast; ``trust_checkpoint``: full
+    unpickle of the checkpoint (``--trust-checkpoint``; :func:`samacore.checkpoint.load_checkpoint`);
+    ``exif_transpose`` turns files upright by their EXIF orientation (default; False scores the stored pixel
+    grid).
+    """
     notes: List[str] = []
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(search_roots), notes)
     obj = load_checkpoint(path, trust=trust_checkpoint)
@@ -184,7 +265,7 @@ def load_scorer(
     else:
         opt = read_scoring_options(DEFAULT_OPTIONS)
         source = DEFAULT_OPTIONS
-    data_args = dict(sampling_args(opt["data"]), exif_transpose=bool(opt["data"].get("exif_transpose", False)))
+    data_args = dict(sampling_args(opt["data"]), exif_transpose=bool(exif_transpose))
     st = choice(stype or opt.get("stype") or "sama", IQA_SAMPLE_TYPES, "stype")
     notes.append(f"sampling: {st}, grid {data_args['fwin_h']}x{data_args['fwin_w']} of "
                  f"{data_args['fsize_h']}x{data_args['fsize_w']} (from {source})")
@@ -209,26 +290,32 @@ def load_scorer(
 
 
 # ----------------------------------------------------------------------------------------------- CLI
-def list_images(folder: str) -> List[Tuple[str, str]]:
+def list_images(folder: str, recursive: bool = False) -> List[Tuple[str, str]]:
     """``(name relative to folder, path)`` of the image files in ``folder`` (by extension), sorted."""
-    return scoring.list_media(folder, IMAGE_EXTENSIONS, "image")
+    return scoring.list_media(folder, IMAGE_EXTENSIONS, "image", recursive)
 
 
 write_csv = scoring.write_score_csv
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return scoring.scoring_parser(
+    p = scoring.scoring_parser(
         "image", "-i", "Score images with a SAMA IQA model (raw score and, when the checkpoint allows, the score "
                        "calibrated to its training set's MOS scale).",
         RELEASED_WEIGHTS, "IQA option file for model / grid / stype (default: the checkpoint's, else "
                           "IQA/options/fast-sama-iqa.yml)",
         dict(choices=tuple(IQA_SAMPLE_TYPES), help="sample type (default: from the options, else sama)"), batch_size=8)
+    p.add_argument("--no-exif-transpose", dest="exif_transpose", action="store_false",
+                   help="score the stored pixel grid; by default photos are turned upright by their EXIF orientation")
+    return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``IQA/iqa.py``; returns the exit status."""
-    return scoring.run_scoring(build_parser().parse_args(argv), load_scorer, IMAGE_EXTENSIONS, "image")
+    args = build_parser().parse_args(argv)
+    if not args.verbose:  # PIL's own warnings (e.g. on palette transparency): the note column says what was done
+        warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+    return scoring.run_scoring(args, load_scorer, IMAGE_EXTENSIONS, "image", {"exif_transpose": args.exif_transpose})
 
 
 __all__ = [
@@ -243,4 +330,5 @@ __all__ = [
     "load_scorer",
     "main",
     "read_scoring_options",
+    "tensor_images",
 ]

@@ -1,4 +1,5 @@
-"""Video quality datasets: label files, frame decoding, temporal + spatial sampling, normalisation.
+"""Video quality datasets: label files, frame decoding (:mod:`samavqa.decoders`), temporal + spatial sampling,
+normalisation.
 
 An item is a dict::
 
@@ -16,9 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import stat
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +27,8 @@ from samacore.options import REPO_ROOT, OptionError, check_keys, choice, resolve
 from samacore.registry import Registry
 from samacore.runs import bad_item_log  # re-exported: one bad-item log for both trees
 
+from .decoders import (VideoNotFoundError, VideoReadError, decode_frames,  # noqa: F401  (re-exported)
+                       resolve_decoder)
 from .labels import read_label_file
 from .sampling import canonical_sample_type, check_sample_options, get_single_sample
 from .temporal import FragmentSampleFrames, build_frame_sampler
@@ -58,7 +59,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".flv", ".w
 # Keys a dataset's option block may hold. `data_backend` other than disk, `augment` and `random_crop` exist in
 # the original schema but have no effect there for these datasets; they are accepted for compatibility.
 DATASET_KEYS = ("phase", "anno_file", "data_prefix", "sample_types", "data_backend", "augment", "random_crop",
-                "num_threads")
+                "num_threads", "decoder")
 # Keys of one branch under `sample_types`: temporal (clip_len, frame_interval, num_clips, t_frag, frame_overflow:
 # temporal.build_frame_sampler) + spatial sampling options. (The sampler checks each sample type's own keys more
 # strictly; this union catches typos before decoding starts.)
@@ -102,137 +103,6 @@ def check_files(infos: Sequence[Mapping[str, Any]], where: str) -> None:
         raise FileNotFoundError(f"{where}: video file(s) not found: {shown}")
 
 
-# ----------------------------------------------------------------------------------------------- decoding
-class VideoReadError(RuntimeError):
-    """A video that cannot be read; the message names the file and the reason (``.path``, ``.reason``).
-
-    Constructible from the message alone, so it survives being re-raised from a DataLoader worker.
-    """
-
-    def __init__(self, message: str, path: Optional[str] = None, reason: Optional[str] = None) -> None:
-        super().__init__(message)
-        self.path = path
-        self.reason = reason or message
-
-
-class VideoNotFoundError(VideoReadError, FileNotFoundError):
-    """The video file does not exist."""
-
-
-def _video_error(path: str, reason: str, cls: type = VideoReadError) -> VideoReadError:
-    return cls(f"cannot read video {path}: {reason}", path=path, reason=reason)
-
-
-# decord reports failures as "[hh:mm:ss] /src/file.cc:NN: Check failed: ..." -- say what they mean instead
-_DECORD_PREFIX = re.compile(r"^\s*\[[0-9:]+\]\s*\S+:\d+:\s*")
-_DECORD_REASONS = (
-    ("Error reading", "not a readable video container (unknown format, or a truncated or corrupt file)"),
-    ("cannot find video stream", "the file has no video stream (zero frames, audio only, or not a video)"),
-    ("filter_graph", "the video stream cannot be decoded (corrupt or truncated stream, or an unsupported pixel "
-                     "format)"),
-    ("decoder", "the video stream cannot be decoded (corrupt or truncated stream, or an unsupported codec)"),
-)
-
-
-def _decord_reason(e: BaseException) -> str:
-    text = str(e)
-    for needle, reason in _DECORD_REASONS:
-        if needle in text:
-            return reason
-    first = _DECORD_PREFIX.sub("", text.strip().splitlines()[0] if text.strip() else "")
-    return f"{type(e).__name__}: {first or 'unknown decoder error'}"
-
-
-def _check_video_file(path: str) -> None:
-    """Refuse what decord would choke or block on: missing, a folder, a FIFO / device, an empty file."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise _video_error(path, "file not found", VideoNotFoundError) from None
-    except OSError as e:
-        raise _video_error(path, f"cannot access the file ({e.strerror or e})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise _video_error(path, "it is a folder, not a video file")
-    if not stat.S_ISREG(st.st_mode):
-        raise _video_error(path, "not a regular file (FIFO, socket or device)")
-    if st.st_size == 0:
-        raise _video_error(path, "empty file (0 bytes)")
-
-
-def _decode_opencv(path: str, indices: Sequence[int]) -> torch.Tensor:
-    """Frames ``indices`` (sorted, unique) read in order with OpenCV -> uint8 ``[U, H, W, 3]`` RGB.
-
-    Fallback for decord 0.6's copy bug on frames whose RGB row is not a multiple of its alignment (e.g. 16 or
-    24 pixels wide): decord then fails (batched) or returns mis-shaped arrays (single frames).
-    """
-    import cv2
-
-    cap = cv2.VideoCapture(path)
-    if not cap.isOpened():
-        raise _video_error(path, "OpenCV cannot open it either (after decord's small-frame copy failure)")
-    wanted = set(int(i) for i in indices)
-    last = max(wanted)
-    frames = []
-    try:
-        for i in range(last + 1):
-            ok, frame = cap.read()
-            if not ok:
-                raise _video_error(path, f"only {i} frames could be decoded, frame {last} is needed "
-                                         "(truncated or corrupt stream)")
-            if i in wanted:
-                frames.append(torch.from_numpy(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
-    finally:
-        cap.release()
-    return torch.stack(frames)
-
-
-def _is_copy_bug(e: BaseException) -> bool:
-    return "DECORDArrayCopyFromTo" in str(e)
-
-
-def decode_frames(path: str, samplers: Mapping[str, Any], is_train: bool, num_threads: int = 1):
-    """Decode the frames every branch needs with ONE batched decord call (each frame decoded once).
-
-    Returns ``(videos, frame_inds)``: ``videos[branch]`` is uint8 ``[C, T, H, W]``, ``frame_inds[branch]`` int32 ``[T]``.
-    A file that cannot be read raises :class:`VideoReadError` naming it and the reason (decord's errors
-    translated); a missing file raises :class:`VideoNotFoundError` (also a ``FileNotFoundError``). Videos with
-    fewer frames than a clip are fine (the temporal sampler repeats the last frame); frames smaller than the
-    sampling grid are enlarged later by the spatial sampler. The reader is opened here, per call, so DataLoader
-    workers never share one.
-    """
-    import decord  # imported late: torch must be imported first (decord + torch import order can hang)
-
-    _check_video_file(path)
-    try:
-        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=int(num_threads))
-        n = len(reader)
-    except Exception as e:
-        raise _video_error(path, _decord_reason(e)) from None
-    if n < 1:
-        raise _video_error(path, "the video has no frames")
-    frame_inds = {branch: np.asarray(s(n, is_train), dtype=np.int32) for branch, s in samplers.items()}
-    unique, inverse = np.unique(np.concatenate(list(frame_inds.values())), return_inverse=True)
-    frames = None
-    try:
-        frames = torch.from_numpy(reader.get_batch(unique.tolist()).asnumpy())  # [U, H, W, C] uint8
-    except Exception as e:
-        if not _is_copy_bug(e):
-            raise _video_error(path, f"cannot decode frames {int(unique[0])}-{int(unique[-1])} of {n}: "
-                                     f"{_decord_reason(e)}") from None
-    finally:
-        del reader
-    if frames is None or frames.dim() != 4 or frames.shape[-1] != 3:
-        frames = _decode_opencv(path, unique.tolist())
-    if frames.shape[0] != len(unique) or min(frames.shape[1:3]) < 1:
-        raise _video_error(path, f"the decoder returned {tuple(frames.shape)} for {len(unique)} frames")
-    videos, start = {}, 0
-    for branch, inds in frame_inds.items():
-        pick = torch.from_numpy(inverse.reshape(-1)[start:start + len(inds)].astype(np.int64))
-        videos[branch] = frames[pick].permute(3, 0, 1, 2)  # [C, T, H, W]
-        start += len(inds)
-    return videos, frame_inds
-
-
 def normalise(video: torch.Tensor) -> torch.Tensor:
     """``(video - MEAN) / STD`` per channel of a ``[C, T, H, W]`` video on the 0-255 scale -> float."""
     return (video.float() - MEAN.view(-1, 1, 1, 1)) / STD.view(-1, 1, 1, 1)
@@ -262,6 +132,7 @@ class _VideoQualityDataset(torch.utils.data.Dataset):
         except ValueError as e:
             raise OptionError(f"stype: {e}") from None
         choice(opt.get("data_backend", "disk"), ["disk"], f"{where}.data_backend")
+        resolve_decoder(opt.get("decoder", "auto"), f"{where}.decoder")
         for branch, sopt in opt["sample_types"].items():
             bwhere = f"{where}.sample_types.{branch}"
             check_keys(sopt, BRANCH_KEYS, bwhere, required=("clip_len", "num_clips", "frame_interval"))
@@ -278,6 +149,7 @@ class _VideoQualityDataset(torch.utils.data.Dataset):
         self.is_train = bool(is_train)
         self.phase = "train" if self.is_train else "test"
         self.num_threads = int(opt.get("num_threads", 1))
+        self.decoder = resolve_decoder(opt.get("decoder", "auto"), f"{where}.decoder")
         self.sample_types: Dict[str, Dict[str, Any]] = {}
         self.samplers: Dict[str, FragmentSampleFrames] = {}
         for branch, sopt in opt["sample_types"].items():
@@ -289,7 +161,16 @@ class _VideoQualityDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         info = self.video_infos[index]
-        videos, frame_inds = decode_frames(info["filename"], self.samplers, self.is_train, self.num_threads)
+        videos, frame_inds = self.decode(info["filename"])
+        return self.make_item(videos, frame_inds, info)
+
+    def decode(self, path: str, progress: Optional[Callable[[int, int], None]] = None):
+        """:func:`~samavqa.decoders.decode_frames` with this data set's samplers, threads and decoder."""
+        return decode_frames(path, self.samplers, self.is_train, self.num_threads, self.decoder, progress)
+
+    def make_item(self, videos: Mapping[str, torch.Tensor], frame_inds: Mapping[str, np.ndarray],
+                  info: Mapping[str, Any]) -> Dict[str, Any]:
+        """The item of decoded frames (``videos[branch]``: uint8 ``[C, T, H, W]``): sampled and normalised."""
         item: Dict[str, Any] = {}
         for branch, sopt in self.sample_types.items():
             sampled = get_single_sample(videos[branch], self.stype, self.is_train, **sopt)
@@ -321,7 +202,8 @@ class FusionDataset(_VideoQualityDataset):
 
     ``opt``: ``phase`` (train/test), ``anno_file`` (path; a list of ``{"filename", "label"}`` dicts; or null /
     absent to score every video directly in ``data_prefix``, unlabelled), ``data_prefix``, ``sample_types``,
-    optional ``num_threads`` (decoder threads, default 1). ``stype`` is the spatial sampling method.
+    optional ``num_threads`` (decoder threads, default 1) and ``decoder`` (``auto``, ``decord``, ``pyav``: see
+    :mod:`samavqa.decoders`). ``stype`` is the spatial sampling method.
     """
 
     @classmethod
@@ -352,7 +234,7 @@ class FineTuneDataset(_VideoQualityDataset):
     """A given list of videos (``[{"filename", "label"[, "fileid"]}]``, e.g. one split of a label file).
 
     ``opt`` is the ``train:`` or ``test:`` block of a finetune option file (``sample_types``, optional
-    ``num_threads``); ``is_train`` selects random (train) or centred (test) sampling.
+    ``num_threads``, ``decoder``); ``is_train`` selects random (train) or centred (test) sampling.
     """
 
     def __init__(self, video_infos: Sequence[Mapping[str, Any]], opt: Mapping[str, Any], stype: str = "fragments",

@@ -1,7 +1,16 @@
-"""Score videos with a trained SAMA model: ``python VQA/vqa.py -v VIDEO [-v VIDEO ...] | --dir DIR``.
+"""Score videos with a trained SAMA model: ``python VQA/vqa.py -v VIDEO [-v VIDEO ...] | --dir DIR | --list FILE``.
 
-One video prints its score; several (or ``--output``) give a CSV ``name,score,calibrated,error``, one row per
-video in the order given (``--dir``: the folder's video files, sorted, names relative to the folder).
+One video prints its score; several (or ``--output``) give a CSV ``name,score,calibrated,error,note``, one row per
+video in the order given (``--dir``: the folder's video files, sorted, names relative to the folder; with
+``--recursive`` its subfolders' too; ``--list FILE``: one path per line, relative to FILE's folder or absolute,
+``#`` comment lines). ``--per-clip`` adds a ``clip_scores`` column: each clip's raw score (the mean of its score
+map), space-separated in temporal order; ``score`` is their mean. Python: :func:`load_scorer`.
+
+**note** says what was done to an odd but usable video: one shorter than a clip is scored with its last frame
+repeated, and the note (also printed as a warning) says how many of the sampled frames are such copies. A still
+image given with ``-v`` is a usage error (exit 2). One file gets a progress bar over the frames being decoded.
+Decoding: ``--decoder auto|decord|pyav`` (:mod:`samavqa.decoders`); FFmpeg's and decord's own log lines are
+hidden unless ``--verbose``.
 
 **score** is the raw model output, exactly what ``demo_test.py`` writes as ``pred``: test-mode sampling with the
 options' test ``sample_types`` (the paper's: 4 temporal segments of 32 frames, every 2nd frame, each frame a 7x7
@@ -47,6 +56,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -58,6 +68,7 @@ from samacore.scoring import NoCheckpointError, ScoreRow
 from samacore.utils import pick_device
 
 from .datasets import VIDEO_EXTENSIONS, VideoReadError, _VideoQualityDataset
+from .decoders import DECODER_CHOICES, pick_frames, resolve_decoder, set_verbose, still_image_reason
 from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
 from .recipe import build_model, make_predict_fn
 from .sampling import SAMPLE_TYPES, canonical_sample_type
@@ -92,6 +103,8 @@ __all__ = [
     "load_scorer",
     "main",
     "scoring_options",
+    "short_video_note",
+    "video_frames",
     "write_csv",
 ]
 
@@ -127,6 +140,16 @@ def scoring_options(opt: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], 
 
     Finetune-style files (``data.test``) work too; otherwise the first data set with ``sample_types``.
     """
+    where, block = _scoring_block(opt)
+    st = block["sample_types"]
+    if not isinstance(st, Mapping) or not st:
+        raise OptionError(f"{where}.sample_types must map branch names to sampling options")
+    threads = block.get("num_threads", (opt.get("data") or {}).get("num_threads"))
+    return {k: dict(v or {}) for k, v in st.items()}, (int(threads) if threads else None)
+
+
+def _scoring_block(opt: Mapping[str, Any]) -> Tuple[str, Mapping[str, Any]]:
+    """``(where, block)``: the data set block whose test sampling scoring uses (see :func:`scoring_options`)."""
     data = opt.get("data") or {}
     if not isinstance(data, Mapping):
         raise OptionError("options.data must be a mapping")
@@ -140,32 +163,100 @@ def scoring_options(opt: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], 
     blocks.sort(key=lambda kv: 0 if kv[0].startswith("data.val") or kv[0] == "data.test" else 1)
     if not blocks:
         raise OptionError("the options have no data set with sample_types (e.g. data.val-*.args.sample_types)")
-    where, block = blocks[0]
-    st = block["sample_types"]
-    if not isinstance(st, Mapping) or not st:
-        raise OptionError(f"{where}.sample_types must map branch names to sampling options")
-    threads = block.get("num_threads", data.get("num_threads"))
-    return {k: dict(v or {}) for k, v in st.items()}, (int(threads) if threads else None)
+    return blocks[0]
 
 
 # ----------------------------------------------------------------------------------------------- scoring
-class _ScoreDataset(_VideoQualityDataset):
-    """Test-mode items of arbitrary video paths; missing files are per-item errors, not a construction error."""
+def short_video_note(frame_inds: Mapping[str, np.ndarray], sample_types: Mapping[str, Mapping[str, Any]]) -> str:
+    """What was done to a short video, whose clips were filled with copies of its last frame; "" otherwise.
 
-    def __init__(self, paths: Sequence[str], sample_types: Mapping[str, Any], stype: str, num_threads: int = 1):
+    Said when the video is shorter than one clip spans (``(clip_len - 1) * frame_interval + 1`` frames), or when
+    the copies are a quarter or more of the sampled frames (a video long enough for one clip but not for
+    ``num_clips`` segments: the later clips run past its end). A few copies at the end of the last clip go
+    unremarked.
+    """
+    for branch, inds in frame_inds.items():
+        inds = np.asarray(inds).reshape(-1)
+        clip_len, interval = int(sample_types[branch]["clip_len"]), int(sample_types[branch]["frame_interval"])
+        copies = sum(len(c) - len(np.unique(c)) for c in inds.reshape(-1, clip_len))
+        n = int(inds.max()) + 1  # the last frame is sampled whenever there are copies
+        if copies and n < (clip_len - 1) * interval + 1:  # the frames one clip spans
+            return (f"only {n} frame{'s' if n != 1 else ''}, fewer than one clip spans ({clip_len} frames, every "
+                    f"{interval}): {copies} of the {inds.size} sampled frames are copies of its last frame, so the "
+                    "score is not that of a real clip")
+        if copies >= inds.size / 4:
+            return (f"only {n} frames for {inds.size // clip_len} clips of {clip_len} frames (every {interval}): "
+                    f"{copies} of the {inds.size} sampled frames are copies of its last frame")
+    return ""
+
+
+class _ScoreDataset(_VideoQualityDataset):
+    """Test-mode items of arbitrary video paths; missing files are per-item errors, not a construction error.
+
+    Items carry ``index`` and ``note`` (:func:`short_video_note`); ``frame_progress``: a bar over the frames
+    being decoded (for one long file).
+    """
+
+    def __init__(self, paths: Sequence[str], sample_types: Mapping[str, Any], stype: str, num_threads: int = 1,
+                 decoder: str = "auto", frame_progress: bool = False):
         super().__init__()
-        self._setup({"sample_types": dict(sample_types), "num_threads": num_threads}, stype, False, "scoring")
+        self._setup({"sample_types": dict(sample_types), "num_threads": num_threads, "decoder": decoder}, stype,
+                    False, "scoring")
         self.video_infos = [dict(filename=str(p), fileid=str(p), label=math.nan) for p in paths]
+        self.frame_progress = frame_progress
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
-        item = super().__getitem__(index)
-        item["index"] = index
+        info = self.video_infos[index]
+        if self.frame_progress:
+            from tqdm.auto import tqdm
+
+            with tqdm(desc=f"decoding {os.path.basename(info['filename'])}", unit="frame", leave=False,
+                      dynamic_ncols=True) as bar:
+
+                def frames_done(done: int, total: int) -> None:
+                    if bar.total != total:
+                        bar.total = total
+                        bar.refresh()
+                    bar.update(done - bar.n)
+
+                videos, frame_inds = self.decode(info["filename"], frames_done)
+        else:
+            videos, frame_inds = self.decode(info["filename"])
+        return self.with_note(self.make_item(videos, frame_inds, info), index)
+
+    def with_note(self, item: Dict[str, Any], index: int) -> Dict[str, Any]:
+        item.update(index=index, note=short_video_note(item["frame_inds"], self.sample_types))
         return item
 
 
+def video_frames(x: Any, layout: Optional[str] = None) -> torch.Tensor:
+    """A decoded video as uint8 ``[T, H, W, 3]``: ``x`` is uint8 ``[T, H, W, 3]`` (``layout="THWC"``, as
+    :func:`samavqa.decoders.read_frames`, decord or ``torchvision.io.read_video`` give it) or ``[3, T, H, W]``
+    (``"CTHW"``); a tensor or a NumPy array. Without ``layout``: THWC when the last dimension is 3, else CTHW."""
+    t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.tensor(np.asarray(x))
+    if t.dtype != torch.uint8 or t.dim() != 4:
+        raise ValueError(f"a video tensor must be uint8 [T, H, W, 3] or [3, T, H, W] (0-255 RGB), got {t.dtype} "
+                         f"{list(t.shape)}")
+    layout = layout or ("THWC" if t.shape[-1] == 3 else "CTHW")
+    channels = {"THWC": t.shape[-1], "CTHW": t.shape[0]}.get(layout)
+    if channels != 3:
+        raise ValueError(f"a video tensor must be uint8 [T, H, W, 3] (layout THWC) or [3, T, H, W] (layout CTHW), "
+                         f"got {list(t.shape)} with layout {layout}")
+    t = t if layout == "THWC" else t.permute(1, 2, 3, 0)
+    if min(t.shape[:3]) < 1:
+        raise ValueError(f"an empty video tensor: {list(t.shape)}")
+    return t.cpu().contiguous()
+
+
 @dataclass
-class VideoScorer:
-    """A loaded model with its test sampling; :meth:`score_paths` scores video files."""
+class VideoScorer(scoring.ScoreCalls):
+    """A loaded model with its test sampling (:func:`load_scorer`).
+
+    ``scorer(x)`` scores ``x``: a video file (-> float), a list of files (-> list of floats) or a decoded video
+    tensor, uint8 ``[T, H, W, 3]`` or ``[3, T, H, W]`` (-> float; see :func:`video_frames`) -- a file's frames
+    (``samavqa.decoders.read_frames(path)``) score exactly as the file. ``scorer(x, calibrated=True)``: on the
+    training set's MOS scale. :meth:`score_paths` gives CSV rows instead (bad files as rows with an error).
+    """
 
     model: nn.Module
     stype: str
@@ -178,29 +269,61 @@ class VideoScorer:
     bf16: bool = False
     num_threads: int = 1
     notes: List[str] = field(default_factory=list)
+    decoder: str = "auto"
+    read_error = VideoReadError
 
-    def dataset(self, paths: Sequence[str]) -> _ScoreDataset:
-        return _ScoreDataset(paths, self.sample_types, self.stype, self.num_threads)
+    def dataset(self, paths: Sequence[str], frame_progress: bool = False) -> _ScoreDataset:
+        return _ScoreDataset(paths, self.sample_types, self.stype, self.num_threads, self.decoder, frame_progress)
 
-    def score_batch(self, batch: Mapping[str, Any]) -> List[float]:
-        """Raw scores of a collated batch of items, one model call per video (batch-size independent)."""
+    def score_batch(self, batch: Mapping[str, Any], per_clip: bool = False) -> List[scoring.Scored]:
+        """Raw scores of a collated batch of items, one model call per video (batch-size independent);
+        ``per_clip``: ``(score, [score of each clip])`` pairs, both from the same model call."""
         predict = make_predict_fn(list(self.model.branches))
-        out: List[float] = []
+        out: List[scoring.Scored] = []
         for i in range(len(batch["name"])):
             one = {k: (v[i:i + 1] if isinstance(v, torch.Tensor) else v) for k, v in batch.items() if k != "num_clips"}
             one["num_clips"] = {k: v[i:i + 1] for k, v in batch["num_clips"].items()}
             one["name"] = [batch["name"][i]]
+            kept = _KeepScoreMap(self.model)
             with engine.autocast(self.device, "bf16" if self.bf16 else None):
-                _, preds, _ = predict(self.model, one, self.device)
-            out.append(float(preds.float().reshape(-1)[0]))
+                _, preds, _ = predict(kept, one, self.device)
+            score = float(preds.float().reshape(-1)[0])
+            if per_clip:  # the map is [clips, 1, D, H, W]: each clip's mean, as the score is the mean of all
+                out.append((score, kept.scores.float().reshape(kept.scores.shape[0], -1).mean(1).tolist()))
+            else:
+                out.append(score)
         return out
 
     def score_paths(self, paths: Sequence[str], batch_size: int = 1, num_workers: int = 0,
-                    progress: bool = True) -> List[ScoreRow]:
-        """Score video files; a bad file gets a row with ``error`` set. Rows are in the order of ``paths``."""
+                    progress: bool = True, per_clip: bool = False) -> List[ScoreRow]:
+        """Score video files; a bad file gets a row with ``error`` set. Rows are in the order of ``paths``.
+        ``progress``: a bar over the files, or over the frames being decoded when there is one file."""
         self.model.eval()
-        return scoring.score_files(paths, self.dataset(paths), (VideoReadError,), self.score_batch, self.calibration,
+        return scoring.score_files(paths, self.dataset(paths, frame_progress=progress and len(paths) == 1),
+                                   (VideoReadError,), lambda b: self.score_batch(b, per_clip), self.calibration,
                                    batch_size, num_workers, progress)
+
+    def score_tensor(self, x: Any, layout: Optional[str] = None) -> Tuple[List[Tuple[float, str, str]], bool]:
+        """``([(raw score, note, "tensor")], False)`` of a decoded video (see :func:`video_frames`)."""
+        frames = video_frames(x, layout)
+        ds = self.dataset(["tensor"])
+        videos, frame_inds = pick_frames(frames.shape[0], ds.samplers, False, lambda idx: frames[idx])
+        item = ds.with_note(ds.make_item(videos, frame_inds, ds.video_infos[0]), 0)
+        self.model.eval()
+        with torch.inference_mode():
+            score = self.score_batch(torch.utils.data.default_collate([item]))[0]
+        return [(float(score), item["note"], "tensor")], False  # type: ignore[arg-type]
+
+
+class _KeepScoreMap:
+    """The model, keeping the score map of its last call (per-clip scores come from the call that made the score)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.scores = model, None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        self.scores = self.model(*args, **kwargs)
+        return self.scores
 
 
 def load_scorer(
@@ -211,12 +334,26 @@ def load_scorer(
     bf16: bool = False,
     search_roots: Optional[Sequence[str]] = None,
     trust_checkpoint: bool = False,
+    decoder: Optional[str] = None,
 ) -> VideoScorer:
-    """Resolve the checkpoint and options (see the module docstring) and load the model in eval mode.
+    """The documented Python API (also ``samavqa.load_scorer``): a :class:`VideoScorer` that scores video files,
+    lists of files and decoded video tensors. Resolves the checkpoint and options (see the module docstring)
+    and loads the model in eval mode::
 
-    ``options`` may be an option file or an already loaded mapping (same schema). ``trust_checkpoint``: full
-    unpickle of the checkpoint (``--trust-checkpoint``; :func:`samacore.checkpoint.load_checkpoint`).
+        import samavqa
+        scorer = samavqa.load_scorer("pretrained_weights/SAMA-baseline_val-ltest_s_dev_v0.0.pth")
+        scorer("a.mp4")                                   # -> raw score (float)
+        scorer(["a.mp4", "b.mkv"], calibrated=True)       # -> [calibrated scores]
+        scorer(samavqa.read_frames("a.mp4"))              # uint8 [T, H, W, 3] -> the score of the file
+
+    ``ckpt``: a checkpoint file (default: the released weights, else the newest one our trainer wrote);
+    ``options`` an option file or an already loaded mapping (same schema); ``stype`` overrides the sample type;
+    ``device`` ``cpu`` / ``cuda[:N]`` (default: CUDA when available); ``bf16`` autocast; ``trust_checkpoint``:
+    full unpickle of the checkpoint (``--trust-checkpoint``; :func:`samacore.checkpoint.load_checkpoint`);
+    ``decoder`` ``auto``, ``decord`` or ``pyav`` (default: the options' data set ``decoder``, else ``auto``).
     """
+    if decoder is not None:
+        resolve_decoder(decoder, "--decoder")  # before any work
     notes: List[str] = []
     roots = list(search_roots) if search_roots is not None else default_search_roots()
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(roots), notes)
@@ -235,6 +372,7 @@ def load_scorer(
         opt = load_vqa_options(opt_path) if opt_path else load_vqa_options(DEFAULT_OPTIONS)
         source = opt["_options_path"]
     sample_types, threads = scoring_options(opt)
+    decoder = resolve_decoder(decoder or _scoring_block(opt)[1].get("decoder") or "auto", "--decoder")
     try:
         st = canonical_sample_type(stype or opt.get("stype") or "sama")
     except ValueError as e:
@@ -242,7 +380,7 @@ def load_scorer(
     desc = ", ".join(f"{k}: {v.get('num_clips')} clips x {v.get('clip_len')} frames (interval "
                      f"{v.get('frame_interval')}), {v.get('fragments_h', 7)}x{v.get('fragments_w', 7)} grid of "
                      f"{v.get('fsize_h', 32)}x{v.get('fsize_w', 32)}" for k, v in sample_types.items())
-    notes.append(f"sampling: {st}; {desc} (from {source})")
+    notes.append(f"sampling: {st}; {desc} (from {source}); decoder: {decoder}")
 
     dev = pick_device(device)
     model = build_model(opt, dev)
@@ -254,28 +392,45 @@ def load_scorer(
     notes += [str(n) for n in getattr(report, "notes", [])]
     model.eval()
     cal, cal_note = scoring.calibration_for(info, "samavqa training", "videos")
-    return VideoScorer(model, st, sample_types, dev, path, fmt, cal, cal_note, bf16, int(threads or 1), notes)
+    return VideoScorer(model, st, sample_types, dev, path, fmt, cal, cal_note, bf16, int(threads or 1), notes,
+                       decoder)
 
 
 # ----------------------------------------------------------------------------------------------- CLI
-def list_video_files(folder: str) -> List[Tuple[str, str]]:
+def list_video_files(folder: str, recursive: bool = False) -> List[Tuple[str, str]]:
     """``(name relative to folder, path)`` of the video files in ``folder`` (by extension), sorted."""
-    return scoring.list_media(folder, VIDEO_EXTENSIONS, "video")
+    return scoring.list_media(folder, VIDEO_EXTENSIONS, "video", recursive)
 
 
 write_csv = scoring.write_score_csv
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return scoring.scoring_parser(
+    p = scoring.scoring_parser(
         "video", "-v", "Score videos with a SAMA VQA model (raw score and, when the checkpoint allows, the score "
                        "calibrated to its training set's MOS scale).",
         RELEASED_WEIGHTS, "VQA option file for model / test sampling / stype (default: the checkpoint's run options, "
                           "else VQA/options/fast-SAMA-test.yml)",
         dict(help=f"sample type: {', '.join(SAMPLE_TYPES)} (default: from the options)"),
         batch_size=1, batch_help="videos per loader batch (scores do not depend on it)")
+    p.add_argument("--decoder", choices=DECODER_CHOICES, help="video decoder (default: the options' data set "
+                                                              "decoder, else auto: decord where installed, else PyAV)")
+    p.add_argument("--per-clip", action="store_true",
+                   help=f"also give each clip's raw score: a CSV column {scoring.CLIP_COLUMN} (space-separated, in "
+                        "temporal order; the score is their mean), or after the score for one video")
+    return p
+
+
+def refuse_images(path: str) -> None:
+    """A still image named on the command line is a usage error (exit 2): say so before any work starts."""
+    reason = still_image_reason(path) if os.path.isfile(path) else None
+    if reason:
+        raise ValueError(f"-v {path}: {reason}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``VQA/vqa.py``; returns the exit status."""
-    return scoring.run_scoring(build_parser().parse_args(argv), load_scorer, VIDEO_EXTENSIONS, "video")
+    args = build_parser().parse_args(argv)
+    set_verbose(args.verbose)
+    return scoring.run_scoring(args, load_scorer, VIDEO_EXTENSIONS, "video", {"decoder": args.decoder},
+                               check_given=refuse_images)
