@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import Any, Iterable, List, Mapping, Sequence, Union
 
 import yaml
 
@@ -41,6 +41,19 @@ def resolve_path(path: str, bases: Sequence[str] = ()) -> str:
         if os.path.exists(c):
             return c
     return candidates[0]
+
+
+def option_file_dirs(tree_dir: str) -> List[str]:
+    """Where a tree's commands look for an option file after the working directory: the tree's folder (``-o
+    options/x.yml`` from the repository root), its ``options/`` folder (``-o x.yml``) and the repository root
+    (``-o IQA/options/x.yml`` from inside ``IQA/``, or from anywhere with a path relative to the repository)."""
+    return [tree_dir, os.path.join(tree_dir, "options"), REPO_ROOT]
+
+
+def option_file_help(tree: str) -> str:
+    """The ``-o`` / ``--options`` help of a tree's commands (``tree``: ``VQA`` or ``IQA``): the lookup order of
+    :func:`option_file_dirs`."""
+    return f"option file (looked up in the working directory, then {tree}/, {tree}/options/ and the repository root)"
 
 
 def load_options(path: str, search_dirs: Sequence[str] = ()) -> dict:

@@ -44,6 +44,7 @@ from samacore import engine, runs, trainer
 from samacore.checkpoint import CheckpointError, load_checkpoint
 from samacore.ema import unwrap
 from samacore.metrics import METRIC_NAMES, aggregate, evaluate, format_metrics, has_labels
+from samacore.options import option_file_help
 from samacore.resume import RunStopped, resume_path
 from samacore.robust import BadItemLog
 from samacore.runlog import RunLogger, get_logger
@@ -172,7 +173,7 @@ def _job(opt: Mapping[str, Any], model: nn.Module, train_loaders: Mapping[str, A
 
 def _setup(argv, command: str, default_opt: str, description: str):
     """Parse the command line, load and check the whole option file, set up determinism / torchrun / seeds."""
-    p = runs.command_parser(description, default_opt, "option file (looked up in the working directory, then VQA/)",
+    p = runs.command_parser(description, default_opt, option_file_help("VQA"),
                             command == "test",
                             "predictions CSV (name,pred,gt[,set],error); default runs/{name}/predictions.csv")
     args = p.parse_args(argv)
