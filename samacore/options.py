@@ -59,14 +59,24 @@ def option_file_help(tree: str) -> str:
 def load_options(path: str, search_dirs: Sequence[str] = ()) -> dict:
     """Read a YAML option file, looking for ``path`` in the working directory, then in ``search_dirs``."""
     resolved = resolve_path(path, search_dirs)
+    if os.path.isdir(resolved):
+        raise OptionError(f"option file {path!r} is a folder ({resolved}): give a YAML file")
     if not os.path.isfile(resolved):
+        if os.path.isabs(os.path.expanduser(str(path))):
+            raise OptionError(f"option file {path!r} not found")
         where = ", ".join([os.getcwd()] + [os.path.abspath(d) for d in search_dirs])
         raise OptionError(f"option file {path!r} not found (looked in: {where})")
-    with open(resolved, "r") as f:
+    with open(resolved, "r", encoding="utf-8") as f:
         try:
             opt = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise OptionError(f"option file {resolved} is not valid YAML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise OptionError(f"option file {resolved} is not a UTF-8 text file ({e.reason} at byte {e.start}): "
+                              "give a YAML file") from None
+        except yaml.YAMLError as e:  # PyYAML's message spans lines: the problem and where, in one line
+            mark = getattr(e, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            problem = " ".join(str(getattr(e, "problem", None) or e).split())
+            raise OptionError(f"option file {resolved} is not valid YAML{where}: {problem}") from None
     if not isinstance(opt, dict):
         raise OptionError(f"option file {resolved} must hold a mapping of options, got {type(opt).__name__}")
     opt["_options_path"] = resolved

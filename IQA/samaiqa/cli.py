@@ -390,3 +390,17 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 __all__ = ["test_main", "train_main", "train_split"]
+
+
+# ----------------------------------------------------------------------------------------------- console commands
+# pyproject [project.scripts] and the scripts IQA/demo_*.py call these: one function per command, so the console
+# command and its script take the same arguments and end a problem the user can fix in one line (exit status 2).
+def train_command() -> None:
+    """``sama-train-iqa`` and ``IQA/demo_train_iqa_baseline.py``: :func:`train_main` through
+    :func:`samacore.runs.run_command`."""
+    runs.run_command(train_main)
+
+
+def test_command() -> None:
+    """``sama-test-iqa`` and ``IQA/demo_test_iqa.py``: :func:`test_main` through :func:`samacore.runs.run_command`."""
+    runs.run_command(test_main)

@@ -386,3 +386,22 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         lines.append(f"{len(bad.reasons)} unreadable video(s); list in {bad.skip_file}")
     _finish(run_logger, summary, lines)
     return summary
+
+
+# ----------------------------------------------------------------------------------------------- console commands
+# pyproject [project.scripts] and the scripts VQA/demo_*.py call these: one function per command, so the console
+# command and its script take the same arguments and end a problem the user can fix in one line (exit status 2).
+def train_command() -> None:
+    """``sama-train-vqa`` and ``VQA/demo_train.py``: :func:`train_main` through :func:`samacore.runs.run_command`."""
+    runs.run_command(train_main)
+
+
+def finetune_command() -> None:
+    """``sama-finetune-vqa`` and ``VQA/demo_finetune.py``: :func:`finetune_main` through
+    :func:`samacore.runs.run_command`."""
+    runs.run_command(finetune_main)
+
+
+def test_command() -> None:
+    """``sama-test-vqa`` and ``VQA/demo_test.py``: :func:`test_main` through :func:`samacore.runs.run_command`."""
+    runs.run_command(test_main)

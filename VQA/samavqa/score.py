@@ -356,6 +356,12 @@ def load_scorer(
         resolve_decoder(decoder, "--decoder")  # before any work
     notes: List[str] = []
     roots = list(search_roots) if search_roots is not None else default_search_roots()
+    # a given option file is checked as a whole before the checkpoint is read
+    given = None
+    if isinstance(options, Mapping):
+        given = check_vqa_options(copy.deepcopy(dict(options)))
+    elif options:
+        given = load_vqa_options(options)
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(roots), notes)
     obj = load_checkpoint(path, trust=trust_checkpoint)
     fmt = detect_format_of(obj, path)
@@ -364,13 +370,11 @@ def load_scorer(
                               "head, so it cannot score videos: pass a trained SAMA / FAST-VQA model")
     info = {k: v for k, v in obj.items() if k != "state_dict"} if isinstance(obj, Mapping) and fmt == "vqa_release" else {}
 
-    if isinstance(options, Mapping):
-        opt, source = check_vqa_options(copy.deepcopy(dict(options))), "the given options"
+    if given is not None:
+        opt = given
     else:
-        opt_path = options or _run_options_for(path, roots)
-        source = opt_path or DEFAULT_OPTIONS
-        opt = load_vqa_options(opt_path) if opt_path else load_vqa_options(DEFAULT_OPTIONS)
-        source = opt["_options_path"]
+        opt = load_vqa_options(_run_options_for(path, roots) or DEFAULT_OPTIONS)
+    source = opt.get("_options_path", "the given options")
     sample_types, threads = scoring_options(opt)
     decoder = resolve_decoder(decoder or _scoring_block(opt)[1].get("decoder") or "auto", "--decoder")
     try:
