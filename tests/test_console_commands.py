@@ -102,7 +102,7 @@ def test_help_of_each_command_is_its_functions_help(ran, monkeypatch, capsys):
         assert r.stdout == capsys.readouterr().out  # the same parser: same arguments, same defaults
         assert r.stdout.startswith(f"usage: {name} [-h]")
     vqa, train = results[0].stdout, results[2].stdout
-    assert "-v VIDEO" in vqa
+    assert "-m NAME, --model NAME" in vqa and "--list-models" in vqa and "-v VIDEO" in vqa
     assert "-o OPT, --opt OPT" in train and "looked up in the working directory, then VQA/" in " ".join(train.split())
 
 

@@ -55,6 +55,7 @@ from . import datasets as vqa_datasets
 from .datasets import skipping_loader
 from .labels import read_label_file
 from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
+from .presets import missing_checkpoint
 from .recipe import build_model, make_predict_fn, make_step_fn, schedule
 from .schema import load_vqa_options, option_path
 
@@ -178,6 +179,8 @@ def _setup(argv, command: str, default_opt: str, description: str):
                             "predictions CSV (name,pred,gt[,set],error); default runs/{name}/predictions.csv")
     args = p.parse_args(argv)
     opt = load_vqa_options(args.opt, command)
+    if opt.get("load_path") and not os.path.isfile(option_path(opt["load_path"])):  # said before any work
+        raise missing_checkpoint(option_path(opt["load_path"]), " (load_path)")
     device = runs.apply_command_line(opt, args, log)
     seed_everything(int(opt.get("seed", 42)) + D.rank())
     log.info("options %s, device %s, sampling %s%s%s", opt["_options_path"], device, opt["stype"],
