@@ -48,8 +48,9 @@ score:
 demo: train score
 	@echo ">> checkpoint: $(CKPT); per-epoch metrics: runs/$(RUN_NAME)/metrics.csv; test predictions: runs/$(RUN_NAME)/test_predictions.csv"
 
+# -rs prints why each skipped test was skipped (no CUDA device, CI-only C-kernel check, no decord wheel, ...)
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 clean-data:
 	rm -rf data/examplar

@@ -1,4 +1,5 @@
-"""Score images with a SAMA IQA model: `python IQA/iqa.py -i IMAGE ... | --dir DIR | --list FILE` (see samaiqa.score)."""
+"""Score images with a SAMA IQA model: `python IQA/iqa.py -i IMAGE ... | --dir DIR | --list FILE` (the same as the
+console command `sama-iqa`; see samaiqa.score)."""
 import os
 import sys
 

@@ -1,4 +1,5 @@
-"""SAMA VQA test: `python VQA/demo_test.py -o OPTIONS.yml` (see samavqa.cli.test_main)."""
+"""SAMA VQA test: `python VQA/demo_test.py -o OPTIONS.yml` or `sama-test-vqa -o OPTIONS.yml`
+(see samavqa.cli.test_main)."""
 import os
 import sys
 
@@ -7,8 +8,7 @@ sys.path[:0] = [os.path.dirname(_here), _here]  # the repo's packages, also when
 
 import torch  # noqa: E402,F401  (torch before decord: the other order can hang)
 
-from samacore.runs import run_command  # noqa: E402
-from samavqa.cli import test_main  # noqa: E402
+from samavqa.cli import test_command  # noqa: E402
 
 if __name__ == "__main__":
-    run_command(test_main)
+    test_command()

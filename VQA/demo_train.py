@@ -1,4 +1,5 @@
-"""SAMA VQA train: `python VQA/demo_train.py -o OPTIONS.yml` (see samavqa.cli.train_main)."""
+"""SAMA VQA train: `python VQA/demo_train.py -o OPTIONS.yml` or `sama-train-vqa -o OPTIONS.yml`
+(see samavqa.cli.train_main)."""
 import os
 import sys
 
@@ -7,8 +8,7 @@ sys.path[:0] = [os.path.dirname(_here), _here]  # the repo's packages, also when
 
 import torch  # noqa: E402,F401  (torch before decord: the other order can hang)
 
-from samacore.runs import run_command  # noqa: E402
-from samavqa.cli import train_main  # noqa: E402
+from samavqa.cli import train_command  # noqa: E402
 
 if __name__ == "__main__":
-    run_command(train_main)
+    train_command()

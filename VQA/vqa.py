@@ -1,4 +1,5 @@
-"""Score videos with a trained SAMA model: `python VQA/vqa.py -v VIDEO [-v VIDEO ...] | --dir DIR | --list FILE`.
+"""Score videos with a trained SAMA model: `python VQA/vqa.py -v VIDEO [-v VIDEO ...] | --dir DIR | --list FILE`
+(the same as the console command `sama-vqa`).
 
 One video prints its score; several write `name,score,calibrated,error,note` CSV rows (--output FILE, default stdout).
 See samavqa.score for the checkpoint / options lookup and the calibration rule.

@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import Any, Iterable, List, Mapping, Sequence, Union
 
 import yaml
 
@@ -43,17 +43,40 @@ def resolve_path(path: str, bases: Sequence[str] = ()) -> str:
     return candidates[0]
 
 
+def option_file_dirs(tree_dir: str) -> List[str]:
+    """Where a tree's commands look for an option file after the working directory: the tree's folder (``-o
+    options/x.yml`` from the repository root), its ``options/`` folder (``-o x.yml``) and the repository root
+    (``-o IQA/options/x.yml`` from inside ``IQA/``, or from anywhere with a path relative to the repository)."""
+    return [tree_dir, os.path.join(tree_dir, "options"), REPO_ROOT]
+
+
+def option_file_help(tree: str) -> str:
+    """The ``-o`` / ``--options`` help of a tree's commands (``tree``: ``VQA`` or ``IQA``): the lookup order of
+    :func:`option_file_dirs`."""
+    return f"option file (looked up in the working directory, then {tree}/, {tree}/options/ and the repository root)"
+
+
 def load_options(path: str, search_dirs: Sequence[str] = ()) -> dict:
     """Read a YAML option file, looking for ``path`` in the working directory, then in ``search_dirs``."""
     resolved = resolve_path(path, search_dirs)
+    if os.path.isdir(resolved):
+        raise OptionError(f"option file {path!r} is a folder ({resolved}): give a YAML file")
     if not os.path.isfile(resolved):
+        if os.path.isabs(os.path.expanduser(str(path))):
+            raise OptionError(f"option file {path!r} not found")
         where = ", ".join([os.getcwd()] + [os.path.abspath(d) for d in search_dirs])
         raise OptionError(f"option file {path!r} not found (looked in: {where})")
-    with open(resolved, "r") as f:
+    with open(resolved, "r", encoding="utf-8") as f:
         try:
             opt = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise OptionError(f"option file {resolved} is not valid YAML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise OptionError(f"option file {resolved} is not a UTF-8 text file ({e.reason} at byte {e.start}): "
+                              "give a YAML file") from None
+        except yaml.YAMLError as e:  # PyYAML's message spans lines: the problem and where, in one line
+            mark = getattr(e, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            problem = " ".join(str(getattr(e, "problem", None) or e).split())
+            raise OptionError(f"option file {resolved} is not valid YAML{where}: {problem}") from None
     if not isinstance(opt, dict):
         raise OptionError(f"option file {resolved} must hold a mapping of options, got {type(opt).__name__}")
     opt["_options_path"] = resolved

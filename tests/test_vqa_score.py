@@ -119,7 +119,7 @@ def test_default_checkpoint_lookup(tmp_path, setup):
     with pytest.raises(S.NoCheckpointError) as e:
         S.find_default_checkpoint([str(tmp_path)])
     msg = str(e.value)
-    assert S.RELEASED_NAME in msg and "make demo" in msg and "--ckpt" in msg
+    assert S.RELEASED.weights in msg and "make demo" in msg and "--ckpt" in msg
     # our trainer's files: the best-epoch file wins over newer per-epoch files
     (tmp_path / "pretrained_weights").mkdir()
     best = tmp_path / "pretrained_weights" / "tiny_val_s_dev_v0.0.pth"

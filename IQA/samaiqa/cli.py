@@ -1,8 +1,8 @@
 """Command-line entry points: ``train_main`` (the 10-split IQA protocol) and ``test_main`` (score a label list).
 
 Option files keep the original ``fast-sama-iqa.yml`` schema; see ``IQA/options/fast-sama-iqa.yml``. The option
-file is looked up in the working directory, then in ``IQA/``; relative paths inside it are resolved against the
-working directory, then the repository root.
+file is looked up in the working directory, then in ``IQA/``, ``IQA/options/`` and the repository root; relative
+paths inside it are resolved against the working directory, then the repository root.
 
 Training protocol (SAMA IQA, run by the shared loop :mod:`samacore.trainer`): seed 44442 once at start; split
 ``s`` shuffles with ``random.Random(s * 123)`` and trains on 80% (:mod:`samacore.splits`; with
@@ -48,6 +48,7 @@ from samacore import distributed as D
 from samacore import engine, loaders, runs, trainer
 from samacore.checkpoint import CheckpointError
 from samacore.metrics import METRIC_NAMES, aggregate, evaluate, format_metrics, has_labels
+from samacore.options import option_file_help
 from samacore.resume import restore_log_rows, resume_path
 from samacore.robust import BadItemLog, SkipBadItems, SkipCollate, SkippingLoader, TooManyBadItems
 from samacore.runlog import RunLogger, get_logger
@@ -117,7 +118,7 @@ def report_missing(labels: LabelSet, bad_log: BadItemLog) -> None:
 def _setup(argv: Optional[Sequence[str]], description: str, test: bool):
     """Parse the command line, read the options, set up determinism / torchrun; returns ``(args, opt, device,
     progress)``."""
-    p = runs.command_parser(description, DEFAULT_OPTIONS, "option file (looked up in the working directory, then IQA/)",
+    p = runs.command_parser(description, DEFAULT_OPTIONS, option_file_help("IQA"),
                             test, "predictions CSV (name,pred,gt,error); default runs/{name}/predictions.csv")
     args = p.parse_args(argv)
     opt = load_iqa_options(args.opt, train=not test)
@@ -389,3 +390,17 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 __all__ = ["test_main", "train_main", "train_split"]
+
+
+# ----------------------------------------------------------------------------------------------- console commands
+# pyproject [project.scripts] and the scripts IQA/demo_*.py call these: one function per command, so the console
+# command and its script take the same arguments and end a problem the user can fix in one line (exit status 2).
+def train_command() -> None:
+    """``sama-train-iqa`` and ``IQA/demo_train_iqa_baseline.py``: :func:`train_main` through
+    :func:`samacore.runs.run_command`."""
+    runs.run_command(train_main)
+
+
+def test_command() -> None:
+    """``sama-test-iqa`` and ``IQA/demo_test_iqa.py``: :func:`test_main` through :func:`samacore.runs.run_command`."""
+    runs.run_command(test_main)

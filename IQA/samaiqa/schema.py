@@ -3,8 +3,9 @@
 Option files keep the original ``fast-sama-iqa.yml`` schema; our keys are optional. Every IQA entry point
 (training, test, ``iqa.py --options``, the visualiser) loads its file here, so a bad key anywhere gives the same
 one-line :class:`~samacore.options.OptionError` (key path, what is allowed, a near miss) before any work starts.
-The option file is looked up in the working directory, then in ``IQA/``; relative paths inside it are resolved
-against the working directory, then the repository root.
+The option file is looked up in the working directory, then in ``IQA/``, ``IQA/options/`` and the repository root
+(:func:`samacore.options.option_file_dirs`); relative paths inside it are resolved against the working directory,
+then the repository root.
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from typing import Any, Dict, Mapping, Optional
 import timm
 
 from samacore import runs
-from samacore.options import OptionError, check_keys, choice, load_options, load_plugins, resolve_path, suggest, typed
+from samacore.options import (
+    OptionError, check_keys, choice, load_options, load_plugins, option_file_dirs, resolve_path, suggest, typed,
+)
 
 from .datasets import sampling_args
 from .model import BACKBONE_ALIASES, DEFAULT_BACKBONE
@@ -109,7 +112,7 @@ def _check_model(model: Any) -> None:
 
 
 def _read(path: str, command: str) -> Dict[str, Any]:
-    opt = load_options(path, search_dirs=[IQA_DIR])
+    opt = load_options(path, search_dirs=option_file_dirs(IQA_DIR))
     check_options(opt, command)
     opt.setdefault("name", os.path.splitext(os.path.basename(opt["_options_path"]))[0])
     opt.setdefault("stype", "sama")

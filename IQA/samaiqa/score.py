@@ -245,6 +245,7 @@ def load_scorer(
     grid).
     """
     notes: List[str] = []
+    given = read_scoring_options(options) if options is not None else None  # checked before the checkpoint is read
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(search_roots), notes)
     obj = load_checkpoint(path, trust=trust_checkpoint)
     try:
@@ -256,9 +257,8 @@ def load_scorer(
                               "score images: train a model first (IQA/demo_train_iqa_baseline.py)")
     info = {k: v for k, v in obj.items() if k not in ("state_dict", "model")} if isinstance(obj, Mapping) else {}
 
-    if options is not None:
-        opt = read_scoring_options(options)
-        source = opt["_options_path"]
+    if given is not None:
+        opt, source = given, given["_options_path"]
     elif isinstance(info.get("data"), Mapping) and info.get("stype"):
         opt = {"data": dict(info["data"]), "stype": info["stype"]}
         source = "the checkpoint"

@@ -44,6 +44,7 @@ from samacore import engine, runs, trainer
 from samacore.checkpoint import CheckpointError, load_checkpoint
 from samacore.ema import unwrap
 from samacore.metrics import METRIC_NAMES, aggregate, evaluate, format_metrics, has_labels
+from samacore.options import option_file_help
 from samacore.resume import RunStopped, resume_path
 from samacore.robust import BadItemLog
 from samacore.runlog import RunLogger, get_logger
@@ -54,6 +55,7 @@ from . import datasets as vqa_datasets
 from .datasets import skipping_loader
 from .labels import read_label_file
 from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
+from .presets import missing_checkpoint
 from .recipe import build_model, make_predict_fn, make_step_fn, schedule
 from .schema import load_vqa_options, option_path
 
@@ -172,11 +174,13 @@ def _job(opt: Mapping[str, Any], model: nn.Module, train_loaders: Mapping[str, A
 
 def _setup(argv, command: str, default_opt: str, description: str):
     """Parse the command line, load and check the whole option file, set up determinism / torchrun / seeds."""
-    p = runs.command_parser(description, default_opt, "option file (looked up in the working directory, then VQA/)",
+    p = runs.command_parser(description, default_opt, option_file_help("VQA"),
                             command == "test",
                             "predictions CSV (name,pred,gt[,set],error); default runs/{name}/predictions.csv")
     args = p.parse_args(argv)
     opt = load_vqa_options(args.opt, command)
+    if opt.get("load_path") and not os.path.isfile(option_path(opt["load_path"])):  # said before any work
+        raise missing_checkpoint(option_path(opt["load_path"]), " (load_path)")
     device = runs.apply_command_line(opt, args, log)
     seed_everything(int(opt.get("seed", 42)) + D.rank())
     log.info("options %s, device %s, sampling %s%s%s", opt["_options_path"], device, opt["stype"],
@@ -385,3 +389,22 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         lines.append(f"{len(bad.reasons)} unreadable video(s); list in {bad.skip_file}")
     _finish(run_logger, summary, lines)
     return summary
+
+
+# ----------------------------------------------------------------------------------------------- console commands
+# pyproject [project.scripts] and the scripts VQA/demo_*.py call these: one function per command, so the console
+# command and its script take the same arguments and end a problem the user can fix in one line (exit status 2).
+def train_command() -> None:
+    """``sama-train-vqa`` and ``VQA/demo_train.py``: :func:`train_main` through :func:`samacore.runs.run_command`."""
+    runs.run_command(train_main)
+
+
+def finetune_command() -> None:
+    """``sama-finetune-vqa`` and ``VQA/demo_finetune.py``: :func:`finetune_main` through
+    :func:`samacore.runs.run_command`."""
+    runs.run_command(finetune_main)
+
+
+def test_command() -> None:
+    """``sama-test-vqa`` and ``VQA/demo_test.py``: :func:`test_main` through :func:`samacore.runs.run_command`."""
+    runs.run_command(test_main)

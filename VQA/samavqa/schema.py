@@ -17,7 +17,9 @@ import os
 from typing import Any, Dict, Mapping, Optional
 
 from samacore import runs
-from samacore.options import REPO_ROOT, OptionError, check_keys, choice, load_options, load_plugins, resolve_path
+from samacore.options import (
+    REPO_ROOT, OptionError, check_keys, choice, load_options, load_plugins, option_file_dirs, resolve_path,
+)
 
 from .datasets import DATASETS, FineTuneDataset
 from .models import DiViDeAddEvaluator
@@ -51,9 +53,10 @@ def option_path(p: Optional[str]) -> Optional[str]:
 
 
 def load_vqa_options(path: str, command: Optional[str] = None) -> dict:
-    """Read an option file (looked up in the working directory, then ``VQA/``, then ``VQA/options/``) and check
-    all of it (:func:`check_vqa_options`); ``name`` defaults to the file's name."""
-    opt = load_options(path, search_dirs=[VQA_DIR, os.path.join(VQA_DIR, "options")])
+    """Read an option file (looked up in the working directory, then ``VQA/``, ``VQA/options/`` and the repository
+    root: :func:`samacore.options.option_file_dirs`) and check all of it (:func:`check_vqa_options`); ``name``
+    defaults to the file's name."""
+    opt = load_options(path, search_dirs=option_file_dirs(VQA_DIR))
     check_vqa_options(opt, command)
     if "name" not in opt:
         opt["name"] = os.path.splitext(os.path.basename(opt["_options_path"]))[0]

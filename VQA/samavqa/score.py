@@ -35,6 +35,11 @@ Checkpoint (``--ckpt``; without it, the first of):
 
 These are looked up in the working directory and in the repository root.
 
+``-m NAME`` picks a released model by name (:mod:`samavqa.presets`: ``SAMA`` and FAST-VQA's ``FAST-VQA``,
+``FAST-VQA-M``, ``FasterVQA``, ``FasterVQA-MS``, ``FasterVQA-MT``): its option file in ``VQA/options/`` and its
+weight file in ``pretrained_weights/``, each unless ``--options`` / ``--ckpt`` is given; a missing weight file is
+one line saying where to download it. ``--list-models`` lists them and whether their weights are there.
+
 Model and sampling: ``--options`` FILE (its ``model`` block, ``stype``, and the ``sample_types`` of its first
 ``val*`` data set); else the ``options.yml`` of the run that wrote the checkpoint (``runs/{name}/``, found by the
 checkpoint's file name); else ``VQA/options/fast-SAMA-test.yml``. ``--stype`` overrides the sample type.
@@ -53,6 +58,7 @@ import copy
 import glob
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -70,27 +76,27 @@ from samacore.utils import pick_device
 from .datasets import VIDEO_EXTENSIONS, VideoReadError, _VideoQualityDataset
 from .decoders import DECODER_CHOICES, pick_frames, resolve_decoder, set_verbose, still_image_reason
 from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
+from .presets import PRESETS, WEIGHT_FOLDERS, list_presets, missing_checkpoint, resolve_preset
 from .recipe import build_model, make_predict_fn
 from .sampling import SAMPLE_TYPES, canonical_sample_type
 from .schema import check_vqa_options, load_vqa_options
 
 VQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_ROOT = os.path.dirname(VQA_DIR)
-DEFAULT_OPTIONS = os.path.join(VQA_DIR, "options", "fast-SAMA-test.yml")
-RELEASED_NAME = "SAMA-baseline_val-ltest_s_dev_v0.0.pth"
-RELEASED_WEIGHTS = os.path.join("pretrained_weights", RELEASED_NAME)
-RELEASE_URL = "https://drive.google.com/drive/folders/1adB3aB8gBMx7c38tEfgls-i6QNZJI8nF"
+RELEASED = PRESETS.get("SAMA")  # the default model: the SAMA authors' LSVQ release (samavqa.presets)
+DEFAULT_OPTIONS = RELEASED.options_path
+RELEASED_WEIGHTS = os.path.join("pretrained_weights", RELEASED.weights)
 OWN_CHECKPOINT_GLOBS = ("*_s_dev_v0.0.pth", "*_Epoch_*.pth")  # in order of preference
 DEFAULT_CHECKPOINT = scoring.CheckpointSearch(
     what="VQA",
-    released=(RELEASED_WEIGHTS, os.path.join("VQA", RELEASED_WEIGHTS)),
+    released=tuple(os.path.join(folder, RELEASED.weights) for folder in WEIGHT_FOLDERS),
     released_why="the released SAMA LSVQ model",
     patterns=OWN_CHECKPOINT_GLOBS,
     trainer="samavqa training",
     looked_for=f"{RELEASED_WEIGHTS} (the released SAMA model) and for runs/**/{OWN_CHECKPOINT_GLOBS[0]}, "
                f"pretrained_weights/**/{OWN_CHECKPOINT_GLOBS[0]} (or {OWN_CHECKPOINT_GLOBS[1]}, written by our trainer)",
-    what_to_do=f"Either download {RELEASED_NAME} from the SAMA authors ({RELEASE_URL}) into pretrained_weights/, or "
-               "train a model on the bundled examplar videos (`make demo`), or pass --ckpt FILE.",
+    what_to_do=f"Either {RELEASED.download_hint()}, or train a model on the bundled examplar videos (`make demo`), "
+               "or pass --ckpt FILE (-m / --list-models: the other released models).",
 )
 
 __all__ = [
@@ -335,6 +341,7 @@ def load_scorer(
     search_roots: Optional[Sequence[str]] = None,
     trust_checkpoint: bool = False,
     decoder: Optional[str] = None,
+    model: Optional[str] = None,
 ) -> VideoScorer:
     """The documented Python API (also ``samavqa.load_scorer``): a :class:`VideoScorer` that scores video files,
     lists of files and decoded video tensors. Resolves the checkpoint and options (see the module docstring)
@@ -342,6 +349,7 @@ def load_scorer(
 
         import samavqa
         scorer = samavqa.load_scorer("pretrained_weights/SAMA-baseline_val-ltest_s_dev_v0.0.pth")
+        scorer = samavqa.load_scorer(model="FasterVQA")   # a released model by name (samavqa.presets)
         scorer("a.mp4")                                   # -> raw score (float)
         scorer(["a.mp4", "b.mkv"], calibrated=True)       # -> [calibrated scores]
         scorer(samavqa.read_frames("a.mp4"))              # uint8 [T, H, W, 3] -> the score of the file
@@ -350,12 +358,25 @@ def load_scorer(
     ``options`` an option file or an already loaded mapping (same schema); ``stype`` overrides the sample type;
     ``device`` ``cpu`` / ``cuda[:N]`` (default: CUDA when available); ``bf16`` autocast; ``trust_checkpoint``:
     full unpickle of the checkpoint (``--trust-checkpoint``; :func:`samacore.checkpoint.load_checkpoint`);
-    ``decoder`` ``auto``, ``decord`` or ``pyav`` (default: the options' data set ``decoder``, else ``auto``).
+    ``decoder`` ``auto``, ``decord`` or ``pyav`` (default: the options' data set ``decoder``, else ``auto``);
+    ``model`` a released model by name (:data:`samavqa.presets.PRESETS`: its option file and weight file, each
+    unless ``options`` / ``ckpt`` is given).
     """
     if decoder is not None:
         resolve_decoder(decoder, "--decoder")  # before any work
     notes: List[str] = []
     roots = list(search_roots) if search_roots is not None else default_search_roots()
+    if model is not None:
+        preset, ckpt, options = resolve_preset(model, ckpt, options, roots)
+        notes.append(f"model {preset.name}: {preset.description}")
+    if ckpt is not None and not os.path.isfile(os.path.expanduser(ckpt)):
+        raise missing_checkpoint(ckpt)  # (for a released model's file: where to download it)
+    # a given option file is checked as a whole before the checkpoint is read
+    given = None
+    if isinstance(options, Mapping):
+        given = check_vqa_options(copy.deepcopy(dict(options)))
+    elif options:
+        given = load_vqa_options(options)
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(roots), notes)
     obj = load_checkpoint(path, trust=trust_checkpoint)
     fmt = detect_format_of(obj, path)
@@ -364,13 +385,11 @@ def load_scorer(
                               "head, so it cannot score videos: pass a trained SAMA / FAST-VQA model")
     info = {k: v for k, v in obj.items() if k != "state_dict"} if isinstance(obj, Mapping) and fmt == "vqa_release" else {}
 
-    if isinstance(options, Mapping):
-        opt, source = check_vqa_options(copy.deepcopy(dict(options))), "the given options"
+    if given is not None:
+        opt = given
     else:
-        opt_path = options or _run_options_for(path, roots)
-        source = opt_path or DEFAULT_OPTIONS
-        opt = load_vqa_options(opt_path) if opt_path else load_vqa_options(DEFAULT_OPTIONS)
-        source = opt["_options_path"]
+        opt = load_vqa_options(_run_options_for(path, roots) or DEFAULT_OPTIONS)
+    source = opt.get("_options_path", "the given options")
     sample_types, threads = scoring_options(opt)
     decoder = resolve_decoder(decoder or _scoring_block(opt)[1].get("decoder") or "auto", "--decoder")
     try:
@@ -383,16 +402,16 @@ def load_scorer(
     notes.append(f"sampling: {st}; {desc} (from {source}); decoder: {decoder}")
 
     dev = pick_device(device)
-    model = build_model(opt, dev)
-    missing = [k for k in sample_types if k.split("_")[0] not in model.branches]
+    net = build_model(opt, dev)
+    missing = [k for k in sample_types if k.split("_")[0] not in net.branches]
     if missing:
         raise OptionError(f"sample_types {', '.join(missing)} have no model branch; the model has "
-                          f"{', '.join(model.branches)}")
-    report = load_vqa_weights(model, obj)
+                          f"{', '.join(net.branches)}")
+    report = load_vqa_weights(net, obj)
     notes += [str(n) for n in getattr(report, "notes", [])]
-    model.eval()
+    net.eval()
     cal, cal_note = scoring.calibration_for(info, "samavqa training", "videos")
-    return VideoScorer(model, st, sample_types, dev, path, fmt, cal, cal_note, bf16, int(threads or 1), notes,
+    return VideoScorer(net, st, sample_types, dev, path, fmt, cal, cal_note, bf16, int(threads or 1), notes,
                        decoder)
 
 
@@ -405,6 +424,17 @@ def list_video_files(folder: str, recursive: bool = False) -> List[Tuple[str, st
 write_csv = scoring.write_score_csv
 
 
+class _ListModels(argparse.Action):
+    """``--list-models``: print the released models (:func:`samavqa.presets.list_presets`) and exit, as ``--help``."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        list_presets(default_search_roots(), sys.stdout)
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = scoring.scoring_parser(
         "video", "-v", "Score videos with a SAMA VQA model (raw score and, when the checkpoint allows, the score "
@@ -413,6 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "else VQA/options/fast-SAMA-test.yml)",
         dict(help=f"sample type: {', '.join(SAMPLE_TYPES)} (default: from the options)"),
         batch_size=1, batch_help="videos per loader batch (scores do not depend on it)")
+    p.add_argument("-m", "--model", choices=PRESETS.names(), metavar="NAME",
+                   help=f"a released model by name: {', '.join(PRESETS)}; it chooses the option file and the weight "
+                        "file in pretrained_weights/ (--options / --ckpt override them; --list-models shows them "
+                        "and whether the weights are there)")
+    p.add_argument("--list-models", action=_ListModels,
+                   help="list the released models (-m), their files and where to download missing weights, and exit")
     p.add_argument("--decoder", choices=DECODER_CHOICES, help="video decoder (default: the options' data set "
                                                               "decoder, else auto: decord where installed, else PyAV)")
     p.add_argument("--per-clip", action="store_true",
@@ -432,5 +468,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``VQA/vqa.py``; returns the exit status."""
     args = build_parser().parse_args(argv)
     set_verbose(args.verbose)
-    return scoring.run_scoring(args, load_scorer, VIDEO_EXTENSIONS, "video", {"decoder": args.decoder},
-                               check_given=refuse_images)
+    return scoring.run_scoring(args, load_scorer, VIDEO_EXTENSIONS, "video",
+                               {"decoder": args.decoder, "model": args.model}, check_given=refuse_images)
