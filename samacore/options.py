@@ -163,7 +163,7 @@ def typed(mapping: Mapping[str, Any], key: str, kind: Union[type, tuple], where:
 COMMON_TYPES: dict = {
     "name": (str, None), "stype": (str, None),
     "num_epochs": (int, 0), "l_num_epochs": (int, 0), "warmup_epochs": (float, 0), "constant_epochs": (float, 0),
-    "ema": (bool, None), "ema_decay": (float, 0), "save_model": (bool, None), "seed": (int, 0),
+    "ema": (bool, None), "ema_decay": (float, 0), "ema_warmup": (bool, None), "save_model": (bool, None), "seed": (int, 0),
     "train_batch_size": (int, 1), "test_batch_size": (int, 1), "batch_size": (int, 1),
     "train_num_workers": (int, 0), "test_num_workers": (int, 0), "num_workers": (int, 0),
     "num_splits": (int, 1), "split_seed": (int, None), "prefetch_factor": (int, 1),

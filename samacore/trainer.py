@@ -31,8 +31,8 @@ from .robust import BadItemLog
 from .runlog import RunLogger, get_logger
 from .runs import RunContext
 
-__all__ = ["BestCheckpointer", "Evaluation", "Job", "calibrate_best", "calibrate_checkpoint", "fit", "run_splits",
-           "save_epoch_checkpoint"]
+__all__ = ["BestCheckpointer", "Evaluation", "Job", "build_ema", "calibrate_best", "calibrate_checkpoint", "fit",
+           "run_splits", "save_epoch_checkpoint"]
 
 log = get_logger("samacore")
 
@@ -103,6 +103,14 @@ class BestCheckpointer:
 
 
 # ----------------------------------------------------------------------------------------------- the loop
+def build_ema(model: nn.Module, opt: Mapping[str, Any]) -> Optional[ModelEMA]:
+    """The EMA of the options: ``ema`` (default true), ``ema_decay`` (0.999), ``ema_warmup`` (default false: the
+    original's constant decay); None without ``ema``."""
+    if not opt.get("ema", True):
+        return None
+    return ModelEMA(model, float(opt.get("ema_decay", 0.999)), warmup=bool(opt.get("ema_warmup", False)))
+
+
 @dataclass
 class Evaluation:
     """What the logging hook gets after each validation set of an epoch."""
@@ -153,7 +161,7 @@ def fit(opt: Mapping[str, Any], job: Job, device: str, run_logger: RunLogger, ct
         command: str = "train", more_after: bool = False) -> BestCheckpointer:
     """Train ``job.model`` for ``num_epochs`` and evaluate its EMA after every epoch; returns the best trackers.
 
-    Options used: ``num_epochs``, ``optimizer.{lr, backbone_lr_mult, wd}``, ``ema`` / ``ema_decay``,
+    Options used: ``num_epochs``, ``optimizer.{lr, backbone_lr_mult, wd}``, ``ema`` / ``ema_decay`` / ``ema_warmup``,
     ``save_model``. After every epoch the resumable state goes to ``ctx.state_path``; ``ctx.resume``, when set, is
     restored first and training continues after its epoch (it is then consumed). ``more_after``: work follows
     this run (more splits), so ``stop_after_epochs`` may stop after its last epoch too
@@ -170,7 +178,7 @@ def fit(opt: Mapping[str, Any], job: Job, device: str, run_logger: RunLogger, ct
         model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=job.find_unused_parameters)
     # As the original: the EMA copy is taken after the weights are loaded, and is what gets evaluated. It is kept on
     # every rank (identical, since DDP keeps the weights in sync) for the sharded evaluation.
-    ema = ModelEMA(model, float(opt.get("ema_decay", 0.999))) if opt.get("ema", True) else None
+    ema = build_ema(model, opt)
     best = BestCheckpointer(job.best_path if opt.get("save_model", True) else None)
     guard = BadStepGuard(ctx.max_bad_steps)
     state = TrainState(model, optimizer, scheduler, ema, best, job.train_loaders, run_logger, guard, opt, command)

@@ -35,7 +35,7 @@ TOP_KEYS = (
     "name", "stype", "num_epochs", "l_num_epochs", "warmup_epochs", "constant_epochs", "ema", "save_model",
     "batch_size", "num_workers", "test_batch_size", "test_num_workers", "num_splits", "data", "model",
     "optimizer", "load_path",
-    "seed", "ema_decay", "allow_partial_load", "run_dir", "save_dir", "device", "progress", "pin_memory",
+    "seed", "ema_decay", "ema_warmup", "allow_partial_load", "run_dir", "save_dir", "device", "progress", "pin_memory",
     "persistent_workers", "prefetch_factor", "max_bad_fraction", "deterministic", "amp", "max_bad_steps",
     "stop_after_epochs", "plugins", "trust_checkpoint",
 )

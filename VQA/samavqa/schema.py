@@ -35,7 +35,7 @@ ORIGINAL_KEYS = ("name", "split_seed", "num_epochs", "l_num_epochs", "warmup_epo
                  "train_batch_size", "train_num_workers", "test_batch_size", "test_num_workers", "stype", "data",
                  "model", "optimizer", "load_path", "load_path_aux", "need_upsampled", "need_feat", "need_fused")
 OUR_KEYS = ("allow_partial_load", "seed", "device", "pin_memory", "persistent_workers", "prefetch_factor",
-            "num_splits", "save_dir", "run_dir", "ema_decay", "progress", "init_fragment_bias_from_relative",
+            "num_splits", "save_dir", "run_dir", "ema_decay", "ema_warmup", "progress", "init_fragment_bias_from_relative",
             "deterministic", "amp", "max_bad_steps", "stop_after_epochs", "max_bad_fraction", "plugins",
             "trust_checkpoint")
 TOP_KEYS = ORIGINAL_KEYS + OUR_KEYS
