@@ -2,8 +2,9 @@
 
 The common command line (``-o``, ``--resume``, ``--stop-after-epochs``, ``--bf16``, ``--trust-checkpoint``,
 ``--device``, ``--no-progress``, ``--output``), :func:`run_command` (problems a user can fix end in one line and exit
-status 2), the checks of the run options both schemas share, the run folder (options used, predictions CSV), the
-bad-item log, and :class:`RunContext`: the loop settings with the resume / stop-after-N-epochs logic.
+status 2), the checks of the run options both schemas share, the run folder (options used, predictions CSV;
+training: ``runs/{name}``, testing: ``runs/{name}/test``), the bad-item log, and :class:`RunContext`: the loop
+settings with the resume / stop-after-N-epochs logic.
 """
 from __future__ import annotations
 
@@ -111,6 +112,13 @@ def show_progress(opt: Mapping[str, Any], args: argparse.Namespace) -> bool:
 def run_dir(opt: Mapping[str, Any]) -> str:
     """``runs/{name}`` (option ``run_dir``), absolute, relative to the working directory."""
     return os.path.abspath(str(opt.get("run_dir", os.path.join("runs", str(opt["name"])))))
+
+
+def test_run_dir(opt: Mapping[str, Any]) -> str:
+    """``runs/{name}/test`` (``{run_dir}/test`` with option ``run_dir``): the run folder of the test commands
+    (``demo_test.py``, ``demo_test_iqa.py``), inside the training run's folder of the same name but apart from its
+    files, so testing never overwrites the training run's ``options.yml`` / ``summary.json``."""
+    return os.path.join(run_dir(opt), "test")
 
 
 def open_run(run_dir: str, opt: Mapping[str, Any], use_tensorboard: bool = True) -> RunLogger:
