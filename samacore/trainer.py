@@ -251,6 +251,9 @@ def calibrate_checkpoint(path: str, model: nn.Module, loaders: Sequence[Any], pr
     ``label_stats``; ``source`` says how the scores were made. Collective under torchrun (scoring is sharded);
     rank 0 rewrites the checkpoint. Returns the statistics."""
     D.barrier()  # rank 0 wrote the checkpoint
+    count = sum(len(loader.dataset) for loader in loaders)
+    log.info("calibration: scoring the %d training items once more in test mode with the selected model %s, so "
+             "its scores can be mapped onto the label scale (label_stats)", count, path)
     ckpt = load_checkpoint(path)
     load_state_dict_checked(model, ckpt["state_dict"], what=f"model of {path}")
     model.to(device)

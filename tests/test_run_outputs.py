@@ -187,7 +187,8 @@ def test_a_drawing_failure_warns_once_and_training_goes_on(images, tmp_path, mon
     summary = iqa_cli.train_main(["-o", iqa_options(images, tmp_path / "o.yml", tmp_path / "run", num_splits=1)])
     assert len(summary["per_split"]) == 1 and (tmp_path / "run" / "out_split00_syn_s_dev.pth").exists()
     assert not (tmp_path / "run" / "curves.png").exists()
-    assert len(warnings) == 1 and "pip install matplotlib" in warnings[0] and "curves.png" in warnings[0]
+    warnings = [w for w in warnings if "curves.png" in w]  # (the logger is shared: other warnings may come)
+    assert len(warnings) == 1 and "pip install matplotlib" in warnings[0]
 
 
 def test_resume_continues_the_ema_warmup(images, tmp_path):
