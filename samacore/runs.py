@@ -66,6 +66,9 @@ def command_parser(description: str, default_opt: str, opt_help: str, test: bool
     p.add_argument("-o", "--opt", default=default_opt, help=opt_help)
     if test:
         p.add_argument("--output", default=None, help=output_help)
+        p.add_argument("--ckpt", default=None, metavar="FILE",
+                       help="the checkpoint to test, in place of the options' load_path (so a training option file "
+                            "tests the checkpoint its run wrote)")
     else:
         p.add_argument("--resume", default=None, metavar="RUN_OR_CHECKPOINT",
                        help="continue an interrupted run: its folder (runs/NAME, holding last.pth) or a last.pth file")
@@ -76,6 +79,11 @@ def command_parser(description: str, default_opt: str, opt_help: str, test: bool
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     return p
+
+
+def option_overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    """Options the command line replaces before the option file is checked (``--ckpt``: ``load_path``)."""
+    return {"load_path": args.ckpt} if getattr(args, "ckpt", None) else {}
 
 
 def apply_command_line(opt: Dict[str, Any], args: argparse.Namespace, log: logging.Logger) -> str:

@@ -18,6 +18,7 @@ from helpers import FRAG, GRID, MODEL, SMALL_SWIN
 from samacore import curves
 from samacore.checkpoint import load_checkpoint
 from samacore.curves import PANELS, curve_series, read_metrics_csv
+from samacore.options import OptionError
 from samaiqa import cli as iqa_cli
 from samaiqa import score as iqa_score
 from samavqa import cli as vqa_cli
@@ -108,6 +109,10 @@ def test_vqa_test_and_scoring_leave_the_training_run_alone(vqa_data, vqa_run, tm
     ckpt = vqa_run / "pretrained_weights" / "out_val-small_s_dev_v0.0.pth"
     test_opt = vqa_options(vqa_data.root, vqa_run / "test.yml", load_path=str(ckpt))
     summary = chdir_run(vqa_run, vqa_cli.test_main, ["-o", test_opt, "--no-progress"])
+    # the training option file itself, with --ckpt in place of its load_path (the K400 init file): same scores
+    again = chdir_run(vqa_run, vqa_cli.test_main, ["-o", str(vqa_run / "train.yml"), "--ckpt", str(ckpt),
+                                                   "--no-progress", "--output", str(tmp_path / "again.csv")])
+    assert again["load_path"] == str(ckpt) and again["metrics"] == summary["metrics"]
     scores = tmp_path / "scores.csv"
     video = str(vqa_data.root / "videos" / "v1.mp4")
     assert chdir_run(vqa_run, vqa_score.main, ["-v", video, "-v", video, "--ckpt", str(ckpt), "--options", test_opt,
@@ -163,8 +168,10 @@ def test_iqa_test_and_scoring_leave_the_training_run_alone(images, iqa_run, tmp_
     files = ("options.yml", "results.json", "metrics.csv", "curves.png")
     before = {f: (run / f).read_bytes() for f in files}
     ckpt = run / "out_split00_syn_s_dev.pth"
-    opt = iqa_options(images, tmp_path / "t.yml", run, load_path=str(ckpt))
-    summary = iqa_cli.test_main(["-o", opt, "--no-progress"])
+    opt = iqa_options(images, tmp_path / "t.yml", run)  # the training options: no load_path, --ckpt gives it
+    with pytest.raises(OptionError, match=r"load_path is required for testing \(or --ckpt FILE\)"):
+        iqa_cli.test_main(["-o", opt])
+    summary = iqa_cli.test_main(["-o", opt, "--ckpt", str(ckpt), "--no-progress"])
     assert iqa_score.main(["-i", str(images.parent / "im3.png"), "-i", str(images.parent / "im4.png"), "--ckpt",
                            str(ckpt), "--options", opt, "--no-progress", "--output", str(tmp_path / "s.csv")]) == 0
     assert {f: (run / f).read_bytes() for f in files} == before
