@@ -585,9 +585,15 @@ def build(
     if tasks:
         import multiprocessing as mp
 
+        total = sum(len(t[1]) for t in tasks)
+        if log is not None:  # a silent minute otherwise: one line per file as its content's worker finishes
+            log(f"making {total} media files from {len(tasks)} contents in {max(1, workers)} worker process(es)")
         with mp.get_context("spawn").Pool(processes=max(1, workers), maxtasksperchild=1) as pool:
             for paths in pool.imap(_make_content, tasks, chunksize=1):
                 written += paths
+                for n, path in enumerate(paths, len(written) - len(paths) + 1):
+                    if log is not None:
+                        log(f"[{n}/{total}] {os.path.relpath(path, out_dir)}")
 
     label_files = write_labels(labels_dir, vqa, iqa) if labels_dir is not None else []
     report = BuildReport(vqa, iqa, written, label_files, time.time() - t0)
@@ -642,7 +648,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.if_missing and contents is None and not missing_media(args.out, only) and not check_labels(args.labels, vqa, iqa):
             print(f"examplar data already in {args.out}")
             return 0
-        build(args.out, None if args.no_labels else args.labels, only, contents, args.workers, args.force)
+        build(args.out, None if args.no_labels else args.labels, only, contents, args.workers, args.force,
+              log=lambda line: print(line, flush=True))  # progress also when stdout is a pipe
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
