@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Any, Iterable, List, Mapping, Sequence, Union
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
 
 import yaml
 
@@ -56,8 +56,9 @@ def option_file_help(tree: str) -> str:
     return f"option file (looked up in the working directory, then {tree}/, {tree}/options/ and the repository root)"
 
 
-def load_options(path: str, search_dirs: Sequence[str] = ()) -> dict:
-    """Read a YAML option file, looking for ``path`` in the working directory, then in ``search_dirs``."""
+def load_options(path: str, search_dirs: Sequence[str] = (), overrides: Optional[Mapping[str, Any]] = None) -> dict:
+    """Read a YAML option file, looking for ``path`` in the working directory, then in ``search_dirs``;
+    ``overrides`` (from the command line) replace top-level keys before anything is checked."""
     resolved = resolve_path(path, search_dirs)
     if os.path.isdir(resolved):
         raise OptionError(f"option file {path!r} is a folder ({resolved}): give a YAML file")
@@ -79,6 +80,7 @@ def load_options(path: str, search_dirs: Sequence[str] = ()) -> dict:
             raise OptionError(f"option file {resolved} is not valid YAML{where}: {problem}") from None
     if not isinstance(opt, dict):
         raise OptionError(f"option file {resolved} must hold a mapping of options, got {type(opt).__name__}")
+    opt.update(overrides or {})
     opt["_options_path"] = resolved
     return opt
 
@@ -163,7 +165,8 @@ def typed(mapping: Mapping[str, Any], key: str, kind: Union[type, tuple], where:
 COMMON_TYPES: dict = {
     "name": (str, None), "stype": (str, None),
     "num_epochs": (int, 0), "l_num_epochs": (int, 0), "warmup_epochs": (float, 0), "constant_epochs": (float, 0),
-    "ema": (bool, None), "ema_decay": (float, 0), "save_model": (bool, None), "seed": (int, 0),
+    "ema": (bool, None), "ema_decay": (float, 0), "ema_warmup": (bool, None), "save_model": (bool, None),
+    "seed": (int, 0),
     "train_batch_size": (int, 1), "test_batch_size": (int, 1), "batch_size": (int, 1),
     "train_num_workers": (int, 0), "test_num_workers": (int, 0), "num_workers": (int, 0),
     "num_splits": (int, 1), "split_seed": (int, None), "prefetch_factor": (int, 1),

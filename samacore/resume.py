@@ -165,7 +165,7 @@ class TrainState:
     """Everything a resumed run must restore, saved atomically at the end of each epoch.
 
     Holds references to the live objects; :meth:`save` writes ``{"format", "command", "epoch", "model", "ema",
-    "optimizer", "scheduler", "best", "best_saved", "log_rows", "bad_steps", "rng" (per rank), "world_size",
+    "ema_updates" (the EMA's update count: its warm-up continues), "optimizer", "scheduler", "best", "best_saved", "log_rows", "bad_steps", "rng" (per rank), "world_size",
     "options" (YAML), **extra}`` and :meth:`restore` puts it back and returns the epoch to start from. Under
     torchrun both are collective (every rank calls them); rank 0 writes the file, each rank restores its own RNGs.
 
@@ -209,6 +209,7 @@ class TrainState:
             "world_size": D.world_size(),
             "model": unwrap(self.model).state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
+            "ema_updates": int(self.ema.updates) if self.ema is not None else 0,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "best": {k: t.state_dict() for k, t in self.best.trackers.items()} if self.best is not None else {},
@@ -235,6 +236,7 @@ class TrainState:
             if state.get("ema") is None:
                 raise CheckpointError("the resumed state has no EMA weights but this run uses ema: true")
             self.ema.load_state_dict(state["ema"])
+            self.ema.updates = _ema_updates(state, self.ema, self.scheduler)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -257,6 +259,18 @@ class TrainState:
                             state.get("world_size"), D.world_size(), seed - D.rank())
             seed_everything(seed)
         return int(state["epoch"]) + 1
+
+
+def _ema_updates(state: Mapping[str, Any], ema: Any, scheduler: Optional[Any]) -> int:
+    """The EMA update count of a resumed state; a state saved before the count was kept gets the scheduler's step
+    count (one EMA update per step but for skipped non-finite steps), with a warning when the EMA warms up."""
+    if "ema_updates" in state:
+        return int(state["ema_updates"])
+    steps = int(getattr(scheduler, "last_epoch", 0) or 0)
+    if ema.warmup and D.is_main():
+        log.warning("the resumed state has no EMA update count (saved by an older version): the EMA warm-up "
+                    "continues from the scheduler's step count, %d", steps)
+    return steps
 
 
 def restore_log_rows(run_logger: RunLogger, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -2,8 +2,9 @@
 
 The common command line (``-o``, ``--resume``, ``--stop-after-epochs``, ``--bf16``, ``--trust-checkpoint``,
 ``--device``, ``--no-progress``, ``--output``), :func:`run_command` (problems a user can fix end in one line and exit
-status 2), the checks of the run options both schemas share, the run folder (options used, predictions CSV), the
-bad-item log, and :class:`RunContext`: the loop settings with the resume / stop-after-N-epochs logic.
+status 2), the checks of the run options both schemas share, the run folder (options used, predictions CSV;
+training: ``runs/{name}``, testing: ``runs/{name}/test``), the bad-item log, and :class:`RunContext`: the loop
+settings with the resume / stop-after-N-epochs logic.
 """
 from __future__ import annotations
 
@@ -65,6 +66,9 @@ def command_parser(description: str, default_opt: str, opt_help: str, test: bool
     p.add_argument("-o", "--opt", default=default_opt, help=opt_help)
     if test:
         p.add_argument("--output", default=None, help=output_help)
+        p.add_argument("--ckpt", default=None, metavar="FILE",
+                       help="the checkpoint to test, in place of the options' load_path (so a training option file "
+                            "tests the checkpoint its run wrote)")
     else:
         p.add_argument("--resume", default=None, metavar="RUN_OR_CHECKPOINT",
                        help="continue an interrupted run: its folder (runs/NAME, holding last.pth) or a last.pth file")
@@ -75,6 +79,11 @@ def command_parser(description: str, default_opt: str, opt_help: str, test: bool
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     return p
+
+
+def option_overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    """Options the command line replaces before the option file is checked (``--ckpt``: ``load_path``)."""
+    return {"load_path": args.ckpt} if getattr(args, "ckpt", None) else {}
 
 
 def apply_command_line(opt: Dict[str, Any], args: argparse.Namespace, log: logging.Logger) -> str:
@@ -111,6 +120,13 @@ def show_progress(opt: Mapping[str, Any], args: argparse.Namespace) -> bool:
 def run_dir(opt: Mapping[str, Any]) -> str:
     """``runs/{name}`` (option ``run_dir``), absolute, relative to the working directory."""
     return os.path.abspath(str(opt.get("run_dir", os.path.join("runs", str(opt["name"])))))
+
+
+def test_run_dir(opt: Mapping[str, Any]) -> str:
+    """``runs/{name}/test`` (``{run_dir}/test`` with option ``run_dir``): the run folder of the test commands
+    (``demo_test.py``, ``demo_test_iqa.py``), inside the training run's folder of the same name but apart from its
+    files, so testing never overwrites the training run's ``options.yml`` / ``summary.json``."""
+    return os.path.join(run_dir(opt), "test")
 
 
 def open_run(run_dir: str, opt: Mapping[str, Any], use_tensorboard: bool = True) -> RunLogger:

@@ -5,7 +5,8 @@ functions (:mod:`samacore.engine`), its learning-rate schedule, where its checkp
 how an epoch is logged. :func:`fit` does the rest the same way for every tree: AdamW with the backbone's learning
 rate multiplier, DDP under ``torchrun``, the EMA of the weights (evaluated and saved), a best checkpoint per
 validation set whenever SRCC+PLCC improves (:class:`BestCheckpointer`), non-finite losses skipped, the resumable
-state saved after every epoch and restored on ``--resume``, ``stop_after_epochs``.
+state saved after every epoch and restored on ``--resume``, ``stop_after_epochs``, and the run's ``curves.png``
+redrawn after every epoch (:mod:`samacore.curves`).
 
 Around it: :func:`run_splits` (the split loop of finetuning and the IQA protocol, resumable split by split) and
 :func:`calibrate_best` (each saved best model scores its training items once more in test mode; the statistics
@@ -22,6 +23,7 @@ from torch import nn
 from . import distributed as D
 from .calibration import calibration_stats
 from .checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
+from .curves import update_curves
 from .ema import ModelEMA, unwrap
 from .engine import BadStepGuard, PredictFn, StepFn, predict, train_one_epoch
 from .metrics import BestTracker, evaluate
@@ -31,8 +33,8 @@ from .robust import BadItemLog
 from .runlog import RunLogger, get_logger
 from .runs import RunContext
 
-__all__ = ["BestCheckpointer", "Evaluation", "Job", "calibrate_best", "calibrate_checkpoint", "fit", "run_splits",
-           "save_epoch_checkpoint"]
+__all__ = ["BestCheckpointer", "Evaluation", "Job", "build_ema", "calibrate_best", "calibrate_checkpoint", "fit",
+           "run_splits", "save_epoch_checkpoint"]
 
 log = get_logger("samacore")
 
@@ -103,6 +105,14 @@ class BestCheckpointer:
 
 
 # ----------------------------------------------------------------------------------------------- the loop
+def build_ema(model: nn.Module, opt: Mapping[str, Any]) -> Optional[ModelEMA]:
+    """The EMA of the options: ``ema`` (default true), ``ema_decay`` (0.999), ``ema_warmup`` (default false: the
+    original's constant decay); None without ``ema``."""
+    if not opt.get("ema", True):
+        return None
+    return ModelEMA(model, float(opt.get("ema_decay", 0.999)), warmup=bool(opt.get("ema_warmup", False)))
+
+
 @dataclass
 class Evaluation:
     """What the logging hook gets after each validation set of an epoch."""
@@ -153,7 +163,7 @@ def fit(opt: Mapping[str, Any], job: Job, device: str, run_logger: RunLogger, ct
         command: str = "train", more_after: bool = False) -> BestCheckpointer:
     """Train ``job.model`` for ``num_epochs`` and evaluate its EMA after every epoch; returns the best trackers.
 
-    Options used: ``num_epochs``, ``optimizer.{lr, backbone_lr_mult, wd}``, ``ema`` / ``ema_decay``,
+    Options used: ``num_epochs``, ``optimizer.{lr, backbone_lr_mult, wd}``, ``ema`` / ``ema_decay`` / ``ema_warmup``,
     ``save_model``. After every epoch the resumable state goes to ``ctx.state_path``; ``ctx.resume``, when set, is
     restored first and training continues after its epoch (it is then consumed). ``more_after``: work follows
     this run (more splits), so ``stop_after_epochs`` may stop after its last epoch too
@@ -170,7 +180,7 @@ def fit(opt: Mapping[str, Any], job: Job, device: str, run_logger: RunLogger, ct
         model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=job.find_unused_parameters)
     # As the original: the EMA copy is taken after the weights are loaded, and is what gets evaluated. It is kept on
     # every rank (identical, since DDP keeps the weights in sync) for the sharded evaluation.
-    ema = ModelEMA(model, float(opt.get("ema_decay", 0.999))) if opt.get("ema", True) else None
+    ema = build_ema(model, opt)
     best = BestCheckpointer(job.best_path if opt.get("save_model", True) else None)
     guard = BadStepGuard(ctx.max_bad_steps)
     state = TrainState(model, optimizer, scheduler, ema, best, job.train_loaders, run_logger, guard, opt, command)
@@ -199,6 +209,8 @@ def fit(opt: Mapping[str, Any], job: Job, device: str, run_logger: RunLogger, ct
             improved = best.update(key, metrics, epoch, model=eval_model, **job.checkpoint_extra)
             job.log_eval(Evaluation(epoch, key, metrics, improved and best.path_fn is not None, best.trackers[key],
                                     len(loader.dataset), train))
+        if run_logger.enabled:  # rank 0: the picture of the rows logged so far
+            update_curves(run_logger.run_dir)
         if ctx.state_path:
             extra = dict(job.state_extra)
             if job.bad_log is not None:
@@ -239,6 +251,9 @@ def calibrate_checkpoint(path: str, model: nn.Module, loaders: Sequence[Any], pr
     ``label_stats``; ``source`` says how the scores were made. Collective under torchrun (scoring is sharded);
     rank 0 rewrites the checkpoint. Returns the statistics."""
     D.barrier()  # rank 0 wrote the checkpoint
+    count = sum(len(loader.dataset) for loader in loaders)
+    log.info("calibration: scoring the %d training items once more in test mode with the selected model %s, so "
+             "its scores can be mapped onto the label scale (label_stats)", count, path)
     ckpt = load_checkpoint(path)
     load_state_dict_checked(model, ckpt["state_dict"], what=f"model of {path}")
     model.to(device)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch  # (also: torch before decord / cv2 video I/O)
 
-from helpers import FRAG, MODEL, N_VIDEOS
+from helpers import FRAG, MODEL, N_VIDEOS, write_graded_images
 
 
 
@@ -57,3 +57,12 @@ def vqa_data(tmp_path_factory):
     state["cls_head.fc_cls.weight"] = torch.zeros(400, 192)
     torch.save({"state_dict": state}, root / "k400_nano.pth")
     return SimpleNamespace(root=root, frag=FRAG, model=MODEL, n=N_VIDEOS)
+
+
+@pytest.fixture(scope="session")
+def iqa_images(tmp_path_factory):
+    """10 small images ``im{i}.png`` whose label is their brightness; returns the label file ``info.txt``."""
+    folder = tmp_path_factory.mktemp("iqa_images")
+    write_graded_images(folder, [f"im{i}.png" for i in range(10)], [20 + 20 * i for i in range(10)],
+                        [(40 + 2 * i, 56) for i in range(10)], label_digits=2)
+    return folder / "info.txt"

@@ -154,3 +154,10 @@ def test_unknown_content_is_rejected_with_the_known_names():
 def test_cli_check_mode(capsys):
     assert E.main(["--check", "--labels", LABELS]) == 0
     assert "match" in capsys.readouterr().out
+
+
+def test_cli_check_mode_says_missing_for_missing_label_files(tmp_path, capsys):
+    assert E.main(["--check", "--labels", str(tmp_path)]) == 1
+    out = capsys.readouterr()
+    assert "label file(s) missing" in out.out and "differ" not in out.out
+    assert f"{tmp_path}/examplar_vqa/train.txt: missing" in out.err

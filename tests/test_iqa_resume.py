@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import GRID, SMALL_SWIN, write_graded_images
+from helpers import GRID, SMALL_SWIN
 from samacore.checkpoint import CheckpointError, load_checkpoint
 from samaiqa import cli
 
@@ -25,12 +25,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    """10 small images whose label is their brightness; returns the label file."""
-    folder = tmp_path_factory.mktemp("iqa_images")
-    write_graded_images(folder, [f"im{i}.png" for i in range(10)], [20 + 20 * i for i in range(10)],
-                        [(40 + 2 * i, 56) for i in range(10)], label_digits=2)
-    return folder / "info.txt"
+def images(iqa_images):
+    """10 small images whose label is their brightness (conftest.iqa_images); returns the label file."""
+    return iqa_images
 
 
 def options(info, path, run_dir, **over):

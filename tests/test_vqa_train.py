@@ -128,7 +128,7 @@ def test_test_command_reproduces_stored_validation(workdir, trained, tmp_path):
     # the unreadable video: an error row (no prediction, its label, why), left out of the metrics
     assert rows[-1]["pred"] == "" and float(rows[-1]["gt"]) == BROKEN_LABEL
     assert "not a readable video" in rows[-1]["error"]
-    listed = (tmp_path / "run" / "skipped.txt").read_text().splitlines()
+    listed = (tmp_path / "run" / "test" / "skipped.txt").read_text().splitlines()  # the test run's own folder
     assert len(listed) == 1 and listed[0].split("\t")[0].endswith(BROKEN)
     stored = load_checkpoint(ckpt)["validation_results"]
     got = summary["metrics"]["val-small"]

@@ -119,9 +119,9 @@ def _setup(argv: Optional[Sequence[str]], description: str, test: bool):
     """Parse the command line, read the options, set up determinism / torchrun; returns ``(args, opt, device,
     progress)``."""
     p = runs.command_parser(description, DEFAULT_OPTIONS, option_file_help("IQA"),
-                            test, "predictions CSV (name,pred,gt,error); default runs/{name}/predictions.csv")
+                            test, "predictions CSV (name,pred,gt,error); default runs/{name}/test/predictions.csv")
     args = p.parse_args(argv)
-    opt = load_iqa_options(args.opt, train=not test)
+    opt = load_iqa_options(args.opt, train=not test, overrides=runs.option_overrides(args))
     device = runs.apply_command_line(opt, args, log)
     progress = runs.show_progress(opt, args)
     runs.log_world(log, int(opt.get("batch_size", 64)))
@@ -328,7 +328,9 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     ``data.test_info`` when it is set: the test side of the fixed split training used) with test-mode sampling
     and the ``load_path`` checkpoint; write ``name,pred,gt,error`` (raw scores); print metrics if labelled. A bad
     image (missing, unreadable, not an image) gets a row with an empty ``pred`` and its reason in ``error``;
-    metrics are over the images that were scored (their count ``n`` is printed)."""
+    metrics are over the images that were scored (their count ``n`` is printed). The run folder is
+    ``runs/{name}/test/`` (options.yml, summary.json, predictions.csv by default): the training run's files stay
+    as they are."""
     args, opt, device, progress = _setup(argv, "SAMA IQA test: score the images of a label file", test=True)
     labels = read_labels(opt, allow_unlabelled=True)
     if opt["data"].get("test_info") is not None:
@@ -342,6 +344,7 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                              trust=bool(opt.get("trust_checkpoint", False)))
     log.info("%s", report)
     model.to(device).eval()
+    run_logger = runs.open_run(runs.test_run_dir(opt), opt, use_tensorboard=False)  # apart from the training run's
     loader = loaders.build_loader(SkipBadItems(_Indexed(dataset), errors=(ImageReadError,)), loader_options(opt),
                                  train=False)
     loader.collate_fn = SkipCollate(loader.collate_fn)  # -> (good batch or None, [BadItem])
@@ -363,7 +366,7 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     index = [int(k) for k in keys]
     names = [labels.names[i] for i in index]
     error_col = [" ".join(errors.get(i, "").split()) for i in index]
-    out = os.path.abspath(args.output or os.path.join(runs.run_dir(opt), "predictions.csv"))
+    out = os.path.abspath(args.output or os.path.join(run_logger.run_dir, "predictions.csv"))
     # `extra` may replace a column: a bad image's pred is left empty rather than written as nan
     runs.write_predictions_csv(out, names, preds, gts, extra={
         "pred": ["" if e else repr(float(p)) for p, e in zip(preds, error_col)], "error": error_col})
@@ -383,6 +386,8 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     else:
         log.info("n = %d of %d images scored", len(ok), len(names))
     log.info("predictions written to %s", out)
+    run_logger.write_json("summary.json", summary)
+    run_logger.close()
     D.cleanup()
     if not ok:
         raise TooManyBadItems(f"none of the {len(names)} images of {labels.source} could be read (reasons in the "

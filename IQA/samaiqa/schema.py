@@ -36,7 +36,7 @@ TOP_KEYS = (
     "name", "stype", "num_epochs", "l_num_epochs", "warmup_epochs", "constant_epochs", "ema", "save_model",
     "batch_size", "num_workers", "test_batch_size", "test_num_workers", "num_splits", "data", "model",
     "optimizer", "load_path",
-    "seed", "ema_decay", "allow_partial_load", "run_dir", "save_dir", "device", "progress", "pin_memory",
+    "seed", "ema_decay", "ema_warmup", "allow_partial_load", "run_dir", "save_dir", "device", "progress", "pin_memory",
     "persistent_workers", "prefetch_factor", "max_bad_fraction", "deterministic", "amp", "max_bad_steps",
     "stop_after_epochs", "plugins", "trust_checkpoint", "loss",
 )
@@ -95,8 +95,9 @@ def check_options(opt: Mapping[str, Any], command: str) -> None:
         if data.get("test_info") is not None and opt.get("num_splits", 1) != 1:
             raise OptionError(f"data.test_info gives one fixed train/test split, so options.num_splits must be 1 "
                               f"(or absent), got {opt['num_splits']}; remove data.test_info for random splits")
-    elif command == "test" and "load_path" not in opt:
-        raise OptionError("options.load_path is required for testing: the checkpoint to score images with")
+    elif command == "test" and not opt.get("load_path"):
+        raise OptionError("options.load_path is required for testing (or --ckpt FILE): the checkpoint to score images "
+                          "with")
 
 
 def _check_model(model: Any) -> None:
@@ -113,18 +114,19 @@ def _check_model(model: Any) -> None:
         raise OptionError("model.backbone_args must be a mapping of timm model arguments")
 
 
-def _read(path: str, command: str) -> Dict[str, Any]:
-    opt = load_options(path, search_dirs=option_file_dirs(IQA_DIR))
+def _read(path: str, command: str, overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    opt = load_options(path, search_dirs=option_file_dirs(IQA_DIR), overrides=overrides)
     check_options(opt, command)
     opt.setdefault("name", os.path.splitext(os.path.basename(opt["_options_path"]))[0])
     opt.setdefault("stype", "sama")
     return opt
 
 
-def load_iqa_options(path: str, train: bool) -> Dict[str, Any]:
-    """Load and check a training (``train``) or test option file; training gets the paper's values where the
-    original schema has them, and ``data.split_by`` its default (see :func:`split_by`)."""
-    opt = _read(path, "train" if train else "test")
+def load_iqa_options(path: str, train: bool, overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """Load and check a training (``train``) or test option file (``overrides``: top-level keys the command line
+    replaces); training gets the paper's values where the original schema has them, and ``data.split_by`` its
+    default (see :func:`split_by`)."""
+    opt = _read(path, "train" if train else "test", overrides)
     if train:
         if opt["data"].get("test_info") is not None:
             opt.setdefault("num_splits", 1)

@@ -5,9 +5,10 @@ The recipes follow SAMA / FAST-VQA: AdamW with backbone lr x0.1, per-iteration w
 parameters evaluated every epoch, and checkpoints named as the original names them; the loop is the one both
 trees share (:mod:`samacore.trainer`). Option files keep the original YAML schema (:mod:`samavqa.schema`).
 
-Runs write ``runs/{name}/`` (options.yml, metrics.csv/jsonl, TensorBoard, summary.json, and ``last.pth``, the
-resumable state saved at the end of every epoch: ``--resume runs/{name}``); checkpoints go to
-``pretrained_weights/`` (option ``save_dir``), both relative to the working directory.
+Runs write ``runs/{name}/`` (options.yml, metrics.csv/jsonl, TensorBoard, curves.png, summary.json, and
+``last.pth``, the resumable state saved at the end of every epoch: ``--resume runs/{name}``); the test command
+writes to ``runs/{name}/test/`` (options.yml, summary.json, predictions.csv), never over the training run's files;
+checkpoints go to ``pretrained_weights/`` (option ``save_dir``), all relative to the working directory.
 
 Unreadable videos (corrupt, truncated, not a video) do not stop a run: each is skipped, logged once with its
 reason and listed in ``runs/{name}/skipped.txt`` (``name<TAB>reason<TAB>data sets``); more than
@@ -176,9 +177,9 @@ def _setup(argv, command: str, default_opt: str, description: str):
     """Parse the command line, load and check the whole option file, set up determinism / torchrun / seeds."""
     p = runs.command_parser(description, default_opt, option_file_help("VQA"),
                             command == "test",
-                            "predictions CSV (name,pred,gt[,set],error); default runs/{name}/predictions.csv")
+                            "predictions CSV (name,pred,gt[,set],error); default runs/{name}/test/predictions.csv")
     args = p.parse_args(argv)
-    opt = load_vqa_options(args.opt, command)
+    opt = load_vqa_options(args.opt, command, overrides=runs.option_overrides(args))
     if opt.get("load_path") and not os.path.isfile(option_path(opt["load_path"])):  # said before any work
         raise missing_checkpoint(option_path(opt["load_path"]), " (load_path)")
     device = runs.apply_command_line(opt, args, log)
@@ -195,11 +196,12 @@ def _context(opt: Mapping[str, Any], args: argparse.Namespace, run_logger, comma
                                    getattr(args, "resume", None), command)
 
 
-def _open_run(opt: Mapping[str, Any]):
-    """The run folder ``runs/{name}`` (option ``run_dir``), opened once the inputs have been checked."""
-    run_dir = runs.run_dir(opt)
+def _open_run(opt: Mapping[str, Any], test: bool = False):
+    """The run folder ``runs/{name}`` (option ``run_dir``; testing: its ``test/`` folder, so the training run's
+    files stay as they are), opened once the inputs have been checked."""
+    run_dir = runs.test_run_dir(opt) if test else runs.run_dir(opt)
     log.info("run folder %s", run_dir)
-    return runs.open_run(run_dir, opt)
+    return runs.open_run(run_dir, opt, use_tensorboard=not test)
 
 
 def _build_set(opt: Mapping[str, Any], key: str, **args: Any):
@@ -357,7 +359,7 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     model = build_model(opt, device)
     load_weights(model, opt, "model", full_model=True)
     predict_fn = make_predict_fn(list(model.branches))
-    run_logger = _open_run(opt)
+    run_logger = _open_run(opt, test=True)
     bad = runs.bad_item_log(opt, run_logger.run_dir, log)
     rows: Dict[str, Tuple[List[str], List[Optional[float]], List[float], List[str]]] = {}
     results: Dict[str, Dict[str, float]] = {}

@@ -35,9 +35,9 @@ ORIGINAL_KEYS = ("name", "split_seed", "num_epochs", "l_num_epochs", "warmup_epo
                  "train_batch_size", "train_num_workers", "test_batch_size", "test_num_workers", "stype", "data",
                  "model", "optimizer", "load_path", "load_path_aux", "need_upsampled", "need_feat", "need_fused")
 OUR_KEYS = ("allow_partial_load", "seed", "device", "pin_memory", "persistent_workers", "prefetch_factor",
-            "num_splits", "save_dir", "run_dir", "ema_decay", "progress", "init_fragment_bias_from_relative",
-            "deterministic", "amp", "max_bad_steps", "stop_after_epochs", "max_bad_fraction", "plugins",
-            "trust_checkpoint")
+            "num_splits", "save_dir", "run_dir", "ema_decay", "ema_warmup", "progress",
+            "init_fragment_bias_from_relative", "deterministic", "amp", "max_bad_steps", "stop_after_epochs",
+            "max_bad_fraction", "plugins", "trust_checkpoint")
 TOP_KEYS = ORIGINAL_KEYS + OUR_KEYS
 OPTIMIZER_KEYS = ("lr", "backbone_lr_mult", "wd")
 MODEL_TYPES = ("DiViDeAddEvaluator",)
@@ -52,11 +52,11 @@ def option_path(p: Optional[str]) -> Optional[str]:
     return None if p is None else resolve_path(p, [REPO_ROOT])
 
 
-def load_vqa_options(path: str, command: Optional[str] = None) -> dict:
+def load_vqa_options(path: str, command: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None) -> dict:
     """Read an option file (looked up in the working directory, then ``VQA/``, ``VQA/options/`` and the repository
     root: :func:`samacore.options.option_file_dirs`) and check all of it (:func:`check_vqa_options`); ``name``
-    defaults to the file's name."""
-    opt = load_options(path, search_dirs=option_file_dirs(VQA_DIR))
+    defaults to the file's name. ``overrides``: top-level keys the command line replaces."""
+    opt = load_options(path, search_dirs=option_file_dirs(VQA_DIR), overrides=overrides)
     check_vqa_options(opt, command)
     if "name" not in opt:
         opt["name"] = os.path.splitext(os.path.basename(opt["_options_path"]))[0]
@@ -98,7 +98,8 @@ def check_vqa_options(opt: Dict[str, Any], command: Optional[str] = None) -> Dic
         raise OptionError("no training set: add a data key starting with 'train'")
     if command == "test":
         if not opt.get("load_path"):
-            raise OptionError("load_path is required for testing (a trained SAMA / FAST-VQA checkpoint)")
+            raise OptionError("load_path is required for testing (or --ckpt FILE): a trained SAMA / FAST-VQA "
+                              "checkpoint")
         if not any(str(k).startswith("val") for k in opt["data"]):
             raise OptionError("no test set: add a data key starting with 'val'")
     return opt

@@ -525,8 +525,8 @@ def write_image(img: np.ndarray, path: str, jpeg_quality: Optional[int] = None) 
     os.replace(tmp, path)
 
 
-def _make_content(task) -> Tuple[str, List[str]]:
-    """Worker: load one content and write its items that are in ``task``; returns its name and the written paths."""
+def _make_content(task) -> List[str]:
+    """Worker: load one content and write its items that are in ``task``; returns the written paths."""
     content, items, out_dir = task
     _single_thread()
     written = []
@@ -543,7 +543,7 @@ def _make_content(task) -> Tuple[str, List[str]]:
             path = os.path.join(out_dir, item.filename)
             write_image(degrade_image(img, item), path, jpeg_quality=item.param if item.kind == "jpeg" else None)
             written.append(path)
-    return content.name, written
+    return written
 
 
 def _single_thread() -> None:
@@ -614,7 +614,7 @@ def build(
     """Make the examplar media under ``out_dir`` and (unless ``labels_dir`` is None) write the label files.
 
     ``only``: subset of ("vqa", "iqa"); ``contents``: restrict to these content names (for quick tests);
-    existing media files are kept unless ``force``. ``log`` gets a line per finished content (None: quiet).
+    existing media files are kept unless ``force``. ``log`` gets a line per written file (None: quiet).
     """
     t0 = time.time()
     bad = [o for o in only if o not in ("vqa", "iqa")]
@@ -645,14 +645,14 @@ def build(
         import multiprocessing as mp
 
         total = sum(len(t[1]) for t in tasks)
-        if log is not None:
-            log(f"making {total} examplar media files ({len(tasks)} contents) in {out_dir} with {workers} worker(s)")
+        if log is not None:  # a silent minute otherwise: one line per file as its content's worker finishes
+            log(f"making {total} media files from {len(tasks)} contents in {max(1, workers)} worker process(es)")
         with mp.get_context("spawn").Pool(processes=max(1, workers), maxtasksperchild=1) as pool:
-            for k, (name, paths) in enumerate(pool.imap_unordered(_make_content, tasks, chunksize=1), 1):
+            for paths in pool.imap(_make_content, tasks, chunksize=1):
                 written += paths
-                if log is not None:
-                    log(f"  [{k}/{len(tasks)}] {name}: {len(paths)} files ({len(written)}/{total}, "
-                        f"{time.time() - t0:.0f} s)")
+                for n, path in enumerate(paths, len(written) - len(paths) + 1):
+                    if log is not None:
+                        log(f"[{n}/{total}] {os.path.relpath(path, out_dir)}")
 
     label_files = write_labels(labels_dir, vqa, iqa) if labels_dir is not None else []
     report = BuildReport(vqa, iqa, written, label_files, time.time() - t0)
@@ -709,7 +709,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.if_missing and contents is None and not missing_media(args.out, only) and not check_labels(args.labels, vqa, iqa):
             print(f"examplar data already in {args.out}")
             return 0
-        build(args.out, None if args.no_labels else args.labels, only, contents, args.workers, args.force)
+        build(args.out, None if args.no_labels else args.labels, only, contents, args.workers, args.force,
+              log=lambda line: print(line, flush=True))  # progress also when stdout is a pipe
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
