@@ -12,10 +12,10 @@ to fine detail), each clean and with Gaussian noise at three graded levels; the 
 and is the same for every content, so the content does not rank the labels, and the content's own detail keeps a
 global pixel statistic from ranking them well: over the 20 training items (images / video frames) the mean
 absolute vertical gradient ranks the labels at |SRCC| 0.84 / 0.85 and the mean high-pass residual (the picture
-minus its Gaussian blur, sigma 1.5) at 0.74 / 0.75, both under ``TARGET``; the ceiling with 4 tied label groups of 5 is 0.97. Why one degradation family: with
-blur and noise paired at equal labels, the one-stage VQA model stayed under a train SRCC of 0.6 for 20 epochs
-(4 seeds), a budget that does not fit here; with finer contents still (up to 48 cells) the IQA model stayed
-under 0.85 in 50 epochs.
+minus its Gaussian blur, sigma 1.5) at 0.74 / 0.75, both under ``TARGET``; the ceiling with 4 tied label groups
+of 5 is 0.97. Why one degradation family: with blur and noise paired at equal labels, the one-stage VQA model
+stayed under a train SRCC of 0.6 for 20 epochs (4 seeds), a budget that does not fit here; with finer contents
+still (up to 48 cells) the IQA model stayed under 0.85 in 50 epochs.
 
 The models: VQA, a one-stage Video Swin with GRPB (``SwinConfig``: embed 48, depth 1, 2 heads, registered by a
 fixture as ``learning_guard_swin``, since the options name backbones); IQA, a one-stage timm Swin-V2 of the same
