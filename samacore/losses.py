@@ -1,8 +1,16 @@
-"""Losses of FAST-VQA / SAMA. Both expect predictions and labels of shape [B, 1]."""
+"""Losses of FAST-VQA / SAMA, and the training objectives by name (:data:`LOSSES`).
+
+``plcc_loss`` / ``rank_loss`` expect predictions and labels of shape ``[B, 1]``; the objectives in :data:`LOSSES`
+take ``[B]`` or ``[B, 1]`` (both the same shape).
+"""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from .registry import Registry
 
 
 def plcc_loss(y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -30,3 +38,20 @@ def rank_loss(y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def vqa_loss(y_pred: torch.Tensor, y: torch.Tensor, rank_weight: float = 0.3) -> torch.Tensor:
     """The SAMA training objective: ``plcc_loss + 0.3 * rank_loss``."""
     return plcc_loss(y_pred, y) + rank_weight * rank_loss(y_pred, y)
+
+
+def smooth_l1_loss(y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """SmoothL1 between scores and labels on the label scale: the original SAMA IQA objective."""
+    return F.smooth_l1_loss(y_pred, y)
+
+
+def _plcc_rank(y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return vqa_loss(y_pred.reshape(-1, 1), y.reshape(-1, 1))
+
+
+#: training objectives by option name (the IQA options' ``loss:``). ``smooth_l1`` regresses the labels themselves;
+#: ``plcc_rank`` (the VQA objective) is scale-free, so a model trained from scratch need not first climb to the
+#: label range (scores then come out on the model's own scale: calibrated ones use the checkpoint's label_stats).
+LOSSES: Registry[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = Registry("loss", "losses")
+LOSSES.register("smooth_l1", smooth_l1_loss)
+LOSSES.register("plcc_rank", _plcc_rank)

@@ -44,7 +44,7 @@ def test_committed_label_files_match_the_formula():
 def test_label_line_formats():
     vqa = _read(os.path.join(LABELS, "examplar_vqa", "train.txt")).splitlines()
     name, duration, fps, mos = vqa[0].split(",")
-    assert name == "bikes-s2-left_ref.mp4" and float(duration) == pytest.approx(48 / 25) and float(fps) == 25.0
+    assert name == "bikes-s1-left_ref.mp4" and float(duration) == pytest.approx(32 / 25) and float(fps) == 25.0
     assert float(mos) == 80.0
     iqa = _read(os.path.join(LABELS, "examplar_iqa", "labels.txt")).splitlines()
     assert iqa[0].split() == ["astronaut_ref.png", "80.0"]
@@ -53,11 +53,12 @@ def test_label_line_formats():
 
 def test_dataset_sizes_and_label_formula():
     vqa, iqa = E.video_items(), E.image_items()
-    assert len(vqa) == 12 * 16 and len(iqa) == 7 * 13
+    assert len(vqa) == 33 * 10 and len(iqa) == 17 * 10
     by_name = {i.filename: i.label for i in vqa + iqa}
     assert by_name["bikes-s3-left_blur2.mp4"] == 80.0 - 24.0
-    assert by_name["carphone-t1_framedrop3.mp4"] == pytest.approx(70.0 - 0.6 * 36.0)
-    assert by_name["camera_jpeg1.jpg"] == 74.0 - 12.0
+    assert by_name["carphone-t1_compression3.mp4"] == pytest.approx(70.0 - 36.0)
+    assert by_name["gravel-pan_scale1.mp4"] == pytest.approx(80.0 - 0.8 * 12.0)
+    assert by_name["camera_jpeg1.jpg"] == 80.0 - 12.0
     assert len(set(by_name)) == len(by_name)  # unique file names
 
 
@@ -92,7 +93,7 @@ def test_train_and_test_are_disjoint_by_content_and_scene():
 
 def test_rebuild_gives_identical_labels_equal_to_the_committed_ones(two_builds):
     (root_a, rep_a), (root_b, _) = two_builds
-    assert len(rep_a.written) == 16 + 13
+    assert len(rep_a.written) == 10 + 10
     for rel in ("examplar_vqa/labels.txt", "examplar_vqa/test.txt", "examplar_iqa/labels.txt", "examplar_iqa/test.txt"):
         a, b = _read(str(root_a / "labels" / rel)), _read(str(root_b / "labels" / rel))
         assert a == b and a
@@ -103,7 +104,7 @@ def test_rebuild_gives_identical_labels_equal_to_the_committed_ones(two_builds):
 def test_rebuild_gives_identical_image_bytes(two_builds):
     (root_a, rep_a), (root_b, _) = two_builds
     images = [p for p in rep_a.written if p.endswith((".png", ".jpg"))]
-    assert len(images) == 13
+    assert len(images) == 10
     for p in images:
         rel = os.path.relpath(p, str(root_a))
         assert _md5(p) == _md5(str(root_b / rel)), rel
@@ -140,7 +141,7 @@ def test_degradations_change_the_pixels_more_at_higher_levels(two_builds):
         return read_frames(str(folder / f"bikes-s3-left_{tag}.mp4"), range(16)).numpy().astype(float)
 
     ref = frames("ref")
-    for kind in ("blur", "noise", "compression", "scale", "framedrop"):
+    for kind in E.VIDEO_LEVELS:
         err = [np.abs(frames(f"{kind}{lv}") - ref).mean() for lv in (1, 2, 3)]
         assert 0 < err[0] < err[1] < err[2], (kind, err)
 
@@ -153,3 +154,10 @@ def test_unknown_content_is_rejected_with_the_known_names():
 def test_cli_check_mode(capsys):
     assert E.main(["--check", "--labels", LABELS]) == 0
     assert "match" in capsys.readouterr().out
+
+
+def test_cli_check_mode_says_missing_for_missing_label_files(tmp_path, capsys):
+    assert E.main(["--check", "--labels", str(tmp_path)]) == 1
+    out = capsys.readouterr()
+    assert "label file(s) missing" in out.out and "differ" not in out.out
+    assert f"{tmp_path}/examplar_vqa/train.txt: missing" in out.err

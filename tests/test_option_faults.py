@@ -52,6 +52,7 @@ def test_vqa_option_file_faults(tmp_path, patch, message):
     ({"num_epochs": "fifty"}, "options.num_epochs must be int, got str: 'fifty'"),
     ({"stype": "fragments"}, "did you mean 'fragment'?"),
     ({"data.fwin_hh": 8}, "unknown option data.fwin_hh (did you mean 'fwin_h'?)"),
+    ({"loss": "plcc"}, "loss = 'plcc' is not allowed (did you mean 'plcc_rank'?); choose one of: smooth_l1, plcc_rank"),
 ])
 def test_iqa_option_file_faults(tmp_path, patch, message):
     with pytest.raises(OptionError) as e:

@@ -10,7 +10,7 @@ from torch import nn
 
 from samacore import checkpoint as ck
 from samacore.ema import ModelEMA
-from samacore.losses import plcc_loss, rank_loss, vqa_loss
+from samacore.losses import LOSSES, plcc_loss, rank_loss, vqa_loss
 from samacore.metrics import BestTracker, aggregate, compute_metrics, rescale
 from samacore.optim import build_optimizer
 from samacore.options import OptionError, check_keys, choice, load_options, resolve_path, typed
@@ -69,6 +69,19 @@ def test_losses_reward_correct_order_and_correlation():
     assert rank_loss(bad, y) > 0
     assert vqa_loss(bad, y) == pytest.approx(plcc_loss(bad, y) + 0.3 * rank_loss(bad, y))
     assert rank_loss(torch.ones(1, 1), torch.ones(1, 1)) == 0
+
+
+def test_named_objectives():
+    """``smooth_l1`` regresses the labels (the original IQA loss); ``plcc_rank`` is the VQA objective, scale-free."""
+    y = torch.tensor([60.0, 70.0, 80.0, 50.0])
+    near = y + torch.tensor([0.5, -0.5, 0.2, -0.2])
+    assert LOSSES.get("smooth_l1")(near, y) == pytest.approx(torch.nn.functional.smooth_l1_loss(near, y).item())
+    plcc_rank = LOSSES.get("plcc_rank")
+    assert plcc_rank(y, y) < 1e-6
+    assert plcc_rank(y / 100 - 3, y).item() == pytest.approx(plcc_rank(y, y).item(), abs=1e-6)  # any affine scale of the labels
+    assert plcc_rank(-y, y).item() == pytest.approx(vqa_loss(-y.view(-1, 1), y.view(-1, 1)).item())
+    with pytest.raises(ValueError, match="registered losses: plcc_rank, smooth_l1"):
+        LOSSES.get("mse")
 
 
 def test_ema_follows_the_update_rule_and_skips_buffers():

@@ -58,7 +58,7 @@ from samacore.utils import seed_everything
 from .checkpoints import OWN_FORMAT, load_into_model
 from .datasets import ImageDataset, ImageReadError, sampling_args
 from .labels import LabelError, LabelSet, fixed_split, kadid_groups, missing_files, read_info
-from .recipe import build_model, predict_fn, schedule, step_fn
+from .recipe import build_model, make_step_fn, predict_fn, schedule
 from .schema import existing_path, load_iqa_options, path_option, split_by
 
 log = get_logger("samaiqa")
@@ -193,7 +193,8 @@ def train_split(
         split_logger.row(row)
 
     job = trainer.Job(
-        model=model, train_loaders={"train": train_loader}, val_loaders={database: test_loader}, step_fn=step_fn,
+        model=model, train_loaders={"train": train_loader}, val_loaders={database: test_loader},
+        step_fn=make_step_fn(opt.get("loss", "smooth_l1")),
         predict_fn=predict_fn, schedule=schedule(opt),
         best_path=lambda key: os.path.join(save_dir, f"{opt['name']}_split{split:02d}_{key}_s_dev.pth"),
         checkpoint_extra=dict(

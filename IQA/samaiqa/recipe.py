@@ -1,14 +1,14 @@
 """The SAMA IQA recipe's own pieces for the shared training loop (:mod:`samacore.trainer`): the model of the
-options, the training step (SmoothL1 on the image scores) and inference."""
+options, the training step (SmoothL1 on the image scores, or the objective the options name) and inference."""
 from __future__ import annotations
 
 from typing import Any, Callable, List, Mapping, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from samacore import engine
+from samacore.losses import LOSSES
 from samacore.options import OptionError
 from samacore.precision import full_precision
 from samacore.schedules import warmup_constant
@@ -16,7 +16,7 @@ from samacore.schedules import warmup_constant
 from .datasets import sampling_args
 from .model import DEFAULT_BACKBONE, IQAModel
 
-__all__ = ["build_model", "predict_fn", "schedule", "step_fn"]
+__all__ = ["build_model", "make_step_fn", "predict_fn", "schedule"]
 
 
 def build_model(opt: Mapping[str, Any]) -> IQAModel:
@@ -43,18 +43,25 @@ def schedule(opt: Mapping[str, Any]) -> Callable[[List[int]], Callable[[int], fl
     return lambda lengths: warmup_constant(max(1, int(float(opt.get("warmup_epochs", 5)) * lengths[0])))
 
 
-def step_fn(model: nn.Module, batch: Mapping[str, Any], device: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """SmoothL1 between the ``[B]`` scores and the labels, in fp32 (also under bf16 autocast).
+def make_step_fn(loss: str = "smooth_l1") -> engine.StepFn:
+    """The training step with the objective named by the options' ``loss`` (:data:`samacore.losses.LOSSES`;
+    default ``smooth_l1``, the original's SmoothL1 on the label scale), computed on the ``[B]`` scores in fp32
+    (also under bf16 autocast).
 
     Under torchrun the loss is taken over the global batch (:func:`samacore.engine.gather_batch`), so the
     gradient is that of a one-process run with the same global batch, also for a short last batch.
     """
-    x = batch["image"].to(device, non_blocking=True)
-    y = batch["label"].to(device).float()
-    scores, y = engine.gather_batch(model(x).view(y.shape).float(), y)
-    with full_precision(device):
-        loss = F.smooth_l1_loss(scores, y)
-    return loss, scores.detach(), y
+    objective = LOSSES.get(loss)
+
+    def step_fn(model: nn.Module, batch: Mapping[str, Any], device: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = batch["image"].to(device, non_blocking=True)
+        y = batch["label"].to(device).float()
+        scores, y = engine.gather_batch(model(x).view(y.shape).float(), y)
+        with full_precision(device):
+            loss_value = objective(scores, y)
+        return loss_value, scores.detach(), y
+
+    return step_fn
 
 
 def predict_fn(model: nn.Module, batch: Mapping[str, Any], device: str) -> Tuple[List[str], torch.Tensor, Any]:

@@ -15,6 +15,7 @@ from typing import Any, Dict, Mapping, Optional
 import timm
 
 from samacore import runs
+from samacore.losses import LOSSES
 from samacore.options import (
     OptionError, check_keys, choice, load_options, load_plugins, option_file_dirs, resolve_path, suggest, typed,
 )
@@ -37,7 +38,7 @@ TOP_KEYS = (
     "optimizer", "load_path",
     "seed", "ema_decay", "ema_warmup", "allow_partial_load", "run_dir", "save_dir", "device", "progress", "pin_memory",
     "persistent_workers", "prefetch_factor", "max_bad_fraction", "deterministic", "amp", "max_bad_steps",
-    "stop_after_epochs", "plugins", "trust_checkpoint",
+    "stop_after_epochs", "plugins", "trust_checkpoint", "loss",
 )
 DATA_KEYS = ("database", "data_info", "test_info", "data_prefix", "fwin_h", "fwin_w", "fsize_h", "fsize_w",
              "exif_transpose", "split_by")
@@ -81,6 +82,7 @@ def check_options(opt: Mapping[str, Any], command: str) -> None:
     if not isinstance(data.get("exif_transpose", False), bool):
         raise OptionError(f"data.exif_transpose must be true or false, got {data['exif_transpose']!r}")
     choice(data.get("split_by", "item"), SPLIT_BY, "data.split_by")
+    choice(opt.get("loss", "smooth_l1"), LOSSES.names(), "loss")
     _check_model(opt.get("model"))
     if opt.get("optimizer") is not None:
         check_keys(opt["optimizer"], OPTIMIZER_KEYS, "optimizer")
