@@ -506,6 +506,6 @@ register_backbone("swin_tiny_grpb_m", SwinConfig(window_size=(4, 4, 4), frag_bia
 register_backbone("swin_nano_grpb", SwinConfig(embed_dim=24, depths=(1, 2, 1, 2), num_heads=(1, 2, 2, 4)))
 # Two-stage model for the CPU demo (96 output channels). Trained from scratch on the examplar set, a shallow stack
 # learns the low-level cues (blur, down-scaling) within minutes; the 4-stage nano model does not (measured: train
-# and held-out SRCC stay near 0 for 2000 steps), its deeper random stages wash those statistics out.
+# and held-out SRCC stay near 0 for 1000-1500 steps), its deeper random stages wash those statistics out.
 register_backbone("swin_shallow_grpb", SwinConfig(embed_dim=48, depths=(1, 1), num_heads=(2, 4), patch_norm=False,
                                                   drop_path_rate=0.0))
