@@ -23,6 +23,33 @@ MODEL = {"type": "DiViDeAddEvaluator",
                   "vqa_head": {"in_channels": 192, "hidden_channels": 16}}}
 
 
+def vqa_train_options(root, name: str, stype: str = "fragments", val_clips: int = 2, **over) -> dict:
+    """Training options over ``conftest.vqa_data`` (``root``): its train and ``val-small`` sets with FRAG
+    sampling (``val_clips`` test clips), the nano MODEL from its K400-style weights; ``over`` replaces keys."""
+    def dataset(phase: str, labels: str, clips: int) -> dict:
+        return {"type": "FusionDataset", "args": {
+            "phase": phase, "anno_file": str(root / labels), "data_prefix": str(root / "videos"),
+            "sample_types": {"fragments": dict(FRAG, num_clips=clips)}}}
+
+    opt = {"name": name, "num_epochs": 2, "l_num_epochs": 0, "warmup_epochs": 0.5, "ema": True, "save_model": True,
+           "train_batch_size": 4, "train_num_workers": 0, "test_batch_size": 2, "test_num_workers": 0,
+           "stype": stype, "progress": False, "seed": 3,
+           "data": {"train": dataset("train", "labels.txt", 1), "val-small": dataset("test", "val.txt", val_clips)},
+           "model": MODEL, "optimizer": {"lr": 1e-3, "backbone_lr_mult": 0.1, "wd": 0.05},
+           "load_path": str(root / "k400_nano.pth")}
+    opt.update(over)
+    return opt
+
+
+def write_yaml(path, opt: dict) -> str:
+    """Write ``opt`` as a YAML option file at ``path``; returns the path as a string."""
+    import yaml
+
+    with open(path, "w") as f:
+        yaml.safe_dump(opt, f)
+    return str(path)
+
+
 def write_graded_images(folder, names: Sequence[str], levels: Sequence[float], sizes: Sequence[Tuple[int, int]],
                         label_digits: int, label_div: float = 10.0, seed: int = 0) -> List[str]:
     """Noisy grey-ish images of brightness ``levels[i]`` (size ``sizes[i]`` = (h, w)), so a model has something to

@@ -14,7 +14,7 @@ import torch
 import yaml
 from PIL import Image
 
-from helpers import FRAG, GRID, MODEL, SMALL_SWIN
+from helpers import GRID, SMALL_SWIN, vqa_train_options, write_yaml
 from samacore import curves
 from samacore.checkpoint import load_checkpoint
 from samacore.curves import PANELS, curve_series, read_metrics_csv
@@ -51,20 +51,7 @@ def chdir_run(folder, fn, *args):
 
 # ----------------------------------------------------------------------------------------------- VQA
 def vqa_options(root, path, **over):
-    opt = {"name": "out", "num_epochs": 2, "l_num_epochs": 0, "warmup_epochs": 0.5, "ema": True, "ema_warmup": True,
-           "save_model": True, "train_batch_size": 4, "train_num_workers": 0, "test_batch_size": 2,
-           "test_num_workers": 0, "stype": "sama", "progress": False, "seed": 3,
-           "data": {"train": {"type": "FusionDataset", "args": {
-                        "phase": "train", "anno_file": str(root / "labels.txt"), "data_prefix": str(root / "videos"),
-                        "sample_types": {"fragments": dict(FRAG, num_clips=1)}}},
-                    "val-small": {"type": "FusionDataset", "args": {
-                        "phase": "test", "anno_file": str(root / "val.txt"), "data_prefix": str(root / "videos"),
-                        "sample_types": {"fragments": dict(FRAG, num_clips=1)}}}},
-           "model": MODEL, "optimizer": {"lr": 1e-3, "backbone_lr_mult": 0.1, "wd": 0.05},
-           "load_path": str(root / "k400_nano.pth")}
-    opt.update(over)
-    path.write_text(yaml.safe_dump(opt))
-    return str(path)
+    return write_yaml(path, vqa_train_options(root, "out", stype="sama", val_clips=1, ema_warmup=True, **over))
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +127,7 @@ def iqa_options(info, path, run_dir, **over):
            "deterministic": True, "data": {"database": "syn", "data_info": str(info), "data_prefix": str(info.parent),
                                            **GRID},
            "model": {"backbone_args": SMALL_SWIN}, "run_dir": str(run_dir), "progress": False}
-    opt.update(over)
-    path.write_text(yaml.safe_dump(opt))
-    return str(path)
+    return write_yaml(path, {**opt, **over})
 
 
 @pytest.fixture(scope="module")

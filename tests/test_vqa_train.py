@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import FRAG, MODEL, N_VIDEOS
+from helpers import FRAG, MODEL, N_VIDEOS, vqa_train_options, write_yaml
 from samacore.checkpoint import CheckpointError, load_checkpoint
 from samacore.options import OptionError
 from samavqa import cli
@@ -44,25 +44,13 @@ def workdir(vqa_data):
 
 
 def write_opt(root, name, mixed=False, **over):
-    opt = {"name": name, "num_epochs": 2, "l_num_epochs": 0, "warmup_epochs": 0.5, "ema": True, "save_model": True,
-           "train_batch_size": 4, "train_num_workers": 0, "test_batch_size": 2, "test_num_workers": 0,
-           "stype": "fragments", "progress": False, "seed": 3,
-           "data": {"train": {"type": "FusionDataset", "args": {
-                        "phase": "train", "anno_file": str(root / "labels.txt"), "data_prefix": str(root / "videos"),
-                        "sample_types": {"fragments": dict(FRAG, num_clips=1)}}},
-                    "val-small": {"type": "FusionDataset", "args": {
-                        "phase": "test", "anno_file": str(root / "val.txt"), "data_prefix": str(root / "videos"),
-                        "sample_types": {"fragments": dict(FRAG, num_clips=2)}}}},
-           "model": MODEL, "optimizer": {"lr": 1e-3, "backbone_lr_mult": 0.1, "wd": 0.05},
-           "load_path": str(root / "k400_nano.pth")}
+    opt = vqa_train_options(root, name)
     if mixed:  # sets with an unreadable video (1 of 9 train, 1 of 5 val videos)
         for key, labels in (("train", "labels_mixed.txt"), ("val-small", "val_mixed.txt")):
             opt["data"][key]["args"].update(anno_file=str(root / labels), data_prefix=str(root / "mixed"))
         opt["max_bad_fraction"] = 0.25
     opt.update(over)
-    path = root / f"{name}.yml"
-    path.write_text(yaml.safe_dump(opt))
-    return str(path)
+    return write_yaml(root / f"{name}.yml", opt)
 
 
 @pytest.fixture(scope="module")
