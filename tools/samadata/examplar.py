@@ -575,6 +575,10 @@ def write_labels(labels_dir: str, vqa: Sequence[Item], iqa: Sequence[Item]) -> L
     return written
 
 
+#: how a label file's status is reported
+LABEL_FILE_PROBLEMS = {"missing": "missing", "differs": "differs from the regenerated labels"}
+
+
 def label_file_status(labels_dir: str, vqa: Sequence[Item], iqa: Sequence[Item]) -> Dict[str, str]:
     """Each label file's path -> ``"ok"``, ``"missing"`` or ``"differs"`` (from the regenerated labels)."""
     status = {}
@@ -590,8 +594,8 @@ def label_file_status(labels_dir: str, vqa: Sequence[Item], iqa: Sequence[Item])
 
 def check_labels(labels_dir: str, vqa: Sequence[Item], iqa: Sequence[Item]) -> List[str]:
     """Problems of the label files under ``labels_dir`` against the regenerated ones (empty: identical)."""
-    what = {"missing": "missing", "differs": "differs from the regenerated labels"}
-    return [f"{path}: {what[s]}" for path, s in label_file_status(labels_dir, vqa, iqa).items() if s != "ok"]
+    return [f"{path}: {LABEL_FILE_PROBLEMS[s]}" for path, s in label_file_status(labels_dir, vqa, iqa).items()
+            if s != "ok"]
 
 
 def build(
@@ -691,9 +695,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         vqa = video_items(contents) if "vqa" in only else []
         iqa = image_items(contents) if "iqa" in only else []
         if args.check:
-            for p in check_labels(args.labels, vqa, iqa):
-                print(p, file=sys.stderr)
-            counts = Counter(label_file_status(args.labels, vqa, iqa).values())
+            status = label_file_status(args.labels, vqa, iqa)
+            for path, state in status.items():
+                if state != "ok":
+                    print(f"{path}: {LABEL_FILE_PROBLEMS[state]}", file=sys.stderr)
+            counts = Counter(status.values())
             bad = [f"{counts[s]} label file(s) {s if s == 'missing' else 'differ'}" for s in ("missing", "differs")
                    if counts[s]]
             print("; ".join(bad) if bad else "label files match")
