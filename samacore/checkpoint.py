@@ -5,7 +5,9 @@
 ``validation_results`` hold numpy float64 scalars), under numpy 1.x and 2.x module names. Anything else a file
 refers to is refused with one line naming it; ``trust=True`` (option ``trust_checkpoint``, flag
 ``--trust-checkpoint``) does a full unpickle instead, for files the user trusts. Files that are not PyTorch
-checkpoints at all (text, an HTML error page, random bytes) or that were cut short are named as such.
+checkpoints at all (text, an HTML error page, random bytes) or that were cut short are named as such. A
+training run's resume state (``last.pth``) given where model weights are expected (``as_weights``) stands for its
+weights.
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ from torch import nn
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not fit the model."""
 
+
+#: ``format`` of the resumable training states (``runs/{name}/last.pth``, :mod:`samacore.resume`)
+RESUME_FORMAT = "sama-resume-1"
 
 TRUST_FLAG_HELP = ("load the checkpoint with a full unpickle instead of weights-only loading; only for a file you "
                    "trust, since unpickling can run code from it")
@@ -152,13 +157,16 @@ def _load_error(path: str, layout: str, e: Exception, trust: bool) -> Checkpoint
                            f"{_first_line(_weights_only_reason(e))}): download or copy it again")
 
 
-def load_checkpoint(path: str, map_location: Any = "cpu", trust: bool = False) -> Any:
+def load_checkpoint(path: str, map_location: Any = "cpu", trust: bool = False, as_weights: bool = False) -> Any:
     """Load a checkpoint so that an untrusted file cannot run code (see the module docstring).
 
     Args:
         path: a file written by ``torch.save`` (zip or pre-1.6 format).
         map_location: as :func:`torch.load`.
         trust: full unpickle (``weights_only=False``) for a file the user trusts; a warning says so.
+        as_weights: the caller wants model weights: a training run's resume state (``last.pth``) then becomes
+            ``{"state_dict": weights}``, its EMA weights where the run kept an EMA (those are the ones it
+            validated and saved), with a warning saying so. Without it, a resume state is returned as it is.
 
     Raises:
         CheckpointError: one line naming the file and what is wrong: missing, not a PyTorch checkpoint (and what
@@ -172,11 +180,18 @@ def load_checkpoint(path: str, map_location: Any = "cpu", trust: bool = False) -
         print(f"warning: {path}: full unpickle (trust_checkpoint): the file may run code", file=sys.stderr)
     try:
         if trust:
-            return torch.load(path, map_location=map_location, weights_only=False)
-        with torch.serialization.safe_globals(_NUMPY_SAFE_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True)
+            obj = torch.load(path, map_location=map_location, weights_only=False)
+        else:
+            with torch.serialization.safe_globals(_NUMPY_SAFE_GLOBALS):
+                obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch.load raises many types for damaged files: each becomes one line
         raise _load_error(path, layout, e, trust) from None
+    if not (as_weights and isinstance(obj, Mapping) and obj.get("format") == RESUME_FORMAT):
+        return obj
+    which = "EMA" if obj.get("ema") is not None else "model"
+    print(f"warning: {path} is the resume state of a training run (after epoch {obj.get('epoch')}): using its "
+          f"{which} weights", file=sys.stderr)
+    return {"state_dict": obj["ema"] if which == "EMA" else obj["model"]}
 
 
 def patch_embedding_rank(state: Mapping[str, Any]) -> Optional[int]:

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import distributed as D
-from .checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked, save_checkpoint
+from .checkpoint import RESUME_FORMAT, CheckpointError, load_checkpoint, load_state_dict_checked, save_checkpoint
 from .ema import unwrap
 from .metrics import BestTracker
 from .robust import BadItemLog
@@ -36,7 +36,6 @@ __all__ = ["RESUME_FILE", "RunStopped", "TrainState", "bad_log_state", "load_res
 log = get_logger("samacore")
 
 RESUME_FILE = "last.pth"
-RESUME_FORMAT = "sama-resume-1"
 # Options that may differ between a run and its resumption without changing the results.
 RESUME_HARMLESS_KEYS = ("progress", "device", "stop_after_epochs", "train_num_workers", "test_num_workers",
                         "pin_memory", "persistent_workers", "prefetch_factor", "run_dir", "save_dir")

@@ -180,7 +180,7 @@ def load_into_model(
     notes say which format was found and what was deliberately not loaded.
     """
     name = source if isinstance(source, str) else "checkpoint object"
-    ckpt = load_checkpoint(source, map_location=map_location, trust=trust) if isinstance(source, str) else source
+    ckpt = load_checkpoint(source, map_location=map_location, as_weights=True, trust=trust) if isinstance(source, str) else source
     try:
         fmt, sd, notes = state_dict_for_model(ckpt, model)
     except CheckpointError as e:

@@ -247,7 +247,7 @@ def load_scorer(
     notes: List[str] = []
     given = read_scoring_options(options) if options is not None else None  # checked before the checkpoint is read
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(search_roots), notes)
-    obj = load_checkpoint(path, trust=trust_checkpoint)
+    obj = load_checkpoint(path, as_weights=True, trust=trust_checkpoint)
     try:
         fmt, _ = detect_format(obj)
     except CheckpointError as e:

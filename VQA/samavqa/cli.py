@@ -76,7 +76,7 @@ def load_weights(model: nn.Module, opt: Mapping[str, Any], what: str, full_model
         return
     path = option_path(path)
     allow_partial = bool(opt.get("allow_partial_load", False))
-    obj = load_checkpoint(path, trust=bool(opt.get("trust_checkpoint", False)))
+    obj = load_checkpoint(path, as_weights=True, trust=bool(opt.get("trust_checkpoint", False)))
     fmt = detect_format_of(obj, path)
     if full_model and fmt in BACKBONE_ONLY and not allow_partial:
         raise CheckpointError(

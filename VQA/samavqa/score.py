@@ -378,7 +378,7 @@ def load_scorer(
     elif options:
         given = load_vqa_options(options)
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(roots), notes)
-    obj = load_checkpoint(path, trust=trust_checkpoint)
+    obj = load_checkpoint(path, as_weights=True, trust=trust_checkpoint)
     fmt = detect_format_of(obj, path)
     if fmt in BACKBONE_ONLY:
         raise CheckpointError(f"{path} holds backbone weights only ({BACKBONE_ONLY[fmt]}) without a trained quality "

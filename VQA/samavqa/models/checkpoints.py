@@ -197,7 +197,7 @@ def load_vqa_weights(
         LoadReport with the missing / unexpected keys (and notes on what was derived).
     """
     what = path_or_state if isinstance(path_or_state, str) else "state dict"
-    obj = load_checkpoint(path_or_state, trust=trust) if isinstance(path_or_state, str) else path_or_state
+    obj = load_checkpoint(path_or_state, as_weights=True, trust=trust) if isinstance(path_or_state, str) else path_or_state
     fmt = detect_format_of(obj, what)
     state, _ = unwrap_state_dict(obj)
     what = f"{what} [{fmt}]"
