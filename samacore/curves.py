@@ -1,4 +1,5 @@
-"""Training curves: ``{run_dir}/curves.png``, drawn from the run's ``metrics.csv`` and rewritten after every epoch.
+"""Training curves: ``{run_dir}/curves.png``, drawn from the run's ``metrics.csv``: rewritten after an epoch when the
+last drawing is :data:`REDRAW_AFTER_S` old or more, and at the end of every training stage.
 
 Four panels over the epochs: train loss, train SRCC, validation SRCC and validation PLCC. The numbers are the
 rows the run logger wrote (:class:`samacore.runlog.RunLogger`), whichever tree wrote them:
@@ -21,15 +22,18 @@ import csv
 import math
 import os
 import sys
+import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .runlog import get_logger
 
-__all__ = ["CURVES_FILE", "PANELS", "curve_series", "draw_curves", "read_metrics_csv", "update_curves"]
+__all__ = ["CURVES_FILE", "PANELS", "REDRAW_AFTER_S", "curve_series", "draw_curves", "read_metrics_csv", "update_curves"]
 
 log = get_logger("samacore")
 
 CURVES_FILE = "curves.png"
+#: a drawing takes ~1 s of CPU: a run of 2-second epochs redraws after every 15th or so, not after each one
+REDRAW_AFTER_S = 20.0
 PANELS = ("train loss", "train SRCC", "validation SRCC", "validation PLCC")
 #: panel -> line label -> (epochs, values)
 Series = Dict[str, Dict[str, Tuple[List[int], List[float]]]]
@@ -123,15 +127,21 @@ def draw_curves(series: Series, path: str, title: str = "") -> str:
 
 
 _warned = False
+_drawn_at: Dict[str, float] = {}  # run folder -> time.monotonic() of its last drawing in this process
 
 
-def update_curves(run_dir: str) -> Optional[str]:
+def update_curves(run_dir: str, min_interval_s: float = 0.0) -> Optional[str]:
     """Redraw ``{run_dir}/curves.png`` from ``{run_dir}/metrics.csv``; returns its path, or None when there is
-    nothing to draw or drawing failed (warned once per process: a picture never stops a run)."""
+    nothing to draw, the last drawing of this folder is younger than ``min_interval_s`` seconds, or drawing failed
+    (warned once per process: a picture never stops a run)."""
     global _warned
     metrics = os.path.join(run_dir, "metrics.csv")
     if not os.path.exists(metrics):
         return None
+    key = os.path.abspath(run_dir)
+    if time.monotonic() - _drawn_at.get(key, -math.inf) < min_interval_s:
+        return None
+    _drawn_at[key] = time.monotonic()
     try:
         return draw_curves(curve_series(read_metrics_csv(metrics)), os.path.join(run_dir, CURVES_FILE),
                            title=os.path.basename(os.path.normpath(run_dir)))

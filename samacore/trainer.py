@@ -6,7 +6,8 @@ how an epoch is logged. :func:`fit` does the rest the same way for every tree: A
 rate multiplier, DDP under ``torchrun``, the EMA of the weights (evaluated and saved), a best checkpoint per
 validation set whenever SRCC+PLCC improves (:class:`BestCheckpointer`), non-finite losses skipped, the resumable
 state saved after every epoch and restored on ``--resume``, ``stop_after_epochs``, and the run's ``curves.png``
-redrawn after every epoch (:mod:`samacore.curves`).
+redrawn after an epoch at most every :data:`samacore.curves.REDRAW_AFTER_S` seconds and after the last one
+(:mod:`samacore.curves`).
 
 Around it: :func:`run_splits` (the split loop of finetuning and the IQA protocol, resumable split by split) and
 :func:`calibrate_best` (each saved best model scores its training items once more in test mode; the statistics
@@ -23,7 +24,7 @@ from torch import nn
 from . import distributed as D
 from .calibration import calibration_stats
 from .checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
-from .curves import update_curves
+from .curves import REDRAW_AFTER_S, update_curves
 from .ema import ModelEMA, unwrap
 from .engine import BadStepGuard, PredictFn, StepFn, predict, train_one_epoch
 from .metrics import BestTracker, evaluate
@@ -209,8 +210,9 @@ def fit(opt: Mapping[str, Any], job: Job, device: str, run_logger: RunLogger, ct
             improved = best.update(key, metrics, epoch, model=eval_model, **job.checkpoint_extra)
             job.log_eval(Evaluation(epoch, key, metrics, improved and best.path_fn is not None, best.trackers[key],
                                     len(loader.dataset), train))
-        if run_logger.enabled:  # rank 0: the picture of the rows logged so far
-            update_curves(run_logger.run_dir)
+        if run_logger.enabled:  # rank 0: the picture of the rows logged so far (always after this process's last epoch)
+            last = epoch == num_epochs - 1 or ctx.stop_after and ctx.epochs_done + 1 >= ctx.stop_after
+            update_curves(run_logger.run_dir, 0.0 if last else REDRAW_AFTER_S)
         if ctx.state_path:
             extra = dict(job.state_extra)
             if job.bad_log is not None:
