@@ -7,7 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from samaiqa.datasets import ImageDataset, ImageReadError, load_image
+from torchvision import transforms
+
+from samaiqa.datasets import ImageDataset, ImageReadError, build_transform, load_image
 from samacore.splits import make_splits
 from samaiqa.labels import LabelError, kadid_groups, read_info, read_pkl, read_txt
 
@@ -165,3 +167,23 @@ def test_dataset_items(tmp_path):
     assert a.shape == (3, 64, 64) and not torch.equal(a, train[0]["image"])
     with pytest.raises(ValueError, match="stype"):
         ImageDataset([], [], stype="fragments")
+
+
+def test_train_augment_option_chooses_the_training_transforms(tmp_path):
+    """``data.train_augment``: the original's flip + rotation by default; ``flip`` keeps only the flip (no black
+    corners: a training image keeps every pixel, as at test time); test mode never augments."""
+    def kinds(t):
+        return [type(s).__name__ for s in t.transforms]
+
+    assert kinds(build_transform(True)) == ["ToTensor", "RandomHorizontalFlip", "RandomRotation", "Normalize"]
+    assert kinds(build_transform(True, "flip")) == ["ToTensor", "RandomHorizontalFlip", "Normalize"]
+    assert kinds(build_transform(True, "none")) == kinds(build_transform(False)) == ["ToTensor", "Normalize"]
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(tmp_path / "flat.png")
+    args = {"fwin_h": 2, "fwin_w": 2, "fsize_h": 32, "fsize_w": 32}
+    black = (0 - 0.485) / 0.229  # a black corner pixel, normalised (red channel)
+    for augment, corners in (("flip_rotate", True), ("flip", False)):
+        data = ImageDataset([str(tmp_path / "flat.png")], [1.0], None, {**args, "train_augment": augment},
+                            stype="fragment", is_train=True)
+        torch.manual_seed(0)
+        seen = torch.stack([data[0]["image"][0] for _ in range(8)])
+        assert bool(torch.isclose(seen, torch.tensor(black), atol=1e-4).any()) == corners

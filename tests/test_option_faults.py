@@ -53,6 +53,8 @@ def test_vqa_option_file_faults(tmp_path, patch, message):
     ({"stype": "fragments"}, "did you mean 'fragment'?"),
     ({"data.fwin_hh": 8}, "unknown option data.fwin_hh (did you mean 'fwin_h'?)"),
     ({"loss": "plcc"}, "loss = 'plcc' is not allowed (did you mean 'plcc_rank'?); choose one of: smooth_l1, plcc_rank"),
+    ({"lr_schedule": "cos"}, "lr_schedule = 'cos' is not allowed (did you mean 'cosine'?); choose one of: constant, cosine"),
+    ({"data.train_augment": "rotate"}, "data.train_augment = 'rotate' is not allowed"),
 ])
 def test_iqa_option_file_faults(tmp_path, patch, message):
     with pytest.raises(OptionError) as e:

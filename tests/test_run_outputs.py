@@ -115,6 +115,21 @@ def test_vqa_test_and_scoring_leave_the_training_run_alone(vqa_data, vqa_run, tm
                                     "last.pth", "tensorboard", "test"}
 
 
+def test_vqa_scores_a_resume_state_with_its_ema_weights(vqa_data, vqa_run, tmp_path, capsys):
+    state = load_checkpoint(str(vqa_run / "runs" / "out" / "last.pth"))
+    plain = tmp_path / "ema.pth"
+    torch.save({"state_dict": state["ema"]}, plain)
+    test_opt = vqa_options(vqa_data.root, tmp_path / "test.yml")
+    video = str(vqa_data.root / "videos" / "v1.mp4")
+    scores = {}
+    for name, ckpt in (("state", vqa_run / "runs" / "out" / "last.pth"), ("plain", plain)):
+        assert chdir_run(vqa_run, vqa_score.main, ["-v", video, "--ckpt", str(ckpt), "--options", test_opt,
+                                                   "--no-progress", "--output", str(tmp_path / f"{name}.csv")]) == 0
+        scores[name] = [r["score"] for r in csv.DictReader(open(tmp_path / f"{name}.csv"))]
+    assert "is the resume state of a training run (after epoch 1): using its EMA weights" in capsys.readouterr().err
+    assert scores["state"] == scores["plain"] and len(scores["state"]) == 1
+
+
 # ----------------------------------------------------------------------------------------------- IQA
 @pytest.fixture(scope="module")
 def images(iqa_images):
@@ -167,6 +182,25 @@ def test_iqa_test_and_scoring_leave_the_training_run_alone(images, iqa_run, tmp_
     assert yaml.safe_load(open(test / "options.yml"))["load_path"] == str(ckpt)
 
 
+def test_a_resume_state_scores_as_its_ema_weights(images, iqa_run, tmp_path, capsys):
+    """``--ckpt runs/{name}/last.pth`` (the resume state, not a model file): scored with the EMA weights it holds
+    -- the same numbers as a plain file of those weights -- and a warning says what was used."""
+    run = iqa_run / "run"
+    state = load_checkpoint(str(run / "last.pth"))  # as it is: the whole resumable state
+    assert {"format", "model", "ema", "optimizer"} <= set(state)
+    plain = tmp_path / "ema.pth"
+    torch.save({"state_dict": state["ema"]}, plain)
+    opt = iqa_options(images, tmp_path / "t.yml", tmp_path / "test_run")
+    from_state = iqa_cli.test_main(["-o", opt, "--ckpt", str(run / "last.pth"), "--no-progress"])
+    assert f"{run / 'last.pth'} is the resume state of a training run (after epoch 1): using its EMA weights" in \
+        capsys.readouterr().err
+    from_plain = iqa_cli.test_main(["-o", opt, "--ckpt", str(plain), "--no-progress"])
+    assert from_state["metrics"] == from_plain["metrics"] and from_state["n"] == 10
+    vqa_like = load_checkpoint(str(run / "last.pth"), as_weights=True)
+    assert list(vqa_like) == ["state_dict"] and all(torch.equal(vqa_like["state_dict"][k], v)
+                                                    for k, v in state["ema"].items())
+
+
 # ----------------------------------------------------------------------------------------------- failures / resume
 def test_a_drawing_failure_warns_once_and_training_goes_on(images, tmp_path, monkeypatch, caplog):
     def broken(*args, **kwargs):
@@ -181,6 +215,22 @@ def test_a_drawing_failure_warns_once_and_training_goes_on(images, tmp_path, mon
     assert not (tmp_path / "run" / "curves.png").exists()
     warnings = [w for w in warnings if "curves.png" in w]  # (the logger is shared: other warnings may come)
     assert len(warnings) == 1 and "pip install matplotlib" in warnings[0]
+
+
+def test_curves_are_redrawn_at_most_every_interval_and_after_the_last_epoch(images, tmp_path, monkeypatch):
+    """A drawing costs ~1 s: within ``REDRAW_AFTER_S`` of the last one an epoch does not redraw, the last epoch
+    always does (so the picture ends complete)."""
+    from samacore import trainer
+
+    drawn = []  # the epochs in the picture at each drawing
+    monkeypatch.setattr(curves, "draw_curves", lambda series, path, title="": drawn.append(
+        series["validation SRCC"]["validation split 00"][0]))
+    monkeypatch.setattr(trainer, "REDRAW_AFTER_S", 3600.0)
+    iqa_cli.train_main(["-o", iqa_options(images, tmp_path / "o.yml", tmp_path / "run", num_splits=1, num_epochs=3)])
+    assert drawn == [[0], [0, 1, 2]]
+    assert curves.update_curves(str(tmp_path / "run"), min_interval_s=3600.0) is None and len(drawn) == 2
+    curves.update_curves(str(tmp_path / "run"))
+    assert len(drawn) == 3
 
 
 def test_resume_continues_the_ema_warmup(images, tmp_path):

@@ -104,6 +104,21 @@ def test_schedules_match_the_recipes():
     assert g(0) == 0.01 and g(5) == 0.5 and g(10) == 1 and g(1000) == 1
 
 
+@pytest.mark.parametrize("lr_schedule", [None, "constant", "cosine"])
+def test_iqa_lr_schedule_option(lr_schedule):
+    """IQA ``lr_schedule``: absent or ``constant`` is the original's warm-up then constant; ``cosine`` is the VQA
+    recipe's warm-up and cosine over all epochs, so a run ends near lr 0."""
+    from samaiqa.recipe import schedule
+
+    opt = {"num_epochs": 10, "warmup_epochs": 1, **({"lr_schedule": lr_schedule} if lr_schedule else {})}
+    f = schedule(opt)([20])  # 20 iterations an epoch: 200 in all, 20 of warm-up
+    if lr_schedule == "cosine":
+        assert [f(i) for i in (0, 10, 20, 110)] == [warmup_cosine(20, 200)(i) for i in (0, 10, 20, 110)]
+        assert f(10) == 0.5 and f(20) == 1 and f(199) < 0.03
+    else:
+        assert [f(i) for i in (0, 10, 20, 110, 199)] == [0.01, 0.5, 1, 1, 1]
+
+
 def test_backbone_children_get_the_lower_learning_rate():
     class M(nn.Module):
         def __init__(self):

@@ -11,7 +11,7 @@ from samacore import engine
 from samacore.losses import LOSSES
 from samacore.options import OptionError
 from samacore.precision import full_precision
-from samacore.schedules import warmup_constant
+from samacore.schedules import warmup_constant, warmup_cosine
 
 from .datasets import sampling_args
 from .model import DEFAULT_BACKBONE, IQAModel
@@ -38,9 +38,17 @@ def build_model(opt: Mapping[str, Any]) -> IQAModel:
 
 
 def schedule(opt: Mapping[str, Any]) -> Callable[[List[int]], Callable[[int], float]]:
-    """The learning rate per iteration: warm-up ``max(1e-2, it / warmup)`` over ``warmup_epochs`` (default 5) of
-    the training loader, then constant, as the original."""
-    return lambda lengths: warmup_constant(max(1, int(float(opt.get("warmup_epochs", 5)) * lengths[0])))
+    """The learning rate per iteration. Warm-up over ``warmup_epochs`` (default 5) of the training loader, then
+    ``lr_schedule: constant`` (default, as the original: ``max(1e-2, it / warmup)``, then 1) or ``cosine`` (the
+    VQA recipe's linear warm-up and cosine over all ``num_epochs``: a short run ends near lr 0 instead of on a
+    full-lr step)."""
+    def per_iteration(lengths: List[int]) -> Callable[[int], float]:
+        warmup = max(1, int(float(opt.get("warmup_epochs", 5)) * lengths[0]))
+        if opt.get("lr_schedule", "constant") == "cosine":
+            return warmup_cosine(warmup, int(opt.get("num_epochs", 1)) * lengths[0])
+        return warmup_constant(warmup)
+
+    return per_iteration
 
 
 def make_step_fn(loss: str = "smooth_l1") -> engine.StepFn:

@@ -20,7 +20,7 @@ from samacore.options import (
     OptionError, check_keys, choice, load_options, load_plugins, option_file_dirs, resolve_path, suggest, typed,
 )
 
-from .datasets import sampling_args
+from .datasets import TRAIN_AUGMENTS, sampling_args
 from .model import BACKBONE_ALIASES, DEFAULT_BACKBONE
 from .sampling import IQA_SAMPLE_TYPES
 
@@ -38,14 +38,16 @@ TOP_KEYS = (
     "optimizer", "load_path",
     "seed", "ema_decay", "ema_warmup", "allow_partial_load", "run_dir", "save_dir", "device", "progress", "pin_memory",
     "persistent_workers", "prefetch_factor", "max_bad_fraction", "deterministic", "amp", "max_bad_steps",
-    "stop_after_epochs", "plugins", "trust_checkpoint", "loss",
+    "stop_after_epochs", "plugins", "trust_checkpoint", "loss", "lr_schedule",
 )
 DATA_KEYS = ("database", "data_info", "test_info", "data_prefix", "fwin_h", "fwin_w", "fsize_h", "fsize_w",
-             "exif_transpose", "split_by")
+             "exif_transpose", "split_by", "train_augment")
 MODEL_KEYS = ("backbone", "backbone_args", "hidden_channels", "dropout_ratio", "drop_path_rate")
 OPTIMIZER_KEYS = ("lr", "backbone_lr_mult", "wd")
 #: ``data.split_by``: ``item`` shuffles the items; ``reference`` keeps the items of one reference image on one side
 SPLIT_BY = ("item", "reference")
+#: ``lr_schedule``: after the warm-up, ``constant`` (the original's) or ``cosine`` down to ~0 at the last epoch
+LR_SCHEDULES = ("constant", "cosine")
 COMMANDS = ("train", "test", "score")
 
 
@@ -82,7 +84,9 @@ def check_options(opt: Mapping[str, Any], command: str) -> None:
     if not isinstance(data.get("exif_transpose", False), bool):
         raise OptionError(f"data.exif_transpose must be true or false, got {data['exif_transpose']!r}")
     choice(data.get("split_by", "item"), SPLIT_BY, "data.split_by")
+    choice(data.get("train_augment", "flip_rotate"), TRAIN_AUGMENTS, "data.train_augment")
     choice(opt.get("loss", "smooth_l1"), LOSSES.names(), "loss")
+    choice(opt.get("lr_schedule", "constant"), LR_SCHEDULES, "lr_schedule")
     _check_model(opt.get("model"))
     if opt.get("optimizer") is not None:
         check_keys(opt["optimizer"], OPTIMIZER_KEYS, "optimizer")
