@@ -32,7 +32,7 @@ __all__ = ["CURVES_FILE", "PANELS", "REDRAW_AFTER_S", "curve_series", "draw_curv
 log = get_logger("samacore")
 
 CURVES_FILE = "curves.png"
-#: a drawing takes ~1 s of CPU: a run of 2-second epochs redraws after every 15th or so, not after each one
+#: a drawing takes ~1 s of CPU: a run of 3-second epochs redraws after every 7th or so, not after each one
 REDRAW_AFTER_S = 20.0
 PANELS = ("train loss", "train SRCC", "validation SRCC", "validation PLCC")
 #: panel -> line label -> (epochs, values)
