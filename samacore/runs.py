@@ -214,11 +214,15 @@ class RunContext:
             raise OptionError(f"--resume: the run has {self.resume['num_splits']} splits, these options {num_splits}")
         return int(self.resume.get("split", 0))
 
+    def stops_after(self, epochs_done: int) -> bool:
+        """Whether this process stops (``stop_after_epochs``) once it has done ``epochs_done`` epochs."""
+        return bool(self.stop_after) and epochs_done >= self.stop_after
+
     def epoch_finished(self, epoch: int, num_epochs: int, more_after: bool = False, where: str = "") -> None:
         """Count an epoch; raise :class:`samacore.resume.RunStopped` once ``stop_after`` epochs are done and work
         remains (a later epoch, or ``more_after``: later splits). ``where`` is added to the message."""
         self.epochs_done += 1
-        if self.stop_after and self.epochs_done >= self.stop_after and (epoch < num_epochs - 1 or more_after):
+        if self.stops_after(self.epochs_done) and (epoch < num_epochs - 1 or more_after):
             raise RunStopped(
                 f"stopped after {self.epochs_done} epoch(s) as asked (stop_after_epochs){where}; continue with "
                 f"--resume {os.path.dirname(self.state_path or '') or 'RUN_FOLDER'}")

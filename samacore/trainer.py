@@ -211,7 +211,7 @@ def fit(opt: Mapping[str, Any], job: Job, device: str, run_logger: RunLogger, ct
             job.log_eval(Evaluation(epoch, key, metrics, improved and best.path_fn is not None, best.trackers[key],
                                     len(loader.dataset), train))
         if run_logger.enabled:  # rank 0: the picture of the rows logged so far (always after this process's last epoch)
-            last = epoch == num_epochs - 1 or ctx.stop_after and ctx.epochs_done + 1 >= ctx.stop_after
+            last = epoch == num_epochs - 1 or ctx.stops_after(ctx.epochs_done + 1)
             update_curves(run_logger.run_dir, 0.0 if last else REDRAW_AFTER_S)
         if ctx.state_path:
             extra = dict(job.state_extra)

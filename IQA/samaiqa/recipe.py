@@ -2,7 +2,7 @@
 options, the training step (SmoothL1 on the image scores, or the objective the options name) and inference."""
 from __future__ import annotations
 
-from typing import Any, Callable, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import torch
 from torch import nn
@@ -16,7 +16,7 @@ from samacore.schedules import warmup_constant, warmup_cosine
 from .datasets import sampling_args
 from .model import DEFAULT_BACKBONE, IQAModel
 
-__all__ = ["build_model", "make_step_fn", "predict_fn", "schedule"]
+__all__ = ["LR_SCHEDULES", "build_model", "make_step_fn", "predict_fn", "schedule"]
 
 
 def build_model(opt: Mapping[str, Any]) -> IQAModel:
@@ -37,16 +37,19 @@ def build_model(opt: Mapping[str, Any]) -> IQAModel:
         raise OptionError(f"cannot build the model from options.model {m}: {e}") from None
 
 
+#: ``lr_schedule``: the learning-rate multiplier per iteration, by name, from ``(warm-up iterations, all iterations)``
+LR_SCHEDULES: Dict[str, Callable[[int, int], Callable[[int], float]]] = {
+    "constant": lambda warmup, total: warmup_constant(warmup),  # the original's: max(1e-2, it / warmup), then 1
+    "cosine": warmup_cosine,  # the VQA recipe's linear warm-up and cosine: a short run ends near lr 0
+}
+
+
 def schedule(opt: Mapping[str, Any]) -> Callable[[List[int]], Callable[[int], float]]:
-    """The learning rate per iteration. Warm-up over ``warmup_epochs`` (default 5) of the training loader, then
-    ``lr_schedule: constant`` (default, as the original: ``max(1e-2, it / warmup)``, then 1) or ``cosine`` (the
-    VQA recipe's linear warm-up and cosine over all ``num_epochs``: a short run ends near lr 0 instead of on a
-    full-lr step)."""
+    """The learning rate per iteration: warm-up over ``warmup_epochs`` (default 5) of the training loader, then
+    the ``lr_schedule`` of :data:`LR_SCHEDULES` over all ``num_epochs`` (default ``constant``, as the original)."""
     def per_iteration(lengths: List[int]) -> Callable[[int], float]:
         warmup = max(1, int(float(opt.get("warmup_epochs", 5)) * lengths[0]))
-        if opt.get("lr_schedule", "constant") == "cosine":
-            return warmup_cosine(warmup, int(opt.get("num_epochs", 1)) * lengths[0])
-        return warmup_constant(warmup)
+        return LR_SCHEDULES[opt.get("lr_schedule", "constant")](warmup, int(opt.get("num_epochs", 1)) * lengths[0])
 
     return per_iteration
 

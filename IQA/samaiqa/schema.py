@@ -22,6 +22,7 @@ from samacore.options import (
 
 from .datasets import TRAIN_AUGMENTS, sampling_args
 from .model import BACKBONE_ALIASES, DEFAULT_BACKBONE
+from .recipe import LR_SCHEDULES
 from .sampling import IQA_SAMPLE_TYPES
 
 __all__ = ["DATA_KEYS", "MODEL_KEYS", "TOP_KEYS", "check_options", "existing_path", "load_iqa_options", "path_option",
@@ -46,8 +47,6 @@ MODEL_KEYS = ("backbone", "backbone_args", "hidden_channels", "dropout_ratio", "
 OPTIMIZER_KEYS = ("lr", "backbone_lr_mult", "wd")
 #: ``data.split_by``: ``item`` shuffles the items; ``reference`` keeps the items of one reference image on one side
 SPLIT_BY = ("item", "reference")
-#: ``lr_schedule``: after the warm-up, ``constant`` (the original's) or ``cosine`` down to ~0 at the last epoch
-LR_SCHEDULES = ("constant", "cosine")
 COMMANDS = ("train", "test", "score")
 
 
