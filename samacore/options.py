@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 import importlib
 import importlib.util
 import os
 import sys
-from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
@@ -56,9 +57,14 @@ def option_file_help(tree: str) -> str:
     return f"option file (looked up in the working directory, then {tree}/, {tree}/options/ and the repository root)"
 
 
-def load_options(path: str, search_dirs: Sequence[str] = (), overrides: Optional[Mapping[str, Any]] = None) -> dict:
-    """Read a YAML option file, looking for ``path`` in the working directory, then in ``search_dirs``;
-    ``overrides`` (from the command line) replace top-level keys before anything is checked."""
+def load_options(path: str, search_dirs: Sequence[str] = (), overrides: Optional[Mapping[str, Any]] = None,
+                 sets: Sequence[str] = ()) -> dict:
+    """Read a YAML option file, looking for ``path`` in the working directory, then in ``search_dirs``.
+
+    ``overrides`` (``{key or a.b.key: value}``, the command line's flags) and then ``sets`` (``--set
+    KEY.PATH=VALUE`` items, :func:`apply_sets`) replace values before anything is checked, so they are checked as
+    if the file held them.
+    """
     resolved = resolve_path(path, search_dirs)
     if os.path.isdir(resolved):
         raise OptionError(f"option file {path!r} is a folder ({resolved}): give a YAML file")
@@ -67,7 +73,16 @@ def load_options(path: str, search_dirs: Sequence[str] = (), overrides: Optional
             raise OptionError(f"option file {path!r} not found")
         where = ", ".join([os.getcwd()] + [os.path.abspath(d) for d in search_dirs])
         raise OptionError(f"option file {path!r} not found (looked in: {where})")
-    with open(resolved, "r", encoding="utf-8") as f:
+    opt = _read_yaml(resolved)
+    for key, value in (overrides or {}).items():
+        set_option(opt, key, value)
+    apply_sets(opt, sets)
+    opt["_options_path"] = resolved
+    return opt
+
+
+def _read_yaml(resolved: str) -> dict:
+    with open(resolved, "r", encoding="utf-8-sig") as f:  # -sig: a file saved with a BOM reads the same
         try:
             opt = yaml.safe_load(f)
         except UnicodeDecodeError as e:
@@ -80,9 +95,48 @@ def load_options(path: str, search_dirs: Sequence[str] = (), overrides: Optional
             raise OptionError(f"option file {resolved} is not valid YAML{where}: {problem}") from None
     if not isinstance(opt, dict):
         raise OptionError(f"option file {resolved} must hold a mapping of options, got {type(opt).__name__}")
-    opt.update(overrides or {})
-    opt["_options_path"] = resolved
     return opt
+
+
+# YAML 1.1 (PyYAML) reads 3e-4 as a string; on the command line it is meant as a number
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def parse_set(item: str) -> Tuple[str, Any]:
+    """``"a.b.c=VALUE"`` -> ``("a.b.c", value)``, the value read as YAML (numbers, true/false, null, lists)."""
+    key, sep, text = str(item).partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise OptionError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set optimizer.lr=3e-4")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    if isinstance(value, str) and _FLOAT.match(value.strip()):
+        value = float(value)
+    return key, value
+
+
+def set_option(opt: dict, dotted: str, value: Any) -> None:
+    """``opt[a][b][c] = value`` for ``dotted`` ``"a.b.c"``, creating missing blocks (the schema then judges the
+    result: a misspelt key is reported as an unknown option, with a near miss)."""
+    *blocks, last = dotted.split(".")
+    node = opt
+    for i, block in enumerate(blocks):
+        child = node.get(block)
+        if child is None:
+            child = node[block] = {}
+        if not isinstance(child, dict):
+            raise OptionError(f"--set {dotted}: {'.'.join(blocks[:i + 1])} is {type(child).__name__} "
+                              f"{child!r}, not a block of options")
+        node = child
+    node[last] = value
+
+
+def apply_sets(opt: dict, items: Sequence[str]) -> None:
+    """Apply ``--set KEY.PATH=VALUE`` items to ``opt`` in order (see :func:`parse_set`, :func:`set_option`)."""
+    for item in items or ():
+        set_option(opt, *parse_set(item))
 
 
 def load_plugins(opt: Mapping[str, Any], where: str = "options.plugins") -> None:
@@ -118,6 +172,17 @@ def load_plugins(opt: Mapping[str, Any], where: str = "options.plugins") -> None
         except BaseException:
             del sys.modules[name]
             raise
+
+
+def positive_int(value: Any, where: str) -> int:
+    """``value`` if it is an integer >= 1; else an :class:`OptionError` naming ``where`` and what it got (a quoted
+    number in YAML is a string: said so, since ``'4'`` reads as if 4 were refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, str):
+            raise OptionError(f"{where} must be a positive integer, got the string {value!r} (write the number "
+                              "without quotes)")
+        raise OptionError(f"{where} must be a positive integer, got {value!r}")
+    return value
 
 
 def check_keys(mapping: Mapping[str, Any], allowed: Iterable[str], where: str, required: Iterable[str] = ()) -> None:
@@ -159,38 +224,3 @@ def typed(mapping: Mapping[str, Any], key: str, kind: Union[type, tuple], where:
         names = " or ".join(k.__name__ for k in kinds)
         raise OptionError(f"{where}.{key} must be {names}, got {type(value).__name__}: {value!r}")
     return value
-
-
-# Types and lower bounds of the run options both trees share: (kind, smallest allowed value or None).
-COMMON_TYPES: dict = {
-    "name": (str, None), "stype": (str, None),
-    "num_epochs": (int, 0), "l_num_epochs": (int, 0), "warmup_epochs": (float, 0), "constant_epochs": (float, 0),
-    "ema": (bool, None), "ema_decay": (float, 0), "ema_warmup": (bool, None), "save_model": (bool, None),
-    "seed": (int, 0),
-    "train_batch_size": (int, 1), "test_batch_size": (int, 1), "batch_size": (int, 1),
-    "train_num_workers": (int, 0), "test_num_workers": (int, 0), "num_workers": (int, 0),
-    "num_splits": (int, 1), "split_seed": (int, None), "prefetch_factor": (int, 1),
-    "pin_memory": (bool, None), "persistent_workers": (bool, None), "allow_partial_load": (bool, None),
-    "deterministic": (bool, None), "progress": (bool, None), "max_bad_steps": (int, 1),
-    "max_bad_fraction": (float, 0), "stop_after_epochs": (int, 1), "trust_checkpoint": (bool, None),
-    "optimizer.lr": (float, 0), "optimizer.backbone_lr_mult": (float, 0), "optimizer.wd": (float, 0),
-}
-
-
-def check_types(opt: Mapping[str, Any], spec: Mapping[str, tuple] = COMMON_TYPES, where: str = "options") -> None:
-    """Check the type and lower bound of every key of ``spec`` present in ``opt`` (``a.b`` looks inside ``opt["a"]``).
-
-    ``None`` values are treated as absent (YAML ``key:`` with nothing after it).
-    """
-    for path, (kind, low) in spec.items():
-        parent, key = opt, path
-        if "." in path:
-            head, key = path.split(".", 1)
-            parent = opt.get(head)
-            if not isinstance(parent, Mapping):
-                continue
-        if parent.get(key) is None:
-            continue
-        value = typed(parent, key, kind, f"{where}.{path.rsplit('.', 1)[0]}" if "." in path else where)
-        if low is not None and value < low:
-            raise OptionError(f"{where}.{path} must be at least {low}, got {value!r}")

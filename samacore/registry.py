@@ -45,15 +45,32 @@ class Registry(Generic[T]):
         """Remove ``name`` (e.g. an entry a test registered) and return its entry."""
         return self._entries.pop(name)
 
-    def get(self, name: str) -> T:
-        """The entry of ``name``; ``ValueError`` naming the registered entries (and a near miss) otherwise."""
+    def get(self, name: str, default: object = ...) -> T:
+        """The entry of ``name``; else ``default`` when one is given, else a ``ValueError`` naming the registered
+        entries (and a near miss)."""
         if name not in self._entries:
+            if default is not ...:
+                return default  # type: ignore[return-value]
             raise ValueError(f"unknown {self.kind} {name!r}{suggest(name, self._entries)}; registered {self.plural}: "
                              f"{', '.join(sorted(self._entries)) or 'none'}")
         return self._entries[name]
 
     def names(self) -> Tuple[str, ...]:
         return tuple(self._entries)
+
+    # mapping syntax: ``registry[name]`` is :meth:`get`; assigning or deleting an item replaces or removes an entry
+    # on purpose (tests swap an entry with ``monkeypatch.setitem``)
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def __setitem__(self, name: str, entry: T) -> None:
+        self.register(name, entry, replace=True)
+
+    def __delitem__(self, name: str) -> None:
+        self.unregister(name)
+
+    def values(self):
+        return self._entries.values()
 
     def items(self):
         return self._entries.items()

@@ -20,9 +20,10 @@ import numpy as np
 import yaml
 
 from . import distributed as D
-from .checkpoint import TRUST_FLAG_HELP, CheckpointError
+from . import run_options
+from .checkpoint import CheckpointError
 from .labels import LabelError
-from .options import OptionError, check_types, typed
+from .options import OptionError
 from .precision import amp_mode, set_deterministic
 from .resume import RESUME_FILE, RunStopped, load_resume
 from .robust import BadItemLog, TooManyBadItems
@@ -44,65 +45,36 @@ def run_command(fn: Callable[[], Any]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- options
-def check_run_options(opt: Mapping[str, Any]) -> None:
-    """Check the run keys both schemas share: types and bounds (:data:`samacore.options.COMMON_TYPES`), ``amp``,
-    ``max_bad_fraction`` in [0, 1]; the error names the key and what is allowed."""
-    check_types(opt)
-    amp_mode(opt.get("amp"))
-    for key, low in (("max_bad_steps", 1), ("stop_after_epochs", 0)):
-        if opt.get(key) is not None and typed(opt, key, int, "options") < low:
-            raise OptionError(f"options.{key} must be >= {low}, got {opt[key]}")
-    if not isinstance(opt.get("deterministic", False), bool):
-        raise OptionError(f"options.deterministic must be true or false, got {opt['deterministic']!r}")
-    frac = opt.get("max_bad_fraction", 0.05)
-    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 <= frac <= 1:
-        raise OptionError(f"options.max_bad_fraction must be a number in [0, 1], got {frac!r}")
-
-
 def command_parser(description: str, default_opt: str, opt_help: str, test: bool,
                    output_help: str = "") -> argparse.ArgumentParser:
-    """The command line of a train / finetune (``test=False``) or test command."""
+    """The command line of a train / finetune (``test=False``) or test command: ``-o``, the command's own flags,
+    and the flags of :data:`samacore.run_options.RUN_OPTIONS` (with ``--set KEY.PATH=VALUE``)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("-o", "--opt", default=default_opt, help=opt_help)
     if test:
         p.add_argument("--output", default=None, help=output_help)
-        p.add_argument("--ckpt", default=None, metavar="FILE",
-                       help="the checkpoint to test, in place of the options' load_path (so a training option file "
-                            "tests the checkpoint its run wrote)")
     else:
         p.add_argument("--resume", default=None, metavar="RUN_OR_CHECKPOINT",
                        help="continue an interrupted run: its folder (runs/NAME, holding last.pth) or a last.pth file")
-        p.add_argument("--stop-after-epochs", type=int, default=None, metavar="N",
-                       help="save the resumable state and stop after N epochs (option stop_after_epochs)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward passes (option amp: bf16)")
-    p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_FLAG_HELP + " (option trust_checkpoint)")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    run_options.add_run_flags(p, "test" if test else "train")
     return p
 
 
 def option_overrides(args: argparse.Namespace) -> Dict[str, Any]:
-    """Options the command line replaces before the option file is checked (``--ckpt``: ``load_path``)."""
-    return {"load_path": args.ckpt} if getattr(args, "ckpt", None) else {}
+    """Options the command line replaces before the option file is checked: the table's flags (``--ckpt``:
+    ``load_path``, ``--bf16``: ``amp``, ...)."""
+    return run_options.flag_overrides(args)
 
 
 def apply_command_line(opt: Dict[str, Any], args: argparse.Namespace, log: logging.Logger) -> str:
-    """Fold ``--bf16`` / ``--trust-checkpoint`` / ``--stop-after-epochs`` into ``opt`` (``amp`` normalised), switch on determinism (before
-    any CUDA work) and torchrun, keep the log on rank 0; returns the device."""
-    if args.bf16:
-        opt["amp"] = "bf16"
-    if args.trust_checkpoint:
-        opt["trust_checkpoint"] = True
-    if getattr(args, "stop_after_epochs", None) is not None:
-        if args.stop_after_epochs < 0:
-            raise OptionError(f"--stop-after-epochs must be >= 0, got {args.stop_after_epochs}")
-        opt["stop_after_epochs"] = args.stop_after_epochs
+    """Normalise ``amp``, switch on determinism (before any CUDA work) and torchrun, keep the log on rank 0;
+    returns the device. (The flags themselves reached ``opt`` through :func:`option_overrides`.)"""
     opt["amp"] = amp_mode(opt.get("amp"))
     set_deterministic(bool(opt.get("deterministic", False)))
     D.init_distributed()
     if not D.is_main():  # one copy of the log
         log.setLevel("WARNING")
-    return pick_device(args.device or opt.get("device"))
+    return pick_device(opt.get("device"))
 
 
 def log_world(log: logging.Logger, per_process_batch: int) -> None:

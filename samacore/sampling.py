@@ -2,9 +2,10 @@
 
 Pipeline: scale pyramid -> per-scale fragment grid -> optional mask.
 
-* A :class:`FragmentGrid` of ``cells_h x cells_w`` cells, each giving one ``fsize_h x fsize_w`` fragment, tiles an
-  output of ``cells_h*fsize_h x cells_w*fsize_w`` pixels. On an ``h x w`` (possibly rescaled) frame the cell length
-  is ``L = h // cells_h`` and cell ``i`` starts at ``min(L*i, h - fsize_h)``; the fragment is read at
+* A :class:`FragmentGrid` of ``fragments_h x fragments_w`` cells, each giving one ``fsize_h x fsize_w`` fragment,
+  tiles an output of ``fragments_h*fsize_h x fragments_w*fsize_w`` pixels (the VQA options' names; the image
+  options of the original call the cell counts ``fwin_h`` / ``fwin_w``, accepted as aliases). On an ``h x w`` (possibly rescaled) frame the cell length
+  is ``L = h // fragments_h`` and cell ``i`` starts at ``min(L*i, h - fsize_h)``; the fragment is read at
   ``start + offset`` (same for width).
 * Offsets are either absolute (FAST-VQA ``fragments``: an int per cell) or relative (SAMA: ``r`` in [0, 1) per
   cell, applied at every scale as ``int(r * (L - fsize))``, truncating toward zero, in float32).
@@ -24,44 +25,50 @@ Video tensors are ``[C, T, H, W]`` (any real dtype, any device); outputs are flo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
+from samacore.options import suggest
 from samacore.registry import Registry
 from samacore.resample import Part, TapSource, plan_taps, resample
 
 __all__ = [
-    "FragmentGrid", "SamaVariant", "SampleType", "SAMPLE_TYPES", "SAMA_VARIANTS", "SCHEDULES", "MASKS",
-    "sample_type_names", "sama_variant",
-    "cell_starts", "relative_offsets", "scale_schedule", "upsampled_size", "scaled_size",
-    "patch_mask", "window_mask", "make_mask", "sample_fragments", "sama_sample",
+    "DEFAULT_SAMPLE_TYPE", "FragmentGrid", "GRID_ALIASES", "GRID_KEYS", "MASKS", "Mask", "SAMPLE_TYPES",
+    "SCALE_SCHEDULES", "SamaVariant", "SampleType", "cell_starts", "make_mask", "patch_mask", "relative_offsets",
+    "resolve_sample_type", "sama_sample", "sama_variant", "sample_fragments", "sample_type_names", "scale_schedule",
+    "scaled_size", "upsampled_size", "window_mask",
 ]
+
+
+#: the grid's option keys (both trees); the original image options' names for the first two are aliases
+GRID_KEYS = ("fragments_h", "fragments_w", "fsize_h", "fsize_w")
+GRID_ALIASES = {"fwin_h": "fragments_h", "fwin_w": "fragments_w"}
 
 
 @dataclass(frozen=True)
 class FragmentGrid:
-    """``cells_h x cells_w`` cells, each contributing one ``fsize_h x fsize_w`` fragment to the output."""
+    """``fragments_h x fragments_w`` cells, each contributing one ``fsize_h x fsize_w`` fragment to the output."""
 
-    cells_h: int
-    cells_w: int
+    fragments_h: int
+    fragments_w: int
     fsize_h: int
     fsize_w: int
 
     def __post_init__(self):
-        for name in ("cells_h", "cells_w", "fsize_h", "fsize_w"):
+        for name in GRID_KEYS:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"FragmentGrid.{name} must be a positive integer, got {v!r}")
 
     @property
     def out_h(self) -> int:
-        return self.cells_h * self.fsize_h
+        return self.fragments_h * self.fsize_h
 
     @property
     def out_w(self) -> int:
-        return self.cells_w * self.fsize_w
+        return self.fragments_w * self.fsize_w
 
     def ratio(self, h: int, w: int) -> float:
         """How many times larger than the output an ``h x w`` frame is (the smaller of the two sides)."""
@@ -102,27 +109,40 @@ def _fragment_positions(sizes: torch.Tensor, offsets: torch.Tensor, cells: int, 
 
 
 # ------------------------------------------------------------------------------------------- scale schedules
-SCHEDULES = ("ramp", "alternate", "double_ramp", "coarsest")
+#: scale schedules by name: ``schedule(ratio, n) -> n`` scale factors for the temporal patches (2 frames each) of
+#: one clip, from full resolution (1) down to "just fits the output" (``1/ratio``). A new schedule is one entry.
+SCALE_SCHEDULES: Registry[Callable[[float, int], List[float]]] = Registry("scale schedule")
+
+
+@SCALE_SCHEDULES.register("ramp")
+def _ramp(ratio: float, n: int) -> List[float]:
+    """``linspace(1, 1/ratio, n)``: SAMA's pyramid along time."""
+    return [float(f) for f in np.linspace(1, 1 / ratio, n)]
+
+
+@SCALE_SCHEDULES.register("alternate")
+def _alternate(ratio: float, n: int) -> List[float]:
+    """``1, 1/ratio, 1, ...`` (sama-c)."""
+    return [(1.0, 1 / ratio)[k % 2] for k in range(n)]
+
+
+@SCALE_SCHEDULES.register("double_ramp")
+def _double_ramp(ratio: float, n: int) -> List[float]:
+    """Two ramps of ``n/2`` factors, the first getting the odd one (sama-mix)."""
+    first = (n + 1) // 2
+    return _ramp(ratio, first) + _ramp(ratio, n - first)
+
+
+@SCALE_SCHEDULES.register("coarsest")
+def _coarsest(ratio: float, n: int) -> List[float]:
+    """``1/ratio`` everywhere (the image tree's single scaled view)."""
+    return [1 / ratio] * n
 
 
 def scale_schedule(kind: str, ratio: float, n: int) -> List[float]:
-    """``n`` scale factors for the temporal patches (2 frames each) of one clip.
-
-    ramp: ``linspace(1, 1/ratio, n)`` (full resolution down to "just fits the output");
-    alternate: ``1, 1/ratio, 1, ...``; double_ramp: two ramps of ``n/2`` factors (the first gets the odd one);
-    coarsest: ``1/ratio`` everywhere (the image tree's single scaled view).
-    """
-    low = 1 / ratio
-    if kind == "ramp":
-        return [float(f) for f in np.linspace(1, low, n)]
-    if kind == "alternate":
-        return [(1.0, low)[k % 2] for k in range(n)]
-    if kind == "double_ramp":
-        first = (n + 1) // 2
-        return [float(f) for f in np.linspace(1, low, first)] + [float(f) for f in np.linspace(1, low, n - first)]
-    if kind == "coarsest":
-        return [low] * n
-    raise ValueError(f"unknown scale schedule {kind!r}; choose one of: {', '.join(SCHEDULES)}")
+    """``n`` scale factors of the registered schedule ``kind`` (:data:`SCALE_SCHEDULES`) for a frame ``ratio`` times
+    larger than the output."""
+    return SCALE_SCHEDULES.get(kind)(ratio, n)
 
 
 def upsampled_size(h: int, w: int, grid: FragmentGrid) -> Tuple[int, int]:
@@ -178,10 +198,10 @@ def _distinct_frames(*per_frame: torch.Tensor) -> Tuple[torch.Tensor, List[int]]
 def _grid_positions(grid: FragmentGrid, sizes_h, sizes_w, off_h, off_w) -> Tuple[torch.Tensor, torch.Tensor]:
     """Rows ``[N, Gh, Gw, fh]`` and columns ``[N, Gh, Gw, fw]`` read by every cell (checked to lie inside)."""
     n = sizes_h.numel()
-    rows = _fragment_positions(sizes_h, off_h, grid.cells_h, grid.fsize_h, axis=0)
-    cols = _fragment_positions(sizes_w, off_w, grid.cells_w, grid.fsize_w, axis=1)
-    rows = rows.expand(n, grid.cells_h, grid.cells_w, grid.fsize_h)
-    cols = cols.expand(n, grid.cells_h, grid.cells_w, grid.fsize_w)
+    rows = _fragment_positions(sizes_h, off_h, grid.fragments_h, grid.fsize_h, axis=0)
+    cols = _fragment_positions(sizes_w, off_w, grid.fragments_w, grid.fsize_w, axis=1)
+    rows = rows.expand(n, grid.fragments_h, grid.fragments_w, grid.fsize_h)
+    cols = cols.expand(n, grid.fragments_h, grid.fragments_w, grid.fsize_w)
     _check_inside(rows, sizes_h, "height", grid.fsize_h)
     _check_inside(cols, sizes_w, "width", grid.fsize_w)
     return rows, cols
@@ -218,15 +238,41 @@ def window_mask(grid: FragmentGrid, device=None) -> torch.Tensor:
     return (i[:, None] + j[None, :]) % 2 == 0
 
 
-MASKS = ("patch", "window")
+Tiles = Callable[[int, int], Callable[[torch.Tensor], torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Mask:
+    """How a masked SAMA variant mixes its two views: ``build(grid, device)`` gives the bool ``[out_h, out_w]``
+    mask (True: full resolution); ``tiles(grid)``, where the mask is a checkerboard of tiles nested in the cells,
+    gives ``tiles(di, dj)``: the view of a ``[..., Gh, fh, Gw, fw]`` tensor holding the tiles of parity ``(di, dj)``
+    (None: the mask is applied pixel by pixel)."""
+
+    build: Callable[[FragmentGrid, Any], torch.Tensor]
+    tiles: Callable[[FragmentGrid], Optional[Tiles]] = lambda grid: None
+
+
+def _window_tiles(grid: FragmentGrid) -> Tiles:
+    return lambda di, dj: (lambda x: x[..., di::2, :, dj::2, :])  # the tiles are the cells
+
+
+def _patch_tiles(grid: FragmentGrid) -> Optional[Tiles]:
+    if grid.fsize_h % 8 or grid.fsize_w % 8:
+        return None
+    # 4x4 quarters of the 8x8 blocks; their rows and columns split off the cell's
+    return lambda di, dj: (lambda x: (x.unflatten(-1, (grid.fsize_w // 8, 2, 4)).select(-2, dj)
+                                      .unflatten(-4, (grid.fsize_h // 8, 2, 4)).select(-5, di)))
+
+
+#: masks by name (``SamaVariant.mask``); a new mask is one entry
+MASKS: Registry[Mask] = Registry("mask")
+MASKS.register("patch", Mask(lambda grid, device: patch_mask(grid.out_h, grid.out_w, device=device), _patch_tiles))
+MASKS.register("window", Mask(window_mask, _window_tiles))
 
 
 def make_mask(kind: str, grid: FragmentGrid, device=None) -> torch.Tensor:
-    if kind == "patch":
-        return patch_mask(grid.out_h, grid.out_w, device=device)
-    if kind == "window":
-        return window_mask(grid, device=device)
-    raise ValueError(f"unknown mask {kind!r}; choose one of: {', '.join(MASKS)}")
+    """The bool ``[out_h, out_w]`` mask of the registered mask ``kind`` (True: full resolution)."""
+    return MASKS.get(kind).build(grid, device)
 
 
 # ----------------------------------------------------------------------------------------------- SAMA variants
@@ -239,10 +285,9 @@ class SamaVariant:
     mask: Optional[str] = None
 
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown scale schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
-        if self.mask is not None and self.mask not in MASKS:
-            raise ValueError(f"unknown mask {self.mask!r}; choose one of: None, {', '.join(MASKS)}")
+        SCALE_SCHEDULES.get(self.schedule)  # ValueError naming the registered ones
+        if self.mask is not None:
+            MASKS.get(self.mask)
 
 
 # ----------------------------------------------------------------------------------------------- sample types
@@ -256,7 +301,8 @@ class SampleType:
 
     ``video`` / ``image``: a :class:`SamaVariant` (run by :func:`sama_sample`), the name of the tree's own sampler
     (``samavqa.sampling`` / ``samaiqa.sampling``), or None where the type is not offered. ``grid``: the output is a
-    grid of fragments (the visualisers draw it cell by cell). ``aliases``: other spellings options may use.
+    grid of fragments (the visualisers draw it cell by cell). ``aliases``: other spellings options may use;
+    ``suffixes``: FAST-VQA's options may add ``_anything`` to the name (``fragments_up``).
     """
 
     name: str
@@ -264,6 +310,7 @@ class SampleType:
     image: Optional[Recipe] = None
     grid: bool = True
     aliases: Tuple[str, ...] = ()
+    suffixes: bool = False
 
     def recipe(self, medium: str) -> Optional[Recipe]:
         if medium not in MEDIA:
@@ -274,7 +321,7 @@ class SampleType:
 #: every sample type of both trees, in the order messages and help list them
 SAMPLE_TYPES: Registry[SampleType] = Registry("sample type")
 for _t in (
-    SampleType("fragments", video="fragments"),  # FAST-VQA: full-resolution fragments, absolute offsets
+    SampleType("fragments", video="fragments", suffixes=True),  # FAST-VQA: full-resolution fragments
     SampleType("fragment", image="fragment"),    # the image tree's name for the same
     SampleType("sama", video=SamaVariant("ramp"), image=SamaVariant("coarsest", "window")),
     SampleType("sama-c", video=SamaVariant("alternate")),
@@ -282,18 +329,20 @@ for _t in (
     SampleType("sama-spm", video=SamaVariant("ramp", "patch"), image=SamaVariant("coarsest", "patch"),
                aliases=("sama+spm",)),
     SampleType("sama-swm", video=SamaVariant("ramp", "window"), aliases=("sama+swm",)),
-    SampleType("resize", video="resize", grid=False),
-    SampleType("arp_resize", video="arp_resize", grid=False),
-    SampleType("crop", video="crop", grid=False),
-    SampleType("arp_fragments", video="arp_fragments", grid=False),
+    SampleType("resize", video="resize", grid=False, suffixes=True),
+    SampleType("arp_resize", video="arp_resize", grid=False, suffixes=True),
+    SampleType("crop", video="crop", grid=False, suffixes=True),
+    SampleType("arp_fragments", video="arp_fragments", grid=False, suffixes=True),
     SampleType("original", video="original", grid=False),
 ):
     SAMPLE_TYPES.register(_t.name, _t)
 
+#: the sample type of an option file, command or API call that names none (both trees: the project is SAMA)
+DEFAULT_SAMPLE_TYPE = "sama"
 
-class SampleTypeNames(Sequence[str]):
-    """The names :data:`SAMPLE_TYPES` offers for ``medium`` (``sama_only``: the SAMA variants), read on every use,
-    so a type registered later appears wherever these names are listed or checked."""
+
+class _LiveNames(Sequence[str]):
+    """The names :data:`SAMPLE_TYPES` offers for a medium, read on every use (a type registered later appears)."""
 
     def __init__(self, medium: str, sama_only: bool = False) -> None:
         self.medium, self.sama_only = medium, sama_only
@@ -315,34 +364,38 @@ class SampleTypeNames(Sequence[str]):
         return repr(self._names())
 
 
-def sample_type_names(medium: str, sama_only: bool = False) -> SampleTypeNames:
-    """Live list of the sample-type names offered for ``medium`` ("video" / "image")."""
-    return SampleTypeNames(medium, sama_only)
+def sample_type_names(medium: str, sama_only: bool = False) -> Sequence[str]:
+    """Live list of the sample-type names offered for ``medium`` ("video" / "image"; ``sama_only``: the SAMA
+    variants), for choices, help texts and membership tests."""
+    return _LiveNames(medium, sama_only)
+
+
+def resolve_sample_type(name: Any, medium: str) -> str:
+    """The registered sample type ``name`` stands for in ``medium`` ("video" / "image"): itself, an alias
+    (``sama+spm``) or a FAST-VQA suffixed name (``fragments_up``); None means :data:`DEFAULT_SAMPLE_TYPE`.
+
+    The one place a sample-type name is checked: a ``ValueError`` lists the valid names (and a near miss).
+    """
+    name = DEFAULT_SAMPLE_TYPE if name is None else name
+    if not isinstance(name, str):
+        raise ValueError(f"sample type must be a string, got {type(name).__name__}: {name!r}")
+    offered = sample_type_names(medium)
+    aliases = {a: t.name for t in (SAMPLE_TYPES.get(n) for n in offered) for a in t.aliases}
+    canonical = aliases.get(name, name)
+    if canonical in offered:
+        return canonical
+    for n in offered:
+        if SAMPLE_TYPES.get(n).suffixes and name.startswith(n + "_"):
+            return n
+    also = f" (aliases: {', '.join(aliases)})" if aliases else ""
+    raise ValueError(f"unknown sample type {name!r}{suggest(name, offered)}; valid types: "
+                     f"{', '.join(offered)}{also}")
 
 
 def sama_variant(name: str, medium: str = "video") -> Optional[SamaVariant]:
     """The :class:`SamaVariant` of sample type ``name`` for ``medium``; None if it is not a SAMA variant there."""
     recipe = SAMPLE_TYPES.get(name).recipe(medium) if name in SAMPLE_TYPES else None
     return recipe if isinstance(recipe, SamaVariant) else None
-
-
-class _VideoVariants(Mapping[str, SamaVariant]):
-    """``{name: SamaVariant}`` of the video SAMA variants, read live from :data:`SAMPLE_TYPES`."""
-
-    def __getitem__(self, name: str) -> SamaVariant:
-        variant = sama_variant(name, "video")
-        if variant is None:
-            raise KeyError(name)
-        return variant
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(SampleTypeNames("video", sama_only=True))
-
-    def __len__(self) -> int:
-        return len(SampleTypeNames("video", sama_only=True))
-
-
-SAMA_VARIANTS: Mapping[str, SamaVariant] = _VideoVariants()
 
 
 def sama_sample(
@@ -384,8 +437,8 @@ def sama_sample(
     r_w = rel_w.to(dev).permute(2, 0, 1)[group]
 
     def offsets(s_h, s_w):
-        return (relative_offsets(r_h, s_h, grid.cells_h, grid.fsize_h),
-                relative_offsets(r_w, s_w, grid.cells_w, grid.fsize_w))
+        return (relative_offsets(r_h, s_h, grid.fragments_h, grid.fsize_h),
+                relative_offsets(r_w, s_w, grid.fragments_w, grid.fsize_w))
 
     views = [(sizes_h, sizes_w, *offsets(sizes_h, sizes_w))]
     if variant.mask is not None:  # the full-resolution view comes first: the mask is True where it is read
@@ -409,13 +462,7 @@ def _mask_parts(kind: str, grid: FragmentGrid) -> Optional[List[Part]]:
     """A mask as four single-source parts when it is a checkerboard of tiles nested in the cells (source 0, full
     resolution, on tiles ``(I, J)`` with ``I + J`` even): each pixel is then read once, from its own source, and
     full-resolution tiles are plain copies. None for other grids (the mask is then applied pixel by pixel)."""
-    if kind == "window":  # the tiles are the cells
-        def tiles(di, dj):
-            return lambda x: x[..., di::2, :, dj::2, :]
-    elif kind == "patch" and grid.fsize_h % 8 == 0 and grid.fsize_w % 8 == 0:
-        def tiles(di, dj):  # 4x4 quarters of the 8x8 blocks; their rows and columns split off the cell's
-            return lambda x: (x.unflatten(-1, (grid.fsize_w // 8, 2, 4)).select(-2, dj)
-                              .unflatten(-4, (grid.fsize_h // 8, 2, 4)).select(-5, di))
-    else:
+    tiles = MASKS.get(kind).tiles(grid)
+    if tiles is None:
         return None
     return [Part((di + dj) % 2, tiles(di, dj)) for di in (0, 1) for dj in (0, 1)]

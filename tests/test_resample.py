@@ -36,9 +36,9 @@ def random_source(grid, sizes, n, gen):
     """A TapSource for ``n`` frames rescaled to ``sizes`` (list of (h, w)) with random in-range cell offsets."""
     sizes_h = torch.tensor([s[0] for s in sizes])
     sizes_w = torch.tensor([s[1] for s in sizes])
-    room_h = (sizes_h // grid.cells_h - grid.fsize_h).clamp_min(0) + 1
-    room_w = (sizes_w // grid.cells_w - grid.fsize_w).clamp_min(0) + 1
-    shape = (n, grid.cells_h, grid.cells_w)
+    room_h = (sizes_h // grid.fragments_h - grid.fsize_h).clamp_min(0) + 1
+    room_w = (sizes_w // grid.fragments_w - grid.fsize_w).clamp_min(0) + 1
+    shape = (n, grid.fragments_h, grid.fragments_w)
     off_h = (torch.rand(shape, generator=gen) * room_h.view(-1, 1, 1)).long()
     off_w = (torch.rand(shape, generator=gen) * room_w.view(-1, 1, 1)).long()
     rows, cols = _grid_positions(grid, sizes_h, sizes_w, off_h, off_w)
@@ -52,8 +52,8 @@ def expected(video, source, frame_idx, grid):
     for n, t in enumerate(frame_idx):
         size = (int(source.sizes_h[n]), int(source.sizes_w[n]))
         frame = reference(video, t, size)
-        for i in range(grid.cells_h):
-            for j in range(grid.cells_w):
+        for i in range(grid.fragments_h):
+            for j in range(grid.fragments_w):
                 r, q = source.rows[n, i, j], source.cols[n, i, j]
                 out[:, n, i * grid.fsize_h:(i + 1) * grid.fsize_h, j * grid.fsize_w:(j + 1) * grid.fsize_w] = \
                     frame[:, r][:, :, q]
@@ -226,10 +226,10 @@ def test_reads_outside_the_video_are_refused():
 
 
 def test_no_frames_give_an_empty_sample():
-    from samacore.sampling import SAMA_VARIANTS, sama_sample, sample_fragments
+    from samacore.sampling import sama_sample, sama_variant, sample_fragments
     video = channels_last(0, 50, 60)
     grid = FragmentGrid(2, 2, 8, 8)
     none = torch.zeros(0, dtype=torch.int64)
     assert sample_fragments(video, grid, none, none, none.view(0, 2, 2), none.view(0, 2, 2)).shape == (3, 0, 16, 16)
     rel = torch.full((2, 2, 0), 0.5)
-    assert sama_sample(video, grid, SAMA_VARIANTS["sama-spm"], rel, rel, 2).shape == (3, 0, 16, 16)
+    assert sama_sample(video, grid, sama_variant("sama-spm"), rel, rel, 2).shape == (3, 0, 16, 16)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from samacore.sampling import patch_mask, window_mask, FragmentGrid
-from samavqa.sampling import SAMPLE_TYPES, get_single_sample, get_spatial_samples
+from samavqa.sampling import SAMPLE_TYPES, get_single_sample
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 PAPER = dict(fragments_h=7, fragments_w=7, fsize_h=32, fsize_w=32, aligned=32, clip_len=32, frame_interval=2, num_clips=4)
@@ -273,9 +273,3 @@ def test_aliases_and_ignored_options():
 def test_frames_must_fill_whole_clips():
     with pytest.raises(ValueError, match="multiple of aligned"):
         get_single_sample(decoded(20, 240, 240), "sama", False, **PAPER)
-
-
-def test_spatial_samples_with_global_type():
-    video = decoded(32, 240, 300)
-    got = get_spatial_samples(video, {"fragments": PAPER}, stype="sama")
-    assert torch.equal(got["fragments"], get_single_sample(video, "sama", False, **PAPER))

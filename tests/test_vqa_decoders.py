@@ -15,7 +15,7 @@ from PIL import Image
 from samacore.options import OptionError
 from samavqa import decoders as D
 from samavqa.datasets import FusionDataset
-from samavqa.decoders import DECODER_CHOICES, DECODERS, VideoReadError, decode_frames, read_frames, resolve_decoder
+from samavqa.decoders import DECODERS, VideoReadError, decode_frames, read_frames, resolve_decoder
 from samavqa.temporal import FragmentSampleFrames
 
 from helpers import REPO
@@ -99,7 +99,7 @@ def media(tmp_path_factory):
 
 # ----------------------------------------------------------------------------------------------- registry
 def test_decoder_option_values_and_auto():
-    assert DECODER_CHOICES == ("auto", "decord", "pyav")
+    assert D.decoder_choices() == ("auto", "decord", "pyav")
     assert resolve_decoder("auto") == resolve_decoder(None) == INSTALLED[0]
     assert resolve_decoder("pyav") == "pyav"
     with pytest.raises(OptionError, match=r"dataset.decoder must be one of auto, decord, pyav, got 'ffmpeg'"):

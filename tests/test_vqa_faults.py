@@ -10,7 +10,8 @@ import torch
 import cv2
 
 from samacore.robust import TooManyBadItems
-from samavqa.datasets import (FusionDataset, VideoNotFoundError, VideoReadError, bad_item_log, decode_frames,
+from samacore.runs import bad_item_log
+from samavqa.datasets import (FusionDataset, VideoNotFoundError, VideoReadError, decode_frames,
                               skipping_loader)
 from samavqa.decoders import DECODERS
 from samavqa.labels import read_label_file

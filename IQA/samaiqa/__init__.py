@@ -14,7 +14,7 @@ Scoring from Python (see :func:`samaiqa.score.load_scorer`)::
 from .checkpoints import load_into_model, save_model_checkpoint
 from .datasets import ImageDataset, ImageReadError, load_image
 from .labels import (
-    LABEL_FORMATS, LabelError, LabelSet, missing_files, read_csv, read_info, read_kadid_csv, read_koniq_csv, read_pkl,
+    LABEL_FORMATS, LabelError, LabelSet, missing_files, read_info, read_pkl,
     read_txt,
 )
 from .model import IQAHead, IQAModel
@@ -33,10 +33,7 @@ __all__ = [
     "load_into_model",
     "LABEL_FORMATS",
     "missing_files",
-    "read_csv",
     "read_info",
-    "read_kadid_csv",
-    "read_koniq_csv",
     "read_pkl",
     "read_txt",
     "sample_image",

@@ -121,7 +121,7 @@ def _setup(argv: Optional[Sequence[str]], description: str, test: bool):
     p = runs.command_parser(description, DEFAULT_OPTIONS, option_file_help("IQA"),
                             test, "predictions CSV (name,pred,gt,error); default runs/{name}/test/predictions.csv")
     args = p.parse_args(argv)
-    opt = load_iqa_options(args.opt, train=not test, overrides=runs.option_overrides(args))
+    opt = load_iqa_options(args.opt, train=not test, overrides=runs.option_overrides(args), sets=args.set_options)
     device = runs.apply_command_line(opt, args, log)
     progress = runs.show_progress(opt, args)
     runs.log_world(log, int(opt.get("batch_size", 64)))

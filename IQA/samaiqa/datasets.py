@@ -37,12 +37,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from .sampling import IQA_SAMPLE_TYPES, sample_image
+from samacore.options import positive_int
+from samacore.registry import Registry
+from samacore.sampling import GRID_ALIASES, GRID_KEYS, resolve_sample_type
+
+from .sampling import sample_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-SAMPLING_KEYS = ("fwin_h", "fwin_w", "fsize_h", "fsize_w")
-DEFAULT_SAMPLING = {"fwin_h": 8, "fwin_w": 8, "fsize_h": 32, "fsize_w": 32}
+DEFAULT_SAMPLING = {"fragments_h": 8, "fragments_w": 8, "fsize_h": 32, "fsize_w": 32}
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 ENLARGE_NOTE_FACTOR = 2.0  # enlarging a small image this much or more is worth a note
 
@@ -147,34 +150,38 @@ def _odd_file_notes(f: Image.Image, exif_transpose: bool) -> List[str]:
     return notes
 
 
-#: ``data.train_augment``: the random transforms of training images, applied before sampling. ``flip_rotate`` is
-#: the original's; ``flip`` drops the rotation, whose black corners never occur at test time and which costs
-#: ~20 ms per 512x384 image on a CPU core (a third of a small model's training time).
-TRAIN_AUGMENTS: Dict[str, Callable[[], List[Any]]] = {
-    "flip_rotate": lambda: [transforms.RandomHorizontalFlip(0.5), transforms.RandomRotation(45)],
-    "flip": lambda: [transforms.RandomHorizontalFlip(0.5)],
-    "none": lambda: [],
-}
+#: ``data.train_augment``: the random transforms of training images, applied before sampling, by name. ``flip_rotate``
+#: is the original's; ``flip`` drops the rotation, whose black corners never occur at test time and which costs
+#: ~20 ms per 512x384 image on a CPU core (a third of a small model's training time). A new augmentation is one entry.
+TRAIN_AUGMENTS: Registry[Callable[[], List[Any]]] = Registry("training augmentation")
+TRAIN_AUGMENTS.register("flip_rotate", lambda: [transforms.RandomHorizontalFlip(0.5), transforms.RandomRotation(45)])
+TRAIN_AUGMENTS.register("flip", lambda: [transforms.RandomHorizontalFlip(0.5)])
+TRAIN_AUGMENTS.register("none", lambda: [])
 
 
 def build_transform(is_train: bool, augment: str = "flip_rotate") -> transforms.Compose:
     """ToTensor (+ the ``augment`` transforms of :data:`TRAIN_AUGMENTS` for training) + ImageNet Normalize."""
     steps = [transforms.ToTensor()]
     if is_train:
-        steps += TRAIN_AUGMENTS[augment]()
+        steps += TRAIN_AUGMENTS.get(augment)()
     steps.append(transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD))
     return transforms.Compose(steps)
 
 
 def sampling_args(data_opts: Optional[Mapping[str, Any]] = None) -> Dict[str, int]:
-    """The four grid options (``fwin_h/w``, ``fsize_h/w``) from a ``data`` option block, with the paper's defaults."""
+    """The four grid options (``fragments_h/w``, ``fsize_h/w``; the original's ``fwin_h/w`` accepted for the first
+    two) from a ``data`` option block, with the paper's defaults (8x8 fragments of 32x32)."""
+    data_opts = dict(data_opts or {})
+    for alias, key in GRID_ALIASES.items():
+        if alias in data_opts:
+            if key in data_opts and data_opts[key] != data_opts[alias]:
+                raise ValueError(f"data.{alias} and data.{key} name the same grid option with different values "
+                                 f"({data_opts[alias]!r}, {data_opts[key]!r}): keep one")
+            data_opts[key] = data_opts.pop(alias)
     out = dict(DEFAULT_SAMPLING)
-    for k in SAMPLING_KEYS:
-        if data_opts is not None and k in data_opts:
-            v = data_opts[k]
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"data.{k} must be a positive integer, got {v!r}")
-            out[k] = v
+    for k in GRID_KEYS:
+        if k in data_opts:
+            out[k] = positive_int(data_opts[k], f"data.{k}")
     return out
 
 
@@ -185,7 +192,7 @@ class ImageDataset(Dataset):
         paths: image files.
         labels: one score per image (NaN for unlabelled images).
         names: names reported with predictions (default: the paths).
-        data_args: grid options ``fwin_h, fwin_w, fsize_h, fsize_w``, ``exif_transpose`` (default False, as
+        data_args: grid options ``fragments_h, fragments_w, fsize_h, fsize_w`` (or ``fwin_h, fwin_w``), ``exif_transpose`` (default False, as
             the original; see :func:`load_image`) and ``train_augment`` (:data:`TRAIN_AUGMENTS`, default
             ``flip_rotate``); other keys ignored.
         stype: ``fragment``, ``sama`` or ``sama-spm``.
@@ -203,16 +210,17 @@ class ImageDataset(Dataset):
     ) -> None:
         if len(paths) != len(labels) or (names is not None and len(names) != len(paths)):
             raise ValueError(f"ImageDataset: {len(paths)} paths, {len(labels)} labels, {len(names or paths)} names")
-        if stype not in IQA_SAMPLE_TYPES:
-            raise ValueError(f"ImageDataset: stype {stype!r} is not one of {', '.join(IQA_SAMPLE_TYPES)}")
         self.paths = [str(p) for p in paths]
         self.labels = np.asarray(labels, dtype=np.float32)
         self.names = [str(n) for n in names] if names is not None else list(self.paths)
         self.args = sampling_args(data_args)
-        self.stype = stype
+        try:
+            self.stype = resolve_sample_type(stype, "image")
+        except ValueError as e:
+            raise ValueError(f"ImageDataset: stype: {e}") from None
         self.is_train = is_train
         self.exif_transpose = bool((data_args or {}).get("exif_transpose", False))
-        self.min_size = max(self.args["fwin_h"] * self.args["fsize_h"], self.args["fwin_w"] * self.args["fsize_w"])
+        self.min_size = max(self.args["fragments_h"] * self.args["fsize_h"], self.args["fragments_w"] * self.args["fsize_w"])
         self.transform = build_transform(is_train, str((data_args or {}).get("train_augment", "flip_rotate")))
 
     def __len__(self) -> int:

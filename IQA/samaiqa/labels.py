@@ -104,11 +104,8 @@ class PickleLabels(LabelSpec):
 PKL = LABEL_FORMATS.register(PickleLabels(name="pkl"))
 
 read_txt = TXT.read
-read_kadid_csv = KADID.read
-read_koniq_csv = KONIQ.read
 read_pkl = PKL.read
 read_info = LABEL_FORMATS.read  # any registered format, chosen by extension (and csv header)
-read_csv = LABEL_FORMATS.read
 
 
 def missing_files(labels: LabelSet) -> List[Tuple[int, str]]:
@@ -171,10 +168,7 @@ __all__ = [
     "kadid_groups",
     "missing_files",
     "LABEL_FORMATS",
-    "read_csv",
     "read_info",
-    "read_kadid_csv",
-    "read_koniq_csv",
     "read_pkl",
     "read_txt",
 ]

@@ -2,7 +2,7 @@
 options, the training step (SmoothL1 on the image scores, or the objective the options name) and inference."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Tuple
+from typing import Any, Callable, List, Mapping, Tuple
 
 import torch
 from torch import nn
@@ -11,6 +11,7 @@ from samacore import engine
 from samacore.losses import LOSSES
 from samacore.options import OptionError
 from samacore.precision import full_precision
+from samacore.registry import Registry
 from samacore.schedules import warmup_constant, warmup_cosine
 
 from .datasets import sampling_args
@@ -23,7 +24,7 @@ def build_model(opt: Mapping[str, Any]) -> IQAModel:
     """The IQA model for these options: the optional ``model`` block, input size from the ``data`` grid."""
     m = dict(opt.get("model") or {})
     s = sampling_args(opt["data"])
-    img_size = (s["fwin_h"] * s["fsize_h"], s["fwin_w"] * s["fsize_w"])
+    img_size = (s["fragments_h"] * s["fsize_h"], s["fragments_w"] * s["fsize_w"])
     try:
         return IQAModel(
             backbone=m.get("backbone", DEFAULT_BACKBONE),
@@ -37,11 +38,13 @@ def build_model(opt: Mapping[str, Any]) -> IQAModel:
         raise OptionError(f"cannot build the model from options.model {m}: {e}") from None
 
 
-#: ``lr_schedule``: the learning-rate multiplier per iteration, by name, from ``(warm-up iterations, all iterations)``
-LR_SCHEDULES: Dict[str, Callable[[int, int], Callable[[int], float]]] = {
-    "constant": lambda warmup, total: warmup_constant(warmup),  # the original's: max(1e-2, it / warmup), then 1
-    "cosine": warmup_cosine,  # the VQA recipe's linear warm-up and cosine: a short run ends near lr 0
-}
+#: ``lr_schedule``: the learning-rate multiplier per iteration after the warm-up, by name, built from ``(warm-up
+#: iterations, all iterations)``. A new schedule is one entry.
+LR_SCHEDULES: Registry[Callable[[int, int], Callable[[int], float]]] = Registry("learning-rate schedule")
+# the original's: max(1e-2, it / warmup), then 1
+LR_SCHEDULES.register("constant", lambda warmup, total: warmup_constant(warmup))
+# the VQA recipe's linear warm-up and cosine: a short run ends near lr 0
+LR_SCHEDULES.register("cosine", warmup_cosine)
 
 
 def schedule(opt: Mapping[str, Any]) -> Callable[[List[int]], Callable[[int], float]]:
@@ -49,7 +52,7 @@ def schedule(opt: Mapping[str, Any]) -> Callable[[List[int]], Callable[[int], fl
     the ``lr_schedule`` of :data:`LR_SCHEDULES` over all ``num_epochs`` (default ``constant``, as the original)."""
     def per_iteration(lengths: List[int]) -> Callable[[int], float]:
         warmup = max(1, int(float(opt.get("warmup_epochs", 5)) * lengths[0]))
-        return LR_SCHEDULES[opt.get("lr_schedule", "constant")](warmup, int(opt.get("num_epochs", 1)) * lengths[0])
+        return LR_SCHEDULES.get(opt.get("lr_schedule", "constant"))(warmup, int(opt.get("num_epochs", 1)) * lengths[0])
 
     return per_iteration
 

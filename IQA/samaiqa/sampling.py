@@ -1,6 +1,8 @@
-"""Spatial sampling of images: ``sample_image(img, stype, is_train, fwin_h, fwin_w, fsize_h, fsize_w)``.
+"""Spatial sampling of images: ``sample_image(img, stype, is_train, fragments_h, fragments_w, fsize_h, fsize_w)``.
 
-``img`` is an already normalised ``[C, H, W]`` float tensor; the result is ``[C, fwin_h*fsize_h, fwin_w*fsize_w]``.
+``img`` is an already normalised ``[C, H, W]`` float tensor; the result is
+``[C, fragments_h*fsize_h, fragments_w*fsize_w]``. The original's names of the cell counts, ``fwin_h`` / ``fwin_w``,
+are accepted as keyword aliases.
 
 * ``fragment``: grid fragments at full resolution; per-cell offsets random (train) or centred (test).
 * ``sama``: two scales, full resolution and ``1/ratio`` (the image shrunk to just fit the output), read at the
@@ -16,8 +18,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from samacore.options import suggest
-from samacore.sampling import FragmentGrid, sama_sample, sama_variant, sample_fragments, sample_type_names
+from samacore.sampling import (
+    GRID_ALIASES, FragmentGrid, resolve_sample_type, sama_sample, sama_variant, sample_fragments, sample_type_names,
+)
 
 __all__ = ["IQA_SAMPLE_TYPES", "sample_image"]
 
@@ -33,8 +36,8 @@ def _fragment(img: torch.Tensor, grid: FragmentGrid, is_train: bool) -> torch.Te
         # the grid and fails; the grid is laid out on the enlarged image here.
         img = F.interpolate(img[None], scale_factor=1 / ratio, mode="bilinear", align_corners=False)[0]
         h, w = img.shape[-2:]
-    len_h, len_w = h // grid.cells_h, w // grid.cells_w
-    shape = (grid.cells_h, grid.cells_w)
+    len_h, len_w = h // grid.fragments_h, w // grid.fragments_w
+    shape = (grid.fragments_h, grid.fragments_w)
     if is_train:
         # no draw at all when a cell has no room (keeps the generator in step with the reference)
         off_h = torch.randint(len_h - grid.fsize_h, shape) if len_h > grid.fsize_h else torch.zeros(shape, dtype=torch.int64)
@@ -48,25 +51,28 @@ def _fragment(img: torch.Tensor, grid: FragmentGrid, is_train: bool) -> torch.Te
     return out[:, 0]
 
 
-def sample_image(img: torch.Tensor, stype: str, is_train: bool = False, fwin_h: int = 8, fwin_w: int = 8,
-                 fsize_h: int = 32, fsize_w: int = 32) -> torch.Tensor:
-    """Sample a normalised image ``[C, H, W]`` into float32 ``[C, fwin_h*fsize_h, fwin_w*fsize_w]``.
+def sample_image(img: torch.Tensor, stype: str, is_train: bool = False, fragments_h: int = 8, fragments_w: int = 8,
+                 fsize_h: int = 32, fsize_w: int = 32, **aliases: int) -> torch.Tensor:
+    """Sample a normalised image ``[C, H, W]`` into float32 ``[C, fragments_h*fsize_h, fragments_w*fsize_w]``.
 
-    stype: one of :data:`IQA_SAMPLE_TYPES`. Images smaller than the output are enlarged first (bilinear).
+    stype: one of :data:`IQA_SAMPLE_TYPES` (or an alias). ``fwin_h`` / ``fwin_w`` (the original's keywords) stand
+    for ``fragments_h`` / ``fragments_w``. Images smaller than the output are enlarged first (bilinear).
     """
-    if stype not in IQA_SAMPLE_TYPES:
-        raise ValueError(f"unknown IQA sample type {stype!r}{suggest(stype, IQA_SAMPLE_TYPES)}; "
-                         f"valid types: {', '.join(IQA_SAMPLE_TYPES)}")
+    stype = resolve_sample_type(stype, "image")
+    unknown = [k for k in aliases if k not in GRID_ALIASES]
+    if unknown:
+        raise TypeError(f"sample_image() got unexpected keyword argument(s) {', '.join(unknown)}")
+    fragments_h, fragments_w = aliases.get("fwin_h", fragments_h), aliases.get("fwin_w", fragments_w)
     if not isinstance(img, torch.Tensor) or img.dim() != 3:
         what = tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__
         raise ValueError(f"image must be a [C, H, W] tensor, got {what}")
     if not img.is_floating_point():
         img = img.to(torch.float32)
-    grid = FragmentGrid(fwin_h, fwin_w, fsize_h, fsize_w)
+    grid = FragmentGrid(fragments_h, fragments_w, fsize_h, fsize_w)
     variant = sama_variant(stype, "image")
     if variant is None:  # "fragment"
         return _fragment(img, grid, bool(is_train))
-    shape = (grid.cells_h, grid.cells_w, 1)
+    shape = (grid.fragments_h, grid.fragments_w, 1)
     if is_train:
         rel_h, rel_w = torch.rand(shape[:2])[..., None], torch.rand(shape[:2])[..., None]
     else:

@@ -10,41 +10,43 @@ then the repository root.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import timm
 
-from samacore import runs
+from samacore import run_options
 from samacore.losses import LOSSES
 from samacore.options import (
     OptionError, check_keys, choice, load_options, load_plugins, option_file_dirs, resolve_path, suggest, typed,
 )
+from samacore.runlog import get_logger
+from samacore.sampling import GRID_ALIASES, GRID_KEYS, resolve_sample_type
 
 from .datasets import TRAIN_AUGMENTS, sampling_args
 from .model import BACKBONE_ALIASES, DEFAULT_BACKBONE
 from .recipe import LR_SCHEDULES
-from .sampling import IQA_SAMPLE_TYPES
 
-__all__ = ["DATA_KEYS", "MODEL_KEYS", "TOP_KEYS", "check_options", "existing_path", "load_iqa_options", "path_option",
+__all__ = ["DATA_KEYS", "MODEL_KEYS", "check_options", "top_keys", "existing_path", "load_iqa_options", "path_option",
            "read_scoring_options"]
 
 IQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_ROOT = os.path.dirname(IQA_DIR)
 
-# Keys of the original schema, then ours. `l_num_epochs` and `constant_epochs` are accepted for compatibility;
-# the IQA schedule (warm-up, then constant) does not use them.
-TOP_KEYS = (
-    "name", "stype", "num_epochs", "l_num_epochs", "warmup_epochs", "constant_epochs", "ema", "save_model",
-    "batch_size", "num_workers", "test_batch_size", "test_num_workers", "num_splits", "data", "model",
-    "optimizer", "load_path",
-    "seed", "ema_decay", "ema_warmup", "allow_partial_load", "run_dir", "save_dir", "device", "progress", "pin_memory",
-    "persistent_workers", "prefetch_factor", "max_bad_fraction", "deterministic", "amp", "max_bad_steps",
-    "stop_after_epochs", "plugins", "trust_checkpoint", "loss", "lr_schedule",
-)
-DATA_KEYS = ("database", "data_info", "test_info", "data_prefix", "fwin_h", "fwin_w", "fsize_h", "fsize_w",
-             "exif_transpose", "split_by", "train_augment")
+log = get_logger("samaiqa")
+
+# Top-level keys: the run options of the table (samacore.run_options) and the original's blocks.
+BLOCKS = ("data", "model")
+
+
+def top_keys() -> tuple:
+    """The keys the top level of an IQA option file may hold (read from the table on every call)."""
+    return run_options.run_option_keys("iqa") + BLOCKS
+
+
+
+DATA_KEYS = ("database", "data_info", "test_info", "data_prefix", *GRID_KEYS, *GRID_ALIASES, "exif_transpose",
+             "split_by", "train_augment")
 MODEL_KEYS = ("backbone", "backbone_args", "hidden_channels", "dropout_ratio", "drop_path_rate")
-OPTIMIZER_KEYS = ("lr", "backbone_lr_mult", "wd")
 #: ``data.split_by``: ``item`` shuffles the items; ``reference`` keeps the items of one reference image on one side
 SPLIT_BY = ("item", "reference")
 COMMANDS = ("train", "test", "score")
@@ -72,8 +74,11 @@ def check_options(opt: Mapping[str, Any], command: str) -> None:
     """
     choice(command, COMMANDS, "command")
     load_plugins(opt)  # first: plugins register names the rest of the file may use
-    check_keys(opt, TOP_KEYS, "options", required=() if command == "score" else ("data",))
-    choice(opt.get("stype", "sama"), IQA_SAMPLE_TYPES, "stype")
+    check_keys(opt, top_keys(), "options", required=() if command == "score" else ("data",))
+    try:
+        opt["stype"] = resolve_sample_type(opt.get("stype"), "image")
+    except ValueError as e:
+        raise OptionError(f"options.stype: {e}") from None
     data = opt.get("data") or {}
     check_keys(data, DATA_KEYS, "data", required=() if command == "score" else ("data_info",))
     try:
@@ -83,13 +88,13 @@ def check_options(opt: Mapping[str, Any], command: str) -> None:
     if not isinstance(data.get("exif_transpose", False), bool):
         raise OptionError(f"data.exif_transpose must be true or false, got {data['exif_transpose']!r}")
     choice(data.get("split_by", "item"), SPLIT_BY, "data.split_by")
-    choice(data.get("train_augment", "flip_rotate"), TRAIN_AUGMENTS, "data.train_augment")
+    choice(data.get("train_augment", "flip_rotate"), TRAIN_AUGMENTS.names(), "data.train_augment")
     choice(opt.get("loss", "smooth_l1"), LOSSES.names(), "loss")
-    choice(opt.get("lr_schedule", "constant"), LR_SCHEDULES, "lr_schedule")
+    choice(opt.get("lr_schedule", "constant"), LR_SCHEDULES.names(), "lr_schedule")
     _check_model(opt.get("model"))
     if opt.get("optimizer") is not None:
-        check_keys(opt["optimizer"], OPTIMIZER_KEYS, "optimizer")
-    runs.check_run_options(opt)
+        check_keys(opt["optimizer"], run_options.block_keys("optimizer"), "optimizer")
+    run_options.check_run_options(opt, "iqa")
     if command == "train":
         for key in ("num_epochs", "num_splits", "batch_size"):
             value = typed(opt, key, int, "options", default=1)
@@ -117,19 +122,24 @@ def _check_model(model: Any) -> None:
         raise OptionError("model.backbone_args must be a mapping of timm model arguments")
 
 
-def _read(path: str, command: str, overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    opt = load_options(path, search_dirs=option_file_dirs(IQA_DIR), overrides=overrides)
+def _read(path: str, command: str, overrides: Optional[Mapping[str, Any]] = None,
+          sets: Sequence[str] = ()) -> Dict[str, Any]:
+    opt = load_options(path, search_dirs=option_file_dirs(IQA_DIR), overrides=overrides, sets=sets)
     check_options(opt, command)
     opt.setdefault("name", os.path.splitext(os.path.basename(opt["_options_path"]))[0])
-    opt.setdefault("stype", "sama")
+    ignored = run_options.ignored_options(opt, "iqa")
+    if ignored:
+        log.info("options: %s: keys of the original files that have no effect here (accepted, ignored)",
+                 ", ".join(ignored))
     return opt
 
 
-def load_iqa_options(path: str, train: bool, overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    """Load and check a training (``train``) or test option file (``overrides``: top-level keys the command line
-    replaces); training gets the paper's values where the original schema has them, and ``data.split_by`` its
-    default (see :func:`split_by`)."""
-    opt = _read(path, "train" if train else "test", overrides)
+def load_iqa_options(path: str, train: bool, overrides: Optional[Mapping[str, Any]] = None,
+                     sets: Sequence[str] = ()) -> Dict[str, Any]:
+    """Load and check a training (``train``) or test option file (``overrides``: the command line's flags,
+    ``sets``: its ``--set KEY.PATH=VALUE`` items, both applied before the checks); training gets the paper's values
+    where the original schema has them, and ``data.split_by`` its default (see :func:`split_by`)."""
+    opt = _read(path, "train" if train else "test", overrides, sets)
     if train:
         if opt["data"].get("test_info") is not None:
             opt.setdefault("num_splits", 1)

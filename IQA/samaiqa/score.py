@@ -203,7 +203,7 @@ class _ScoreDataset(Dataset):
         self.args = sampling_args(scorer.data_args)
         self.stype = scorer.stype
         self.exif = bool(scorer.data_args.get("exif_transpose", False))
-        self.min_size = max(self.args["fwin_h"] * self.args["fsize_h"], self.args["fwin_w"] * self.args["fsize_w"])
+        self.min_size = max(self.args["fragments_h"] * self.args["fsize_h"], self.args["fragments_w"] * self.args["fsize_w"])
         self.transform = build_transform(False)
 
     def __len__(self) -> int:
@@ -267,7 +267,7 @@ def load_scorer(
         source = DEFAULT_OPTIONS
     data_args = dict(sampling_args(opt["data"]), exif_transpose=bool(exif_transpose))
     st = choice(stype or opt.get("stype") or "sama", IQA_SAMPLE_TYPES, "stype")
-    notes.append(f"sampling: {st}, grid {data_args['fwin_h']}x{data_args['fwin_w']} of "
+    notes.append(f"sampling: {st}, grid {data_args['fragments_h']}x{data_args['fragments_w']} of "
                  f"{data_args['fsize_h']}x{data_args['fsize_w']} (from {source})")
 
     if isinstance(info.get("model_config"), Mapping):
@@ -277,7 +277,7 @@ def load_scorer(
             raise CheckpointError(f"{path}: cannot rebuild the model from its model_config: {e}") from None
     else:
         model = build_model(opt)
-    want = (data_args["fwin_h"] * data_args["fsize_h"], data_args["fwin_w"] * data_args["fsize_w"])
+    want = (data_args["fragments_h"] * data_args["fsize_h"], data_args["fragments_w"] * data_args["fsize_w"])
     if tuple(model.img_size) != want:
         raise OptionError(f"the model takes {model.img_size[0]}x{model.img_size[1]} inputs but the sampling grid gives "
                           f"{want[0]}x{want[1]}: use options whose data grid matches the checkpoint")

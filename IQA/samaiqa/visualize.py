@@ -68,8 +68,8 @@ def _boxes(size: Tuple[int, int], src: Tuple[int, int], grid: FragmentGrid, off_
     h, w = size
     sh = torch.tensor([h], dtype=torch.int64)
     sw = torch.tensor([w], dtype=torch.int64)
-    y0 = (cell_starts(sh, grid.cells_h, grid.fsize_h)[0][:, None] + off_h).numpy().astype(np.float64)
-    x0 = (cell_starts(sw, grid.cells_w, grid.fsize_w)[0][None, :] + off_w).numpy().astype(np.float64)
+    y0 = (cell_starts(sh, grid.fragments_h, grid.fsize_h)[0][:, None] + off_h).numpy().astype(np.float64)
+    x0 = (cell_starts(sw, grid.fragments_w, grid.fsize_w)[0][None, :] + off_w).numpy().astype(np.float64)
     y0, x0 = np.broadcast_arrays(y0, x0)
     fy, fx = src[0] / h, src[1] / w
     return np.stack([x0 * fx, y0 * fy, (x0 + grid.fsize_w) * fx, (y0 + grid.fsize_h) * fy], -1)
@@ -78,12 +78,12 @@ def _boxes(size: Tuple[int, int], src: Tuple[int, int], grid: FragmentGrid, off_
 def fragment_layout(height: int, width: int, stype: str, grid: FragmentGrid) -> List[ScaleView]:
     """The test-mode fragment boxes of each scale for an image of ``height x width`` (as fed to the sampler)."""
     choice(stype, IQA_SAMPLE_TYPES, "stype")
-    cells = (grid.cells_h, grid.cells_w)
+    cells = (grid.fragments_h, grid.fragments_w)
     ratio = grid.ratio(height, width)
     if sama_variant(stype, "image") is None:  # "fragment"
         # the sampler enlarges by 1/ratio (F.interpolate, sizes floored) when the image is smaller than the output
         base = (height, width) if ratio >= 1 else (int(height / ratio), int(width / ratio))
-        len_h, len_w = base[0] // grid.cells_h, base[1] // grid.cells_w
+        len_h, len_w = base[0] // grid.fragments_h, base[1] // grid.fragments_w
         off_h = torch.full(cells, int((len_h - grid.fsize_h) / 2))
         off_w = torch.full(cells, int((len_w - grid.fsize_w) / 2))
         boxes = _boxes(base, (height, width), grid, off_h, off_w)
@@ -93,7 +93,7 @@ def fragment_layout(height: int, width: int, stype: str, grid: FragmentGrid) -> 
     factor = 1.0 if base != (height, width) else scale_schedule(variant.schedule, grid.ratio(*base), 1)[0]
     views = []
     half = torch.full((1, *cells), 0.5)
-    parity = np.add.outer(np.arange(grid.cells_h), np.arange(grid.cells_w)) % 2 == 0
+    parity = np.add.outer(np.arange(grid.fragments_h), np.arange(grid.fragments_w)) % 2 == 0
     everywhere = np.ones(cells, dtype=bool)
     scaled_label = f"x1/{1 / factor:.3g}" if factor != 1 else "x1 (scaled view)"
     # window mask: cells with (i + j) even come from full resolution, the others from the scaled view; patch mask:
@@ -102,8 +102,8 @@ def fragment_layout(height: int, width: int, stype: str, grid: FragmentGrid) -> 
     for label, f, used in (("x1", 1.0, full_used), (scaled_label, factor, ~parity if variant.mask == "window" else everywhere)):
         size = base if f == 1.0 else scaled_size(*base, f)
         t = lambda n: torch.tensor([n], dtype=torch.int64)
-        off_h = relative_offsets(half, t(size[0]), grid.cells_h, grid.fsize_h)[0]
-        off_w = relative_offsets(half, t(size[1]), grid.cells_w, grid.fsize_w)[0]
+        off_h = relative_offsets(half, t(size[0]), grid.fragments_h, grid.fsize_h)[0]
+        off_w = relative_offsets(half, t(size[1]), grid.fragments_w, grid.fsize_w)[0]
         views.append(ScaleView(label, f, size, _boxes(size, (height, width), grid, off_h, off_w), used))
     return views
 
@@ -157,7 +157,7 @@ def make_figure(
 ) -> SamplingFigure:
     """Draw the sampling figure of image ``path``; with ``model`` add the per-token quality map."""
     args = sampling_args(data_args)
-    grid = FragmentGrid(args["fwin_h"], args["fwin_w"], args["fsize_h"], args["fsize_w"])
+    grid = FragmentGrid(args["fragments_h"], args["fragments_w"], args["fsize_h"], args["fsize_w"])
     choice(stype, IQA_SAMPLE_TYPES, "stype")
     min_size = max(grid.out_h, grid.out_w)
     img = load_image(path, min_size, bool((data_args or {}).get("exif_transpose", False)))

@@ -9,7 +9,7 @@ Scoring from Python (see :func:`samavqa.score.load_scorer`)::
     scorer(samavqa.read_frames("a.mp4"))      # a decoded video, uint8 [T, H, W, 3] (or [3, T, H, W])
 """
 from .temporal import FragmentSampleFrames, SampleFrames
-from .sampling import SAMPLE_TYPES, canonical_sample_type, get_single_sample, get_spatial_samples
+from .sampling import SAMPLE_TYPES, canonical_sample_type, get_single_sample
 from .models import DiViDeAddEvaluator, VQAHead, load_vqa_weights
 from .datasets import FineTuneDataset, FusionDataset, decode_frames, list_videos
 from .labels import read_label_file
@@ -22,7 +22,6 @@ __all__ = [
     "SAMPLE_TYPES",
     "canonical_sample_type",
     "get_single_sample",
-    "get_spatial_samples",
     "DiViDeAddEvaluator",
     "VQAHead",
     "load_vqa_weights",

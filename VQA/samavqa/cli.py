@@ -179,7 +179,7 @@ def _setup(argv, command: str, default_opt: str, description: str):
                             command == "test",
                             "predictions CSV (name,pred,gt[,set],error); default runs/{name}/test/predictions.csv")
     args = p.parse_args(argv)
-    opt = load_vqa_options(args.opt, command, overrides=runs.option_overrides(args))
+    opt = load_vqa_options(args.opt, command, overrides=runs.option_overrides(args), sets=args.set_options)
     if opt.get("load_path") and not os.path.isfile(option_path(opt["load_path"])):  # said before any work
         raise missing_checkpoint(option_path(opt["load_path"]), " (load_path)")
     device = runs.apply_command_line(opt, args, log)

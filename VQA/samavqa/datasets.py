@@ -25,7 +25,7 @@ import torch
 from samacore import loaders
 from samacore.options import REPO_ROOT, OptionError, check_keys, choice, resolve_path
 from samacore.registry import Registry
-from samacore.runs import bad_item_log  # re-exported: one bad-item log for both trees
+from samacore.sampling import DEFAULT_SAMPLE_TYPE
 
 from .decoders import (VideoNotFoundError, VideoReadError, decode_frames,  # noqa: F401  (re-exported)
                        resolve_decoder)
@@ -44,7 +44,6 @@ __all__ = [
     "VideoReadError",
     "VideoNotFoundError",
     "skipping_loader",
-    "bad_item_log",
     "MEAN",
     "STD",
     "VIDEO_EXTENSIONS",
@@ -56,10 +55,11 @@ STD = torch.tensor([58.395, 57.12, 57.375])
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".flv", ".wmv", ".mpg", ".mpeg")
 
-# Keys a dataset's option block may hold. `data_backend` other than disk, `augment` and `random_crop` exist in
-# the original schema but have no effect there for these datasets; they are accepted for compatibility.
-DATASET_KEYS = ("phase", "anno_file", "data_prefix", "sample_types", "data_backend", "augment", "random_crop",
-                "num_threads", "decoder")
+# Keys a dataset's option block may hold. `augment` and `random_crop` exist in the original schema but have no
+# effect there for these datasets: accepted for compatibility (the schema names them once in the log).
+IGNORED_DATASET_KEYS = ("augment", "random_crop")
+DATASET_KEYS = ("phase", "anno_file", "data_prefix", "sample_types", "data_backend", "num_threads",
+                "decoder") + IGNORED_DATASET_KEYS
 # Keys of one branch under `sample_types`: temporal (clip_len, frame_interval, num_clips, t_frag, frame_overflow:
 # temporal.build_frame_sampler) + spatial sampling options. (The sampler checks each sample type's own keys more
 # strictly; this union catches typos before decoding starts.)
@@ -127,10 +127,6 @@ class _VideoQualityDataset(torch.utils.data.Dataset):
         check_keys(opt, cls.OPTION_KEYS, where)
         if "sample_types" not in opt or not isinstance(opt["sample_types"], Mapping) or not opt["sample_types"]:
             raise OptionError(f"{where}.sample_types must map branch names (e.g. fragments) to sampling options")
-        try:
-            canonical_sample_type(stype)
-        except ValueError as e:
-            raise OptionError(f"stype: {e}") from None
         choice(opt.get("data_backend", "disk"), ["disk"], f"{where}.data_backend")
         resolve_decoder(opt.get("decoder", "auto"), f"{where}.decoder")
         for branch, sopt in opt["sample_types"].items():
@@ -143,6 +139,10 @@ class _VideoQualityDataset(torch.utils.data.Dataset):
                 raise OptionError(str(e)) from None
 
     def _setup(self, opt: Mapping[str, Any], stype: str, is_train: bool, where: str) -> None:
+        try:  # the constructors are public: a name from the caller is resolved here once (aliases too)
+            stype = canonical_sample_type(stype)
+        except ValueError as e:
+            raise OptionError(f"stype: {e}") from None
         self.check_options(opt, stype, where)
         self.opt = opt
         self.stype = stype
@@ -213,7 +213,7 @@ class FusionDataset(_VideoQualityDataset):
         if "data_prefix" not in opt or opt["data_prefix"] is None:
             raise OptionError(f"missing required option {where}.data_prefix (the folder holding the videos)")
 
-    def __init__(self, opt: Mapping[str, Any], stype: str = "fragments") -> None:
+    def __init__(self, opt: Mapping[str, Any], stype: str = DEFAULT_SAMPLE_TYPE) -> None:
         super().__init__()
         self._setup(opt, stype, opt.get("phase", "test") == "train", "dataset")
         self.data_prefix = resolve_path(opt["data_prefix"], [REPO_ROOT])
@@ -237,7 +237,7 @@ class FineTuneDataset(_VideoQualityDataset):
     ``num_threads``, ``decoder``); ``is_train`` selects random (train) or centred (test) sampling.
     """
 
-    def __init__(self, video_infos: Sequence[Mapping[str, Any]], opt: Mapping[str, Any], stype: str = "fragments",
+    def __init__(self, video_infos: Sequence[Mapping[str, Any]], opt: Mapping[str, Any], stype: str = DEFAULT_SAMPLE_TYPE,
                  is_train: bool = True) -> None:
         super().__init__()
         self._setup(opt, stype, is_train, "data." + ("train" if is_train else "test"))

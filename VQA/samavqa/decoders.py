@@ -38,9 +38,10 @@ import numpy as np
 import torch
 
 from samacore.options import OptionError
+from samacore.registry import Registry
 
 __all__ = ["VideoReadError", "VideoNotFoundError", "decode_frames", "read_frames", "open_video", "pick_frames",
-           "still_image_reason", "DECODERS", "DECODER_CHOICES", "Decoder", "register_decoder", "resolve_decoder",
+           "still_image_reason", "DECODERS", "decoder_choices", "Decoder", "register_decoder", "resolve_decoder",
            "set_verbose", "verbose"]
 
 
@@ -212,13 +213,17 @@ class Decoder:
     missing: str                             # why it may be missing, for the message
 
 
-#: name -> decoder, in order of preference for ``decoder: auto``
-DECODERS: Dict[str, Decoder] = {}
+#: name -> decoder, in order of preference for ``decoder: auto``; a new decoder is one :func:`register_decoder` call
+DECODERS: Registry[Decoder] = Registry("decoder")
 
 
 def register_decoder(decoder: Decoder) -> Decoder:
-    DECODERS[decoder.name] = decoder
-    return decoder
+    return DECODERS.register(decoder.name, decoder)
+
+
+def decoder_choices() -> Tuple[str, ...]:
+    """The values the ``decoder`` option and ``--decoder`` accept: ``auto`` and every registered decoder."""
+    return ("auto",) + DECODERS.names()
 
 
 def _installed(module: str) -> Callable[[], bool]:
@@ -237,7 +242,7 @@ def resolve_decoder(name: Optional[str] = "auto", where: str = "decoder") -> str
                 return d.name
         raise OptionError(f"{where}: no video decoder is installed (install one of: {', '.join(DECODERS)})")
     if name not in DECODERS:
-        raise OptionError(f"{where} must be one of {', '.join(DECODER_CHOICES)}, got {name!r}")
+        raise OptionError(f"{where} must be one of {', '.join(decoder_choices())}, got {name!r}")
     if not DECODERS[name].available():
         others = [d.name for d in DECODERS.values() if d.available()]
         raise OptionError(f"{where}: {name} is not installed ({DECODERS[name].missing}); use "
@@ -460,9 +465,6 @@ class _Untimed(Exception):
 
 
 register_decoder(Decoder("pyav", _PyAVVideo, _pyav_reason, _installed("av"), "pip install av"))
-
-#: the values the ``decoder`` option accepts
-DECODER_CHOICES = ("auto",) + tuple(DECODERS)
 
 
 # ----------------------------------------------------------------------------------------------- decoding

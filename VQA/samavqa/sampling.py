@@ -12,42 +12,39 @@ reproduces them); test mode is deterministic.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Mapping, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from samacore.options import check_keys, suggest
+from samacore.options import check_keys, positive_int
 from samacore.sampling import (
-    SAMPLE_TYPES as _REGISTRY, FragmentGrid, sama_sample, sama_variant, sample_fragments, sample_type_names,
-    upsampled_size,
+    DEFAULT_SAMPLE_TYPE, GRID_KEYS, SAMPLE_TYPES as _REGISTRY, FragmentGrid, resolve_sample_type, sama_sample,
+    sama_variant, sample_fragments, sample_type_names, upsampled_size,
 )
 
-__all__ = ["SAMPLE_TYPES", "SAMA_TYPES", "check_sample_options", "get_single_sample", "get_spatial_samples",
-           "canonical_sample_type", "is_grid_type"]
+__all__ = ["SAMPLE_TYPES", "SAMA_TYPES", "check_sample_options", "get_single_sample", "canonical_sample_type",
+           "is_grid_type"]
 
 #: the video sample types and the SAMA variants among them (live views of samacore.sampling.SAMPLE_TYPES)
 SAMPLE_TYPES = sample_type_names("video")
 SAMA_TYPES = sample_type_names("video", sama_only=True)
-# FAST-VQA also accepts suffixed names for these (e.g. "fragments_up", "resize_up")
-_PREFIX_TYPES = ("arp_fragments", "arp_resize", "fragments", "resize", "crop")
 # the grid types whose clips must hold whole groups of `aligned` frames, besides the SAMA family
 _ALIGNED_TYPES = ("fragments", "crop", "arp_fragments")
 
 # option keys -------------------------------------------------------------------------------------------------
-_GRID_KEYS = ("fragments_h", "fragments_w", "fsize_h", "fsize_w")
 # accepted for compatibility with the reference signature; they do not change the result
-_IGNORED_KEYS = ("nfrags", "random", "random_upsample", "fallback_type")
+IGNORED_SAMPLING_KEYS = ("nfrags", "random", "random_upsample", "fallback_type")
 # temporal options that live in the same YAML block and are passed along with it
 _TEMPORAL_KEYS = ("clip_len", "frame_interval", "num_clips", "t_frag", "frame_overflow")
-_COMMON_KEYS = ("aligned",) + _IGNORED_KEYS + _TEMPORAL_KEYS
+_COMMON_KEYS = ("aligned",) + IGNORED_SAMPLING_KEYS + _TEMPORAL_KEYS
 _OWN_KEYS = {  # the video tree's own samplers; every SAMA variant takes the grid keys
-    "fragments": _GRID_KEYS + _COMMON_KEYS,
+    "fragments": GRID_KEYS + _COMMON_KEYS,
     "resize": ("size_h", "size_w", "random_crop", "arp") + _COMMON_KEYS,
     "arp_resize": ("short_edge", "train") + _COMMON_KEYS,
     # crop / arp_fragments choose their own grid; grid keys are accepted and overridden, as in FAST-VQA
-    "crop": ("size_h", "size_w") + _GRID_KEYS + _COMMON_KEYS,
-    "arp_fragments": ("short_fragments", "fsize", "train") + _GRID_KEYS + _COMMON_KEYS,
+    "crop": ("size_h", "size_w") + GRID_KEYS + _COMMON_KEYS,
+    "arp_fragments": ("short_fragments", "fsize", "train") + GRID_KEYS + _COMMON_KEYS,
 }
 _ORIGINAL_KEYS = tuple(sorted({k for keys in _OWN_KEYS.values() for k in keys}))
 
@@ -61,30 +58,15 @@ def _allowed_keys(stype: str) -> tuple:
     return _ORIGINAL_KEYS if stype == "original" else _OWN_KEYS[stype]
 
 
-def _aliases() -> dict:
-    return {alias: name for name in SAMPLE_TYPES for alias in _REGISTRY.get(name).aliases}
+def canonical_sample_type(sample_type: str) -> str:
+    """A video sample-type name (an alias, a FAST-VQA suffixed name) as registered:
+    :func:`samacore.sampling.resolve_sample_type` for videos."""
+    return resolve_sample_type(sample_type, "video")
 
 
 def is_grid_type(sample_type: str) -> bool:
     """True when the sample type's output is a grid of fragments (``fragments`` and the SAMA family)."""
     return _REGISTRY.get(canonical_sample_type(sample_type)).grid
-
-
-def canonical_sample_type(sample_type: str) -> str:
-    """Map a sample-type name (including aliases and FAST-VQA's suffixed names) to one of :data:`SAMPLE_TYPES`."""
-    if not isinstance(sample_type, str):
-        raise ValueError(f"sample type must be a string, got {type(sample_type).__name__}: {sample_type!r}")
-    aliases = _aliases()
-    name = aliases.get(sample_type, sample_type)
-    if name in SAMPLE_TYPES:
-        return name
-    for prefix in _PREFIX_TYPES:
-        if name.startswith(prefix + "_"):
-            return prefix
-    raise ValueError(
-        f"unknown sample type {sample_type!r}{suggest(sample_type, SAMPLE_TYPES)}; valid types: "
-        f"{', '.join(SAMPLE_TYPES)} (aliases: {', '.join(aliases)})"
-    )
 
 
 def _check_video(video: Any) -> torch.Tensor:
@@ -97,14 +79,11 @@ def _check_video(video: Any) -> torch.Tensor:
 
 
 def _positive_int(opts: Mapping[str, Any], key: str, default: int, where: str) -> int:
-    value = opts.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{where}.{key} must be a positive integer, got {value!r}")
-    return value
+    return positive_int(opts.get(key, default), f"{where}.{key}")
 
 
 def _grid(opts: Mapping[str, Any], where: str) -> FragmentGrid:
-    return FragmentGrid(*(_positive_int(opts, k, _GRID_DEFAULTS[k], where) for k in _GRID_KEYS))
+    return FragmentGrid(*(_positive_int(opts, k, _GRID_DEFAULTS[k], where) for k in GRID_KEYS))
 
 
 def _aligned(video: torch.Tensor, opts: Mapping[str, Any], where: str) -> int:
@@ -133,8 +112,8 @@ def _fragments(video: torch.Tensor, is_train: bool, grid: FragmentGrid, aligned:
         video = _upsample_like_reference(video, base)
         h, w = base
     clips = t // aligned
-    len_h, len_w = h // grid.cells_h, w // grid.cells_w
-    shape = (grid.cells_h, grid.cells_w, clips)
+    len_h, len_w = h // grid.fragments_h, w // grid.fragments_w
+    shape = (grid.fragments_h, grid.fragments_w, clips)
     if is_train:
         off_h = torch.randint(max(1, len_h - grid.fsize_h), shape)
         off_w = torch.randint(max(1, len_w - grid.fsize_w), shape)
@@ -151,7 +130,7 @@ def _fragments(video: torch.Tensor, is_train: bool, grid: FragmentGrid, aligned:
 
 def _sama(video: torch.Tensor, sample_type: str, is_train: bool, grid: FragmentGrid, aligned: int) -> torch.Tensor:
     """SAMA family: relative offsets ``r`` per cell and clip (train: uniform [0, 1), test: 0.5)."""
-    shape = (grid.cells_h, grid.cells_w, video.shape[1] // aligned)
+    shape = (grid.fragments_h, grid.fragments_w, video.shape[1] // aligned)
     if is_train:
         rel_h, rel_w = torch.rand(shape), torch.rand(shape)
     else:
@@ -241,7 +220,7 @@ def check_sample_options(sample_type: str, opts: Mapping[str, Any], where: str =
     stype = canonical_sample_type(sample_type)
     check_keys(opts, _allowed_keys(stype), where)
     grid_type = _REGISTRY.get(stype).grid
-    for key in ("clip_len", "num_clips", "frame_interval", "aligned") + _GRID_KEYS:
+    for key in ("clip_len", "num_clips", "frame_interval", "aligned") + GRID_KEYS:
         if key in opts:
             _positive_int(opts, key, 1, where)
     if (grid_type or stype in _ALIGNED_TYPES) and "clip_len" in opts:
@@ -257,7 +236,8 @@ def check_sample_options(sample_type: str, opts: Mapping[str, Any], where: str =
 
 
 # ------------------------------------------------------------------------------------------------ entry points
-def get_single_sample(video: torch.Tensor, sample_type: str = "resize", is_train: bool = False, **opts) -> torch.Tensor:
+def get_single_sample(video: torch.Tensor, sample_type: str = DEFAULT_SAMPLE_TYPE, is_train: bool = False,
+                      **opts) -> torch.Tensor:
     """Spatially sample a video ``[C, T, H, W]`` (0-255) into float32 ``[C, T, Sh, Sw]`` (0-255).
 
     sample_type: one of :data:`SAMPLE_TYPES` (or an alias of one). opts: the YAML ``sample_types``
@@ -287,14 +267,3 @@ def get_single_sample(video: torch.Tensor, sample_type: str = "resize", is_train
     if stype == "fragments":
         return _fragments(video, bool(is_train), grid, aligned)
     return _sama(video, stype, bool(is_train), grid, aligned)
-
-
-def get_spatial_samples(video: torch.Tensor, sample_types: Mapping[str, Mapping[str, Any]], is_train: bool = False,
-                        stype: Optional[str] = None) -> Dict[str, torch.Tensor]:
-    """Sample one video for each entry of ``sample_types`` (name -> options).
-
-    With ``stype`` every entry uses that sample type (SAMA's datasets: the branch name is a key, the sampling is
-    the global ``stype``); otherwise each entry's name is its sample type.
-    """
-    return {name: get_single_sample(video, stype or name, is_train, **dict(opts or {}))
-            for name, opts in sample_types.items()}

@@ -14,32 +14,32 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from samacore import runs
+from samacore import run_options
 from samacore.options import (
     REPO_ROOT, OptionError, check_keys, choice, load_options, load_plugins, option_file_dirs, resolve_path,
 )
+from samacore.runlog import get_logger
 
-from .datasets import DATASETS, FineTuneDataset
+from .datasets import DATASETS, IGNORED_DATASET_KEYS, FineTuneDataset
 from .models import DiViDeAddEvaluator
 from .models.evaluator import branch_backbones
-from .sampling import canonical_sample_type
+from .sampling import IGNORED_SAMPLING_KEYS, canonical_sample_type
 
-__all__ = ["COMMANDS", "TOP_KEYS", "check_vqa_options", "load_vqa_options", "option_path"]
+__all__ = ["COMMANDS", "check_vqa_options", "top_keys", "load_vqa_options", "option_path"]
 
 VQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+log = get_logger("samavqa")
 
-# Top-level option keys: those of the original option files and scripts, then ours.
-ORIGINAL_KEYS = ("name", "split_seed", "num_epochs", "l_num_epochs", "warmup_epochs", "ema", "save_model",
-                 "train_batch_size", "train_num_workers", "test_batch_size", "test_num_workers", "stype", "data",
-                 "model", "optimizer", "load_path", "load_path_aux", "need_upsampled", "need_feat", "need_fused")
-OUR_KEYS = ("allow_partial_load", "seed", "device", "pin_memory", "persistent_workers", "prefetch_factor",
-            "num_splits", "save_dir", "run_dir", "ema_decay", "ema_warmup", "progress",
-            "init_fragment_bias_from_relative", "deterministic", "amp", "max_bad_steps", "stop_after_epochs",
-            "max_bad_fraction", "plugins", "trust_checkpoint")
-TOP_KEYS = ORIGINAL_KEYS + OUR_KEYS
-OPTIMIZER_KEYS = ("lr", "backbone_lr_mult", "wd")
+# Top-level option keys: the run options of the table (samacore.run_options) and the original's blocks
+BLOCKS = ("data", "model", "load_path_aux")
+
+
+def top_keys() -> tuple:
+    """The keys the top level of a VQA option file may hold (read from the table on every call: a run option
+    registered later is accepted)."""
+    return run_options.run_option_keys("vqa") + BLOCKS
 MODEL_TYPES = ("DiViDeAddEvaluator",)
 FINETUNE_DATA_KEYS = ("database", "type", "anno_file", "data_prefix", "train", "test", "num_threads")
 #: what each command needs beyond the common schema; None: any file (scoring and drawing read its model and test
@@ -52,15 +52,35 @@ def option_path(p: Optional[str]) -> Optional[str]:
     return None if p is None else resolve_path(p, [REPO_ROOT])
 
 
-def load_vqa_options(path: str, command: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None) -> dict:
+def load_vqa_options(path: str, command: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None,
+                     sets: Sequence[str] = ()) -> dict:
     """Read an option file (looked up in the working directory, then ``VQA/``, ``VQA/options/`` and the repository
     root: :func:`samacore.options.option_file_dirs`) and check all of it (:func:`check_vqa_options`); ``name``
-    defaults to the file's name. ``overrides``: top-level keys the command line replaces."""
-    opt = load_options(path, search_dirs=option_file_dirs(VQA_DIR), overrides=overrides)
+    defaults to the file's name. ``overrides`` (the command line's flags) and ``sets`` (``--set KEY.PATH=VALUE``)
+    replace values first. Keys of the original that have no effect here are named once in the log."""
+    opt = load_options(path, search_dirs=option_file_dirs(VQA_DIR), overrides=overrides, sets=sets)
     check_vqa_options(opt, command)
     if "name" not in opt:
         opt["name"] = os.path.splitext(os.path.basename(opt["_options_path"]))[0]
+    ignored = ignored_keys(opt)
+    if ignored:
+        log.info("options: %s: keys of the original files that have no effect here (accepted, ignored)",
+                 ", ".join(ignored))
     return opt
+
+
+def ignored_keys(opt: Mapping[str, Any]) -> List[str]:
+    """The keys of ``opt`` (dotted paths) that the original files hold but change nothing here."""
+    out = run_options.ignored_options(opt, "vqa")
+    data = opt.get("data") or {}
+    blocks = [(f"data.{k}", data[k]) for k in ("train", "test") if isinstance(data.get(k), Mapping)]
+    blocks += [(f"data.{k}.args", (v or {}).get("args") or {}) for k, v in data.items()
+               if isinstance(v, Mapping) and isinstance(v.get("args"), Mapping)]
+    for where, block in blocks:
+        out += [f"{where}.{k}" for k in IGNORED_DATASET_KEYS if k in block]
+        for branch, sopt in (block.get("sample_types") or {}).items():
+            out += [f"{where}.sample_types.{branch}.{k}" for k in IGNORED_SAMPLING_KEYS if k in (sopt or {})]
+    return out
 
 
 def check_vqa_options(opt: Dict[str, Any], command: Optional[str] = None) -> Dict[str, Any]:
@@ -70,14 +90,14 @@ def check_vqa_options(opt: Dict[str, Any], command: Optional[str] = None) -> Dic
     """
     choice(command, COMMANDS, "command")
     load_plugins(opt)  # first: plugins register names the rest of the file may use
-    check_keys(opt, TOP_KEYS, "options")
-    runs.check_run_options(opt)
+    check_keys(opt, top_keys(), "options")
+    run_options.check_run_options(opt, "vqa")
     try:
-        opt["stype"] = canonical_sample_type(opt.get("stype", "fragments"))
+        opt["stype"] = canonical_sample_type(opt.get("stype"))
     except ValueError as e:
         raise OptionError(f"options.stype: {e}") from None
     if "optimizer" in opt:
-        check_keys(opt["optimizer"], OPTIMIZER_KEYS, "optimizer")
+        check_keys(opt["optimizer"], run_options.block_keys("optimizer"), "optimizer")
     if "load_path_aux" in opt:
         raise OptionError("load_path_aux (two-checkpoint fusion initialisation of the original FAST-VQA script) is not "
                           "supported; initialise from one checkpoint with load_path")

@@ -74,7 +74,7 @@ from samacore.scoring import NoCheckpointError, ScoreRow
 from samacore.utils import pick_device
 
 from .datasets import VIDEO_EXTENSIONS, VideoReadError, _VideoQualityDataset
-from .decoders import DECODER_CHOICES, pick_frames, resolve_decoder, set_verbose, still_image_reason
+from .decoders import decoder_choices, pick_frames, resolve_decoder, set_verbose, still_image_reason
 from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
 from .presets import PRESETS, WEIGHT_FOLDERS, list_presets, missing_checkpoint, resolve_preset
 from .recipe import build_model, make_predict_fn
@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "and whether the weights are there)")
     p.add_argument("--list-models", action=_ListModels,
                    help="list the released models (-m), their files and where to download missing weights, and exit")
-    p.add_argument("--decoder", choices=DECODER_CHOICES, help="video decoder (default: the options' data set "
+    p.add_argument("--decoder", choices=decoder_choices(), help="video decoder (default: the options' data set "
                                                               "decoder, else auto: decord where installed, else PyAV)")
     p.add_argument("--per-clip", action="store_true",
                    help=f"also give each clip's raw score: a CSV column {scoring.CLIP_COLUMN} (space-separated, in "

@@ -11,6 +11,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from samacore.options import positive_int
+
 __all__ = ["FRAME_OVERFLOW", "FragmentSampleFrames", "SampleFrames", "build_frame_sampler"]
 
 # What a frame index past the last frame becomes: SAMA clamps it to the last frame, FAST-VQA wraps it around
@@ -85,9 +87,7 @@ def build_frame_sampler(opts: Mapping[str, Any], where: str = "sample_types") ->
     Either way a clip has ``clip_len`` frames. ``frame_overflow``: ``clamp`` (default) or ``wrap``.
     """
     for key in ("clip_len", "num_clips", "frame_interval", "t_frag"):
-        value = opts.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{where}.{key} must be a positive integer, got {value!r}")
+        positive_int(opts.get(key, 1), f"{where}.{key}")
     overflow = opts.get("frame_overflow", "clamp")
     if overflow not in FRAME_OVERFLOW:
         raise ValueError(f"{where}.frame_overflow = {overflow!r} is not allowed; choose one of: "
