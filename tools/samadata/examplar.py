@@ -37,7 +37,9 @@ in training.
 Media go to ``<out>/vqa/*.mp4`` (H.264, 320x240, 32 frames, yuv420p) and
 ``<out>/iqa/*.png``; the label files go to ``<labels>/examplar_vqa/`` and
 ``<labels>/examplar_iqa/``. Rebuilding gives identical labels and, with the
-pinned wheels, identical image bytes (x264 runs single-threaded).
+pinned wheels, identical images and identically decoding videos, whatever the
+number of workers (every thread count of x264, OpenCV and the codecs is pinned
+to one, x264's mb-tree is off, and nothing is random).
 """
 from __future__ import annotations
 
@@ -84,6 +86,11 @@ IMAGE_LEVELS: Dict[str, Tuple[float, ...]] = {
 
 REF_CRF = 18  # near-transparent x264 quality for every video item
 X264_PRESET = "veryfast"  # fast to build; the CRF sets the quality
+#: x264 settings pinned for output that is identical on every run: one thread everywhere (frame, lookahead and
+#: slice threads split the work by timing), and no macroblock-tree rate control (``rc-lookahead=0`` turns it
+#: off). The mb-tree's SIMD float code made the same frames encode differently from one call to the next in
+#: one process (up to 33 grey levels apart once decoded) and may round differently on another CPU.
+X264_PARAMS = "threads=1:lookahead-threads=1:sliced-threads=0:rc-lookahead=0:mbtree=0"
 VIDEO_SIZE = (320, 240)  # (W, H)
 VIDEO_FRAMES = 32  # one 16-frame clip at frame interval 2
 
@@ -487,7 +494,7 @@ def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
 
 
 def write_mp4(frames: np.ndarray, path: str, fps: Fraction, crf: int) -> None:
-    """Encode ``[T, H, W, 3]`` RGB uint8 (H, W even) to H.264 yuv420p with libx264 at ``crf``, single-threaded."""
+    """Encode ``[T, H, W, 3]`` RGB uint8 (H, W even) to H.264 yuv420p with libx264 at ``crf`` (``X264_PARAMS``)."""
     import av
 
     tmp = path + ".part"
@@ -496,7 +503,7 @@ def write_mp4(frames: np.ndarray, path: str, fps: Fraction, crf: int) -> None:
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1
-        stream.codec_context.options = {"crf": str(crf), "preset": X264_PRESET, "threads": "1"}
+        stream.codec_context.options = {"crf": str(crf), "preset": X264_PRESET, "x264-params": X264_PARAMS}
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(rgb), format="yuv420p")
             frame.pts = i
@@ -633,9 +640,8 @@ def build(
     # big video contents first so that the two workers finish together
     tasks.sort(key=lambda t: (not isinstance(t[0], VideoContent), -len(t[1])))
 
-    # Every content is made in a fresh worker process, even with workers=1: libx264's output for a video
-    # depends on what the same process encoded before, so only a fixed per-process history gives
-    # identical bytes on every run. (spawn, not fork: codec / OpenCV thread pools do not survive a fork.)
+    # The media do not depend on which worker made them or what it made before (X264_PARAMS), so the
+    # contents are simply shared out. (spawn, not fork: codec / OpenCV thread pools do not survive a fork.)
     written: List[str] = []
     if tasks:
         import multiprocessing as mp
@@ -643,7 +649,7 @@ def build(
         total = sum(len(t[1]) for t in tasks)
         if log is not None:  # a silent minute otherwise: one line per file as its content's worker finishes
             log(f"making {total} media files from {len(tasks)} contents in {max(1, workers)} worker process(es)")
-        with mp.get_context("spawn").Pool(processes=max(1, workers), maxtasksperchild=1) as pool:
+        with mp.get_context("spawn").Pool(processes=max(1, workers)) as pool:
             for paths in pool.imap(_make_content, tasks, chunksize=1):
                 written += paths
                 for n, path in enumerate(paths, len(written) - len(paths) + 1):
