@@ -81,3 +81,20 @@ def torchrun(script: str, args: Sequence[str], cwd, nproc: int = 2, timeout: int
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r
+
+
+def read_only_folder(tmp_path) -> str:
+    """A folder in which no file can be made: a chmod-ed one, or (as root, to whom modes do not apply) /sys;
+    skips the test when there is none."""
+    import pytest
+    import tempfile
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    for candidate in (str(folder), "/sys"):
+        try:
+            tempfile.TemporaryFile(dir=candidate).close()
+        except OSError:
+            return candidate
+    pytest.skip("no read-only folder on this machine")

@@ -6,14 +6,15 @@ import os
 from collections import defaultdict
 
 import pytest
-import torch  # noqa: F401  (torch before decord: the other order can hang)
+import torch  # (torch before decord: the other order can hang)
 
 from samadata import examplar as E
 from samacore.options import REPO_ROOT
 
 LABELS = os.path.join(REPO_ROOT, "examplar_data_labels")
-# a reduced set for the build tests: one video content (bikes: no resize) and one photo
-SUBSET = ["bikes-s3-left", "chelsea"]
+# a reduced set for the build tests: two video contents (bikes: decoded from a clip, no resize; rocket-pan: a pan
+# over a photo, whose later items came out differently from run to run before x264 was pinned) and one photo
+SUBSET = ["bikes-s3-left", "rocket-pan", "chelsea"]
 
 
 def _read(path: str) -> str:
@@ -28,11 +29,12 @@ def _md5(path: str) -> str:
 
 @pytest.fixture(scope="module")
 def two_builds(tmp_path_factory):
-    """The reduced set built twice into separate folders (labels and media)."""
+    """The reduced set built twice into separate folders (labels and media), by one and by two worker processes:
+    the second build's workers encode other videos before (and fewer of them) than the first build's one."""
     out = []
-    for k in range(2):
-        root = tmp_path_factory.mktemp(f"examplar{k}")
-        report = E.build(str(root / "data"), str(root / "labels"), contents=SUBSET, workers=2, log=None)
+    for workers in (1, 2):
+        root = tmp_path_factory.mktemp(f"examplar{workers}")
+        report = E.build(str(root / "data"), str(root / "labels"), contents=SUBSET, workers=workers, log=None)
         out.append((root, report))
     return out
 
@@ -93,7 +95,7 @@ def test_train_and_test_are_disjoint_by_content_and_scene():
 
 def test_rebuild_gives_identical_labels_equal_to_the_committed_ones(two_builds):
     (root_a, rep_a), (root_b, _) = two_builds
-    assert len(rep_a.written) == 7 + 7
+    assert len(rep_a.written) == 2 * 7 + 7
     for rel in ("examplar_vqa/labels.txt", "examplar_vqa/test.txt", "examplar_iqa/labels.txt", "examplar_iqa/test.txt"):
         a, b = _read(str(root_a / "labels" / rel)), _read(str(root_b / "labels" / rel))
         assert a == b and a
@@ -108,6 +110,18 @@ def test_rebuild_gives_identical_image_bytes(two_builds):
     for p in images:
         rel = os.path.relpath(p, str(root_a))
         assert _md5(p) == _md5(str(root_b / rel)), rel
+
+
+def test_rebuild_gives_videos_that_decode_to_identical_frames(two_builds):
+    from samavqa.decoders import read_frames
+
+    (root_a, rep_a), (root_b, _) = two_builds
+    assert len(rep_a.vqa_items) == 2 * 7
+    for item in rep_a.vqa_items:
+        a = read_frames(str(root_a / "data" / "vqa" / item.filename))
+        b = read_frames(str(root_b / "data" / "vqa" / item.filename))
+        assert a.shape == (E.VIDEO_FRAMES, 240, 320, 3)
+        assert torch.equal(a, b), (item.filename, int((a.int() - b.int()).abs().max()))
 
 
 def test_every_built_file_decodes(two_builds):

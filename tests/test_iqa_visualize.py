@@ -1,19 +1,20 @@
 """IQA/visualize_sampling.py (samaiqa.visualize): figure size, the sampled-input panel equals the de-normalised
-sample, the drawn fragment boxes are where the sample's pixels come from, and the per-token quality map."""
+sample, the drawn fragment boxes are where the sample's pixels come from (read off the real sampler), the per-token
+quality map, and a bad --out ending the command before the image is read."""
+import os
+
 import numpy as np
 import pytest
 import torch
 import yaml
 from PIL import Image
 
-from helpers import GRID, SMALL_SWIN
+from helpers import GRID, SMALL_SWIN, read_only_folder
 from samaiqa import visualize
 from samaiqa.checkpoints import save_model_checkpoint
 from samaiqa.datasets import IMAGENET_MEAN, IMAGENET_STD, build_transform, load_image
 from samaiqa.model import IQAModel
 from samaiqa.sampling import sample_image
-
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
@@ -91,3 +92,38 @@ def test_quality_map_overlays_per_token_scores(tmp_path, image):
     q = np.asarray(fig.image)[y0:y1, x0:x1].astype(int)
     s = np.asarray(fig.image)[fig.panels["sample"][1]:fig.panels["sample"][3], fig.panels["sample"][0]:fig.panels["sample"][2]]
     assert np.abs(q - s).mean() > 5  # an overlay was drawn on top of the sample
+
+
+def test_scaled_boxes_hold_the_scaled_views_fragments(tmp_path):
+    """The scaled view's thick boxes: on a ramp image (red = column, green = row) each scaled-view cell of the sample
+    has the mean colour of its box."""
+    yy, xx = np.mgrid[0:150, 0:200]
+    ramp = np.stack([xx * 255 / 199, yy * 255 / 149, np.full_like(xx, 128.0)], -1).round().astype(np.uint8)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    fig = visualize.make_figure(str(tmp_path / "ramp.png"), "sama", GRID)
+    sample = visualize.denormalise(fig.sample).astype(float)
+    scaled = fig.views[1]
+    assert scaled.label == "x1/2.34" and scaled.factor == pytest.approx(64 / 150) and scaled.size == (64, 85)
+    assert scaled.used.sum() == 8
+    for i, j in zip(*np.nonzero(scaled.used)):
+        x0, y0, x1, y1 = scaled.boxes[i, j]
+        assert (x1 - x0, y1 - y0) == pytest.approx((16 * 200 / 85, 16 * 150 / 64), abs=1e-3)
+        box = ramp[int(round(y0)):int(round(y1)), int(round(x0)):int(round(x1))].astype(float).mean((0, 1))
+        cell = sample[16 * i:16 * (i + 1), 16 * j:16 * (j + 1)].mean((0, 1))
+        assert np.abs(box - cell).max() < 1.5, (i, j, box, cell)
+
+
+@pytest.mark.parametrize("where", ["folder", "read-only"])
+def test_unusable_out_is_one_error_line_before_the_image_is_read(tmp_path, image, capsys, monkeypatch, where):
+    if where == "folder":
+        out, named = str(tmp_path), "is a folder"
+    else:
+        out, named = os.path.join(read_only_folder(tmp_path), "fig.png"), "cannot write there"
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("read the image before checking --out")
+
+    monkeypatch.setattr(visualize, "load_image", no_reading)
+    assert visualize.main(["-i", image, "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {out}") and named in err and len(err.strip().splitlines()) == 1

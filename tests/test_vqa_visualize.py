@@ -1,5 +1,8 @@
 """Sampling pictures (VQA/visualize_sampling.py, samavqa.visualize): the sampled-frame panel is the model input,
-footprints / scale factors come from the coordinate-video trick, and the quality map overlay runs."""
+footprints / scale factors come from the coordinate-video trick, the quality map overlay runs, a bad --out ends
+the command before any decoding, and a too-short video gets vqa.py's warning."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +10,10 @@ from PIL import Image
 
 import cv2
 
+from helpers import read_only_folder
+from samacore import visual
 from samavqa import visualize as V
+from samavqa.score import short_video_note
 from samavqa.datasets import FineTuneDataset
 from samavqa.models import DiViDeAddEvaluator
 from samavqa.sampling import get_single_sample
@@ -53,8 +59,11 @@ def test_coordinate_video_gives_sampled_positions():
     ys, xs, ts = src[0, :2].round().long(), src[1, :2].round().long(), src[2, :2].round().long()
     assert torch.equal(real[:, :2], video[:, ts, ys, xs].float())
     assert torch.equal(ts[0], torch.zeros_like(ts[0])) and torch.equal(ts[1], torch.ones_like(ts[1]))
-    boxes = V._footprints(src.numpy(), 0, (2, 2, 32, 32))
+    boxes = visual.cell_footprints(src[0, 0].numpy(), src[1, 0].numpy(), (2, 2, 32, 32)).reshape(-1, 4)
     assert len(boxes) == 4 and all(x1 - x0 == 32 and y1 - y0 == 32 for x0, y0, x1, y1 in boxes)
+    # each box holds the source pixels its cell copied
+    for (x0, y0, x1, y1), (i, j) in zip(boxes.astype(int), [(0, 0), (0, 1), (1, 0), (1, 1)]):
+        assert torch.equal(real[:, 0, 32 * i:32 * i + 32, 32 * j:32 * j + 32], video[:, 0, y0:y1, x0:x1].float())
 
 
 def test_quality_map_cli(video, tmp_path, capsys):
@@ -77,3 +86,33 @@ def test_quality_map_cli(video, tmp_path, capsys):
     # nearest upsampling: each 32x32 block of a frame pair holds one map value
     assert np.unique(view.scores[0, :32, :32]).size == 1 and np.array_equal(view.scores[0], view.scores[1])
     assert V.main(["-v", str(tmp_path / "none.mp4"), "--out", str(out), "--options", str(tmp_path / "o.yml")]) == 2
+
+
+def _no_decoding(*args, **kwargs):
+    raise AssertionError("decoded before checking --out")
+
+
+@pytest.mark.parametrize("where", ["folder", "read-only"])
+def test_unusable_out_is_one_error_line_before_decoding(video, tmp_path, capsys, monkeypatch, where):
+    if where == "folder":
+        out, named = str(tmp_path), "is a folder"
+    else:
+        out, named = os.path.join(read_only_folder(tmp_path), "sub", "fig.png"), "cannot write there"
+    monkeypatch.setattr(V, "decode_frames", _no_decoding)
+    assert V.main(["-v", video, "--out", out, "--options", "none.yml"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {out}") and named in err and len(err.strip().splitlines()) == 1
+
+
+def test_one_frame_video_is_drawn_with_the_warning_vqa_py_gives(tmp_path, capsys):
+    path = tmp_path / "one.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 128))
+    writer.write(np.full((128, 160, 3), 90, dtype=np.uint8))
+    writer.release()
+    out = tmp_path / "one.png"
+    assert V.main(["-v", str(path), "--out", str(out), "--stype", "sama"]) == 0 and out.is_file()
+    err = capsys.readouterr().err
+    paper = V.paper_sample_types()
+    want = short_video_note({"fragments": np.zeros(128, dtype=int)}, paper)  # 4 clips of 32 copies of frame 0
+    assert want.startswith("only 1 frame, fewer than one clip spans")
+    assert err.strip().splitlines() == [f"warning: one.mp4: {want}"]

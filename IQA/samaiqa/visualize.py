@@ -17,11 +17,16 @@ The figure (drawn with PIL only) has one row of panels, each with a title:
   their mean is the model's score.
 
 Only test-mode sampling (centred offsets) is drawn: it is deterministic, and it is what scoring uses.
+
+The boxes and scale factors are not re-derived from the sampler's formulas: :func:`samaiqa.sample_image` is run
+on a *coordinate image* whose channels hold each pixel's row and column (:func:`samacore.visual.coordinate_grid`;
+bilinear sampling reproduces linear functions exactly), so every output pixel holds the source position it was
+read from. The thin boxes come from the same SAMA pipeline run with one scale alone and no mask; which boxes are
+thick is read off the real sample. An unusable ``--out`` ends the command before the image is read.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -30,11 +35,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from samacore import visual
 from samacore.checkpoint import CheckpointError
-from samacore.options import OptionError, choice
-from samacore.sampling import (
-    FragmentGrid, cell_starts, make_mask, relative_offsets, sama_variant, scale_schedule, scaled_size, upsampled_size,
-)
+from samacore.options import OptionError
+from samacore.sampling import GRID_KEYS, FragmentGrid, SamaVariant, make_mask, resolve_sample_type, sama_sample, sama_variant
 
 from .datasets import IMAGENET_MEAN, IMAGENET_STD, ImageReadError, build_transform, load_image, sampling_args
 from .sampling import IQA_SAMPLE_TYPES, sample_image
@@ -62,58 +66,52 @@ class ScaleView:
     used: np.ndarray
 
 
-def _boxes(size: Tuple[int, int], src: Tuple[int, int], grid: FragmentGrid, off_h: torch.Tensor,
-           off_w: torch.Tensor) -> np.ndarray:
-    """Boxes of the fragments read from a view of ``size`` pixels, scaled back to a ``src``-sized image."""
-    h, w = size
-    sh = torch.tensor([h], dtype=torch.int64)
-    sw = torch.tensor([w], dtype=torch.int64)
-    y0 = (cell_starts(sh, grid.fragments_h, grid.fsize_h)[0][:, None] + off_h).numpy().astype(np.float64)
-    x0 = (cell_starts(sw, grid.fragments_w, grid.fsize_w)[0][None, :] + off_w).numpy().astype(np.float64)
-    y0, x0 = np.broadcast_arrays(y0, x0)
-    fy, fx = src[0] / h, src[1] / w
-    return np.stack([x0 * fx, y0 * fy, (x0 + grid.fsize_w) * fx, (y0 + grid.fsize_h) * fy], -1)
+#: the SAMA pipeline with one scale alone and no mask: with one temporal patch (``aligned=1``) a ramp's only
+#: factor is 1, full resolution
+FULL_RESOLUTION = SamaVariant("ramp")
+USED_SHARE = 0.25  # a cell's fragment of a scale "reaches the sample" when this share of its pixels is read from it
+
+
+def _one_scale(coords: torch.Tensor, grid: FragmentGrid, variant: SamaVariant) -> np.ndarray:
+    """(row, column) source positions ``[2, Sh, Sw]`` the test-mode SAMA pipeline reads with ``variant``."""
+    half = torch.full((grid.fragments_h, grid.fragments_w, 1), 0.5)
+    return sama_sample(coords[:, None], grid, variant, half, half, aligned=1)[:, 0].numpy()
+
+
+def _scale_view(label: str, pos: np.ndarray, read: np.ndarray, grid: FragmentGrid,
+                source: Tuple[int, int]) -> ScaleView:
+    """One scale's fragment boxes from its positions ``pos`` ``[2, Sh, Sw]`` in a ``source``-sized image; ``read``:
+    bool ``[Sh, Sw]``, where the real sample was read from this scale. The factor is set by the caller."""
+    step = (visual.median_step(pos[0], grid.fsize_h, axis=0), visual.median_step(pos[1], grid.fsize_w, axis=1))
+    boxes = visual.cell_footprints(pos[0], pos[1], (grid.fragments_h, grid.fragments_w, grid.fsize_h, grid.fsize_w), step)
+    share = read.reshape(grid.fragments_h, grid.fsize_h, grid.fragments_w, grid.fsize_w).mean((1, 3))
+    size = (round(source[0] / step[0]), round(source[1] / step[1]))
+    return ScaleView(label, 1.0, size, boxes, share >= USED_SHARE)
 
 
 def fragment_layout(height: int, width: int, stype: str, grid: FragmentGrid) -> List[ScaleView]:
     """The test-mode fragment boxes of each scale for an image of ``height x width`` (as fed to the sampler)."""
-    choice(stype, IQA_SAMPLE_TYPES, "stype")
-    cells = (grid.fragments_h, grid.fragments_w)
-    ratio = grid.ratio(height, width)
-    if sama_variant(stype, "image") is None:  # "fragment"
-        # the sampler enlarges by 1/ratio (F.interpolate, sizes floored) when the image is smaller than the output
-        base = (height, width) if ratio >= 1 else (int(height / ratio), int(width / ratio))
-        len_h, len_w = base[0] // grid.fragments_h, base[1] // grid.fragments_w
-        off_h = torch.full(cells, int((len_h - grid.fsize_h) / 2))
-        off_w = torch.full(cells, int((len_w - grid.fsize_w) / 2))
-        boxes = _boxes(base, (height, width), grid, off_h, off_w)
-        return [ScaleView("x1", 1.0, base, boxes, np.ones(cells, dtype=bool))]
+    stype = resolve_sample_type(stype, "image")
+    coords = visual.coordinate_grid(height, width)
+    real = sample_image(coords, stype, False, grid.fragments_h, grid.fragments_w, grid.fsize_h, grid.fsize_w).numpy()
     variant = sama_variant(stype, "image")
-    base = upsampled_size(height, width, grid)
-    factor = 1.0 if base != (height, width) else scale_schedule(variant.schedule, grid.ratio(*base), 1)[0]
-    views = []
-    half = torch.full((1, *cells), 0.5)
-    parity = np.add.outer(np.arange(grid.fragments_h), np.arange(grid.fragments_w)) % 2 == 0
-    everywhere = np.ones(cells, dtype=bool)
-    scaled_label = f"x1/{1 / factor:.3g}" if factor != 1 else "x1 (scaled view)"
-    # window mask: cells with (i + j) even come from full resolution, the others from the scaled view; patch mask:
-    # every cell reads both; no mask: only the scaled view
-    full_used = {"window": parity, "patch": everywhere}.get(variant.mask, ~everywhere)
-    for label, f, used in (("x1", 1.0, full_used), (scaled_label, factor, ~parity if variant.mask == "window" else everywhere)):
-        size = base if f == 1.0 else scaled_size(*base, f)
-        t = lambda n: torch.tensor([n], dtype=torch.int64)
-        off_h = relative_offsets(half, t(size[0]), grid.fragments_h, grid.fsize_h)[0]
-        off_w = relative_offsets(half, t(size[1]), grid.fragments_w, grid.fsize_w)[0]
-        views.append(ScaleView(label, f, size, _boxes(size, (height, width), grid, off_h, off_w), used))
-    return views
+    if variant is None:  # "fragment": one scale, all of it in the sample
+        return [_scale_view("x1", real, np.ones(real.shape[1:], dtype=bool), grid, (height, width))]
+    full_pos, scaled_pos = _one_scale(coords, grid, FULL_RESOLUTION), _one_scale(coords, grid, SamaVariant(variant.schedule))
+    in_full, in_scaled = (real == full_pos).all(0), (real == scaled_pos).all(0)
+    mask = sample_mask(stype, grid)  # decides only where both scales read the same position
+    full = _scale_view("x1", full_pos, in_full & (mask | ~in_scaled), grid, (height, width))
+    scaled = _scale_view("", scaled_pos, in_scaled & (~mask | ~in_full), grid, (height, width))
+    # measured on the side along which the scaled view just fits the output (the other side's size is rounded)
+    axis = 0 if scaled.size[0] == grid.out_h else 1
+    scaled.factor = scaled.size[axis] / full.size[axis]
+    scaled.label = f"x1/{1 / scaled.factor:.3g}" if scaled.size != full.size else "x1 (scaled view)"
+    return [full, scaled]
 
 
 def denormalise(sample: torch.Tensor) -> np.ndarray:
     """Normalised ``[3, H, W]`` -> uint8 ``[H, W, 3]``: ``round(clip((x * std + mean) * 255, 0, 255))``."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
-    x = (sample.detach().float().cpu() * std + mean) * 255.0
-    return x.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    return visual.denormalise(sample, IMAGENET_MEAN, IMAGENET_STD, 255.0)
 
 
 def sample_mask(stype: str, grid: FragmentGrid) -> np.ndarray:
@@ -122,15 +120,6 @@ def sample_mask(stype: str, grid: FragmentGrid) -> np.ndarray:
     if variant is None or variant.mask is None:  # all full resolution (fragment) / all scaled
         return np.full((grid.out_h, grid.out_w), variant is None)
     return make_mask(variant.mask, grid).numpy()
-
-
-def _colour_ramp(v: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] -> RGB uint8 on a blue - green - yellow - red ramp."""
-    stops = np.array([[40, 60, 200], [40, 200, 120], [250, 220, 40], [220, 40, 40]], dtype=np.float64)
-    pos = np.clip(v, 0, 1) * (len(stops) - 1)
-    i = np.minimum(pos.astype(int), len(stops) - 2)
-    t = (pos - i)[..., None]
-    return (stops[i] * (1 - t) + stops[i + 1] * t).round().astype(np.uint8)
 
 
 @dataclass
@@ -148,6 +137,42 @@ class SamplingFigure:
     notes: List[str] = field(default_factory=list)
 
 
+Picture = Tuple[str, str, Image.Image]  # (panel key, title, picture)
+
+
+def _source_pictures(img: Image.Image, views: List[ScaleView], height: int) -> List[Picture]:
+    """The loaded image at ``height`` pixels, once per scale, with that scale's fragment boxes drawn on it."""
+    src_w = max(1, round(img.width * height / img.height))
+    scale_x, scale_y = src_w / img.width, height / img.height
+    pictures = []
+    for view in views:
+        canvas = img.resize((src_w, height), Image.BILINEAR)
+        draw = ImageDraw.Draw(canvas)
+        colour = FULL_COLOUR if view.label == "x1" else SCALED_COLOUR
+        for (x0, y0, x1, y1), used in zip(view.boxes.reshape(-1, 4), view.used.reshape(-1)):
+            box = (x0 * scale_x, y0 * scale_y, x1 * scale_x - 1, y1 * scale_y - 1)
+            draw.rectangle(box, outline=colour if used else tuple(c // 2 for c in colour), width=2 if used else 1)
+        pictures.append((f"source_{view.label}", f"source {view.label} ({img.width}x{img.height})", canvas))
+    return pictures
+
+
+def _compose(pictures: List[Picture], height: int) -> Tuple[Image.Image, Dict[str, Tuple[int, int, int, int]]]:
+    """The pictures side by side under their titles; returns the figure and each panel's box."""
+    font = ImageFont.load_default()
+    width = MARGIN + sum(p.width + MARGIN for _, _, p in pictures)
+    fig = Image.new("RGB", (width, MARGIN + TITLE_H + height + MARGIN), (255, 255, 255))
+    draw = ImageDraw.Draw(fig)
+    panels: Dict[str, Tuple[int, int, int, int]] = {}
+    x = MARGIN
+    for key, title, pic in pictures:
+        draw.text((x, MARGIN), title, fill=(0, 0, 0), font=font)
+        top = MARGIN + TITLE_H
+        fig.paste(pic, (x, top))
+        panels[key] = (x, top, x + pic.width, top + pic.height)
+        x += pic.width + MARGIN
+    return fig, panels
+
+
 def make_figure(
     path: str,
     stype: str = "sama",
@@ -157,10 +182,9 @@ def make_figure(
 ) -> SamplingFigure:
     """Draw the sampling figure of image ``path``; with ``model`` add the per-token quality map."""
     args = sampling_args(data_args)
-    grid = FragmentGrid(args["fragments_h"], args["fragments_w"], args["fsize_h"], args["fsize_w"])
-    choice(stype, IQA_SAMPLE_TYPES, "stype")
-    min_size = max(grid.out_h, grid.out_w)
-    img = load_image(path, min_size, bool((data_args or {}).get("exif_transpose", False)))
+    grid = FragmentGrid(*(args[k] for k in GRID_KEYS))
+    stype = resolve_sample_type(stype, "image")
+    img = load_image(path, max(grid.out_h, grid.out_w), bool((data_args or {}).get("exif_transpose", False)))
     x = build_transform(False)(img)
     sample = sample_image(x, stype, False, **args)
     views = fragment_layout(x.shape[1], x.shape[2], stype, grid)
@@ -168,22 +192,10 @@ def make_figure(
 
     zoom = max(1, MIN_PANEL // max(grid.out_h, grid.out_w))
     ph = grid.out_h * zoom
-    pictures: List[Tuple[str, str, Image.Image]] = []
-    src_w = max(1, round(img.width * ph / img.height))
-    scale_x, scale_y = src_w / img.width, ph / img.height
-    for view in views:
-        canvas = img.resize((src_w, ph), Image.BILINEAR)
-        draw = ImageDraw.Draw(canvas)
-        colour = FULL_COLOUR if view.label == "x1" else SCALED_COLOUR
-        for (x0, y0, x1, y1), used in zip(view.boxes.reshape(-1, 4), view.used.reshape(-1)):
-            box = (x0 * scale_x, y0 * scale_y, x1 * scale_x - 1, y1 * scale_y - 1)
-            draw.rectangle(box, outline=colour if used else tuple(c // 2 for c in colour), width=2 if used else 1)
-        pictures.append((f"source_{view.label}", f"source {view.label} ({img.width}x{img.height})", canvas))
-    sampled = denormalise(sample)
-    big = np.repeat(np.repeat(sampled, zoom, 0), zoom, 1)
+    pictures = _source_pictures(img, views, ph)
+    big = np.repeat(np.repeat(denormalise(sample), zoom, 0), zoom, 1)
     pictures.append(("sample", f"sampled input {grid.out_h}x{grid.out_w}", Image.fromarray(big)))
-    m = np.where(mask, 255, 90).astype(np.uint8)
-    m = np.repeat(np.repeat(m, zoom, 0), zoom, 1)
+    m = np.repeat(np.repeat(np.where(mask, 255, 90).astype(np.uint8), zoom, 0), zoom, 1)
     mask_title = "mask: none (all x1)" if sama_variant(stype, "image") is None else "mask: white x1, grey scaled"
     pictures.append(("mask", mask_title, Image.fromarray(m).convert("RGB")))
 
@@ -198,20 +210,7 @@ def make_figure(
         pictures.append(("quality_map", f"quality map (score {score:.4f})", _quality_overlay(big, token_scores)))
         notes.append(f"token scores {token_scores.shape[0]}x{token_scores.shape[1]}: min {token_scores.min():.4f} "
                      f"max {token_scores.max():.4f} mean {token_scores.mean():.4f}; model score {score:.4f}")
-
-    font = ImageFont.load_default()
-    width = MARGIN + sum(p.width + MARGIN for _, _, p in pictures)
-    height = MARGIN + TITLE_H + ph + MARGIN
-    fig = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(fig)
-    panels: Dict[str, Tuple[int, int, int, int]] = {}
-    x = MARGIN
-    for key, title, pic in pictures:
-        draw.text((x, MARGIN), title, fill=(0, 0, 0), font=font)
-        top = MARGIN + TITLE_H
-        fig.paste(pic, (x, top))
-        panels[key] = (x, top, x + pic.width, top + pic.height)
-        x += pic.width + MARGIN
+    fig, panels = _compose(pictures, ph)
     return SamplingFigure(fig, panels, sample, mask, views, zoom, token_scores, score, notes)
 
 
@@ -221,7 +220,7 @@ def _quality_overlay(base: np.ndarray, scores: np.ndarray) -> Image.Image:
     gh, gw = scores.shape
     lo, hi = float(scores.min()), float(scores.max())
     norm = (scores - lo) / (hi - lo) if hi > lo else np.full_like(scores, 0.5)
-    colours = _colour_ramp(norm)
+    colours = visual.heat_colours(norm)
     rows = (np.arange(h) * gh) // h
     cols = (np.arange(w) * gw) // w
     layer = colours[rows[:, None], cols[None, :]].astype(np.float64)
@@ -258,6 +257,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        visual.check_figure_path(args.out)
         if args.quality_map:
             scorer = load_scorer(args.ckpt, args.options, args.stype, args.device)
             for note in scorer.notes:
@@ -274,8 +274,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     for note in fig.notes:
         print(f"note: {note}", file=sys.stderr)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    fig.image.save(args.out)
+    visual.save_figure(fig.image, args.out)
     print(f"figure written to {args.out} ({fig.image.width}x{fig.image.height})")
     return 0
 

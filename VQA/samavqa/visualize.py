@@ -11,9 +11,13 @@ The figure (PIL only, so pixels are exact) shows, for one clip of one video:
   input) laid over the same frames.
 
 Footprints and scale factors are not recomputed from the sampler's formulas: the sampler is run a second time on
-a *coordinate video* whose three channels hold each pixel's row, column and frame number. Every sampler here is
-a (bilinear) interpolation, which reproduces linear functions exactly, so each output pixel of that run holds the
-source position it was read from -- whatever the sample type, scale schedule or mask.
+a *coordinate video* whose three channels hold each pixel's row, column and frame number
+(:func:`samacore.visual.coordinate_grid`). Every sampler here is a (bilinear) interpolation, which reproduces
+linear functions exactly, so each output pixel of that run holds the source position it was read from --
+whatever the sample type, scale schedule or mask.
+
+A video shorter than the clips need is drawn with a warning, the note ``vqa.py`` gives for it
+(:func:`samavqa.score.short_video_note`); an unusable ``--out`` ends the command before any decoding.
 """
 from __future__ import annotations
 
@@ -26,12 +30,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from samacore import visual
+
 from .datasets import MEAN, STD, decode_frames, normalise
 from .sampling import SAMPLE_TYPES, canonical_sample_type, get_single_sample, is_grid_type
 from .temporal import build_frame_sampler
 
-__all__ = ["SamplingView", "coordinate_video", "denormalise", "sample_sources", "sampling_view", "render",
-           "score_map", "heat_colors"]
+__all__ = ["SamplingView", "denormalise", "sample_sources", "sampling_view", "render", "score_map", "main"]
 
 PAD = 8
 LABEL_H = 14
@@ -39,15 +44,7 @@ LABEL_H = 14
 
 def denormalise(x: torch.Tensor) -> np.ndarray:
     """Normalised ``[C, T, H, W]`` -> uint8 ``[T, H, W, C]`` on the 0-255 scale (rounded, clipped)."""
-    v = x.detach().float().cpu() * STD.view(-1, 1, 1, 1) + MEAN.view(-1, 1, 1, 1)
-    return v.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 3, 0).numpy()
-
-
-def coordinate_video(t: int, h: int, w: int) -> torch.Tensor:
-    """float32 ``[3, T, H, W]``: channel 0 = row, 1 = column, 2 = frame number of every pixel."""
-    tt, yy, xx = torch.meshgrid(torch.arange(t, dtype=torch.float32), torch.arange(h, dtype=torch.float32),
-                                torch.arange(w, dtype=torch.float32), indexing="ij")
-    return torch.stack((yy, xx, tt))
+    return visual.denormalise(x, MEAN, STD)
 
 
 def sample_sources(shape: Tuple[int, int, int], stype: str, is_train: bool = False, seed: Optional[int] = None,
@@ -58,11 +55,12 @@ def sample_sources(shape: Tuple[int, int, int], stype: str, is_train: bool = Fal
     """
     if seed is not None:
         torch.manual_seed(seed)
-    return get_single_sample(coordinate_video(*shape), stype, is_train, **opts)
+    t, h, w = shape
+    return get_single_sample(visual.coordinate_grid(h, w, t), stype, is_train, **opts)
 
 
 def _grid_of(stype: str, opts: Mapping[str, Any], out_hw: Tuple[int, int]) -> Tuple[int, int, int, int]:
-    """``(cells_h, cells_w, fsize_h, fsize_w)``; non-grid sample types are one cell covering the output."""
+    """``(fragments_h, fragments_w, fsize_h, fsize_w)``; non-grid sample types are one cell covering the output."""
     if is_grid_type(stype):
         return (int(opts.get("fragments_h", 7)), int(opts.get("fragments_w", 7)), int(opts.get("fsize_h", 32)),
                 int(opts.get("fsize_w", 32)))
@@ -89,29 +87,20 @@ class SamplingView:
     source_frames: Dict[int, np.ndarray]  # decoded frame number -> uint8 [H, W, 3]
     sources: np.ndarray             # float32 [3, T_c, Sh, Sw] source (row, col, sample-frame) of every pixel
     frame_inds: np.ndarray          # int [T_c] decoded frame number of each sampled frame
-    grid: Tuple[int, int, int, int]  # cells_h, cells_w, fsize_h, fsize_w
+    grid: Tuple[int, int, int, int]  # fragments_h, fragments_w, fsize_h, fsize_w
     mask: Optional[np.ndarray]      # bool [Sh, Sw] or None
     factors: List[float]            # per frame: scale factor relative to the source frame
     normalised: torch.Tensor        # float [1, C, T_c, Sh, Sw] model input of the clip
     scores: Optional[np.ndarray] = None  # float [T_c, Sh, Sw] upsampled score map, when computed
     score_range: Tuple[float, float] = (0.0, 0.0)
     notes: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)  # what was done to an odd video (as vqa.py says it)
 
 
 def _factors(src: np.ndarray, mask: Optional[np.ndarray], fsize_w: int) -> List[float]:
     """Per frame, 1 / (source step between neighbouring columns of one fragment), on scaled (unmasked) pixels."""
-    cols = src[1]  # [T, Sh, Sw]
-    step = cols[:, :, 1:] - cols[:, :, :-1]
-    same_cell = (np.arange(cols.shape[-1] - 1) % fsize_w) != fsize_w - 1
-    keep = np.broadcast_to(same_cell, step.shape[1:]).copy()
-    if mask is not None:
-        keep &= ~mask[:, :-1] & ~mask[:, 1:]
-    out = []
-    for t in range(cols.shape[0]):
-        s = step[t][keep]
-        s = s[s > 1e-6]
-        out.append(float(1.0 / np.median(s)) if s.size else float("nan"))
-    return out
+    keep = None if mask is None else ~mask
+    return [1.0 / visual.median_step(src[1, t], fsize_w, axis=1, keep=keep) for t in range(src.shape[1])]
 
 
 def sampling_view(path: str, sample_types: Mapping[str, Mapping[str, Any]], stype: str, clip: int = 0,
@@ -145,8 +134,13 @@ def sampling_view(path: str, sample_types: Mapping[str, Mapping[str, Any]], styp
     frame_inds = np.asarray(inds)[sl]
     sources = {int(f): video[:, i].permute(1, 2, 0).numpy() for i, f in enumerate(np.asarray(inds)) if
                sl.start <= i < sl.stop}
-    return SamplingView(os.path.basename(path), canonical_sample_type(stype), clip, denormalise(norm), sources,
+    view = SamplingView(os.path.basename(path), canonical_sample_type(stype), clip, denormalise(norm), sources,
                         src_clip, frame_inds, grid, mask, _factors(src_clip, mask, grid[3]), norm[None])
+    from .score import short_video_note  # late: samavqa.score loads the models
+
+    note = short_video_note({branch: np.asarray(inds)}, {branch: opts})
+    view.warnings += [note] if note else []
+    return view
 
 
 @torch.no_grad()
@@ -162,24 +156,49 @@ def score_map(model: torch.nn.Module, view: SamplingView, branch: str, device: s
     return view
 
 
-def heat_colors(v: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] -> uint8 RGB, blue (low) -> white -> red (high)."""
-    v = np.clip(v, 0, 1)[..., None]
-    low, mid, high = np.array([40, 70, 220.0]), np.array([245, 245, 245.0]), np.array([220, 40, 40.0])
-    out = np.where(v < 0.5, low + (mid - low) * (v * 2), mid + (high - mid) * (v * 2 - 1))
-    return out.round().astype(np.uint8)
+def _display_size(w: int, h: int, source_width: int) -> Tuple[int, int]:
+    """(W, H) the source frame is shown at: about ``source_width`` wide, enlarged at most 4x."""
+    scale = min(1.0, source_width / w) if w > source_width else min(4.0, source_width / w)
+    return max(1, round(w * scale)), max(1, round(h * scale))
 
 
-def _footprints(src: np.ndarray, t: int, grid: Tuple[int, int, int, int]) -> List[Tuple[float, float, float, float]]:
-    """Source boxes ``(x0, y0, x1, y1)`` read by each cell in sample frame ``t``."""
-    gh, gw, fh, fw = grid
-    boxes = []
-    for i in range(gh):
-        for j in range(gw):
-            ys = src[0, t, i * fh:(i + 1) * fh, j * fw:(j + 1) * fw]
-            xs = src[1, t, i * fh:(i + 1) * fh, j * fw:(j + 1) * fw]
-            boxes.append((float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1))
-    return boxes
+def _source_panel(draw: ImageDraw.ImageDraw, canvas: Image.Image, view: SamplingView, at: Tuple[int, int],
+                  disp: Tuple[int, int], pair_frames: List[int]) -> None:
+    """The first source frame (shown at ``disp``) with the cells' footprints of the first (red) and last (cyan)
+    frame pair."""
+    x0, y0 = at
+    first = int(view.frame_inds[0])
+    src_img = view.source_frames[first]
+    h, w = src_img.shape[:2]
+    draw.text((x0, y0), f"source frame {first} ({w}x{h})", fill=(0, 0, 0))
+    top = y0 + LABEL_H
+    canvas.paste(Image.fromarray(src_img).resize(disp, Image.NEAREST), (x0, top))
+    sx, sy = disp[0] / w, disp[1] / h
+    for t, color in ((0, (255, 0, 0)), (pair_frames[-1], (0, 230, 230))):
+        step = 1.0 / view.factors[t] if np.isfinite(view.factors[t]) else 1.0
+        boxes = visual.cell_footprints(view.sources[0, t], view.sources[1, t], view.grid, (step, step))
+        for bx0, by0, bx1, by1 in boxes.reshape(-1, 4):
+            draw.rectangle([x0 + bx0 * sx, top + by0 * sy, x0 + bx1 * sx - 1, top + by1 * sy - 1], outline=color)
+
+
+def _tile_xy(k: int, per_row: int, tile: Tuple[int, int], top: int) -> Tuple[int, int]:
+    return PAD + (k % per_row) * tile[0], top + (k // per_row) * tile[1]
+
+
+def _quality_maps(draw: ImageDraw.ImageDraw, canvas: Image.Image, view: SamplingView, pair_frames: List[int],
+                  per_row: int, tile: Tuple[int, int], top: int) -> List[Tuple[int, int, int]]:
+    """The score map of every frame pair in heat colours, blended over the sampled frame; returns the tiles."""
+    lo, hi = view.score_range
+    draw.text((PAD, top), f"per-position scores (blue {lo:.3f} .. red {hi:.3f})", fill=(0, 0, 0))
+    span = hi - lo if hi > lo else 1.0
+    tiles = []
+    for k, t in enumerate(pair_frames):
+        x, y = _tile_xy(k, per_row, tile, top + LABEL_H)
+        heat = visual.heat_colours((view.scores[t] - lo) / span).astype(np.float32)
+        blend = (0.45 * view.sample[t].astype(np.float32) + 0.55 * heat).round().astype(np.uint8)
+        canvas.paste(Image.fromarray(blend), (x, y + LABEL_H))
+        tiles.append((x, y + LABEL_H, t))
+    return tiles
 
 
 def render(view: SamplingView, out: Optional[str] = None, per_row: int = 8, source_width: int = 480):
@@ -189,66 +208,36 @@ def render(view: SamplingView, out: Optional[str] = None, per_row: int = 8, sour
     tc, sh, sw, _ = view.sample.shape
     pair_frames = list(range(0, tc, 2)) if tc > 1 else [0]
     rows = (len(pair_frames) + per_row - 1) // per_row
-    tile_w, tile_h = sw + PAD, sh + LABEL_H + PAD
-    first = int(view.frame_inds[0])
-    src_img = view.source_frames[first]
-    h, w = src_img.shape[:2]
-    scale = min(1.0, source_width / w) if w > source_width else min(4.0, source_width / w)
-    disp = (max(1, round(w * scale)), max(1, round(h * scale)))
-    top_h = LABEL_H + max(disp[1], sh) + PAD
-    width = max(PAD + disp[0] + PAD + sw + PAD, PAD + min(per_row, len(pair_frames)) * tile_w) + PAD
-    height = PAD + LABEL_H + top_h + rows * tile_h + (rows * tile_h + LABEL_H if view.scores is not None else 0) + PAD
+    tile = (sw + PAD, sh + LABEL_H + PAD)
+    h, w = view.source_frames[int(view.frame_inds[0])].shape[:2]
+    disp_w, disp_h = _display_size(w, h, source_width)
+    top_h = LABEL_H + max(disp_h, sh) + PAD
+    width = max(PAD + disp_w + PAD + sw + PAD, PAD + min(per_row, len(pair_frames)) * tile[0]) + PAD
+    height = PAD + LABEL_H + top_h + rows * tile[1] + (rows * tile[1] + LABEL_H if view.scores is not None else 0) + PAD
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     layout: Dict[str, Any] = {"frames": [], "maps": []}
-
     draw.text((PAD, PAD), f"{view.name}  stype {view.stype}  clip {view.clip}  grid {view.grid[0]}x{view.grid[1]} "
                           f"of {view.grid[2]}x{view.grid[3]}  (red: footprints of frame pair 0, cyan: last pair)",
               fill=(0, 0, 0))
     y0 = PAD + LABEL_H
-    # source frame with the cells' footprints
-    draw.text((PAD, y0), f"source frame {first} ({w}x{h})", fill=(0, 0, 0))
-    canvas.paste(Image.fromarray(src_img).resize(disp, Image.NEAREST), (PAD, y0 + LABEL_H))
-    layout["source"] = (PAD, y0 + LABEL_H, disp[0], disp[1])
-    sx, sy = disp[0] / w, disp[1] / h
-    for t, color in ((0, (255, 0, 0)), (pair_frames[-1], (0, 230, 230))):
-        for x0, y0b, x1, y1 in _footprints(view.sources, t, view.grid):
-            draw.rectangle([PAD + x0 * sx, y0 + LABEL_H + y0b * sy, PAD + x1 * sx - 1, y0 + LABEL_H + y1 * sy - 1],
-                           outline=color)
-    # mask
-    mx = PAD + disp[0] + PAD
+    _source_panel(draw, canvas, view, (PAD, y0), (disp_w, disp_h), pair_frames)
+    layout["source"] = (PAD, y0 + LABEL_H, disp_w, disp_h)
+    mx = PAD + disp_w + PAD
+    draw.text((mx, y0), "mask (white: full res.)" if view.mask is not None else "no mask", fill=(0, 0, 0))
     if view.mask is not None:
-        draw.text((mx, y0), "mask (white: full res.)", fill=(0, 0, 0))
-        m = np.where(view.mask, 255, 110).astype(np.uint8)
-        canvas.paste(Image.fromarray(m).convert("RGB"), (mx, y0 + LABEL_H))
+        canvas.paste(Image.fromarray(np.where(view.mask, 255, 110).astype(np.uint8)).convert("RGB"), (mx, y0 + LABEL_H))
         layout["mask"] = (mx, y0 + LABEL_H, sw, sh)
-    else:
-        draw.text((mx, y0), "no mask", fill=(0, 0, 0))
-    # sampled frames, one per frame pair
     y1 = y0 + top_h
-    for k, t in enumerate(pair_frames):
-        x = PAD + (k % per_row) * tile_w
-        y = y1 + (k // per_row) * tile_h
-        f = view.factors[t]
-        draw.text((x, y), f"pair {t // 2}: x{f:.3g}", fill=(0, 0, 0))
+    for k, t in enumerate(pair_frames):  # the first frame of every pair, as the model sees it
+        x, y = _tile_xy(k, per_row, tile, y1)
+        draw.text((x, y), f"pair {t // 2}: x{view.factors[t]:.3g}", fill=(0, 0, 0))
         canvas.paste(Image.fromarray(view.sample[t]), (x, y + LABEL_H))
         layout["frames"].append((x, y + LABEL_H, t))
-    # quality map overlay
     if view.scores is not None:
-        lo, hi = view.score_range
-        y2 = y1 + rows * tile_h
-        draw.text((PAD, y2), f"per-position scores (blue {lo:.3f} .. red {hi:.3f})", fill=(0, 0, 0))
-        span = hi - lo if hi > lo else 1.0
-        for k, t in enumerate(pair_frames):
-            x = PAD + (k % per_row) * tile_w
-            y = y2 + LABEL_H + (k // per_row) * tile_h
-            heat = heat_colors((view.scores[t] - lo) / span).astype(np.float32)
-            blend = (0.45 * view.sample[t].astype(np.float32) + 0.55 * heat).round().astype(np.uint8)
-            canvas.paste(Image.fromarray(blend), (x, y + LABEL_H))
-            layout["maps"].append((x, y + LABEL_H, t))
+        layout["maps"] = _quality_maps(draw, canvas, view, pair_frames, per_row, tile, y1 + rows * tile[1])
     if out:
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        canvas.save(out)
+        visual.save_figure(canvas, out)
     return canvas, layout
 
 
@@ -260,15 +249,8 @@ def paper_sample_types() -> Dict[str, Dict[str, Any]]:
     return scoring_options(load_options(DEFAULT_OPTIONS))[0]
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``VQA/visualize_sampling.py``; returns the exit status."""
+def build_parser():
     import argparse
-    import sys
-
-    from samacore.checkpoint import CheckpointError
-    from samacore.options import OptionError
-
-    from .datasets import VideoReadError
 
     p = argparse.ArgumentParser(description="Draw what a SAMA sampler feeds the model for one clip of a video.")
     p.add_argument("-v", "--video", required=True)
@@ -284,28 +266,47 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--quality-map", action="store_true", help="overlay the model's per-position scores")
     p.add_argument("--ckpt", help="checkpoint for --quality-map (default: as vqa.py)")
     p.add_argument("--device", help="cpu, cuda or cuda:N")
-    args = p.parse_args(argv)
+    return p
+
+
+def _setup(args) -> Tuple[Optional[torch.nn.Module], Mapping[str, Any], str, str]:
+    """(model or None, sample_types, stype, device) from the command line: the scorer's with ``--quality-map``,
+    else the option file's test sampling (default: the paper's)."""
+    import sys
+
+    if args.quality_map:
+        from .score import load_scorer
+
+        scorer = load_scorer(args.ckpt, args.options, args.stype, args.device)
+        for note in scorer.notes:
+            print(f"note: {note}", file=sys.stderr)
+        return scorer.model, scorer.sample_types, scorer.stype, scorer.device
+    if args.options:
+        from .schema import load_vqa_options
+        from .score import scoring_options
+
+        opt = load_vqa_options(args.options)
+        return None, scoring_options(opt)[0], args.stype or opt.get("stype", "sama"), "cpu"
+    return None, paper_sample_types(), args.stype or "sama", "cpu"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``VQA/visualize_sampling.py``; returns the exit status."""
+    import sys
+
+    from samacore.checkpoint import CheckpointError
+    from samacore.options import OptionError
+
+    from .datasets import VideoReadError
+
+    args = build_parser().parse_args(argv)
     try:
-        model = None
-        if args.quality_map:
-            from .score import load_scorer
-
-            scorer = load_scorer(args.ckpt, args.options, args.stype, args.device)
-            model, sample_types, stype, device = scorer.model, scorer.sample_types, scorer.stype, scorer.device
-            for note in scorer.notes:
-                print(f"note: {note}", file=sys.stderr)
-        else:
-            device = "cpu"
-            if args.options:
-                from .schema import load_vqa_options
-                from .score import scoring_options
-
-                opt = load_vqa_options(args.options)
-                sample_types, stype = scoring_options(opt)[0], args.stype or opt.get("stype", "sama")
-            else:
-                sample_types, stype = paper_sample_types(), args.stype or "sama"
+        visual.check_figure_path(args.out)
+        model, sample_types, stype, device = _setup(args)
         seed = args.seed if args.train else None
         view = sampling_view(args.video, sample_types, stype, args.clip, args.branch, args.train, seed)
+        for warning in view.warnings:
+            print(f"warning: {view.name}: {warning}", file=sys.stderr)
         if model is not None:
             score_map(model, view, args.branch or next(iter(sample_types)), device)
         render(view, args.out)

@@ -1,2 +1,2 @@
-"""The data side of the project, outside the modelling core: building the examplar sets (``samadata.examplar``,
-command ``sama-build-examplar`` / ``tools/build_examplar_data.py``)."""
+"""The data side of the project, outside the modelling core: building the examplar sets (command
+``sama-build-examplar`` / ``tools/build_examplar_data.py``; overview and command line in ``samadata.examplar``)."""
