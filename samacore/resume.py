@@ -19,16 +19,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import distributed as D
-from .checkpoint import RESUME_FORMAT, CheckpointError, load_checkpoint, load_state_dict_checked, save_checkpoint
+from .checkpoint import (RESUME_FORMAT, CheckpointError, load_checkpoint, load_state_dict_checked, plain_options,
+                         save_checkpoint)
 from .ema import unwrap
 from .metrics import BestTracker
 from .robust import BadItemLog
 from .runlog import RunLogger, get_logger
 from .utils import seed_everything
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: the loop (trainer, engine) sits above this module
     from .engine import BadStepGuard
-    from .trainer import BestCheckpointer
 
 __all__ = ["RESUME_FILE", "RunStopped", "TrainState", "bad_log_state", "load_resume", "options_diff",
            "restore_bad_log", "restore_log_rows", "resume_path"]
@@ -85,10 +85,6 @@ def _loader_generator(loader: Any) -> Optional[torch.Generator]:
     return None
 
 
-def _plain_options(opt: Mapping[str, Any]) -> Dict[str, Any]:
-    return {k: v for k, v in opt.items() if not str(k).startswith("_")}
-
-
 def _flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
     if not isinstance(d, Mapping):
         return {prefix: d}
@@ -102,8 +98,8 @@ def options_diff(saved: Mapping[str, Any], current: Mapping[str, Any],
                  ignore: Sequence[str] = RESUME_HARMLESS_KEYS) -> List[str]:
     """``key.path: old -> new`` for every option that differs (nested keys dotted; ``_`` keys and ``ignore``d
     top-level keys skipped)."""
-    a = _flatten({k: v for k, v in _plain_options(saved).items() if k not in ignore})
-    b = _flatten({k: v for k, v in _plain_options(current).items() if k not in ignore})
+    a = _flatten({k: v for k, v in plain_options(saved).items() if k not in ignore})
+    b = _flatten({k: v for k, v in plain_options(current).items() if k not in ignore})
     missing = object()
     lines = []
     for key in sorted(set(a) | set(b)):
@@ -183,7 +179,7 @@ class TrainState:
         optimizer: torch.optim.Optimizer,
         scheduler: Optional[Any] = None,
         ema: Optional[Any] = None,
-        best: Optional[BestCheckpointer] = None,
+        best: Optional[Any] = None,  # a samacore.trainer.BestCheckpointer
         loaders: Optional[Mapping[str, Any]] = None,
         run_logger: Optional[RunLogger] = None,
         guard: Optional[BadStepGuard] = None,
@@ -216,7 +212,7 @@ class TrainState:
             "log_rows": [dict(r) for r in self.run_logger.rows] if self.run_logger is not None else [],
             "bad_steps": self.guard.in_a_row if self.guard is not None else 0,
             "rng": rng,
-            "options": yaml.safe_dump(_plain_options(self.opt), sort_keys=False) if self.opt is not None else "",
+            "options": yaml.safe_dump(plain_options(self.opt), sort_keys=False) if self.opt is not None else "",
         }
         state.update(extra)
         return state
@@ -230,7 +226,7 @@ class TrainState:
 
     def restore(self, state: Mapping[str, Any]) -> int:
         """Load ``state`` into the live objects; returns the first epoch still to run (``state["epoch"] + 1``)."""
-        load_state_dict_checked(unwrap(self.model), state["model"], what="resumed model")
+        load_state_dict_checked(unwrap(self.model), state["model"], what=f"resumed model of {state.get('_path', 'the state')}")
         if self.ema is not None:
             if state.get("ema") is None:
                 raise CheckpointError("the resumed state has no EMA weights but this run uses ema: true")

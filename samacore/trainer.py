@@ -24,6 +24,7 @@ from torch import nn
 from . import distributed as D
 from .calibration import calibration_stats
 from .checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
+from .context import RunContext
 from .curves import REDRAW_AFTER_S, update_curves
 from .ema import ModelEMA, unwrap
 from .engine import BadStepGuard, PredictFn, StepFn, predict, train_one_epoch
@@ -32,7 +33,6 @@ from .optim import build_optimizer
 from .resume import TrainState, bad_log_state, restore_bad_log, RunStopped
 from .robust import BadItemLog
 from .runlog import RunLogger, get_logger
-from .runs import RunContext
 
 __all__ = ["BestCheckpointer", "Evaluation", "Job", "build_ema", "calibrate_best", "calibrate_checkpoint", "fit",
            "run_splits", "save_epoch_checkpoint"]
@@ -142,8 +142,10 @@ class Job:
     best_path: Optional[Callable[[str], str]] = None
     #: where the raw model goes after epoch ``e``; None: not saved
     epoch_path: Optional[Callable[[int], str]] = None
-    #: stored beside the weights in every saved checkpoint (label_stats, format, ...)
-    checkpoint_extra: Mapping[str, Any] = field(default_factory=dict)
+    #: stored beside the weights in the checkpoints of validation set ``key`` (None: the per-epoch checkpoints):
+    #: label_stats, format, ..., and ``"sama"`` (:func:`samacore.checkpoint.checkpoint_meta`), which the resumable
+    #: state stores too
+    checkpoint_extra: Callable[[Optional[str]], Mapping[str, Any]] = lambda key: {}
     #: logging hooks: after each training pass ``(epoch, set key, stats)``, after each evaluation
     log_train: Callable[[int, str, Dict[str, float]], None] = lambda epoch, key, stats: None
     log_eval: Callable[[Evaluation], None] = lambda evaluation: None
@@ -201,20 +203,20 @@ def fit(opt: Mapping[str, Any], job: Job, device: str, run_logger: RunLogger, ct
                                          job.logger or run_logger, ctx.progress, amp=ctx.amp, guard=guard)
             job.log_train(epoch, key, train[key])
         if job.epoch_path is not None:
-            save_epoch_checkpoint(model, job.epoch_path(epoch), **job.checkpoint_extra)
+            save_epoch_checkpoint(model, job.epoch_path(epoch), **job.checkpoint_extra(None))
         eval_model = ema.module if ema is not None else unwrap(model)
         for key, loader in job.val_loaders.items():
             _, preds, labels = predict(eval_model, loader, job.predict_fn, device, ctx.progress, desc=f"eval {key}",
                                        amp=ctx.amp)
             metrics = evaluate(preds, labels)
-            improved = best.update(key, metrics, epoch, model=eval_model, **job.checkpoint_extra)
+            improved = best.update(key, metrics, epoch, model=eval_model, **job.checkpoint_extra(key))
             job.log_eval(Evaluation(epoch, key, metrics, improved and best.path_fn is not None, best.trackers[key],
                                     len(loader.dataset), train))
         if run_logger.enabled:  # rank 0: the picture of the rows logged so far (always after this process's last epoch)
             last = epoch == num_epochs - 1 or ctx.stops_after(ctx.epochs_done + 1)
             update_curves(run_logger.run_dir, 0.0 if last else REDRAW_AFTER_S)
         if ctx.state_path:
-            extra = dict(job.state_extra)
+            extra = dict(job.state_extra, sama=job.checkpoint_extra(None).get("sama"))
             if job.bad_log is not None:
                 extra["bad_items"] = bad_log_state(job.bad_log)
             state.save(ctx.state_path, epoch, **extra)

@@ -46,7 +46,7 @@ from torch.utils.data import Dataset
 
 from samacore import distributed as D
 from samacore import engine, loaders, runs, trainer
-from samacore.checkpoint import CheckpointError
+from samacore.checkpoint import CheckpointError, checkpoint_meta
 from samacore.metrics import METRIC_NAMES, aggregate, evaluate, format_metrics, has_labels
 from samacore.options import option_file_help
 from samacore.resume import restore_log_rows, resume_path
@@ -132,6 +132,68 @@ def _setup(argv: Optional[Sequence[str]], description: str, test: bool):
 CALIBRATION_SOURCE = "saved model, test-mode sampling, on this split's training images"
 
 
+def _split_model(opt: Mapping[str, Any], split: int, ctx: runs.RunContext, device: str) -> nn.Module:
+    """A fresh model for ``split``: ``load_path``'s weights, none when resuming (they come from the state)."""
+    model = build_model(opt)
+    if ctx.resume is not None:
+        pass  # the weights come from the resumed state
+    elif opt.get("load_path"):
+        report = load_into_model(model, existing_path(opt["load_path"], "load_path", CheckpointError),
+                                 allow_partial=bool(opt.get("allow_partial_load", False)),
+                                 trust=bool(opt.get("trust_checkpoint", False)))
+        log.info("split %02d: %s", split, report)
+    else:
+        log.warning("split %02d: no load_path: training from random initialisation", split)
+    return model.to(device)
+
+
+def _eval_logger(split: int, run_logger: RunLogger, split_logger: RunLogger):
+    """The log line, TensorBoard scalars and metrics rows (run and split) of one evaluation of ``split``."""
+    def log_eval(e: trainer.Evaluation) -> None:
+        stats, m = e.train["train"], e.metrics
+        log.info(
+            "split %02d epoch %02d: loss %.4f  train SRCC %.4f  backbone lr %.2e  head lr %.2e | %s %s%s | best SRCC %.4f  PLCC %.4f%s",
+            split, e.epoch, stats["loss"], stats["train_srcc"], stats["lr_first"], stats["lr_last"], e.key,
+            format_metrics(m), "  (saved)" if e.saved else "", e.best.best["srcc"], e.best.best["plcc"],
+            f"  ({stats['skipped']} non-finite steps skipped)" if stats["skipped"] else "",
+        )
+        for k in METRIC_NAMES:
+            split_logger.scalar(f"val_{e.key}/{k}", m[k], e.epoch)
+            split_logger.scalar(f"val_{e.key}/best_{k}", e.best.best[k], e.epoch)
+        split_logger.scalar("train/srcc", stats["train_srcc"], e.epoch)
+        row = {"split": split, "epoch": e.epoch, "loss": stats["loss"], "train_srcc": stats["train_srcc"],
+               "lr_backbone": stats["lr_first"], "lr_head": stats["lr_last"], **{k: m[k] for k in METRIC_NAMES},
+               "n": m["n"]}
+        run_logger.row(row)
+        split_logger.row(row)
+
+    return log_eval
+
+
+def scoring_meta(opt: Mapping[str, Any]) -> Dict[str, Any]:
+    """What a scorer needs to sample as the checkpoint's training did: ``stype`` and the grid (``data``)."""
+    return {"stype": opt["stype"],
+            "data": dict(sampling_args(opt["data"]), exif_transpose=bool(opt["data"].get("exif_transpose", False)))}
+
+
+def _checkpoint_extra(opt: Mapping[str, Any], model: nn.Module, split: int, train_set: ImageDataset) -> Dict[str, Any]:
+    """Stored with the split's checkpoints: the IQA format and model, the calibration inputs, and what the
+    checkpoint is (:func:`samacore.checkpoint.checkpoint_meta`)."""
+    scoring = scoring_meta(opt)
+    return dict(format=OWN_FORMAT, model_config=dict(model.config), label_stats=runs.label_stats(train_set.labels),
+                split=split, database=str(opt["data"].get("database", "data")), **scoring,
+                sama=checkpoint_meta("iqa", opt, scoring))
+
+
+def _calibrate_split(opt: Mapping[str, Any], split: int, path: str, train_set: ImageDataset, device: str,
+                     ctx: runs.RunContext, bad_log: BadItemLog) -> None:
+    """The split's training images scored in test mode by its best model: calibration stored in ``path``."""
+    scored = ImageDataset(train_set.paths, train_set.labels, train_set.names,
+                          dict(train_set.args, exif_transpose=train_set.exif_transpose), train_set.stype, is_train=False)
+    loader = skipping_loader(scored, opt, False, bad_log, f"training images of split {split:02d} (calibration)")
+    trainer.calibrate_checkpoint(path, build_model(opt), [loader], predict_fn, device, ctx, CALIBRATION_SOURCE)
+
+
 def train_split(
     opt: Mapping[str, Any],
     split: int,
@@ -157,63 +219,23 @@ def train_split(
     train_loader = skipping_loader(train_set, opt, True, bad_log, f"train split {split:02d}",
                                    seed=int(opt.get("seed", SEED)) + split)
     test_loader = skipping_loader(test_set, opt, False, bad_log, f"test split {split:02d}")
-
-    model = build_model(opt)
-    if ctx.resume is not None:
-        pass  # the weights come from the resumed state
-    elif opt.get("load_path"):
-        report = load_into_model(model, existing_path(opt["load_path"], "load_path", CheckpointError),
-                                 allow_partial=bool(opt.get("allow_partial_load", False)),
-                                 trust=bool(opt.get("trust_checkpoint", False)))
-        log.info("split %02d: %s", split, report)
-    else:
-        log.warning("split %02d: no load_path: training from random initialisation", split)
-    model.to(device)
-
+    model = _split_model(opt, split, ctx, device)
     save_dir = os.path.abspath(str(opt.get("save_dir", run_dir)))
     split_logger = RunLogger(os.path.join(run_dir, f"split_{split:02d}"), use_tensorboard=D.is_main(),
                              enabled=D.is_main())
-
-    def log_eval(e: trainer.Evaluation) -> None:
-        stats, m = e.train["train"], e.metrics
-        log.info(
-            "split %02d epoch %02d: loss %.4f  train SRCC %.4f  backbone lr %.2e  head lr %.2e | %s %s%s | best SRCC %.4f  PLCC %.4f%s",
-            split, e.epoch, stats["loss"], stats["train_srcc"], stats["lr_first"], stats["lr_last"], e.key,
-            format_metrics(m), "  (saved)" if e.saved else "", e.best.best["srcc"], e.best.best["plcc"],
-            f"  ({stats['skipped']} non-finite steps skipped)" if stats["skipped"] else "",
-        )
-        for k in METRIC_NAMES:
-            split_logger.scalar(f"val_{e.key}/{k}", m[k], e.epoch)
-            split_logger.scalar(f"val_{e.key}/best_{k}", e.best.best[k], e.epoch)
-        split_logger.scalar("train/srcc", stats["train_srcc"], e.epoch)
-        row = {"split": split, "epoch": e.epoch, "loss": stats["loss"], "train_srcc": stats["train_srcc"],
-               "lr_backbone": stats["lr_first"], "lr_head": stats["lr_last"], **{k: m[k] for k in METRIC_NAMES},
-               "n": m["n"]}
-        run_logger.row(row)
-        split_logger.row(row)
-
     job = trainer.Job(
         model=model, train_loaders={"train": train_loader}, val_loaders={database: test_loader},
-        step_fn=make_step_fn(opt.get("loss", "smooth_l1")),
-        predict_fn=predict_fn, schedule=schedule(opt),
+        step_fn=make_step_fn(opt.get("loss", "smooth_l1")), predict_fn=predict_fn, schedule=schedule(opt),
         best_path=lambda key: os.path.join(save_dir, f"{opt['name']}_split{split:02d}_{key}_s_dev.pth"),
-        checkpoint_extra=dict(
-            format=OWN_FORMAT, model_config=dict(model.config), label_stats=runs.label_stats(train_set.labels),
-            split=split, database=database, stype=opt["stype"],
-            data=dict(sampling_args(opt["data"]), exif_transpose=bool(opt["data"].get("exif_transpose", False)))),
-        log_eval=log_eval, logger=split_logger, bad_log=bad_log,
+        checkpoint_extra=lambda key, extra=_checkpoint_extra(opt, model, split, train_set): extra,
+        log_eval=_eval_logger(split, run_logger, split_logger), logger=split_logger, bad_log=bad_log,
         state_extra={"split": split, "num_splits": int(opt.get("num_splits", 10)), "per_split": list(results)},
         on_resume=lambda state: restore_log_rows(split_logger, [r for r in run_logger.rows if r.get("split") == split]),
         where=f", at split {split:02d} epoch {{epoch:02d}}")
     try:
         best = trainer.fit(opt, job, device, run_logger, ctx, more_after=more_after)
         if database in best.saved:
-            scored = ImageDataset(train_set.paths, train_set.labels, train_set.names,
-                                  dict(train_set.args, exif_transpose=train_set.exif_transpose), train_set.stype,
-                                  is_train=False)
-            loader = skipping_loader(scored, opt, False, bad_log, f"training images of split {split:02d} (calibration)")
-            trainer.calibrate_checkpoint(best.saved[database], build_model(opt), [loader], predict_fn, device, ctx,
-                                         CALIBRATION_SOURCE)
+            _calibrate_split(opt, split, best.saved[database], train_set, device, ctx, bad_log)
     finally:
         split_logger.close()
     return best

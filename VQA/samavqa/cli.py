@@ -42,7 +42,7 @@ from torch import nn
 
 from samacore import distributed as D
 from samacore import engine, runs, trainer
-from samacore.checkpoint import CheckpointError, load_checkpoint
+from samacore.checkpoint import CheckpointError, checkpoint_meta, load_checkpoint
 from samacore.ema import unwrap
 from samacore.metrics import METRIC_NAMES, aggregate, evaluate, format_metrics, has_labels
 from samacore.options import option_file_help
@@ -55,7 +55,7 @@ from samacore.utils import seed_everything
 from . import datasets as vqa_datasets
 from .datasets import skipping_loader
 from .labels import read_label_file
-from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
+from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights, scoring_meta
 from .presets import missing_checkpoint
 from .recipe import build_model, make_predict_fn, make_step_fn, schedule
 from .schema import load_vqa_options, option_path
@@ -86,7 +86,7 @@ def load_weights(model: nn.Module, opt: Mapping[str, Any], what: str, full_model
     kwargs = {"allow_partial": allow_partial}
     if "init_fragment_bias_from_relative" in opt:  # K400 init: FAST-VQA's copy of the relative tables
         kwargs["init_fragment_bias_from_relative"] = bool(opt["init_fragment_bias_from_relative"])
-    report = load_vqa_weights(unwrap(model), obj, **kwargs)
+    report = load_vqa_weights(unwrap(model), obj, source=path, **kwargs)
     log.info("%s: loaded %s (%s)", what, path, report)
     if not full_model and fmt not in BACKBONE_ONLY:
         log.info("%s: the quality head comes from %s too (the original demo_train.py starts it from scratch; "
@@ -169,7 +169,9 @@ def _job(opt: Mapping[str, Any], model: nn.Module, train_loaders: Mapping[str, A
         predict_fn=make_predict_fn(branches), schedule=schedule(opt),
         best_path=lambda key: os.path.join(save_dir, f"{name}{ckpt_tag}_{key}_s_dev_v0.0.pth"),
         epoch_path=(lambda epoch: os.path.join(save_dir, f"{name}_Epoch_{epoch:02d}.pth")) if save_epochs else None,
-        checkpoint_extra={"label_stats": dict(label_stats)}, log_train=log_train, log_eval=log_eval, bad_log=bad,
+        checkpoint_extra=lambda key: {"label_stats": dict(label_stats),
+                                      "sama": checkpoint_meta("vqa", opt, scoring_meta(opt, key))},
+        log_train=log_train, log_eval=log_eval, bad_log=bad,
         state_extra=dict(state_extra or {}), find_unused_parameters=True)
 
 
