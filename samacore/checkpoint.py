@@ -27,12 +27,14 @@ import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, TypeVar
 
 import numpy as np
 import torch
 import yaml
 from torch import nn
+
+from . import distributed as D
 
 
 class CheckpointError(RuntimeError):
@@ -218,6 +220,46 @@ def patch_embedding_rank(state: Mapping[str, Any]) -> Optional[int]:
         if str(key).endswith("patch_embed.proj.weight") and isinstance(value, torch.Tensor):
             return value.dim()
     return None
+
+
+#: where the pretraining weights the option files name come from (pretrained_weights/README.md lists them all)
+PRETRAINED_DOWNLOADS = {
+    "swin_tiny_patch244_window877_kinetics400_1k.pth":
+        "https://github.com/SwinTransformer/storage/releases/download/v1.0.4/swin_tiny_patch244_window877_kinetics400_1k.pth",
+    "swinv2_tiny_patch4_window8_256.pth":
+        "https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window8_256.pth",
+}
+
+
+def download_hint(path: str) -> str:
+    """``"; download it from URL ..."`` for a pretraining weight file of :data:`PRETRAINED_DOWNLOADS`, else ``""``."""
+    url = PRETRAINED_DOWNLOADS.get(os.path.basename(str(path)))
+    return f"; download it from {url} into pretrained_weights/ (see pretrained_weights/README.md)" if url else ""
+
+
+T = TypeVar("T")
+
+
+def load_on_main(read: Callable[[], T]) -> T:
+    """``read()`` on global rank 0 only, its result broadcast to every rank (under torchrun; else just ``read()``).
+
+    Only rank 0 writes checkpoints and run files, and nodes need not share a file system, so what they wrote is
+    read there. An exception of ``read`` is broadcast too and raised on every rank: all fail with one message.
+    Collective: every rank must call it.
+    """
+    if not D.is_dist():
+        return read()
+    box: List[Any] = [None]
+    if D.is_main():
+        try:
+            box[0] = ("ok", read())
+        except Exception as e:  # sent to the other ranks as it is, then raised here too
+            box[0] = ("error", e)
+    torch.distributed.broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if kind == "error":
+        raise value
+    return value
 
 
 # ----------------------------------------------------------------------------------------------- what the project writes

@@ -3,7 +3,7 @@
 :class:`TrainState` saves (atomically, at the end of every epoch, to ``{run_dir}/last.pth``) and restores the
 model, EMA, optimiser, scheduler, best trackers, logged rows, bad-step count and every RNG, plus what the
 command adds (the split index and the finished splits' results); :func:`load_resume` reads such a state and
-reports options that differ from the run's. With ``deterministic: true`` a resumed run ends with the same
+refuses options that differ from the run's. With ``deterministic: true`` a resumed run ends with the same
 metrics as an uninterrupted one.
 """
 from __future__ import annotations
@@ -19,10 +19,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import distributed as D
-from .checkpoint import (RESUME_FORMAT, CheckpointError, load_checkpoint, load_state_dict_checked, plain_options,
-                         save_checkpoint)
+from .checkpoint import (RESUME_FORMAT, CheckpointError, load_checkpoint, load_on_main, load_state_dict_checked,
+                         plain_options, save_checkpoint)
 from .ema import unwrap
 from .metrics import BestTracker
+from .options import OptionError
 from .robust import BadItemLog
 from .runlog import RunLogger, get_logger
 from .utils import seed_everything
@@ -30,15 +31,16 @@ from .utils import seed_everything
 if TYPE_CHECKING:  # types only: the loop (trainer, engine) sits above this module
     from .engine import BadStepGuard
 
-__all__ = ["RESUME_FILE", "RunStopped", "TrainState", "bad_log_state", "load_resume", "options_diff",
-           "restore_bad_log", "restore_log_rows", "resume_path"]
+__all__ = ["RESUME_FILE", "RESUME_HARMLESS_KEYS", "RunStopped", "TrainState", "bad_log_state", "load_resume",
+           "options_diff", "restore_bad_log", "restore_log_rows", "resume_path", "run_options_text"]
 
 log = get_logger("samacore")
 
 RESUME_FILE = "last.pth"
 # Options that may differ between a run and its resumption without changing the results.
 RESUME_HARMLESS_KEYS = ("progress", "device", "stop_after_epochs", "train_num_workers", "test_num_workers",
-                        "pin_memory", "persistent_workers", "prefetch_factor", "run_dir", "save_dir")
+                        "num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "run_dir", "save_dir",
+                        "trust_checkpoint", "max_bad_fraction")
 
 
 class RunStopped(Exception):
@@ -127,12 +129,18 @@ def resume_path(run_or_checkpoint: str) -> str:
 
 def load_resume(run_or_checkpoint: str, opt: Optional[Mapping[str, Any]] = None,
                 command: Optional[str] = None) -> Dict[str, Any]:
-    """Read a resumable state (run folder or ``last.pth``) and report how its options differ from ``opt``.
+    """Read a resumable state (run folder or ``last.pth``) and check that it continues ``opt``'s run.
 
+    Read on rank 0 and broadcast (:func:`samacore.checkpoint.load_on_main`: nodes need not share the run folder).
     Stale temporary files of an interrupted save (``.tmp-*.pth``) beside it are removed. Raises
     :class:`CheckpointError` for files that are not resumable states (e.g. a best-model checkpoint) or that were
-    written by another ``command``.
+    written by another ``command``, and :class:`OptionError` naming the options that differ from the run's
+    (but for :data:`RESUME_HARMLESS_KEYS`).
     """
+    return load_on_main(lambda: _read_resume(run_or_checkpoint, opt, command))
+
+
+def _read_resume(run_or_checkpoint: str, opt: Optional[Mapping[str, Any]], command: Optional[str]) -> Dict[str, Any]:
     path = resume_path(run_or_checkpoint)
     state = load_checkpoint(path)
     if not isinstance(state, Mapping) or state.get("format") != RESUME_FORMAT:
@@ -142,18 +150,32 @@ def load_resume(run_or_checkpoint: str, opt: Optional[Mapping[str, Any]] = None,
         raise CheckpointError(f"{path} was saved by the {state.get('command')} command; it cannot resume {command}")
     if opt is not None and state.get("options"):
         diff = options_diff(yaml.safe_load(state["options"]), opt)
-        if diff and D.is_main():
-            log.warning("resuming from %s with options that differ from the run's (results will not match an "
-                        "uninterrupted run):\n  %s", path, "\n  ".join(diff))
-    if D.is_main():
-        folder = os.path.dirname(path)
-        for f in os.listdir(folder):
-            if f.startswith(".tmp-") and f.endswith(".pth"):
-                log.warning("removing %s (left by a save that was interrupted)", os.path.join(folder, f))
-                os.remove(os.path.join(folder, f))
+        if diff:
+            raise OptionError(f"--resume {run_or_checkpoint}: these options differ from the run's: {'; '.join(diff)}; "
+                              "resume with the run's own options (leave out -o: the run folder holds them) or start "
+                              "a new run")
+    folder = os.path.dirname(path)
+    for f in os.listdir(folder):
+        if f.startswith(".tmp-") and f.endswith(".pth"):
+            log.warning("removing %s (left by a save that was interrupted)", os.path.join(folder, f))
+            os.remove(os.path.join(folder, f))
     state = dict(state)
     state["_path"] = path
     return state
+
+
+def run_options_text(run_or_checkpoint: str) -> str:
+    """The options (YAML) of the run a ``--resume`` target continues: its resumable state's ``options``.
+    Read on rank 0 and broadcast."""
+    def read() -> str:
+        path = resume_path(run_or_checkpoint)
+        state = load_checkpoint(path)
+        if not isinstance(state, Mapping) or state.get("format") != RESUME_FORMAT or not state.get("options"):
+            raise CheckpointError(f"{path} is not a resumable training state holding its run's options (those are the "
+                                  f"{RESUME_FILE} files in run folders); give the option file with -o")
+        return str(state["options"])
+
+    return load_on_main(read)
 
 
 class TrainState:

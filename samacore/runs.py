@@ -13,18 +13,19 @@ import csv
 import logging
 import os
 import sys
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+import tempfile
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import yaml
 
 from . import distributed as D
-from .checkpoint import TRUST_FLAG_HELP, CheckpointError
+from .checkpoint import TRUST_FLAG_HELP, CheckpointError, load_on_main
 from .labels import LabelError
 from .options import OptionError, check_types, typed
 from .precision import amp_mode, set_deterministic
-from .context import RunContext
-from .resume import RESUME_FILE, RunStopped, load_resume
+from .context import RunContext, interrupted_message
+from .resume import RESUME_FILE, load_resume, run_options_text
 from .robust import BadItemLog, TooManyBadItems
 from .runlog import RunLogger
 from .utils import pick_device
@@ -34,13 +35,29 @@ from .utils import pick_device
 USER_ERRORS = (OptionError, LabelError, CheckpointError, FileNotFoundError, TooManyBadItems)
 
 
+#: exit status after Ctrl-C (128 + SIGINT), as a shell reports it
+INTERRUPTED_STATUS = 130
+
+
 def run_command(fn: Callable[[], Any]) -> None:
-    """Run a command; the :data:`USER_ERRORS` end with ``error: <message>`` on stderr and exit status 2."""
+    """Run a command; the :data:`USER_ERRORS` end with ``error: <message>`` on stderr and exit status 2, Ctrl-C
+    with one line saying what was saved and how to continue (:func:`samacore.context.interrupted_message`) and
+    exit status 130."""
+    RunContext.current = None
     try:
         fn()
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(interrupted_message(resume_command()), file=sys.stderr)
+        sys.exit(INTERRUPTED_STATUS)
+
+
+def resume_command() -> str:
+    """How this command was started, for a ``--resume`` hint: ``python VQA/demo_train.py`` or ``sama-train-vqa``."""
+    program = sys.argv[0] if sys.argv and sys.argv[0] else "the command"
+    return f"python {program}" if program.endswith(".py") else os.path.basename(program)
 
 
 # ----------------------------------------------------------------------------------------------- options
@@ -63,7 +80,9 @@ def command_parser(description: str, default_opt: str, opt_help: str, test: bool
                    output_help: str = "") -> argparse.ArgumentParser:
     """The command line of a train / finetune (``test=False``) or test command."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("-o", "--opt", default=default_opt, help=opt_help)
+    p.set_defaults(default_opt=default_opt)
+    p.add_argument("-o", "--opt", default=None,
+                   help=f"{opt_help}; default {default_opt}" + ("" if test else ", or with --resume the run's own"))
     if test:
         p.add_argument("--output", default=None, help=output_help)
         p.add_argument("--ckpt", default=None, metavar="FILE",
@@ -71,9 +90,13 @@ def command_parser(description: str, default_opt: str, opt_help: str, test: bool
                             "tests the checkpoint its run wrote)")
     else:
         p.add_argument("--resume", default=None, metavar="RUN_OR_CHECKPOINT",
-                       help="continue an interrupted run: its folder (runs/NAME, holding last.pth) or a last.pth file")
+                       help="continue an interrupted run with the options and weights it holds (no -o needed): its "
+                            "folder (runs/NAME, holding last.pth) or a last.pth file")
         p.add_argument("--stop-after-epochs", type=int, default=None, metavar="N",
                        help="save the resumable state and stop after N epochs (option stop_after_epochs)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="start afresh in a run folder that holds a finished or resumable run (its files are "
+                            "replaced)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward passes (option amp: bf16)")
     p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_FLAG_HELP + " (option trust_checkpoint)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
@@ -127,6 +150,75 @@ def test_run_dir(opt: Mapping[str, Any]) -> str:
     (``demo_test.py``, ``demo_test_iqa.py``), inside the training run's folder of the same name but apart from its
     files, so testing never overwrites the training run's ``options.yml`` / ``summary.json``."""
     return os.path.join(run_dir(opt), "test")
+
+
+#: what shows that a run folder holds a run: its resumable state, its summary (VQA) or results (IQA)
+RUN_MARKERS = (RESUME_FILE, "summary.json", "results.json")
+#: the files a run writes at its top level (removed by ``--overwrite``)
+RUN_FILES = RUN_MARKERS + ("metrics.csv", "metrics.jsonl", "skipped.txt", "splits.json", "curves.png")
+
+
+def options_file(args: argparse.Namespace) -> str:
+    """The option file of a command: ``-o``; without it, with ``--resume``, the resumed run's own options (from
+    its state; a file written for them when the run folder is not on this node); else the command's default."""
+    if args.opt is not None:
+        return args.opt
+    if not getattr(args, "resume", None):
+        return args.default_opt
+    D.init_distributed()  # rank 0 reads the state
+    text = run_options_text(args.resume)
+    target = os.path.abspath(os.path.expanduser(args.resume))
+    beside = os.path.join(target if os.path.isdir(target) else os.path.dirname(target), "options.yml")
+    if os.path.isfile(beside):
+        with open(beside, encoding="utf-8") as f:
+            if yaml.safe_load(f) == yaml.safe_load(text):
+                return beside
+    path = os.path.join(tempfile.mkdtemp(prefix="sama-resume-"), "options.yml")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def check_writable(folder: str, what: str) -> None:
+    """Make sure files can be written in ``folder`` (or, while it does not exist, in the folder it would be made
+    in), before any work (rank 0); nothing is created."""
+    if not D.is_main():
+        return
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    try:
+        if not os.path.isdir(existing):
+            raise NotADirectoryError(20, f"{existing} is not a folder")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise OptionError(f"{what} {folder} cannot be written to ({e.strerror or e}): make it writable or choose "
+                          f"another folder (option {'run_dir' if 'run' in what else 'save_dir'})") from None
+
+
+def _existing_run(folder: str) -> List[str]:
+    return [f for f in RUN_MARKERS if os.path.isfile(os.path.join(folder, f))]
+
+
+def start_run(opt: Mapping[str, Any], args: argparse.Namespace, folder: str, command: str) -> Optional[Dict[str, Any]]:
+    """Before a training run touches anything: its run folder (and checkpoint folder ``save_dir``) can be written;
+    with ``--resume`` the state is read and must continue these options (returned); without it a run folder that
+    holds a run is refused unless ``--overwrite`` (which removes that run's files)."""
+    check_writable(folder, "run folder")
+    if opt.get("save_dir"):
+        check_writable(os.path.abspath(str(opt["save_dir"])), "checkpoint folder (save_dir)")
+    if getattr(args, "resume", None):
+        return load_resume(args.resume, opt, command)
+    found = load_on_main(lambda: _existing_run(folder))
+    if found and not getattr(args, "overwrite", False):
+        raise OptionError(f"run folder {folder} already holds a run ({', '.join(found)}): continue it with --resume "
+                          f"{folder}, start afresh over it with --overwrite, or give the run another name / run_dir")
+    if found and D.is_main():
+        for name in RUN_FILES:
+            if os.path.isfile(os.path.join(folder, name)):
+                os.remove(os.path.join(folder, name))
+    return None
 
 
 def open_run(run_dir: str, opt: Mapping[str, Any], use_tensorboard: bool = True) -> RunLogger:

@@ -47,9 +47,10 @@ from torch.utils.data import Dataset
 from samacore import distributed as D
 from samacore import engine, loaders, runs, trainer
 from samacore.checkpoint import CheckpointError, checkpoint_meta
+from samacore.labels import check_folder
 from samacore.metrics import METRIC_NAMES, aggregate, evaluate, format_metrics, has_labels
 from samacore.options import option_file_help
-from samacore.resume import restore_log_rows, resume_path
+from samacore.resume import restore_log_rows
 from samacore.robust import BadItemLog, SkipBadItems, SkipCollate, SkippingLoader, TooManyBadItems
 from samacore.runlog import RunLogger, get_logger
 from samacore.splits import make_splits
@@ -72,6 +73,7 @@ def read_labels(opt: Mapping[str, Any], allow_unlabelled: bool = False) -> Label
     data = opt["data"]
     info = existing_path(data["data_info"], "data.data_info", LabelError)
     prefix = path_option(data.get("data_prefix", "")) if data.get("data_prefix") else ""
+    check_folder(prefix, "data.data_prefix", info)
     return read_info(info, prefix, allow_unlabelled=allow_unlabelled)
 
 
@@ -121,8 +123,10 @@ def _setup(argv: Optional[Sequence[str]], description: str, test: bool):
     p = runs.command_parser(description, DEFAULT_OPTIONS, option_file_help("IQA"),
                             test, "predictions CSV (name,pred,gt,error); default runs/{name}/test/predictions.csv")
     args = p.parse_args(argv)
-    opt = load_iqa_options(args.opt, train=not test, overrides=runs.option_overrides(args))
+    opt = load_iqa_options(runs.options_file(args), train=not test, overrides=runs.option_overrides(args))
     device = runs.apply_command_line(opt, args, log)
+    if test:  # before any work
+        runs.check_writable(runs.test_run_dir(opt), "run folder")
     progress = runs.show_progress(opt, args)
     runs.log_world(log, int(opt.get("batch_size", 64)))
     return args, opt, device, progress
@@ -270,10 +274,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     else:
         splits = make_splits(len(labels), num_splits, groups)
         protocol = "random.Random(split * 123) shuffle, first 80% train" + (" (by reference image)" if groups else "")
-    if args.resume:
-        resume_path(args.resume)  # fail before the run folder is touched
-
     run_dir = runs.run_dir(opt)
+    resumed = runs.start_run(opt, args, run_dir, "train")  # before the run folder is touched
     run_logger = runs.open_run(run_dir, opt)
     run_logger.write_json("splits.json", {
         "protocol": protocol,
@@ -285,7 +287,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
              opt["_options_path"], len(labels), num_splits, int(opt["num_epochs"]), opt["stype"], device,
              ", bf16 autocast" if opt["amp"] else "", ", deterministic" if opt.get("deterministic") else "", run_dir)
 
-    ctx = runs.RunContext.for_run(opt, progress, run_dir, args.resume, "train")
+    ctx = runs.RunContext.for_run(opt, progress, run_dir, resumed, "train")
     bad_log = runs.bad_item_log(opt, run_dir, log)
     report_missing(labels, bad_log)
     # once, before all splits, as the original (+ rank: other dropout masks per process under torchrun)
@@ -308,25 +310,32 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     try:
         per_split, stopped = trainer.run_splits(num_splits, ctx, run_split, results_key="per_split")
-        summary: Dict[str, Any] = {"command": "train", "name": opt["name"], "database": database, "run_dir": run_dir,
-                                   "num_splits": num_splits, "per_split": per_split}
-        if per_split:
-            agg = aggregate([r["best"] for r in per_split])
-            summary.update(median=agg["median"], mean=agg["mean"])
-            summary["protocol"] = ("median (and mean) over splits of each split's best SRCC / PLCC / KRCC / RMSE, "
-                                   "each metric at its own best epoch, as the original reports")
-            log.info("median over %d splits of per-split best: %s", len(per_split), format_metrics(agg["median"]))
-            log.info("mean   over %d splits of per-split best: %s", len(per_split), format_metrics(agg["mean"]))
-        if bad_log.reasons:
-            summary["skipped"] = {"count": len(bad_log.reasons), "list": bad_log.skip_file}
-            log.warning("%d bad images skipped; list in %s", len(bad_log.reasons), bad_log.skip_file)
-        if stopped:
-            summary["stopped"] = stopped
-            log.info("%s", stopped)
+        summary = _train_summary(opt, run_dir, num_splits, per_split, bad_log, stopped)
         run_logger.write_json("results.json", summary)
     finally:
         run_logger.close()
     D.cleanup()
+    return summary
+
+
+def _train_summary(opt: Mapping[str, Any], run_dir: str, num_splits: int, per_split: List[Dict[str, Any]],
+                   bad_log: BadItemLog, stopped: Optional[str]) -> Dict[str, Any]:
+    """``results.json`` of a training (per split, median and mean over splits), logged as it is made."""
+    summary: Dict[str, Any] = {"command": "train", "name": opt["name"],
+                               "database": str(opt["data"].get("database", "data")), "run_dir": run_dir, "num_splits": num_splits, "per_split": per_split}
+    if per_split:
+        agg = aggregate([r["best"] for r in per_split])
+        summary.update(median=agg["median"], mean=agg["mean"])
+        summary["protocol"] = ("median (and mean) over splits of each split's best SRCC / PLCC / KRCC / RMSE, "
+                               "each metric at its own best epoch, as the original reports")
+        log.info("median over %d splits of per-split best: %s", len(per_split), format_metrics(agg["median"]))
+        log.info("mean   over %d splits of per-split best: %s", len(per_split), format_metrics(agg["mean"]))
+    if bad_log.reasons:
+        summary["skipped"] = {"count": len(bad_log.reasons), "list": bad_log.skip_file}
+        log.warning("%d bad images skipped; list in %s", len(bad_log.reasons), bad_log.skip_file)
+    if stopped:
+        summary["stopped"] = stopped
+        log.info("%s", stopped)
     return summary
 
 

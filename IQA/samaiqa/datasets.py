@@ -37,6 +37,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import transforms
 
+from samacore.options import refused_value
+
 from .sampling import IQA_SAMPLE_TYPES, sample_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -128,13 +130,21 @@ def enlarge(img: Image.Image, min_size: int, notes: Optional[List[str]] = None) 
     return img.resize(size, Image.BILINEAR)
 
 
+def _has_see_through_pixels(f: Image.Image) -> bool:
+    """Whether some pixel is not fully opaque (an alpha channel or transparency colour that is 255 everywhere, as
+    in many animated WebP frames, changes nothing when dropped)."""
+    if not ("A" in f.mode or "a" in f.mode or "transparency" in f.info):
+        return False
+    return f.convert("RGBA").getchannel("A").getextrema()[0] < 255
+
+
 def _odd_file_notes(f: Image.Image, exif_transpose: bool) -> List[str]:
     """What :func:`load_image` does to an odd but usable file, in words."""
     notes = []
     frames = getattr(f, "n_frames", 1)
     if frames > 1:
         notes.append(f"animated ({frames} frames): only the first frame is scored")
-    if "A" in f.mode or "a" in f.mode or "transparency" in f.info:
+    if _has_see_through_pixels(f):
         notes.append("alpha channel dropped (colour values kept, not composited on a background)")
     if f.mode in _SIXTEEN_BIT:
         notes.append("16-bit pixels scaled to 8 bits")
@@ -173,7 +183,7 @@ def sampling_args(data_opts: Optional[Mapping[str, Any]] = None) -> Dict[str, in
         if data_opts is not None and k in data_opts:
             v = data_opts[k]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"data.{k} must be a positive integer, got {v!r}")
+                raise ValueError(f"data.{k} must be a positive integer, got {refused_value(v)}")
             out[k] = v
     return out
 

@@ -17,7 +17,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from samacore.options import check_keys, suggest
+from samacore.options import check_keys, refused_value, suggest
 from samacore.sampling import (
     SAMPLE_TYPES as _REGISTRY, FragmentGrid, sama_sample, sama_variant, sample_fragments, sample_type_names,
     upsampled_size,
@@ -99,7 +99,7 @@ def _check_video(video: Any) -> torch.Tensor:
 def _positive_int(opts: Mapping[str, Any], key: str, default: int, where: str) -> int:
     value = opts.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{where}.{key} must be a positive integer, got {value!r}")
+        raise ValueError(f"{where}.{key} must be a positive integer, got {refused_value(value)}")
     return value
 
 
