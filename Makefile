@@ -23,10 +23,11 @@ IQA_CKPT ?= runs/$(IQA_RUN)/$(IQA_RUN)_split00_examplar_s_dev.pth
 DEMO_IMAGE ?= data/examplar/iqa/$(firstword $(shell head -n 1 examplar_data_labels/examplar_iqa/test.txt 2>/dev/null))
 
 # the demo steps, one definition each (the demo targets and the single-step targets run the same lines)
-VQA_TRAIN = $(PY) VQA/demo_train.py -o $(TRAIN_OPT) --no-progress
+# --overwrite: a demo run starts afresh each time (without it a run folder that holds a run is refused)
+VQA_TRAIN = $(PY) VQA/demo_train.py -o $(TRAIN_OPT) --no-progress --overwrite
 VQA_TEST = $(PY) VQA/demo_test.py -o $(TEST_OPT) --no-progress
 VQA_SCORE = $(PY) VQA/vqa.py -v $(DEMO_VIDEO) --ckpt $(CKPT) --options $(TEST_OPT) --no-progress
-IQA_TRAIN = $(PY) IQA/demo_train_iqa_baseline.py -o $(IQA_OPT) --no-progress
+IQA_TRAIN = $(PY) IQA/demo_train_iqa_baseline.py -o $(IQA_OPT) --no-progress --overwrite
 IQA_TEST = $(PY) IQA/demo_test_iqa.py -o $(IQA_OPT) --ckpt $(IQA_CKPT) --no-progress
 IQA_SCORE = $(PY) IQA/iqa.py -i $(DEMO_IMAGE) --ckpt $(IQA_CKPT) --no-progress
 

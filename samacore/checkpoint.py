@@ -8,6 +8,12 @@ refers to is refused with one line naming it; ``trust=True`` (option ``trust_che
 checkpoints at all (text, an HTML error page, random bytes) or that were cut short are named as such. A
 training run's resume state (``last.pth``) given where model weights are expected (``as_weights``) stands for its
 weights.
+
+Every file :func:`save_checkpoint` writes holds CPU tensors (a file saved on a GPU loads on a CPU-only host) and,
+for a dict, ``"checksum"``: CRC-32 of its tensors' bytes in key order (:func:`tensor_checksum`); a file whose
+tensors no longer match it is refused as damaged. Released files without one load as before. The project's
+checkpoints also say what they are: ``"sama"`` (:func:`checkpoint_meta`: tree, the full options, what scoring
+needs).
 """
 from __future__ import annotations
 
@@ -19,12 +25,16 @@ import struct
 import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
-from typing import Any, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, TypeVar
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
+
+from . import distributed as D
 
 
 class CheckpointError(RuntimeError):
@@ -33,6 +43,14 @@ class CheckpointError(RuntimeError):
 
 #: ``format`` of the resumable training states (``runs/{name}/last.pth``, :mod:`samacore.resume`)
 RESUME_FORMAT = "sama-resume-1"
+
+#: version of the ``"sama"`` description stored in the project's checkpoints (:func:`checkpoint_meta`)
+META_VERSION = 1
+#: the key of the stored checksum (:func:`tensor_checksum`)
+CHECKSUM_KEY = "checksum"
+#: said whenever weights do not fit the model's shapes
+SHAPE_HINT = ("the checkpoint was trained with other model options; pass the option file it was trained with "
+              "(--options / -o), or a checkpoint made for these options")
 
 TRUST_FLAG_HELP = ("load the checkpoint with a full unpickle instead of weights-only loading; only for a file you "
                    "trust, since unpickling can run code from it")
@@ -186,6 +204,7 @@ def load_checkpoint(path: str, map_location: Any = "cpu", trust: bool = False, a
                 obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch.load raises many types for damaged files: each becomes one line
         raise _load_error(path, layout, e, trust) from None
+    _verify_checksum(path, obj)
     if not (as_weights and isinstance(obj, Mapping) and obj.get("format") == RESUME_FORMAT):
         return obj
     which = "EMA" if obj.get("ema") is not None else "model"
@@ -203,8 +222,125 @@ def patch_embedding_rank(state: Mapping[str, Any]) -> Optional[int]:
     return None
 
 
+#: where the pretraining weights the option files name come from (pretrained_weights/README.md lists them all)
+PRETRAINED_DOWNLOADS = {
+    "swin_tiny_patch244_window877_kinetics400_1k.pth":
+        "https://github.com/SwinTransformer/storage/releases/download/v1.0.4/swin_tiny_patch244_window877_kinetics400_1k.pth",
+    "swinv2_tiny_patch4_window8_256.pth":
+        "https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window8_256.pth",
+}
+
+
+def download_hint(path: str) -> str:
+    """``"; download it from URL ..."`` for a pretraining weight file of :data:`PRETRAINED_DOWNLOADS`, else ``""``."""
+    url = PRETRAINED_DOWNLOADS.get(os.path.basename(str(path)))
+    return f"; download it from {url} into pretrained_weights/ (see pretrained_weights/README.md)" if url else ""
+
+
+T = TypeVar("T")
+
+
+def load_on_main(read: Callable[[], T]) -> T:
+    """``read()`` on global rank 0 only, its result broadcast to every rank (under torchrun; else just ``read()``).
+
+    Only rank 0 writes checkpoints and run files, and nodes need not share a file system, so what they wrote is
+    read there. An exception of ``read`` is broadcast too and raised on every rank: all fail with one message.
+    Collective: every rank must call it.
+    """
+    if not D.is_dist():
+        return read()
+    box: List[Any] = [None]
+    if D.is_main():
+        try:
+            box[0] = ("ok", read())
+        except Exception as e:  # sent to the other ranks as it is, then raised here too
+            box[0] = ("error", e)
+    torch.distributed.broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if kind == "error":
+        raise value
+    return value
+
+
+# ----------------------------------------------------------------------------------------------- what the project writes
+def plain_options(opt: Mapping[str, Any]) -> Dict[str, Any]:
+    """The options as plain YAML-safe values (internal ``_`` keys dropped; tuples become lists)."""
+    plain = {k: v for k, v in opt.items() if not str(k).startswith("_")}
+    return yaml.safe_load(yaml.safe_dump(_yaml_safe(plain), sort_keys=False))
+
+
+def _yaml_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _yaml_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_yaml_safe(v) for v in value]
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def checkpoint_meta(tree: str, opt: Mapping[str, Any], scoring: Mapping[str, Any]) -> Dict[str, Any]:
+    """``"sama"`` of every checkpoint the project writes: ``{"version", "tree": "vqa" | "iqa", "options": the full
+    options used, "scoring": what a scorer needs (``stype``; VQA ``sample_types``, IQA ``data``: grid)}``."""
+    if tree not in ("vqa", "iqa"):
+        raise ValueError(f"checkpoint_meta: tree must be 'vqa' or 'iqa', got {tree!r}")
+    return {"version": META_VERSION, "tree": tree, "options": plain_options(opt),
+            "scoring": _yaml_safe(dict(scoring))}
+
+
+def _tensors(obj: Any) -> Iterator[torch.Tensor]:
+    """Every tensor in ``obj`` (dicts in key order, lists and tuples in order)."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, Mapping):
+        for value in obj.values():
+            yield from _tensors(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _tensors(value)
+
+
+def tensor_checksum(obj: Any) -> str:
+    """``"crc32:XXXXXXXX"`` over the bytes of every tensor in ``obj`` in key order (a top-level ``checksum`` left
+    out). CRC-32 (zlib) costs about 0.1 s for a Swin-T-sized state dict; it is there to catch damage, not tampering."""
+    if isinstance(obj, Mapping):
+        obj = {k: v for k, v in obj.items() if k != CHECKSUM_KEY}
+    crc = 0
+    for t in _tensors(obj):
+        if t.device.type == "meta":
+            continue
+        data = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        crc = zlib.crc32(data, crc)
+    return f"crc32:{crc:08x}"
+
+
+def _verify_checksum(path: str, obj: Any) -> None:
+    """Refuse a file whose tensors no longer match the checksum stored when it was saved."""
+    if not isinstance(obj, Mapping) or not isinstance(obj.get(CHECKSUM_KEY), str):
+        return
+    stored, now = obj[CHECKSUM_KEY], tensor_checksum(obj)
+    if stored != now:
+        raise CheckpointError(f"{path} is damaged: the checksum of its tensors differs from the one stored when it was "
+                              f"saved (stored {stored}, now {now}): copy or download it again")
+
+
+def _to_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor moved to the CPU (containers rebuilt, nothing else changed)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, Mapping):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
 def save_checkpoint(obj: Any, path: str) -> None:
-    """Save atomically: write a temporary file beside ``path`` and rename it, so a kill never leaves half a file."""
+    """Save atomically (a temporary file beside ``path``, then a rename: a kill never leaves half a file), with
+    CPU tensors and, for a dict, the ``checksum`` of its tensors (:func:`tensor_checksum`)."""
+    obj = _to_cpu(obj)
+    if isinstance(obj, dict):
+        obj[CHECKSUM_KEY] = tensor_checksum(obj)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
@@ -266,7 +402,8 @@ def load_state_dict_checked(
         if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
     ]
     if mismatched:
-        raise CheckpointError(f"{what}: tensors with the wrong shape: " + "; ".join(mismatched[:8]))
+        raise CheckpointError(f"{what}: tensors with the wrong shape: " + "; ".join(mismatched[:4])
+                              + (f"; ... ({len(mismatched)} in all)" if len(mismatched) > 4 else "") + f": {SHAPE_HINT}")
     fatal = [k for k in missing if k in learnable and not k.endswith(tuple(ignore_missing))]
     if fatal and not allow_partial:
         shown = ", ".join(fatal[:8]) + (f", ... ({len(fatal)} in all)" if len(fatal) > 8 else "")

@@ -28,7 +28,7 @@ import numpy as np
 
 from .registry import Registry
 
-__all__ = ["CsvColumns", "LabelError", "LabelFileNotFound", "LabelFormat", "LabelFormats", "LabelSet", "LabelSpec",
+__all__ = ["CsvColumns", "check_folder", "LabelError", "LabelFileNotFound", "LabelFormat", "LabelFormats", "LabelSet", "LabelSpec",
            "Problems", "TextColumns", "finish", "parse_label"]
 
 MAX_LISTED = 20
@@ -106,6 +106,15 @@ class LabelSet:
             lines=None if self.lines is None else [self.lines[i] for i in idx],
             location=self.location,
         )
+
+
+def check_folder(folder: str, key: str, label_file: str) -> None:
+    """Name a missing folder of the listed items (``key``, e.g. ``data.data_prefix``) as such, before its items
+    would all be reported missing from ``label_file``."""
+    if folder and not os.path.isdir(folder):
+        what = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise LabelError(f"{key}: folder {folder} {what} (the items of {label_file} are looked up there); give the "
+                         "folder that holds them")
 
 
 def parse_label(text: str, problems: Problems, line: int, what: str) -> Optional[float]:

@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import traceback
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
@@ -26,6 +27,18 @@ class OptionError(ValueError):
 def suggest(word: str, allowed: Iterable[str]) -> str:
     close = difflib.get_close_matches(str(word), [str(a) for a in allowed], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def refused_value(value: Any) -> str:
+    """A refused option value as a message shows it; a string says it is one (``'4'`` quoted in YAML is text, not
+    the number 4)."""
+    if not isinstance(value, str):
+        return repr(value)
+    try:
+        float(value)
+    except ValueError:
+        return f"the string {value!r}"
+    return f"the string {value!r} (quoted in the YAML file: write {value.strip()} without quotes for a number)"
 
 
 def resolve_path(path: str, bases: Sequence[str] = ()) -> str:
@@ -169,6 +182,9 @@ def load_plugins(opt: Mapping[str, Any], where: str = "options.plugins") -> None
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
+        except Exception as e:  # the plugin's own fault: one line naming its file and line
+            del sys.modules[name]
+            raise OptionError(_plugin_fault(where, path, e)) from None
         except BaseException:
             del sys.modules[name]
             raise
@@ -178,11 +194,19 @@ def positive_int(value: Any, where: str) -> int:
     """``value`` if it is an integer >= 1; else an :class:`OptionError` naming ``where`` and what it got (a quoted
     number in YAML is a string: said so, since ``'4'`` reads as if 4 were refused)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        if isinstance(value, str):
-            raise OptionError(f"{where} must be a positive integer, got the string {value!r} (write the number "
-                              "without quotes)")
-        raise OptionError(f"{where} must be a positive integer, got {value!r}")
+        raise OptionError(f"{where} must be a positive integer, got {refused_value(value)}")
     return value
+
+
+def _plugin_fault(where: str, path: str, e: Exception) -> str:
+    """What went wrong while a plugin file was imported: a syntax error, or an exception at a line of the file."""
+    if isinstance(e, SyntaxError) and os.path.realpath(e.filename or "") == os.path.realpath(path):
+        return f"{where}: plugin file {path} has a syntax error at line {e.lineno}: {e.msg}"
+    lines = [frame.lineno for frame in traceback.extract_tb(e.__traceback__)
+             if os.path.realpath(frame.filename) == os.path.realpath(path)]
+    at = f" at line {lines[-1]}" if lines else ""
+    detail = " ".join(str(e).split()) or "(no message)"
+    return f"{where}: plugin file {path} failed while loading{at}: {type(e).__name__}: {detail}"
 
 
 def check_keys(mapping: Mapping[str, Any], allowed: Iterable[str], where: str, required: Iterable[str] = ()) -> None:

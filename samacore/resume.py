@@ -3,7 +3,7 @@
 :class:`TrainState` saves (atomically, at the end of every epoch, to ``{run_dir}/last.pth``) and restores the
 model, EMA, optimiser, scheduler, best trackers, logged rows, bad-step count and every RNG, plus what the
 command adds (the split index and the finished splits' results); :func:`load_resume` reads such a state and
-reports options that differ from the run's. With ``deterministic: true`` a resumed run ends with the same
+refuses options that differ from the run's. With ``deterministic: true`` a resumed run ends with the same
 metrics as an uninterrupted one.
 """
 from __future__ import annotations
@@ -19,26 +19,28 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import distributed as D
-from .checkpoint import RESUME_FORMAT, CheckpointError, load_checkpoint, load_state_dict_checked, save_checkpoint
+from .checkpoint import (RESUME_FORMAT, CheckpointError, load_checkpoint, load_on_main, load_state_dict_checked,
+                         plain_options, save_checkpoint)
 from .ema import unwrap
 from .metrics import BestTracker
+from .options import OptionError
 from .robust import BadItemLog
 from .runlog import RunLogger, get_logger
 from .utils import seed_everything
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: the loop (trainer, engine) sits above this module
     from .engine import BadStepGuard
-    from .trainer import BestCheckpointer
 
-__all__ = ["RESUME_FILE", "RunStopped", "TrainState", "bad_log_state", "load_resume", "options_diff",
-           "restore_bad_log", "restore_log_rows", "resume_path"]
+__all__ = ["RESUME_FILE", "RESUME_HARMLESS_KEYS", "RunStopped", "TrainState", "bad_log_state", "load_resume",
+           "options_diff", "restore_bad_log", "restore_log_rows", "resume_path", "run_options_text"]
 
 log = get_logger("samacore")
 
 RESUME_FILE = "last.pth"
 # Options that may differ between a run and its resumption without changing the results.
 RESUME_HARMLESS_KEYS = ("progress", "device", "stop_after_epochs", "train_num_workers", "test_num_workers",
-                        "pin_memory", "persistent_workers", "prefetch_factor", "run_dir", "save_dir")
+                        "num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "run_dir", "save_dir",
+                        "trust_checkpoint", "max_bad_fraction")
 
 
 class RunStopped(Exception):
@@ -85,10 +87,6 @@ def _loader_generator(loader: Any) -> Optional[torch.Generator]:
     return None
 
 
-def _plain_options(opt: Mapping[str, Any]) -> Dict[str, Any]:
-    return {k: v for k, v in opt.items() if not str(k).startswith("_")}
-
-
 def _flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
     if not isinstance(d, Mapping):
         return {prefix: d}
@@ -102,8 +100,8 @@ def options_diff(saved: Mapping[str, Any], current: Mapping[str, Any],
                  ignore: Sequence[str] = RESUME_HARMLESS_KEYS) -> List[str]:
     """``key.path: old -> new`` for every option that differs (nested keys dotted; ``_`` keys and ``ignore``d
     top-level keys skipped)."""
-    a = _flatten({k: v for k, v in _plain_options(saved).items() if k not in ignore})
-    b = _flatten({k: v for k, v in _plain_options(current).items() if k not in ignore})
+    a = _flatten({k: v for k, v in plain_options(saved).items() if k not in ignore})
+    b = _flatten({k: v for k, v in plain_options(current).items() if k not in ignore})
     missing = object()
     lines = []
     for key in sorted(set(a) | set(b)):
@@ -131,12 +129,18 @@ def resume_path(run_or_checkpoint: str) -> str:
 
 def load_resume(run_or_checkpoint: str, opt: Optional[Mapping[str, Any]] = None,
                 command: Optional[str] = None) -> Dict[str, Any]:
-    """Read a resumable state (run folder or ``last.pth``) and report how its options differ from ``opt``.
+    """Read a resumable state (run folder or ``last.pth``) and check that it continues ``opt``'s run.
 
+    Read on rank 0 and broadcast (:func:`samacore.checkpoint.load_on_main`: nodes need not share the run folder).
     Stale temporary files of an interrupted save (``.tmp-*.pth``) beside it are removed. Raises
     :class:`CheckpointError` for files that are not resumable states (e.g. a best-model checkpoint) or that were
-    written by another ``command``.
+    written by another ``command``, and :class:`OptionError` naming the options that differ from the run's
+    (but for :data:`RESUME_HARMLESS_KEYS`).
     """
+    return load_on_main(lambda: _read_resume(run_or_checkpoint, opt, command))
+
+
+def _read_resume(run_or_checkpoint: str, opt: Optional[Mapping[str, Any]], command: Optional[str]) -> Dict[str, Any]:
     path = resume_path(run_or_checkpoint)
     state = load_checkpoint(path)
     if not isinstance(state, Mapping) or state.get("format") != RESUME_FORMAT:
@@ -146,18 +150,32 @@ def load_resume(run_or_checkpoint: str, opt: Optional[Mapping[str, Any]] = None,
         raise CheckpointError(f"{path} was saved by the {state.get('command')} command; it cannot resume {command}")
     if opt is not None and state.get("options"):
         diff = options_diff(yaml.safe_load(state["options"]), opt)
-        if diff and D.is_main():
-            log.warning("resuming from %s with options that differ from the run's (results will not match an "
-                        "uninterrupted run):\n  %s", path, "\n  ".join(diff))
-    if D.is_main():
-        folder = os.path.dirname(path)
-        for f in os.listdir(folder):
-            if f.startswith(".tmp-") and f.endswith(".pth"):
-                log.warning("removing %s (left by a save that was interrupted)", os.path.join(folder, f))
-                os.remove(os.path.join(folder, f))
+        if diff:
+            raise OptionError(f"--resume {run_or_checkpoint}: these options differ from the run's: {'; '.join(diff)}; "
+                              "resume with the run's own options (leave out -o: the run folder holds them) or start "
+                              "a new run")
+    folder = os.path.dirname(path)
+    for f in os.listdir(folder):
+        if f.startswith(".tmp-") and f.endswith(".pth"):
+            log.warning("removing %s (left by a save that was interrupted)", os.path.join(folder, f))
+            os.remove(os.path.join(folder, f))
     state = dict(state)
     state["_path"] = path
     return state
+
+
+def run_options_text(run_or_checkpoint: str) -> str:
+    """The options (YAML) of the run a ``--resume`` target continues: its resumable state's ``options``.
+    Read on rank 0 and broadcast."""
+    def read() -> str:
+        path = resume_path(run_or_checkpoint)
+        state = load_checkpoint(path)
+        if not isinstance(state, Mapping) or state.get("format") != RESUME_FORMAT or not state.get("options"):
+            raise CheckpointError(f"{path} is not a resumable training state holding its run's options (those are the "
+                                  f"{RESUME_FILE} files in run folders); give the option file with -o")
+        return str(state["options"])
+
+    return load_on_main(read)
 
 
 class TrainState:
@@ -183,7 +201,7 @@ class TrainState:
         optimizer: torch.optim.Optimizer,
         scheduler: Optional[Any] = None,
         ema: Optional[Any] = None,
-        best: Optional[BestCheckpointer] = None,
+        best: Optional[Any] = None,  # a samacore.trainer.BestCheckpointer
         loaders: Optional[Mapping[str, Any]] = None,
         run_logger: Optional[RunLogger] = None,
         guard: Optional[BadStepGuard] = None,
@@ -216,7 +234,7 @@ class TrainState:
             "log_rows": [dict(r) for r in self.run_logger.rows] if self.run_logger is not None else [],
             "bad_steps": self.guard.in_a_row if self.guard is not None else 0,
             "rng": rng,
-            "options": yaml.safe_dump(_plain_options(self.opt), sort_keys=False) if self.opt is not None else "",
+            "options": yaml.safe_dump(plain_options(self.opt), sort_keys=False) if self.opt is not None else "",
         }
         state.update(extra)
         return state
@@ -230,7 +248,7 @@ class TrainState:
 
     def restore(self, state: Mapping[str, Any]) -> int:
         """Load ``state`` into the live objects; returns the first epoch still to run (``state["epoch"] + 1``)."""
-        load_state_dict_checked(unwrap(self.model), state["model"], what="resumed model")
+        load_state_dict_checked(unwrap(self.model), state["model"], what=f"resumed model of {state.get('_path', 'the state')}")
         if self.ema is not None:
             if state.get("ema") is None:
                 raise CheckpointError("the resumed state has no EMA weights but this run uses ema: true")

@@ -13,19 +13,20 @@ import csv
 import logging
 import os
 import sys
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+import tempfile
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import yaml
 
 from . import distributed as D
 from . import run_options
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, load_on_main
 from .labels import LabelError
 from .options import OptionError
 from .precision import amp_mode, set_deterministic
-from .resume import RESUME_FILE, RunStopped, load_resume
+from .context import RunContext, interrupted_message
+from .resume import RESUME_FILE, load_resume, run_options_text
 from .robust import BadItemLog, TooManyBadItems
 from .runlog import RunLogger
 from .utils import pick_device
@@ -35,13 +36,29 @@ from .utils import pick_device
 USER_ERRORS = (OptionError, LabelError, CheckpointError, FileNotFoundError, TooManyBadItems)
 
 
+#: exit status after Ctrl-C (128 + SIGINT), as a shell reports it
+INTERRUPTED_STATUS = 130
+
+
 def run_command(fn: Callable[[], Any]) -> None:
-    """Run a command; the :data:`USER_ERRORS` end with ``error: <message>`` on stderr and exit status 2."""
+    """Run a command; the :data:`USER_ERRORS` end with ``error: <message>`` on stderr and exit status 2, Ctrl-C
+    with one line saying what was saved and how to continue (:func:`samacore.context.interrupted_message`) and
+    exit status 130."""
+    RunContext.current = None
     try:
         fn()
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(interrupted_message(resume_command()), file=sys.stderr)
+        sys.exit(INTERRUPTED_STATUS)
+
+
+def resume_command() -> str:
+    """How this command was started, for a ``--resume`` hint: ``python VQA/demo_train.py`` or ``sama-train-vqa``."""
+    program = sys.argv[0] if sys.argv and sys.argv[0] else "the command"
+    return f"python {program}" if program.endswith(".py") else os.path.basename(program)
 
 
 # ----------------------------------------------------------------------------------------------- options
@@ -50,12 +67,18 @@ def command_parser(description: str, default_opt: str, opt_help: str, test: bool
     """The command line of a train / finetune (``test=False``) or test command: ``-o``, the command's own flags,
     and the flags of :data:`samacore.run_options.RUN_OPTIONS` (with ``--set KEY.PATH=VALUE``)."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("-o", "--opt", default=default_opt, help=opt_help)
+    p.set_defaults(default_opt=default_opt)
+    p.add_argument("-o", "--opt", default=None,
+                   help=f"{opt_help}; default {default_opt}" + ("" if test else ", or with --resume the run's own"))
     if test:
         p.add_argument("--output", default=None, help=output_help)
     else:
         p.add_argument("--resume", default=None, metavar="RUN_OR_CHECKPOINT",
-                       help="continue an interrupted run: its folder (runs/NAME, holding last.pth) or a last.pth file")
+                       help="continue an interrupted run with the options and weights it holds (no -o needed): its "
+                            "folder (runs/NAME, holding last.pth) or a last.pth file")
+        p.add_argument("--overwrite", action="store_true",
+                       help="start afresh in a run folder that holds a finished or resumable run (its files are "
+                            "replaced)")
     run_options.add_run_flags(p, "test" if test else "train")
     return p
 
@@ -99,6 +122,75 @@ def test_run_dir(opt: Mapping[str, Any]) -> str:
     (``demo_test.py``, ``demo_test_iqa.py``), inside the training run's folder of the same name but apart from its
     files, so testing never overwrites the training run's ``options.yml`` / ``summary.json``."""
     return os.path.join(run_dir(opt), "test")
+
+
+#: what shows that a run folder holds a run: its resumable state, its summary (VQA) or results (IQA)
+RUN_MARKERS = (RESUME_FILE, "summary.json", "results.json")
+#: the files a run writes at its top level (removed by ``--overwrite``)
+RUN_FILES = RUN_MARKERS + ("metrics.csv", "metrics.jsonl", "skipped.txt", "splits.json", "curves.png")
+
+
+def options_file(args: argparse.Namespace) -> str:
+    """The option file of a command: ``-o``; without it, with ``--resume``, the resumed run's own options (from
+    its state; a file written for them when the run folder is not on this node); else the command's default."""
+    if args.opt is not None:
+        return args.opt
+    if not getattr(args, "resume", None):
+        return args.default_opt
+    D.init_distributed()  # rank 0 reads the state
+    text = run_options_text(args.resume)
+    target = os.path.abspath(os.path.expanduser(args.resume))
+    beside = os.path.join(target if os.path.isdir(target) else os.path.dirname(target), "options.yml")
+    if os.path.isfile(beside):
+        with open(beside, encoding="utf-8") as f:
+            if yaml.safe_load(f) == yaml.safe_load(text):
+                return beside
+    path = os.path.join(tempfile.mkdtemp(prefix="sama-resume-"), "options.yml")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def check_writable(folder: str, what: str) -> None:
+    """Make sure files can be written in ``folder`` (or, while it does not exist, in the folder it would be made
+    in), before any work (rank 0); nothing is created."""
+    if not D.is_main():
+        return
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    try:
+        if not os.path.isdir(existing):
+            raise NotADirectoryError(20, f"{existing} is not a folder")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise OptionError(f"{what} {folder} cannot be written to ({e.strerror or e}): make it writable or choose "
+                          f"another folder (option {'run_dir' if 'run' in what else 'save_dir'})") from None
+
+
+def _existing_run(folder: str) -> List[str]:
+    return [f for f in RUN_MARKERS if os.path.isfile(os.path.join(folder, f))]
+
+
+def start_run(opt: Mapping[str, Any], args: argparse.Namespace, folder: str, command: str) -> Optional[Dict[str, Any]]:
+    """Before a training run touches anything: its run folder (and checkpoint folder ``save_dir``) can be written;
+    with ``--resume`` the state is read and must continue these options (returned); without it a run folder that
+    holds a run is refused unless ``--overwrite`` (which removes that run's files)."""
+    check_writable(folder, "run folder")
+    if opt.get("save_dir"):
+        check_writable(os.path.abspath(str(opt["save_dir"])), "checkpoint folder (save_dir)")
+    if getattr(args, "resume", None):
+        return load_resume(args.resume, opt, command)
+    found = load_on_main(lambda: _existing_run(folder))
+    if found and not getattr(args, "overwrite", False):
+        raise OptionError(f"run folder {folder} already holds a run ({', '.join(found)}): continue it with --resume "
+                          f"{folder}, start afresh over it with --overwrite, or give the run another name / run_dir")
+    if found and D.is_main():
+        for name in RUN_FILES:
+            if os.path.isfile(os.path.join(folder, name)):
+                os.remove(os.path.join(folder, name))
+    return None
 
 
 def open_run(run_dir: str, opt: Mapping[str, Any], use_tensorboard: bool = True) -> RunLogger:
@@ -152,49 +244,3 @@ def bad_item_log(opt: Mapping[str, Any], run_dir: Optional[str], logger: Any = N
 def label_stats(labels: np.ndarray) -> Dict[str, float]:
     """Mean, population std and count of the training labels (stored with every checkpoint)."""
     return {"mean": float(np.mean(labels)), "std": float(np.std(labels)), "n": int(labels.size)}
-
-
-# ----------------------------------------------------------------------------------------------- loop settings
-@dataclass
-class RunContext:
-    """Per-invocation settings of a training loop (options + command line)."""
-
-    progress: bool = True
-    amp: Optional[str] = None                   # "bf16": autocast for training and evaluation
-    state_path: Optional[str] = None            # the resumable state written each epoch ({run_dir}/last.pth)
-    resume: Optional[Dict[str, Any]] = None     # a loaded state the next loop continues from
-    stop_after: int = 0                         # stop (state saved) after this many epochs in this process; 0: never
-    epochs_done: int = 0
-    max_bad_steps: int = 10
-
-    @classmethod
-    def for_run(cls, opt: Mapping[str, Any], progress: bool, run_dir: str, resume: Optional[str] = None,
-                command: str = "train", **extra: Any) -> "RunContext":
-        """The settings of a run in ``run_dir``; loads the ``--resume`` state (reporting options that differ)."""
-        ctx = cls(progress=progress, amp=opt.get("amp"), state_path=os.path.join(run_dir, RESUME_FILE),
-                  stop_after=int(opt.get("stop_after_epochs") or 0), max_bad_steps=int(opt.get("max_bad_steps", 10)),
-                  **extra)
-        if resume:
-            ctx.resume = load_resume(resume, opt, command)
-        return ctx
-
-    def first_split(self, num_splits: int) -> int:
-        """The split a resumed multi-split run continues at (0 when not resuming); the split counts must agree."""
-        if self.resume is None:
-            return 0
-        if int(self.resume.get("num_splits", num_splits)) != num_splits:
-            raise OptionError(f"--resume: the run has {self.resume['num_splits']} splits, these options {num_splits}")
-        return int(self.resume.get("split", 0))
-
-    def stops_after(self, epochs_done: int) -> bool:
-        """Whether this process stops (``stop_after_epochs``) once it has done ``epochs_done`` epochs."""
-        return bool(self.stop_after) and epochs_done >= self.stop_after
-
-    def epoch_finished(self, epoch: int, num_epochs: int, more_after: bool = False, where: str = "") -> None:
-        """Count an epoch; raise :class:`samacore.resume.RunStopped` once ``stop_after`` epochs are done and work
-        remains (a later epoch, or ``more_after``: later splits). ``where`` is added to the message."""
-        self.epochs_done += 1
-        if self.stops_after(self.epochs_done) and (epoch < num_epochs - 1 or more_after):
-            raise RunStopped(
-                f"stopped after {self.epochs_done} epoch(s) as asked (stop_after_epochs){where}; continue with "
-                f"--resume {os.path.dirname(self.state_path or '') or 'RUN_FOLDER'}")

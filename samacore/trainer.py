@@ -23,7 +23,8 @@ from torch import nn
 
 from . import distributed as D
 from .calibration import calibration_stats
-from .checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
+from .checkpoint import load_checkpoint, load_on_main, load_state_dict_checked, save_checkpoint
+from .context import RunContext
 from .curves import REDRAW_AFTER_S, update_curves
 from .ema import ModelEMA, unwrap
 from .engine import BadStepGuard, PredictFn, StepFn, predict, train_one_epoch
@@ -32,7 +33,6 @@ from .optim import build_optimizer
 from .resume import TrainState, bad_log_state, restore_bad_log, RunStopped
 from .robust import BadItemLog
 from .runlog import RunLogger, get_logger
-from .runs import RunContext
 
 __all__ = ["BestCheckpointer", "Evaluation", "Job", "build_ema", "calibrate_best", "calibrate_checkpoint", "fit",
            "run_splits", "save_epoch_checkpoint"]
@@ -142,8 +142,10 @@ class Job:
     best_path: Optional[Callable[[str], str]] = None
     #: where the raw model goes after epoch ``e``; None: not saved
     epoch_path: Optional[Callable[[int], str]] = None
-    #: stored beside the weights in every saved checkpoint (label_stats, format, ...)
-    checkpoint_extra: Mapping[str, Any] = field(default_factory=dict)
+    #: stored beside the weights in the checkpoints of validation set ``key`` (None: the per-epoch checkpoints):
+    #: label_stats, format, ..., and ``"sama"`` (:func:`samacore.checkpoint.checkpoint_meta`), which the resumable
+    #: state stores too
+    checkpoint_extra: Callable[[Optional[str]], Mapping[str, Any]] = lambda key: {}
     #: logging hooks: after each training pass ``(epoch, set key, stats)``, after each evaluation
     log_train: Callable[[int, str, Dict[str, float]], None] = lambda epoch, key, stats: None
     log_eval: Callable[[Evaluation], None] = lambda evaluation: None
@@ -185,15 +187,7 @@ def fit(opt: Mapping[str, Any], job: Job, device: str, run_logger: RunLogger, ct
     best = BestCheckpointer(job.best_path if opt.get("save_model", True) else None)
     guard = BadStepGuard(ctx.max_bad_steps)
     state = TrainState(model, optimizer, scheduler, ema, best, job.train_loaders, run_logger, guard, opt, command)
-    start = 0
-    if ctx.resume is not None:
-        resumed, ctx.resume = ctx.resume, None
-        start = state.restore(resumed)
-        if job.bad_log is not None:
-            restore_bad_log(job.bad_log, resumed.get("bad_items"))
-        job.on_resume(resumed)
-        log.info("resumed from %s: epoch %d done, continuing at epoch %d of %d", resumed["_path"], start - 1, start,
-                 num_epochs)
+    start = _resume(state, job, ctx, num_epochs)
     for epoch in range(start, num_epochs):
         train = {}
         for key, loader in job.train_loaders.items():
@@ -201,25 +195,45 @@ def fit(opt: Mapping[str, Any], job: Job, device: str, run_logger: RunLogger, ct
                                          job.logger or run_logger, ctx.progress, amp=ctx.amp, guard=guard)
             job.log_train(epoch, key, train[key])
         if job.epoch_path is not None:
-            save_epoch_checkpoint(model, job.epoch_path(epoch), **job.checkpoint_extra)
+            save_epoch_checkpoint(model, job.epoch_path(epoch), **job.checkpoint_extra(None))
         eval_model = ema.module if ema is not None else unwrap(model)
         for key, loader in job.val_loaders.items():
             _, preds, labels = predict(eval_model, loader, job.predict_fn, device, ctx.progress, desc=f"eval {key}",
                                        amp=ctx.amp)
             metrics = evaluate(preds, labels)
-            improved = best.update(key, metrics, epoch, model=eval_model, **job.checkpoint_extra)
+            improved = best.update(key, metrics, epoch, model=eval_model, **job.checkpoint_extra(key))
             job.log_eval(Evaluation(epoch, key, metrics, improved and best.path_fn is not None, best.trackers[key],
                                     len(loader.dataset), train))
         if run_logger.enabled:  # rank 0: the picture of the rows logged so far (always after this process's last epoch)
             last = epoch == num_epochs - 1 or ctx.stops_after(ctx.epochs_done + 1)
             update_curves(run_logger.run_dir, 0.0 if last else REDRAW_AFTER_S)
         if ctx.state_path:
-            extra = dict(job.state_extra)
-            if job.bad_log is not None:
-                extra["bad_items"] = bad_log_state(job.bad_log)
-            state.save(ctx.state_path, epoch, **extra)
+            _save_state(state, job, ctx, epoch)
         ctx.epoch_finished(epoch, num_epochs, more_after, where=job.where.format(epoch=epoch))
     return best
+
+
+def _resume(state: TrainState, job: Job, ctx: RunContext, num_epochs: int) -> int:
+    """Restore ``ctx.resume`` (consumed) into the live objects; returns the first epoch to run (0: nothing)."""
+    if ctx.resume is None:
+        return 0
+    resumed, ctx.resume = ctx.resume, None
+    start = state.restore(resumed)
+    if job.bad_log is not None:
+        restore_bad_log(job.bad_log, resumed.get("bad_items"))
+    job.on_resume(resumed)
+    log.info("resumed from %s: epoch %d done, continuing at epoch %d of %d", resumed["_path"], start - 1, start,
+             num_epochs)
+    return start
+
+
+def _save_state(state: TrainState, job: Job, ctx: RunContext, epoch: int) -> None:
+    """The resumable state after ``epoch`` (with the job's extras, bad items and ``"sama"``) to ``ctx.state_path``."""
+    extra = dict(job.state_extra, sama=job.checkpoint_extra(None).get("sama"))
+    if job.bad_log is not None:
+        extra["bad_items"] = bad_log_state(job.bad_log)
+    state.save(ctx.state_path, epoch, **extra)
+    ctx.state_saved(epoch, job.where.format(epoch=epoch))
 
 
 # ----------------------------------------------------------------------------------------------- splits
@@ -256,7 +270,7 @@ def calibrate_checkpoint(path: str, model: nn.Module, loaders: Sequence[Any], pr
     count = sum(len(loader.dataset) for loader in loaders)
     log.info("calibration: scoring the %d training items once more in test mode with the selected model %s, so "
              "its scores can be mapped onto the label scale (label_stats)", count, path)
-    ckpt = load_checkpoint(path)
+    ckpt = load_on_main(lambda: load_checkpoint(path))  # written on rank 0's node
     load_state_dict_checked(model, ckpt["state_dict"], what=f"model of {path}")
     model.to(device)
     preds: List[float] = []

@@ -15,6 +15,7 @@ import yaml
 
 from helpers import GRID, SMALL_SWIN
 from samacore.checkpoint import CheckpointError, load_checkpoint
+from samacore.options import OptionError
 from samaiqa import cli
 
 SMALL_MODEL = {"backbone_args": SMALL_SWIN}
@@ -98,7 +99,7 @@ def test_resume_errors(images, reference, tmp_path):
         cli.train_main(["-o", opt, "--resume", str(tmp_path)])
     with pytest.raises(CheckpointError, match="not a resumable training state"):
         cli.train_main(["-o", opt, "--resume", str(reference[0] / f"{NAME}_split00_syn_s_dev.pth")])
-    with pytest.raises(Exception, match="the run has 2 splits, these options 3"):
+    with pytest.raises(OptionError, match=r"options differ from the run's: num_splits: 2 -> 3"):
         cli.train_main(["-o", options(images, tmp_path / "o3.yml", tmp_path / "run", num_splits=3),
                         "--resume", str(reference[0])])
     with pytest.raises(Exception, match="amp: unknown mixed-precision mode 'fp8'"):

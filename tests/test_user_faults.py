@@ -121,7 +121,8 @@ def patched(path, tmp_path, key_path, value, name="bad.yml"):
 
 VQA_FAULTS = [  # (key path in the option file, value, the one-line message)
     ("data.val.args.sample_types.fragments.fsize_h", "32",
-     "data.val.args.sample_types.fragments.fsize_h must be a positive integer, got the string '32' (write the number without quotes)"),
+     "data.val.args.sample_types.fragments.fsize_h must be a positive integer, got the string '32' (quoted in the "
+     "YAML file: write 32 without quotes for a number)"),
     ("data.val.args.sample_types.fragments.fragmnets_h", 7,
      "unknown option data.val.args.sample_types.fragments.fragmnets_h (did you mean 'fragments_h'?)"),
 ]
@@ -162,12 +163,14 @@ def test_vqa_py_options_fault_is_one_line_from_the_script(vqa_data, released, tm
                                  ("demo_test.py", ["-o", bad]))]
     for r in runs:
         assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert runs[0].stderr.splitlines()[-1] == runs[1].stderr.splitlines()[-1] == \
-        "error: data.val.args.sample_types.fragments.clip_len must be a positive integer, got the string '8' (write the number without quotes)"
+    assert runs[0].stderr.splitlines()[-1] == runs[1].stderr.splitlines()[-1] == (
+        "error: data.val.args.sample_types.fragments.clip_len must be a positive integer, got the string '8' (quoted "
+        "in the YAML file: write 8 without quotes for a number)")
 
 
 IQA_FAULTS = [
-    ("data.fsize_h", "16", "data.fsize_h must be a positive integer, got the string '16' (write the number without quotes)"),
+    ("data.fsize_h", "16", "data.fsize_h must be a positive integer, got the string '16' (quoted in the YAML file: "
+                           "write 16 without quotes for a number)"),
     ("model.backbone_argz", {}, "unknown option model.backbone_argz (did you mean 'backbone_args'?)"),
     ("model.backbone", "swinv2_tiny_window8_265", "model.backbone = 'swinv2_tiny_window8_265' is not a timm model "
                                                   "(did you mean 'swinv2_tiny_window8_256'?)"),

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from samacore.checkpoint import CheckpointError, load_checkpoint
+from samacore.options import OptionError
 from samavqa import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,14 +115,18 @@ def test_stop_then_killed_while_saving_then_resume_matches_uninterrupted(vqa_dat
     assert_same(outcome(tmp_path), reference[1])
 
 
-def test_resume_reports_changed_options_and_bad_targets(vqa_data, reference, tmp_path, monkeypatch, caplog):
+def test_resume_refuses_changed_options_and_bad_targets(vqa_data, reference, tmp_path, monkeypatch):
     folder = reference[0]
     monkeypatch.chdir(tmp_path)
     changed = train_options(vqa_data, tmp_path / "o.yml", optimizer={"lr": 2e-3, "backbone_lr_mult": 0.1, "wd": 0.05},
                             run_dir=str(tmp_path / "run2"), save_dir=str(tmp_path / "w"))
-    # the reference run is finished: resuming it trains nothing and reproduces its summary
-    summary = cli.train_main(["-o", changed, "--resume", str(folder / "runs" / NAME)])
-    assert "optimizer.lr: 0.001 -> 0.002" in caplog.text
+    with pytest.raises(OptionError, match=r"differ from the run's: optimizer\.lr: 0\.001 -> 0\.002; resume with"):
+        cli.train_main(["-o", changed, "--resume", str(folder / "runs" / NAME)])
+    assert not (tmp_path / "run2").exists()  # refused before the run folder was touched
+    # the same options in other folders (harmless keys): the finished run trains nothing and reproduces its summary
+    same = train_options(vqa_data, tmp_path / "s.yml", run_dir=str(tmp_path / "run2"), save_dir=str(tmp_path / "w"),
+                         progress=True)
+    summary = cli.train_main(["-o", same, "--resume", str(folder / "runs" / NAME), "--no-progress"])
     assert {m: v for m, v in summary["val"]["val-small"].items() if m != "checkpoint"} == reference[1][0]["val-small"]
     assert list(csv.DictReader(open(tmp_path / "run2" / "metrics.csv"))) == reference[1][2]
     with pytest.raises(CheckpointError, match="has no last.pth"):

@@ -46,10 +46,11 @@ from torch.utils.data import Dataset
 
 from samacore import distributed as D
 from samacore import engine, loaders, runs, trainer
-from samacore.checkpoint import CheckpointError
+from samacore.checkpoint import CheckpointError, checkpoint_meta
+from samacore.labels import check_folder
 from samacore.metrics import METRIC_NAMES, aggregate, evaluate, format_metrics, has_labels
 from samacore.options import option_file_help
-from samacore.resume import restore_log_rows, resume_path
+from samacore.resume import restore_log_rows
 from samacore.robust import BadItemLog, SkipBadItems, SkipCollate, SkippingLoader, TooManyBadItems
 from samacore.runlog import RunLogger, get_logger
 from samacore.splits import make_splits
@@ -72,6 +73,7 @@ def read_labels(opt: Mapping[str, Any], allow_unlabelled: bool = False) -> Label
     data = opt["data"]
     info = existing_path(data["data_info"], "data.data_info", LabelError)
     prefix = path_option(data.get("data_prefix", "")) if data.get("data_prefix") else ""
+    check_folder(prefix, "data.data_prefix", info)
     return read_info(info, prefix, allow_unlabelled=allow_unlabelled)
 
 
@@ -121,8 +123,11 @@ def _setup(argv: Optional[Sequence[str]], description: str, test: bool):
     p = runs.command_parser(description, DEFAULT_OPTIONS, option_file_help("IQA"),
                             test, "predictions CSV (name,pred,gt,error); default runs/{name}/test/predictions.csv")
     args = p.parse_args(argv)
-    opt = load_iqa_options(args.opt, train=not test, overrides=runs.option_overrides(args), sets=args.set_options)
+    opt = load_iqa_options(runs.options_file(args), train=not test, overrides=runs.option_overrides(args),
+                           sets=args.set_options)
     device = runs.apply_command_line(opt, args, log)
+    if test:  # before any work
+        runs.check_writable(runs.test_run_dir(opt), "run folder")
     progress = runs.show_progress(opt, args)
     runs.log_world(log, int(opt.get("batch_size", 64)))
     return args, opt, device, progress
@@ -130,6 +135,68 @@ def _setup(argv: Optional[Sequence[str]], description: str, test: bool):
 
 # ----------------------------------------------------------------------------------------------- train
 CALIBRATION_SOURCE = "saved model, test-mode sampling, on this split's training images"
+
+
+def _split_model(opt: Mapping[str, Any], split: int, ctx: runs.RunContext, device: str) -> nn.Module:
+    """A fresh model for ``split``: ``load_path``'s weights, none when resuming (they come from the state)."""
+    model = build_model(opt)
+    if ctx.resume is not None:
+        pass  # the weights come from the resumed state
+    elif opt.get("load_path"):
+        report = load_into_model(model, existing_path(opt["load_path"], "load_path", CheckpointError),
+                                 allow_partial=bool(opt.get("allow_partial_load", False)),
+                                 trust=bool(opt.get("trust_checkpoint", False)))
+        log.info("split %02d: %s", split, report)
+    else:
+        log.warning("split %02d: no load_path: training from random initialisation", split)
+    return model.to(device)
+
+
+def _eval_logger(split: int, run_logger: RunLogger, split_logger: RunLogger):
+    """The log line, TensorBoard scalars and metrics rows (run and split) of one evaluation of ``split``."""
+    def log_eval(e: trainer.Evaluation) -> None:
+        stats, m = e.train["train"], e.metrics
+        log.info(
+            "split %02d epoch %02d: loss %.4f  train SRCC %.4f  backbone lr %.2e  head lr %.2e | %s %s%s | best SRCC %.4f  PLCC %.4f%s",
+            split, e.epoch, stats["loss"], stats["train_srcc"], stats["lr_first"], stats["lr_last"], e.key,
+            format_metrics(m), "  (saved)" if e.saved else "", e.best.best["srcc"], e.best.best["plcc"],
+            f"  ({stats['skipped']} non-finite steps skipped)" if stats["skipped"] else "",
+        )
+        for k in METRIC_NAMES:
+            split_logger.scalar(f"val_{e.key}/{k}", m[k], e.epoch)
+            split_logger.scalar(f"val_{e.key}/best_{k}", e.best.best[k], e.epoch)
+        split_logger.scalar("train/srcc", stats["train_srcc"], e.epoch)
+        row = {"split": split, "epoch": e.epoch, "loss": stats["loss"], "train_srcc": stats["train_srcc"],
+               "lr_backbone": stats["lr_first"], "lr_head": stats["lr_last"], **{k: m[k] for k in METRIC_NAMES},
+               "n": m["n"]}
+        run_logger.row(row)
+        split_logger.row(row)
+
+    return log_eval
+
+
+def scoring_meta(opt: Mapping[str, Any]) -> Dict[str, Any]:
+    """What a scorer needs to sample as the checkpoint's training did: ``stype`` and the grid (``data``)."""
+    return {"stype": opt["stype"],
+            "data": dict(sampling_args(opt["data"]), exif_transpose=bool(opt["data"].get("exif_transpose", False)))}
+
+
+def _checkpoint_extra(opt: Mapping[str, Any], model: nn.Module, split: int, train_set: ImageDataset) -> Dict[str, Any]:
+    """Stored with the split's checkpoints: the IQA format and model, the calibration inputs, and what the
+    checkpoint is (:func:`samacore.checkpoint.checkpoint_meta`)."""
+    scoring = scoring_meta(opt)
+    return dict(format=OWN_FORMAT, model_config=dict(model.config), label_stats=runs.label_stats(train_set.labels),
+                split=split, database=str(opt["data"].get("database", "data")), **scoring,
+                sama=checkpoint_meta("iqa", opt, scoring))
+
+
+def _calibrate_split(opt: Mapping[str, Any], split: int, path: str, train_set: ImageDataset, device: str,
+                     ctx: runs.RunContext, bad_log: BadItemLog) -> None:
+    """The split's training images scored in test mode by its best model: calibration stored in ``path``."""
+    scored = ImageDataset(train_set.paths, train_set.labels, train_set.names,
+                          dict(train_set.args, exif_transpose=train_set.exif_transpose), train_set.stype, is_train=False)
+    loader = skipping_loader(scored, opt, False, bad_log, f"training images of split {split:02d} (calibration)")
+    trainer.calibrate_checkpoint(path, build_model(opt), [loader], predict_fn, device, ctx, CALIBRATION_SOURCE)
 
 
 def train_split(
@@ -157,63 +224,23 @@ def train_split(
     train_loader = skipping_loader(train_set, opt, True, bad_log, f"train split {split:02d}",
                                    seed=int(opt.get("seed", SEED)) + split)
     test_loader = skipping_loader(test_set, opt, False, bad_log, f"test split {split:02d}")
-
-    model = build_model(opt)
-    if ctx.resume is not None:
-        pass  # the weights come from the resumed state
-    elif opt.get("load_path"):
-        report = load_into_model(model, existing_path(opt["load_path"], "load_path", CheckpointError),
-                                 allow_partial=bool(opt.get("allow_partial_load", False)),
-                                 trust=bool(opt.get("trust_checkpoint", False)))
-        log.info("split %02d: %s", split, report)
-    else:
-        log.warning("split %02d: no load_path: training from random initialisation", split)
-    model.to(device)
-
+    model = _split_model(opt, split, ctx, device)
     save_dir = os.path.abspath(str(opt.get("save_dir", run_dir)))
     split_logger = RunLogger(os.path.join(run_dir, f"split_{split:02d}"), use_tensorboard=D.is_main(),
                              enabled=D.is_main())
-
-    def log_eval(e: trainer.Evaluation) -> None:
-        stats, m = e.train["train"], e.metrics
-        log.info(
-            "split %02d epoch %02d: loss %.4f  train SRCC %.4f  backbone lr %.2e  head lr %.2e | %s %s%s | best SRCC %.4f  PLCC %.4f%s",
-            split, e.epoch, stats["loss"], stats["train_srcc"], stats["lr_first"], stats["lr_last"], e.key,
-            format_metrics(m), "  (saved)" if e.saved else "", e.best.best["srcc"], e.best.best["plcc"],
-            f"  ({stats['skipped']} non-finite steps skipped)" if stats["skipped"] else "",
-        )
-        for k in METRIC_NAMES:
-            split_logger.scalar(f"val_{e.key}/{k}", m[k], e.epoch)
-            split_logger.scalar(f"val_{e.key}/best_{k}", e.best.best[k], e.epoch)
-        split_logger.scalar("train/srcc", stats["train_srcc"], e.epoch)
-        row = {"split": split, "epoch": e.epoch, "loss": stats["loss"], "train_srcc": stats["train_srcc"],
-               "lr_backbone": stats["lr_first"], "lr_head": stats["lr_last"], **{k: m[k] for k in METRIC_NAMES},
-               "n": m["n"]}
-        run_logger.row(row)
-        split_logger.row(row)
-
     job = trainer.Job(
         model=model, train_loaders={"train": train_loader}, val_loaders={database: test_loader},
-        step_fn=make_step_fn(opt.get("loss", "smooth_l1")),
-        predict_fn=predict_fn, schedule=schedule(opt),
+        step_fn=make_step_fn(opt.get("loss", "smooth_l1")), predict_fn=predict_fn, schedule=schedule(opt),
         best_path=lambda key: os.path.join(save_dir, f"{opt['name']}_split{split:02d}_{key}_s_dev.pth"),
-        checkpoint_extra=dict(
-            format=OWN_FORMAT, model_config=dict(model.config), label_stats=runs.label_stats(train_set.labels),
-            split=split, database=database, stype=opt["stype"],
-            data=dict(sampling_args(opt["data"]), exif_transpose=bool(opt["data"].get("exif_transpose", False)))),
-        log_eval=log_eval, logger=split_logger, bad_log=bad_log,
+        checkpoint_extra=lambda key, extra=_checkpoint_extra(opt, model, split, train_set): extra,
+        log_eval=_eval_logger(split, run_logger, split_logger), logger=split_logger, bad_log=bad_log,
         state_extra={"split": split, "num_splits": int(opt.get("num_splits", 10)), "per_split": list(results)},
         on_resume=lambda state: restore_log_rows(split_logger, [r for r in run_logger.rows if r.get("split") == split]),
         where=f", at split {split:02d} epoch {{epoch:02d}}")
     try:
         best = trainer.fit(opt, job, device, run_logger, ctx, more_after=more_after)
         if database in best.saved:
-            scored = ImageDataset(train_set.paths, train_set.labels, train_set.names,
-                                  dict(train_set.args, exif_transpose=train_set.exif_transpose), train_set.stype,
-                                  is_train=False)
-            loader = skipping_loader(scored, opt, False, bad_log, f"training images of split {split:02d} (calibration)")
-            trainer.calibrate_checkpoint(best.saved[database], build_model(opt), [loader], predict_fn, device, ctx,
-                                         CALIBRATION_SOURCE)
+            _calibrate_split(opt, split, best.saved[database], train_set, device, ctx, bad_log)
     finally:
         split_logger.close()
     return best
@@ -248,10 +275,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     else:
         splits = make_splits(len(labels), num_splits, groups)
         protocol = "random.Random(split * 123) shuffle, first 80% train" + (" (by reference image)" if groups else "")
-    if args.resume:
-        resume_path(args.resume)  # fail before the run folder is touched
-
     run_dir = runs.run_dir(opt)
+    resumed = runs.start_run(opt, args, run_dir, "train")  # before the run folder is touched
     run_logger = runs.open_run(run_dir, opt)
     run_logger.write_json("splits.json", {
         "protocol": protocol,
@@ -263,7 +288,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
              opt["_options_path"], len(labels), num_splits, int(opt["num_epochs"]), opt["stype"], device,
              ", bf16 autocast" if opt["amp"] else "", ", deterministic" if opt.get("deterministic") else "", run_dir)
 
-    ctx = runs.RunContext.for_run(opt, progress, run_dir, args.resume, "train")
+    ctx = runs.RunContext.for_run(opt, progress, run_dir, resumed, "train")
     bad_log = runs.bad_item_log(opt, run_dir, log)
     report_missing(labels, bad_log)
     # once, before all splits, as the original (+ rank: other dropout masks per process under torchrun)
@@ -286,25 +311,32 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     try:
         per_split, stopped = trainer.run_splits(num_splits, ctx, run_split, results_key="per_split")
-        summary: Dict[str, Any] = {"command": "train", "name": opt["name"], "database": database, "run_dir": run_dir,
-                                   "num_splits": num_splits, "per_split": per_split}
-        if per_split:
-            agg = aggregate([r["best"] for r in per_split])
-            summary.update(median=agg["median"], mean=agg["mean"])
-            summary["protocol"] = ("median (and mean) over splits of each split's best SRCC / PLCC / KRCC / RMSE, "
-                                   "each metric at its own best epoch, as the original reports")
-            log.info("median over %d splits of per-split best: %s", len(per_split), format_metrics(agg["median"]))
-            log.info("mean   over %d splits of per-split best: %s", len(per_split), format_metrics(agg["mean"]))
-        if bad_log.reasons:
-            summary["skipped"] = {"count": len(bad_log.reasons), "list": bad_log.skip_file}
-            log.warning("%d bad images skipped; list in %s", len(bad_log.reasons), bad_log.skip_file)
-        if stopped:
-            summary["stopped"] = stopped
-            log.info("%s", stopped)
+        summary = _train_summary(opt, run_dir, num_splits, per_split, bad_log, stopped)
         run_logger.write_json("results.json", summary)
     finally:
         run_logger.close()
     D.cleanup()
+    return summary
+
+
+def _train_summary(opt: Mapping[str, Any], run_dir: str, num_splits: int, per_split: List[Dict[str, Any]],
+                   bad_log: BadItemLog, stopped: Optional[str]) -> Dict[str, Any]:
+    """``results.json`` of a training (per split, median and mean over splits), logged as it is made."""
+    summary: Dict[str, Any] = {"command": "train", "name": opt["name"],
+                               "database": str(opt["data"].get("database", "data")), "run_dir": run_dir, "num_splits": num_splits, "per_split": per_split}
+    if per_split:
+        agg = aggregate([r["best"] for r in per_split])
+        summary.update(median=agg["median"], mean=agg["mean"])
+        summary["protocol"] = ("median (and mean) over splits of each split's best SRCC / PLCC / KRCC / RMSE, "
+                               "each metric at its own best epoch, as the original reports")
+        log.info("median over %d splits of per-split best: %s", len(per_split), format_metrics(agg["median"]))
+        log.info("mean   over %d splits of per-split best: %s", len(per_split), format_metrics(agg["mean"]))
+    if bad_log.reasons:
+        summary["skipped"] = {"count": len(bad_log.reasons), "list": bad_log.skip_file}
+        log.warning("%d bad images skipped; list in %s", len(bad_log.reasons), bad_log.skip_file)
+    if stopped:
+        summary["stopped"] = stopped
+        log.info("%s", stopped)
     return summary
 
 

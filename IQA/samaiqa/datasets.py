@@ -131,13 +131,21 @@ def enlarge(img: Image.Image, min_size: int, notes: Optional[List[str]] = None) 
     return img.resize(size, Image.BILINEAR)
 
 
+def _has_see_through_pixels(f: Image.Image) -> bool:
+    """Whether some pixel is not fully opaque (an alpha channel or transparency colour that is 255 everywhere, as
+    in many animated WebP frames, changes nothing when dropped)."""
+    if not ("A" in f.mode or "a" in f.mode or "transparency" in f.info):
+        return False
+    return f.convert("RGBA").getchannel("A").getextrema()[0] < 255
+
+
 def _odd_file_notes(f: Image.Image, exif_transpose: bool) -> List[str]:
     """What :func:`load_image` does to an odd but usable file, in words."""
     notes = []
     frames = getattr(f, "n_frames", 1)
     if frames > 1:
         notes.append(f"animated ({frames} frames): only the first frame is scored")
-    if "A" in f.mode or "a" in f.mode or "transparency" in f.info:
+    if _has_see_through_pixels(f):
         notes.append("alpha channel dropped (colour values kept, not composited on a background)")
     if f.mode in _SIXTEEN_BIT:
         notes.append("16-bit pixels scaled to 8 bits")
@@ -172,16 +180,17 @@ def sampling_args(data_opts: Optional[Mapping[str, Any]] = None) -> Dict[str, in
     """The four grid options (``fragments_h/w``, ``fsize_h/w``; the original's ``fwin_h/w`` accepted for the first
     two) from a ``data`` option block, with the paper's defaults (8x8 fragments of 32x32)."""
     data_opts = dict(data_opts or {})
+    written = {k: k for k in GRID_KEYS}  # the name the file used, for messages
     for alias, key in GRID_ALIASES.items():
         if alias in data_opts:
             if key in data_opts and data_opts[key] != data_opts[alias]:
                 raise ValueError(f"data.{alias} and data.{key} name the same grid option with different values "
                                  f"({data_opts[alias]!r}, {data_opts[key]!r}): keep one")
-            data_opts[key] = data_opts.pop(alias)
+            data_opts[key], written[key] = data_opts.pop(alias), alias
     out = dict(DEFAULT_SAMPLING)
     for k in GRID_KEYS:
         if k in data_opts:
-            out[k] = positive_int(data_opts[k], f"data.{k}")
+            out[k] = positive_int(data_opts[k], f"data.{written[k]}")
     return out
 
 

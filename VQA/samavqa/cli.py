@@ -42,11 +42,11 @@ from torch import nn
 
 from samacore import distributed as D
 from samacore import engine, runs, trainer
-from samacore.checkpoint import CheckpointError, load_checkpoint
+from samacore.checkpoint import CheckpointError, checkpoint_meta, download_hint, load_checkpoint
 from samacore.ema import unwrap
 from samacore.metrics import METRIC_NAMES, aggregate, evaluate, format_metrics, has_labels
 from samacore.options import option_file_help
-from samacore.resume import RunStopped, resume_path
+from samacore.resume import RunStopped
 from samacore.robust import BadItemLog
 from samacore.runlog import RunLogger, get_logger
 from samacore.splits import random_split
@@ -55,7 +55,7 @@ from samacore.utils import seed_everything
 from . import datasets as vqa_datasets
 from .datasets import skipping_loader
 from .labels import read_label_file
-from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
+from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights, scoring_meta
 from .presets import missing_checkpoint
 from .recipe import build_model, make_predict_fn, make_step_fn, schedule
 from .schema import load_vqa_options, option_path
@@ -86,7 +86,7 @@ def load_weights(model: nn.Module, opt: Mapping[str, Any], what: str, full_model
     kwargs = {"allow_partial": allow_partial}
     if "init_fragment_bias_from_relative" in opt:  # K400 init: FAST-VQA's copy of the relative tables
         kwargs["init_fragment_bias_from_relative"] = bool(opt["init_fragment_bias_from_relative"])
-    report = load_vqa_weights(unwrap(model), obj, **kwargs)
+    report = load_vqa_weights(unwrap(model), obj, source=path, **kwargs)
     log.info("%s: loaded %s (%s)", what, path, report)
     if not full_model and fmt not in BACKBONE_ONLY:
         log.info("%s: the quality head comes from %s too (the original demo_train.py starts it from scratch; "
@@ -169,7 +169,9 @@ def _job(opt: Mapping[str, Any], model: nn.Module, train_loaders: Mapping[str, A
         predict_fn=make_predict_fn(branches), schedule=schedule(opt),
         best_path=lambda key: os.path.join(save_dir, f"{name}{ckpt_tag}_{key}_s_dev_v0.0.pth"),
         epoch_path=(lambda epoch: os.path.join(save_dir, f"{name}_Epoch_{epoch:02d}.pth")) if save_epochs else None,
-        checkpoint_extra={"label_stats": dict(label_stats)}, log_train=log_train, log_eval=log_eval, bad_log=bad,
+        checkpoint_extra=lambda key: {"label_stats": dict(label_stats),
+                                      "sama": checkpoint_meta("vqa", opt, scoring_meta(opt, key))},
+        log_train=log_train, log_eval=log_eval, bad_log=bad,
         state_extra=dict(state_extra or {}), find_unused_parameters=True)
 
 
@@ -179,10 +181,13 @@ def _setup(argv, command: str, default_opt: str, description: str):
                             command == "test",
                             "predictions CSV (name,pred,gt[,set],error); default runs/{name}/test/predictions.csv")
     args = p.parse_args(argv)
-    opt = load_vqa_options(args.opt, command, overrides=runs.option_overrides(args), sets=args.set_options)
-    if opt.get("load_path") and not os.path.isfile(option_path(opt["load_path"])):  # said before any work
-        raise missing_checkpoint(option_path(opt["load_path"]), " (load_path)")
+    opt = load_vqa_options(runs.options_file(args), command, overrides=runs.option_overrides(args),
+                           sets=args.set_options)
+    if opt.get("load_path") and not getattr(args, "resume", None):  # said before any work
+        _check_load_path(option_path(opt["load_path"]), opt["_options_path"])
     device = runs.apply_command_line(opt, args, log)
+    if command == "test":  # before any work
+        runs.check_writable(runs.test_run_dir(opt), "run folder")
     seed_everything(int(opt.get("seed", 42)) + D.rank())
     log.info("options %s, device %s, sampling %s%s%s", opt["_options_path"], device, opt["stype"],
              ", bf16 autocast" if opt["amp"] else "", ", deterministic" if opt.get("deterministic") else "")
@@ -190,10 +195,17 @@ def _setup(argv, command: str, default_opt: str, description: str):
     return args, opt, device
 
 
-def _context(opt: Mapping[str, Any], args: argparse.Namespace, run_logger, command: str) -> runs.RunContext:
-    """The loop settings; loads the ``--resume`` state (reporting options that differ from the run's)."""
-    return runs.RunContext.for_run(opt, runs.show_progress(opt, args), run_logger.run_dir,
-                                   getattr(args, "resume", None), command)
+def _check_load_path(path: str, options_path: str) -> None:
+    """A missing ``load_path`` named with the option file that asks for it and where to download it."""
+    if not os.path.isfile(path):
+        error = missing_checkpoint(path, f" (load_path of the option file {options_path})")
+        raise CheckpointError(f"{error}{download_hint(path)}")
+
+
+def _context(opt: Mapping[str, Any], args: argparse.Namespace, run_logger, command: str,
+             resumed: Optional[Mapping[str, Any]]) -> runs.RunContext:
+    """The loop settings, with the ``--resume`` state :func:`samacore.runs.start_run` read."""
+    return runs.RunContext.for_run(opt, runs.show_progress(opt, args), run_logger.run_dir, resumed, command)
 
 
 def _open_run(opt: Mapping[str, Any], test: bool = False):
@@ -235,18 +247,18 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Train from K400 (or any) weights on ``train*`` sets, validating on every ``val*`` set each epoch."""
     args, opt, device = _setup(argv, "train", "./options/fast-SAMA-train.yml", "SAMA VQA training")
     train_sets, val_sets = _data_sets(opt, "train"), _data_sets(opt, "val")  # label files first: cheap to check
+    resumed = runs.start_run(opt, args, runs.run_dir(opt), "train")  # before the model and the run folder
     model = build_model(opt, device)
-    load_weights(model, opt, "model")
+    if resumed is None:  # (a resumed run gets its weights from the state)
+        load_weights(model, opt, "model")
     seed = int(opt.get("seed", 42))
     bad = runs.bad_item_log(opt, runs.run_dir(opt), log)
     train_loaders = {k: skipping_loader(ds, opt, True, bad, f"train set {k}", seed=seed)
                      for k, ds in train_sets.items()}
     val_loaders = {k: skipping_loader(ds, opt, False, bad, f"validation set {k}") for k, ds in val_sets.items()}
     stats = runs.label_stats(np.concatenate([ds.labels for ds in train_sets.values()]))
-    if args.resume:
-        resume_path(args.resume)  # fail before the run folder is touched
     run_logger = _open_run(opt)
-    ctx = _context(opt, args, run_logger, "train")
+    ctx = _context(opt, args, run_logger, "train", resumed)
     stopped = None
     try:
         best = trainer.fit(opt, _job(opt, model, train_loaders, val_loaders, run_logger, stats, bad), device,
@@ -294,10 +306,9 @@ def finetune_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             sub.setdefault("num_threads", data["num_threads"])
         sub_opts[phase] = sub
     seed = int(opt.get("seed", 42))
-    if args.resume:
-        resume_path(args.resume)  # fail before the run folder is touched
+    resumed = runs.start_run(opt, args, runs.run_dir(opt), "finetune")  # before the run folder is touched
     run_logger = _open_run(opt)
-    ctx = _context(opt, args, run_logger, "finetune")
+    ctx = _context(opt, args, run_logger, "finetune", resumed)
     bad = runs.bad_item_log(opt, run_logger.run_dir, log)
 
     def run_split(split: int, results: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -327,6 +338,14 @@ def finetune_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 **({"calibration": calibration[key]} if key in calibration else {})}
 
     results, stopped = trainer.run_splits(num_splits, ctx, run_split)
+    summary, lines = _finetune_summary(opt, key, num_splits, results, bad, stopped)
+    _finish(run_logger, summary, lines)
+    return summary
+
+
+def _finetune_summary(opt: Mapping[str, Any], key: str, num_splits: int, results: List[Dict[str, Any]],
+                      bad: BadItemLog, stopped: Optional[str]) -> Tuple[Dict[str, Any], List[str]]:
+    """The finetuning summary (per split, median and mean over splits) and the lines that report it."""
     per_metric = [r["best_per_metric"] for r in results if "best_per_metric" in r]
     selected = [r["selected"] for r in results if r.get("selected")]
     agg_best, agg_sel = aggregate(per_metric), aggregate(selected)
@@ -347,8 +366,7 @@ def finetune_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if stopped:
         summary["stopped"] = stopped
         lines.append(stopped)
-    _finish(run_logger, summary, lines)
-    return summary
+    return summary, lines
 
 
 def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:

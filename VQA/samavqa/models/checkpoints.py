@@ -31,7 +31,8 @@ from samacore.checkpoint import (CheckpointError, LoadReport, load_checkpoint, l
 
 from .backbones import is_backbone
 
-__all__ = ["BACKBONE_ONLY", "detect_format", "detect_format_of", "load_vqa_weights", "unwrap_state_dict", "FORMATS"]
+__all__ = ["BACKBONE_ONLY", "detect_format", "detect_format_of", "load_vqa_weights", "scoring_meta", "unwrap_state_dict",
+           "FORMATS"]
 
 FORMATS = ("mmaction_k400", "vqa_release", "bare_evaluator", "bare_backbone")
 BACKBONE_ONLY = {"mmaction_k400": "a Video Swin Kinetics-400 backbone (mmaction layout)",
@@ -175,12 +176,26 @@ def _load_backbone_keys(model: nn.Module, src: Dict[str, Tensor], allow_partial:
     return _merge(reports, what)
 
 
+def scoring_meta(opt: Mapping[str, Any], val_key: Optional[str] = None) -> Dict[str, Any]:
+    """What a scorer needs to sample as a checkpoint was validated: ``stype`` and the test ``sample_types`` of
+    validation set ``val_key`` (the first ``val*`` set when None or unknown; finetuning: ``data.test``)."""
+    data = opt["data"]
+    if "anno_file" in data:  # finetuning: one labelled set, tested with data.test's sampling
+        sample_types = (data.get("test") or {}).get("sample_types", {})
+    else:
+        keys = [k for k in data if str(k).startswith("val")]
+        key = val_key if val_key in keys else (keys[0] if keys else None)
+        sample_types = ((data[key].get("args") or {}).get("sample_types", {})) if key else {}
+    return {"stype": opt["stype"], "sample_types": dict(sample_types)}
+
+
 def load_vqa_weights(
     model: nn.Module,
     path_or_state: Union[str, Mapping[str, Any]],
     allow_partial: bool = False,
     init_fragment_bias_from_relative: bool = False,
     trust: bool = False,
+    source: Optional[str] = None,
 ) -> LoadReport:
     """Load weights of any supported format into a :class:`DiViDeAddEvaluator` or a bare backbone.
 
@@ -192,11 +207,12 @@ def load_vqa_weights(
         init_fragment_bias_from_relative: K400 / bare-backbone formats only: FAST-VQA's recipe of copying each
             relative bias table into the fragment table (default: zeros, SAMA's recipe).
         trust: full unpickle of a file the user trusts (:func:`samacore.checkpoint.load_checkpoint`).
+        source: the file an already loaded object came from (named in errors).
 
     Returns:
         LoadReport with the missing / unexpected keys (and notes on what was derived).
     """
-    what = path_or_state if isinstance(path_or_state, str) else "state dict"
+    what = path_or_state if isinstance(path_or_state, str) else (source or "state dict")
     obj = load_checkpoint(path_or_state, as_weights=True, trust=trust) if isinstance(path_or_state, str) else path_or_state
     fmt = detect_format_of(obj, what)
     state, _ = unwrap_state_dict(obj)

@@ -1,0 +1,97 @@
+"""A resume needs nothing else: ``--resume RUN`` alone continues a run with the options its folder holds (the
+weights it started from may be gone); options of another run are refused naming the keys that differ; a run
+folder that holds a run is not started over unless ``--overwrite``; Ctrl-C says what was saved and how to go on."""
+import shutil
+
+import pytest
+
+from helpers import GRID, SMALL_SWIN, vqa_train_options, write_yaml
+from samacore import runs, trainer
+from samacore.checkpoint import load_checkpoint
+from samacore.options import OptionError
+
+from samaiqa import cli as iqa_cli  # imported here: their loggers hold the stdout of import time
+from samavqa import cli as vqa_cli
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
+
+
+def vqa_options(vqa_data, folder, name="alone", **over):
+    """Tiny VQA training options (relative run_dir / save_dir) whose load_path is a copy that can be deleted."""
+    shutil.copy(vqa_data.root / "k400_nano.pth", folder / "k400_copy.pth")
+    opt = vqa_train_options(vqa_data.root, name, load_path=str(folder / "k400_copy.pth"), run_dir=f"runs/{name}",
+                            save_dir="weights", **over)
+    return write_yaml(folder / f"{name}.yml", opt)
+
+
+def test_vqa_resume_alone_continues_with_the_runs_options(vqa_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    opt = vqa_options(vqa_data, tmp_path)
+    first = vqa_cli.train_main(["-o", opt, "--stop-after-epochs", "1"])
+    assert "stopped after 1 epoch" in first["stopped"]
+    (tmp_path / "k400_copy.pth").unlink()  # the resumed run needs neither the option file's weights ...
+    (tmp_path / "alone.yml").unlink()      # ... nor the option file
+    done = vqa_cli.train_main(["--resume", "runs/alone"])
+    assert "stopped" not in done and done["val"]["val-small"]["final_epoch"] == 1
+    assert load_checkpoint("runs/alone/last.pth")["epoch"] == 1
+
+
+def test_vqa_options_of_another_run_are_refused(vqa_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    vqa_cli.train_main(["-o", vqa_options(vqa_data, tmp_path, "a", num_epochs=1)])
+    other = vqa_options(vqa_data, tmp_path, "b", num_epochs=3, seed=9, train_num_workers=0, device="cpu")
+    with pytest.raises(OptionError) as e:
+        vqa_cli.train_main(["-o", other, "--resume", "runs/a"])
+    message = str(e.value)
+    assert "name: 'a' -> 'b'" in message and "num_epochs: 1 -> 3" in message and "seed: 3 -> 9" in message
+    assert "device" not in message and "run_dir" not in message  # harmless keys (RESUME_HARMLESS_KEYS)
+
+
+def test_a_run_folder_holding_a_run_is_not_started_over(vqa_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    opt = vqa_options(vqa_data, tmp_path, "again", num_epochs=1)
+    vqa_cli.train_main(["-o", opt])
+    for extra in ([], ["--stop-after-epochs", "0"]):
+        with pytest.raises(OptionError, match=r"runs/again already holds a run \(last\.pth, summary\.json\): "
+                                              r"continue it with --resume .*--overwrite"):
+            vqa_cli.train_main(["-o", opt, *extra])
+    stamp = (tmp_path / "runs/again/last.pth").stat().st_mtime_ns
+    summary = vqa_cli.train_main(["-o", opt, "--overwrite"])
+    assert summary["val"]["val-small"]["final_epoch"] == 0
+    assert (tmp_path / "runs/again/last.pth").stat().st_mtime_ns != stamp
+    assert len((tmp_path / "runs/again/metrics.csv").read_text().splitlines()) == 3  # header + this run's 2 rows
+
+
+def test_iqa_resume_alone(iqa_images, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    opt = {"name": "ia", "stype": "sama", "num_epochs": 2, "warmup_epochs": 1, "batch_size": 4, "num_workers": 0,
+           "num_splits": 1, "progress": False, "run_dir": "runs/ia",
+           "data": {"database": "syn", "data_info": str(iqa_images), "data_prefix": str(iqa_images.parent), **GRID},
+           "model": {"backbone_args": SMALL_SWIN}}
+    iqa_cli.train_main(["-o", write_yaml(tmp_path / "ia.yml", opt), "--stop-after-epochs", "1"])
+    (tmp_path / "ia.yml").unlink()
+    done = iqa_cli.train_main(["--resume", "runs/ia"])
+    assert [r["split"] for r in done["per_split"]] == [0] and "stopped" not in done
+
+
+def test_ctrl_c_says_what_was_saved_and_how_to_continue(vqa_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    opt = vqa_options(vqa_data, tmp_path, "intr", num_epochs=3)
+    real = trainer.train_one_epoch
+    calls = []
+
+    def interrupted_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", interrupted_in_second_epoch)
+    monkeypatch.setattr("sys.argv", ["VQA/demo_train.py", "-o", opt])
+    with pytest.raises(SystemExit) as e:
+        runs.run_command(vqa_cli.train_main)
+    assert e.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["interrupted (Ctrl-C): the state after epoch 0 is saved in runs/intr/last.pth; continue with: "
+                   "python VQA/demo_train.py --resume runs/intr"]
+    assert load_checkpoint("runs/intr/last.pth")["epoch"] == 0
