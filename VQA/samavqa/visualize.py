@@ -21,6 +21,7 @@ A video shorter than the clips need is drawn with a warning, the note ``vqa.py``
 """
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -249,9 +250,7 @@ def paper_sample_types() -> Dict[str, Dict[str, Any]]:
     return scoring_options(load_options(DEFAULT_OPTIONS))[0]
 
 
-def build_parser():
-    import argparse
-
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Draw what a SAMA sampler feeds the model for one clip of a video.")
     p.add_argument("-v", "--video", required=True)
     p.add_argument("--stype", default=None, help=f"sample type: {', '.join(SAMPLE_TYPES)} (default: from the options, "
@@ -269,7 +268,7 @@ def build_parser():
     return p
 
 
-def _setup(args) -> Tuple[Optional[torch.nn.Module], Mapping[str, Any], str, str]:
+def _setup(args: argparse.Namespace) -> Tuple[Optional[torch.nn.Module], Mapping[str, Any], str, str]:
     """(model or None, sample_types, stype, device) from the command line: the scorer's with ``--quality-map``,
     else the option file's test sampling (default: the paper's)."""
     import sys

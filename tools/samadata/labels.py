@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 from .contents import Item
 from .sources import source_fps
@@ -29,7 +29,8 @@ def iqa_line(item: Item) -> str:
     return f"{item.filename} {item.label:.1f}"
 
 
-def _text(items: Sequence[Item], line, split: str = "") -> str:
+def _text(items: Sequence[Item], line: Callable[[Item], str], split: str = "") -> str:
+    """The lines of the items (of one split, or all when ``split`` is empty), each ending in a newline."""
     return "".join(line(i) + "\n" for i in items if not split or i.content.split == split)
 
 
