@@ -124,7 +124,7 @@ def test_run_dir(opt: Mapping[str, Any]) -> str:
     return os.path.join(run_dir(opt), "test")
 
 
-#: what shows that a run folder holds a run: its resumable state, its summary (VQA) or results (IQA)
+#: what shows that a run folder holds a run: its resumable state or summary (results.json: IQA runs of earlier versions)
 RUN_MARKERS = (RESUME_FILE, "summary.json", "results.json")
 #: the files a run writes at its top level (removed by ``--overwrite``)
 RUN_FILES = RUN_MARKERS + ("metrics.csv", "metrics.jsonl", "skipped.txt", "splits.json", "curves.png")

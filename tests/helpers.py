@@ -98,3 +98,17 @@ def read_only_folder(tmp_path) -> str:
         except OSError:
             return candidate
     pytest.skip("no read-only folder on this machine")
+
+
+def result_row(summary: dict, set_name=None, split=None) -> dict:
+    """The row of a run's summary.json (``samacore.summary``) for validation set ``set_name`` (None: any) and
+    ``split`` (None: any)."""
+    rows = [r for r in summary["results"] if (set_name is None or r["set"] == set_name)
+            and (split is None or r["split"] == split)]
+    assert len(rows) == 1, (set_name, split, summary["results"])
+    return rows[0]
+
+
+def rows_by_set(summary: dict) -> dict:
+    """``{set: row}`` of a one-split run's summary.json."""
+    return {r["set"]: r for r in summary["results"]}

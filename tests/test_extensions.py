@@ -9,7 +9,7 @@ from torch import nn
 
 import cv2
 
-from helpers import GRID, MODEL, write_graded_images
+from helpers import result_row, GRID, MODEL, write_graded_images
 from samacore.sampling import SAMPLE_TYPES, FragmentGrid, SamaVariant, SampleType, sama_sample
 
 FRAG = dict(fragments_h=2, fragments_w=2, fsize_h=32, fsize_w=32, aligned=8, clip_len=8, frame_interval=1, num_clips=1)
@@ -141,7 +141,7 @@ def test_a_registered_backbone_trains_saves_and_loads(tiny_video_net, vqa_data, 
     best = load_checkpoint(str(tmp_path / "pretrained_weights" / "tiny_val_s_dev_v0.0.pth"))
     assert best["state_dict"]["fragments_backbone.stem.weight"].shape == (8, 3, 2, 16, 16)
     assert best["state_dict"]["vqa_head.fc_hid.weight"].shape == (8, 8, 1, 1, 1)
-    assert summary["val"]["val"]["final_epoch"] == 1 and best["label_stats"]["pred_std"] > 0
+    assert result_row(summary, "val")["final_epoch"] == 1 and best["label_stats"]["pred_std"] > 0
 
     # the old-layout file loads through the backbone's filter
     model = DiViDeAddEvaluator(**args)
@@ -200,7 +200,7 @@ def test_a_timm_registered_backbone_trains_and_scores(tmp_path, one_thread):
            "progress": False}
     (tmp_path / "o.yml").write_text(yaml.safe_dump(opt))
     summary = cli.train_main(["-o", str(tmp_path / "o.yml"), "--no-progress"])
-    ckpt = summary["per_split"][0]["checkpoint"]
+    ckpt = result_row(summary, split=0)["checkpoint"]
 
     # the ImageNet file went through the filter beside the model
     fresh = IQAModel("tiny_image_net", img_size=64, hidden_channels=8, width=8)
@@ -258,7 +258,7 @@ def test_a_registered_label_format_feeds_training(mos_csv, vqa_data, tmp_path, m
     summary = cli.train_main(["-o", "o.yml", "--no-progress"])
     assert summary["label_stats"]["n"] == len(fast_vqa)
     assert summary["label_stats"]["mean"] == pytest.approx(np.mean([i["label"] for i in fast_vqa]))
-    assert np.isfinite(summary["val"]["val"]["final"]["srcc"])
+    assert np.isfinite(result_row(summary, "val")["final"]["srcc"])
 
 
 # ------------------------------------------------------------------------------------------- a dataset type
@@ -297,7 +297,7 @@ def test_a_registered_dataset_type_is_built_from_the_options(inline_dataset, vqa
     summary = cli.train_main(["-o", "o.yml", "--no-progress"])
     assert summary["label_stats"] == {"mean": pytest.approx(np.mean(list(videos.values()))),
                                       "std": pytest.approx(np.std(list(videos.values()))), "n": 6}
-    assert summary["val"]["val"]["final"]["n"] == 6
+    assert result_row(summary, "val")["final"]["n"] == 6
     opt["data"]["val"]["type"] = "InlinDataset"
     (tmp_path / "o.yml").write_text(yaml.safe_dump(opt))
     with pytest.raises(ValueError, match="unknown dataset type 'InlinDataset' \\(did you mean 'InlineDataset'\\?\\)"):
@@ -335,7 +335,7 @@ def test_a_plugin_file_extends_an_iqa_run(tmp_path, one_thread):
     (tmp_path / "o.yml").write_text(yaml.safe_dump(opt))
     try:
         summary = cli.train_main(["-o", str(tmp_path / "o.yml"), "--no-progress"])
-        assert summary["per_split"][0]["n_train"] == 4 and np.isfinite(summary["median"]["rmse"])
+        assert result_row(summary, split=0)["n_train"] == 4 and np.isfinite(summary["aggregate"]["best_per_metric"]["median"]["rmse"])
         with pytest.raises(LabelError, match=r"scores\.lst, line 2: label 'x' is not a number"):
             (tmp_path / "scores.lst").write_text("p0.png;1\np1.png;x\n")
             cli.train_main(["-o", str(tmp_path / "o.yml"), "--no-progress"])

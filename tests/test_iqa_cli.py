@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import GRID, SMALL_SWIN, write_graded_images
+from helpers import result_row, GRID, SMALL_SWIN, write_graded_images
 from samacore.options import OptionError
 from samaiqa import cli
 from samaiqa.checkpoints import load_into_model, read_checkpoint_info
@@ -86,13 +86,13 @@ def test_two_split_training_smoke_run_and_demo_test(tmp_path, one_thread):
         assert splits["splits"][s]["train"] == train and splits["splits"][s]["test"] == test
         assert len(train) == 9 and len(test) == 3
 
-    results = json.load(open(run / "results.json"))
-    assert len(results["per_split"]) == 2
+    results = json.load(open(run / "summary.json"))
+    assert len(results["results"]) == 2
     for m in ("srcc", "plcc", "krcc", "rmse"):
-        per = [r["best"][m] for r in results["per_split"]]
+        per = [r["best_per_metric"][m] for r in results["results"]]
         assert np.isfinite(per).all()
-        assert results["median"][m] == pytest.approx(float(np.median(per)))
-    assert summary["median"] == results["median"]
+        assert results["aggregate"]["best_per_metric"]["median"][m] == pytest.approx(float(np.median(per)))
+    assert summary["aggregate"] == results["aggregate"]
 
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [(int(r["split"]), int(r["epoch"])) for r in rows] == [(0, 0), (0, 1), (1, 0), (1, 1)]
@@ -100,14 +100,14 @@ def test_two_split_training_smoke_run_and_demo_test(tmp_path, one_thread):
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(run / "split_00" / "tensorboard"))
 
     # best checkpoint of split 0: our format, with the training labels' statistics, loads strictly
-    ckpt = results["per_split"][0]["checkpoint"]
+    ckpt = result_row(results, split=0)["checkpoint"]
     assert ckpt and os.path.isfile(ckpt)
     meta = read_checkpoint_info(ckpt)
     train_labels = np.array([float(l.split()[1]) for l in open(info)])[splits["splits"][0]["train"]]
     assert meta["label_stats"]["mean"] == pytest.approx(train_labels.mean(), rel=1e-5)
     assert meta["label_stats"]["std"] == pytest.approx(train_labels.std(), rel=1e-5)
     assert meta["split"] == 0 and meta["validation_results"]["srcc"] == pytest.approx(
-        results["per_split"][0]["selected"]["srcc"])
+        result_row(results, split=0)["selected"]["srcc"])
 
     # demo_test with that checkpoint: one name,pred,gt row per listed image, raw scores of the model
     test_opt = base_options(tmp_path, info, load_path=ckpt)
@@ -166,10 +166,10 @@ def test_fixed_split_from_a_test_list(tmp_path, one_thread):
     splits = json.load(open(tmp_path / "run" / "splits.json"))
     assert splits["protocol"].startswith("fixed") and len(splits["splits"]) == 1
     assert splits["splits"][0]["test"] == [1, 6] and splits["splits"][0]["train"] == [0, 2, 3, 4, 5, 7]
-    assert len(summary["per_split"]) == 1 and summary["per_split"][0]["n_test"] == 2
+    assert len(summary["results"]) == 1 and result_row(summary, split=0)["n_test"] == 2
     # demo_test with the same options scores the test side only
     out = tmp_path / "pred.csv"
-    test_opt = dict(opt, load_path=summary["per_split"][0]["checkpoint"])
+    test_opt = dict(opt, load_path=result_row(summary, split=0)["checkpoint"])
     cli.test_main(["-o", write_options(tmp_path / "fixed_test.yml", **test_opt), "--output", str(out), "--no-progress"])
     assert [r["name"] for r in csv.DictReader(open(out))] == ["img01.png", "img06.png"]
 

@@ -45,10 +45,10 @@ def test_two_processes_match_one(tmp_path, one_thread):
     assert not os.path.exists(tmp_path / "two" / "skipped.txt.rank1")
 
     one = cli.train_main(["-o", options(tmp_path, 4, "one")])
-    two = json.load(open(tmp_path / "two" / "results.json"))
-    for key in ("best", "final"):
+    two = json.load(open(tmp_path / "two" / "summary.json"))
+    for key in ("best_per_metric", "final"):
         for m in ("srcc", "plcc", "krcc", "rmse"):
-            assert two["per_split"][0][key][m] == pytest.approx(one["per_split"][0][key][m], abs=1e-5)
+            assert two["results"][0][key][m] == pytest.approx(one["results"][0][key][m], abs=1e-5)
     rows = [list(csv.DictReader(open(tmp_path / d / "metrics.csv"))) for d in ("one", "two")]
     assert len(rows[0]) == len(rows[1]) == 1 and rows[1][0]["n"] == "3"  # every test image once
     for key in ("loss", "train_srcc", "lr_head", "srcc", "plcc", "rmse"):

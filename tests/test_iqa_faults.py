@@ -156,7 +156,7 @@ def test_training_skips_a_bad_image_and_writes_the_skip_list(tmp_path):
     broken = tmp_path / "i05.png"
     broken.write_bytes(broken.read_bytes()[:100])
     summary = cli.train_main(["-o", _options(tmp_path, max_bad_fraction=0.4), "--no-progress"])
-    assert np.isfinite(summary["median"]["srcc"])
+    assert np.isfinite(summary["aggregate"]["best_per_metric"]["median"]["srcc"])
     assert summary["skipped"]["count"] == 1
     name, reason, where = (tmp_path / "run" / "skipped.txt").read_text().strip().split("\t")
     assert name == str(broken) and "truncated" in reason and "split 00" in where

@@ -43,11 +43,11 @@ def options(info, path, run_dir, **over):
 
 
 def outcome(run):
-    """What must not depend on interruptions: results.json (without file paths), every logged row, the best
+    """What must not depend on interruptions: summary.json (without file paths), every logged row, the best
     checkpoints' weights and calibration statistics."""
-    res = json.load(open(run / "results.json"))
+    res = json.load(open(run / "summary.json"))
     res.pop("run_dir")
-    for r in res["per_split"]:
+    for r in res["results"]:
         r.pop("checkpoint")
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     split_rows = list(csv.DictReader(open(run / "split_01" / "metrics.csv")))
@@ -71,18 +71,18 @@ def test_interrupted_twice_then_resumed_matches_uninterrupted(images, reference,
     opt = options(images, tmp_path / "o.yml", tmp_path / "run")
     run = tmp_path / "run"
     first = cli.train_main(["-o", opt, "--stop-after-epochs", "1"])
-    assert "split 00 epoch 00" in first["stopped"] and first["per_split"] == []
+    assert "split 00 epoch 00" in first["stopped"] and first["results"] == []
     state = load_checkpoint(str(run / "last.pth"))
     assert (state["split"], state["epoch"], state["per_split"]) == (0, 0, [])
     assert {"model", "ema", "optimizer", "scheduler", "rng", "best", "log_rows"} <= set(state)
 
     second = cli.train_main(["-o", opt, "--resume", str(run), "--stop-after-epochs", "1"])
-    assert "split 00 epoch 01" in second["stopped"] and second["per_split"] == []  # stopped before calibration
+    assert "split 00 epoch 01" in second["stopped"] and second["results"] == []  # stopped before calibration
     assert "label_stats" in load_checkpoint(str(run / f"{NAME}_split00_syn_s_dev.pth"))
     assert "pred_mean" not in load_checkpoint(str(run / f"{NAME}_split00_syn_s_dev.pth"))["label_stats"]
 
     done = cli.train_main(["-o", opt, "--resume", str(run / "last.pth")])
-    assert "stopped" not in done and [r["split"] for r in done["per_split"]] == [0, 1]
+    assert "stopped" not in done and [r["split"] for r in done["results"]] == [0, 1]
     got, want = outcome(run), reference[1]
     assert got[0] == want[0]  # per-split best / final / selected metrics and their median, exactly
     assert got[1] == want[1] and len(got[1]) == 4  # every logged row (loss, lrs, metrics), exactly
@@ -109,7 +109,7 @@ def test_resume_errors(images, reference, tmp_path):
 def test_bf16_training_and_testing(images, reference, tmp_path):
     summary = cli.train_main(["-o", options(images, tmp_path / "o.yml", tmp_path / "run", num_splits=1, num_epochs=1),
                               "--bf16"])
-    assert np.isfinite([summary["median"][m] for m in ("srcc", "plcc", "krcc", "rmse")]).all()
+    assert np.isfinite([summary["aggregate"]["best_per_metric"]["median"][m] for m in ("srcc", "plcc", "krcc", "rmse")]).all()
     assert yaml.safe_load(open(tmp_path / "run" / "options.yml"))["amp"] == "bf16"
     best = str(reference[0] / f"{NAME}_split00_syn_s_dev.pth")
     test_opt = options(images, tmp_path / "t.yml", tmp_path / "test", load_path=best)

@@ -176,7 +176,7 @@ def test_trainer_stores_calibration_that_maps_training_scores_to_label_moments(t
            "model": {"backbone_args": SMALL_SWIN}, "run_dir": str(tmp_path / "run"), "progress": False}
     (tmp_path / "t.yml").write_text(yaml.safe_dump(opt))
     summary = cli.train_main(["-o", str(tmp_path / "t.yml"), "--no-progress"])
-    ckpt = summary["per_split"][0]["checkpoint"]
+    ckpt = summary["results"][0]["checkpoint"]
     stats = read_checkpoint_info(ckpt)["label_stats"]
     train_idx = __import__("json").load(open(tmp_path / "run" / "splits.json"))["splits"][0]["train"]
     labels = np.array([float(l.split()[1]) for l in lines])[train_idx]

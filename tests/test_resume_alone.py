@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from helpers import GRID, SMALL_SWIN, vqa_train_options, write_yaml
+from helpers import result_row, GRID, SMALL_SWIN, vqa_train_options, write_yaml
 from samacore import runs, trainer
 from samacore.checkpoint import load_checkpoint
 from samacore.options import OptionError
@@ -32,7 +32,7 @@ def test_vqa_resume_alone_continues_with_the_runs_options(vqa_data, tmp_path, mo
     (tmp_path / "k400_copy.pth").unlink()  # the resumed run needs neither the option file's weights ...
     (tmp_path / "alone.yml").unlink()      # ... nor the option file
     done = vqa_cli.train_main(["--resume", "runs/alone"])
-    assert "stopped" not in done and done["val"]["val-small"]["final_epoch"] == 1
+    assert "stopped" not in done and result_row(done, "val-small")["final_epoch"] == 1
     assert load_checkpoint("runs/alone/last.pth")["epoch"] == 1
 
 
@@ -57,7 +57,7 @@ def test_a_run_folder_holding_a_run_is_not_started_over(vqa_data, tmp_path, monk
             vqa_cli.train_main(["-o", opt, *extra])
     stamp = (tmp_path / "runs/again/last.pth").stat().st_mtime_ns
     summary = vqa_cli.train_main(["-o", opt, "--overwrite"])
-    assert summary["val"]["val-small"]["final_epoch"] == 0
+    assert result_row(summary, "val-small")["final_epoch"] == 0
     assert (tmp_path / "runs/again/last.pth").stat().st_mtime_ns != stamp
     assert len((tmp_path / "runs/again/metrics.csv").read_text().splitlines()) == 3  # header + this run's 2 rows
 
@@ -71,7 +71,7 @@ def test_iqa_resume_alone(iqa_images, tmp_path, monkeypatch):
     iqa_cli.train_main(["-o", write_yaml(tmp_path / "ia.yml", opt), "--stop-after-epochs", "1"])
     (tmp_path / "ia.yml").unlink()
     done = iqa_cli.train_main(["--resume", "runs/ia"])
-    assert [r["split"] for r in done["per_split"]] == [0] and "stopped" not in done
+    assert [r["split"] for r in done["results"]] == [0] and "stopped" not in done
 
 
 def test_ctrl_c_says_what_was_saved_and_how_to_continue(vqa_data, tmp_path, monkeypatch, capsys):

@@ -27,7 +27,7 @@ from samavqa import score as vqa_score
 pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-TRAINING_FILES = ("summary.json", "options.yml", "metrics.csv", "curves.png")  # VQA; IQA: results.json
+TRAINING_FILES = ("summary.json", "options.yml", "metrics.csv", "curves.png")  # both trees
 
 
 def once_on_one_thread(fn, *args):
@@ -165,7 +165,7 @@ def test_iqa_curves_one_line_per_split(iqa_run):
 
 def test_iqa_test_and_scoring_leave_the_training_run_alone(images, iqa_run, tmp_path):
     run = iqa_run / "run"
-    files = ("options.yml", "results.json", "metrics.csv", "curves.png")
+    files = ("options.yml", "summary.json", "metrics.csv", "curves.png")
     before = {f: (run / f).read_bytes() for f in files}
     ckpt = run / "out_split00_syn_s_dev.pth"
     opt = iqa_options(images, tmp_path / "t.yml", run)  # the training options: no load_path, --ckpt gives it
@@ -174,8 +174,7 @@ def test_iqa_test_and_scoring_leave_the_training_run_alone(images, iqa_run, tmp_
     summary = iqa_cli.test_main(["-o", opt, "--ckpt", str(ckpt), "--no-progress"])
     assert iqa_score.main(["-i", str(images.parent / "im3.png"), "-i", str(images.parent / "im4.png"), "--ckpt",
                            str(ckpt), "--options", opt, "--no-progress", "--output", str(tmp_path / "s.csv")]) == 0
-    assert {f: (run / f).read_bytes() for f in files} == before
-    assert not (run / "summary.json").exists()
+    assert {f: (run / f).read_bytes() for f in files} == before  # the training run's summary.json included
     test = run / "test"
     assert json.load(open(test / "summary.json")) == json.loads(json.dumps(summary))
     assert summary["predictions"] == str(test / "predictions.csv") and summary["n"] == 10
@@ -211,7 +210,7 @@ def test_a_drawing_failure_warns_once_and_training_goes_on(images, tmp_path, mon
     warnings = []
     monkeypatch.setattr(curves.log, "warning", lambda msg, *a: warnings.append(msg % a))
     summary = iqa_cli.train_main(["-o", iqa_options(images, tmp_path / "o.yml", tmp_path / "run", num_splits=1)])
-    assert len(summary["per_split"]) == 1 and (tmp_path / "run" / "out_split00_syn_s_dev.pth").exists()
+    assert len(summary["results"]) == 1 and (tmp_path / "run" / "out_split00_syn_s_dev.pth").exists()
     assert not (tmp_path / "run" / "curves.png").exists()
     warnings = [w for w in warnings if "curves.png" in w]  # (the logger is shared: other warnings may come)
     assert len(warnings) == 1 and "pip install matplotlib" in warnings[0]

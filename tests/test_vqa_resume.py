@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from helpers import result_row
 from samacore.checkpoint import CheckpointError, load_checkpoint
 from samacore.options import OptionError
 from samavqa import cli
@@ -43,7 +44,7 @@ def train_options(data, path, **over):
 def outcome(folder):
     """What must not depend on interruptions: metrics log, summary metrics, final / best weights."""
     summary = yaml.safe_load(open(folder / "runs" / NAME / "summary.json"))
-    val = {k: {m: v for m, v in s.items() if m != "checkpoint"} for k, s in summary["val"].items()}
+    val = {r["set"]: {m: v for m, v in r.items() if m != "checkpoint"} for r in summary["results"]}
     weights = {f: load_checkpoint(str(folder / "pretrained_weights" / f))["state_dict"]
                for f in (f"{NAME}_Epoch_01.pth", f"{NAME}_val-small_s_dev_v0.0.pth")}
     rows = list(csv.DictReader(open(folder / "runs" / NAME / "metrics.csv")))
@@ -127,7 +128,7 @@ def test_resume_refuses_changed_options_and_bad_targets(vqa_data, reference, tmp
     same = train_options(vqa_data, tmp_path / "s.yml", run_dir=str(tmp_path / "run2"), save_dir=str(tmp_path / "w"),
                          progress=True)
     summary = cli.train_main(["-o", same, "--resume", str(folder / "runs" / NAME), "--no-progress"])
-    assert {m: v for m, v in summary["val"]["val-small"].items() if m != "checkpoint"} == reference[1][0]["val-small"]
+    assert {m: v for m, v in result_row(summary, "val-small").items() if m != "checkpoint"} == reference[1][0]["val-small"]
     assert list(csv.DictReader(open(tmp_path / "run2" / "metrics.csv"))) == reference[1][2]
     with pytest.raises(CheckpointError, match="has no last.pth"):
         cli.train_main(["-o", changed, "--resume", str(tmp_path)])
@@ -160,12 +161,12 @@ def test_finetune_stop_between_splits_then_resume(vqa_data, tmp_path, monkeypatc
     ref = cli.finetune_main(["-o", opt])
     monkeypatch.chdir(tmp_path / "b")
     first = cli.finetune_main(["-o", opt, "--stop-after-epochs", "1"])
-    assert first["stopped"] and [s["split"] for s in first["splits"]] == []
+    assert first["stopped"] and [s["split"] for s in first["results"]] == []
     assert load_checkpoint(str(tmp_path / "b" / "runs" / "ftres" / "last.pth"))["split"] == 0
     done = cli.finetune_main(["-o", opt, "--resume", "runs/ftres"])
-    strip = lambda s: [{k: v for k, v in r.items() if k != "checkpoint"} for r in s["splits"]]
-    assert strip(done) == strip(ref) and [s["split"] for s in done["splits"]] == [0, 1]
-    assert done["aggregate_best_per_metric"] == ref["aggregate_best_per_metric"]
+    strip = lambda s: [{k: v for k, v in r.items() if k != "checkpoint"} for r in s["results"]]
+    assert strip(done) == strip(ref) and [s["split"] for s in done["results"]] == [0, 1]
+    assert done["aggregate"] == ref["aggregate"]
     read = lambda d: (d / "runs" / "ftres" / "metrics.csv").read_text()
     assert read(tmp_path / "b") == read(tmp_path / "a")
 

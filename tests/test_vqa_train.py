@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import FRAG, MODEL, N_VIDEOS, vqa_train_options, write_yaml
+from helpers import result_row, FRAG, MODEL, N_VIDEOS, vqa_train_options, write_yaml
 from samacore.checkpoint import CheckpointError, load_checkpoint
 from samacore.options import OptionError
 from samavqa import cli
@@ -75,7 +75,7 @@ def test_train_writes_checkpoints_metrics_and_summary(workdir, trained):
     assert stats["mean"] == pytest.approx(np.mean(labels)) and stats["n"] == N_VIDEOS
     assert stats["std"] == pytest.approx(np.std(labels))
     assert np.isfinite(stats["pred_mean"]) and stats["pred_std"] > 0 and stats["pred_source"]
-    assert trained["calibration"]["val-small"] == stats
+    assert result_row(trained, "val-small")["calibration"] == stats
     assert set(best["validation_results"]) >= {"srcc", "plcc", "krcc", "rmse"}
     # the raw and EMA weights differ (evaluation and the best checkpoint use the EMA model)
     last = load_checkpoint(str(wdir / "smoke_Epoch_01.pth"))["state_dict"]
@@ -99,9 +99,9 @@ def test_train_writes_checkpoints_metrics_and_summary(workdir, trained):
     assert any(r["set"] == "train" and float(r["loss"]) > 0 for r in rows)
     assert (run / "options.yml").exists() and (run / "metrics.jsonl").exists()
     summary = json.load(open(run / "summary.json"))
-    assert summary["val"]["val-small"]["final_epoch"] == 1
+    assert result_row(summary, "val-small")["final_epoch"] == 1
     assert "own best epoch" in summary["protocol"]
-    assert trained["val"]["val-small"]["checkpoint"].endswith("smoke_val-small_s_dev_v0.0.pth")
+    assert result_row(trained, "val-small")["checkpoint"].endswith("smoke_val-small_s_dev_v0.0.pth")
 
 
 def test_test_command_reproduces_stored_validation(workdir, trained, tmp_path):
@@ -160,15 +160,15 @@ def test_finetune_two_splits(workdir, trained, tmp_path, monkeypatch):
            "model": MODEL, "optimizer": {"lr": 1e-3, "backbone_lr_mult": 0.1, "wd": 0.05}, "load_path": ckpt}
     (tmp_path / "ft.yml").write_text(yaml.safe_dump(opt))
     summary = cli.finetune_main(["-o", "ft.yml", "--no-progress"])
-    assert summary["num_splits"] == 2 and [s["split"] for s in summary["splits"]] == [0, 1]
+    assert summary["num_splits"] == 2 and [s["split"] for s in summary["results"]] == [0, 1]
     for s in (0, 1):
         assert (tmp_path / "pretrained_weights" / f"ft_split{s:02d}_tiny_s_dev_v0.0.pth").exists()
-    srccs = [s["best_per_metric"]["srcc"] for s in summary["splits"]]
-    for s in summary["splits"]:  # each split's checkpoint calibrated on its own training videos (80% of 8)
+    srccs = [s["best_per_metric"]["srcc"] for s in summary["results"]]
+    for s in summary["results"]:  # each split's checkpoint calibrated on its own training videos (80% of 8)
         ck = load_checkpoint(str(tmp_path / "pretrained_weights" / f"ft_split{s['split']:02d}_tiny_s_dev_v0.0.pth"))
         assert ck["label_stats"] == s["calibration"] and ck["label_stats"]["n"] == int(0.8 * N_VIDEOS)
         assert ck["label_stats"]["pred_std"] > 0
-    assert summary["aggregate_best_per_metric"]["median"]["srcc"] == pytest.approx(np.nanmedian(srccs))
+    assert summary["aggregate"]["best_per_metric"]["median"]["srcc"] == pytest.approx(np.nanmedian(srccs))
     # the splits are the original protocol's: random.Random(split * 123) over the label file, first 80% train
     rows = list(csv.DictReader(open(tmp_path / "runs" / "ft" / "metrics.csv")))
     assert {r["split"] for r in rows} == {"0", "1"}

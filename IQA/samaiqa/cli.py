@@ -45,7 +45,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from samacore import distributed as D
-from samacore import engine, loaders, runs, trainer
+from samacore import engine, loaders, runs, summary, trainer
 from samacore.checkpoint import CheckpointError, checkpoint_meta
 from samacore.labels import check_folder
 from samacore.metrics import METRIC_NAMES, aggregate, evaluate, format_metrics, has_labels
@@ -246,13 +246,10 @@ def train_split(
     return best
 
 
-def _split_result(best: trainer.BestCheckpointer, key: str, split: int, n_train: int, n_test: int) -> Optional[Dict[str, Any]]:
-    if key not in best.trackers:
-        return None
-    t = best.trackers[key]
-    return {"split": split, "n_train": n_train, "n_test": n_test, "best": dict(t.best), "best_epoch": dict(t.best_epoch),
-            "final": dict(t.last), "selected": dict(t.selected), "selected_epoch": t.selected_epoch,
-            "checkpoint": best.saved.get(key)}
+def _split_result(best: trainer.BestCheckpointer, split: int, n_train: int, n_test: int) -> Optional[Dict[str, Any]]:
+    """The split's row of the run summary (:func:`samacore.summary.best_rows`); None when nothing was evaluated."""
+    rows = summary.best_rows(best, split, n_train=n_train, n_test=n_test)
+    return rows[0] if rows else None
 
 
 def _given_split(opt: Mapping[str, Any], labels: LabelSet):
@@ -305,39 +302,38 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                            more_after=s < num_splits - 1, results=results)
         for line in best.summary_lines():
             log.info("split %02d %s", s, line)
-        result = _split_result(best, database, s, len(train_idx), len(test_idx))
-        run_logger.write_json("results.json", {"per_split": results + ([result] if result is not None else [])})
+        result = _split_result(best, s, len(train_idx), len(test_idx))
+        done = results + ([result] if result is not None else [])
+        run_logger.write_json(summary.SUMMARY_FILE, _train_summary(opt, run_dir, num_splits, done, bad_log, None))
         return result
 
     try:
         per_split, stopped = trainer.run_splits(num_splits, ctx, run_split, results_key="per_split")
-        summary = _train_summary(opt, run_dir, num_splits, per_split, bad_log, stopped)
-        run_logger.write_json("results.json", summary)
+        result = _train_summary(opt, run_dir, num_splits, per_split, bad_log, stopped, report=True)
+        run_logger.write_json(summary.SUMMARY_FILE, result)
     finally:
         run_logger.close()
     D.cleanup()
-    return summary
+    return result
 
 
 def _train_summary(opt: Mapping[str, Any], run_dir: str, num_splits: int, per_split: List[Dict[str, Any]],
-                   bad_log: BadItemLog, stopped: Optional[str]) -> Dict[str, Any]:
-    """``results.json`` of a training (per split, median and mean over splits), logged as it is made."""
-    summary: Dict[str, Any] = {"command": "train", "name": opt["name"],
-                               "database": str(opt["data"].get("database", "data")), "run_dir": run_dir, "num_splits": num_splits, "per_split": per_split}
-    if per_split:
-        agg = aggregate([r["best"] for r in per_split])
-        summary.update(median=agg["median"], mean=agg["mean"])
-        summary["protocol"] = ("median (and mean) over splits of each split's best SRCC / PLCC / KRCC / RMSE, "
-                               "each metric at its own best epoch, as the original reports")
-        log.info("median over %d splits of per-split best: %s", len(per_split), format_metrics(agg["median"]))
-        log.info("mean   over %d splits of per-split best: %s", len(per_split), format_metrics(agg["mean"]))
-    if bad_log.reasons:
-        summary["skipped"] = {"count": len(bad_log.reasons), "list": bad_log.skip_file}
+                   bad_log: BadItemLog, stopped: Optional[str], report: bool = False) -> Dict[str, Any]:
+    """The run summary of a training (:func:`samacore.summary.training_summary`: per split, median and mean over
+    splits), written after every split; ``report``: also log the aggregates, the skipped images, the stop."""
+    skipped = {"count": len(bad_log.reasons), "list": bad_log.skip_file} if bad_log.reasons else None
+    result = summary.training_summary("train", "iqa", opt["name"], per_split,
+                                      database=str(opt["data"].get("database", "data")), run_dir=run_dir,
+                                      num_splits=num_splits, skipped=skipped, stopped=stopped)
+    if report and per_split:
+        for how in ("median", "mean"):
+            log.info("%-6s over %d splits of per-split best: %s", how, len(per_split),
+                     format_metrics(result["aggregate"]["best_per_metric"][how]))
+    if report and skipped:
         log.warning("%d bad images skipped; list in %s", len(bad_log.reasons), bad_log.skip_file)
-    if stopped:
-        summary["stopped"] = stopped
+    if report and stopped:
         log.info("%s", stopped)
-    return summary
+    return result
 
 
 # ----------------------------------------------------------------------------------------------- test

@@ -41,7 +41,7 @@ import numpy as np
 from torch import nn
 
 from samacore import distributed as D
-from samacore import engine, runs, trainer
+from samacore import engine, runs, summary, trainer
 from samacore.checkpoint import CheckpointError, checkpoint_meta, download_hint, load_checkpoint
 from samacore.ema import unwrap
 from samacore.metrics import METRIC_NAMES, aggregate, evaluate, format_metrics, has_labels
@@ -234,10 +234,10 @@ def _data_sets(opt: Mapping[str, Any], prefix: str) -> Dict[str, Any]:
     return out
 
 
-def _finish(run_logger, summary: Dict[str, Any], lines: Sequence[str]) -> None:
+def _finish(run_logger, result: Dict[str, Any], lines: Sequence[str]) -> None:
     for line in lines:
         log.info(line)
-    run_logger.write_json("summary.json", summary)
+    run_logger.write_json(summary.SUMMARY_FILE, result)
     run_logger.close()
     D.cleanup()
 
@@ -274,21 +274,16 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             return repr(sample_types), sets
 
         calibration = _calibrate(best, opt, model, sets_for, device, bad, ctx)
-    summary = {"command": "train", "name": opt["name"], "num_epochs": int(opt["num_epochs"]), "label_stats": stats,
-               "protocol": "best = each metric's own best epoch (original SAMA reporting); final = last epoch; "
-                           "selected = epoch with max SRCC+PLCC (the saved EMA checkpoint)",
-               "val": best.summary() if best is not None else {}}
-    if calibration:
-        summary["calibration"] = calibration
-    if bad.reasons:
-        summary["skipped"] = _skip_note(bad)
-    if stopped:
-        summary["stopped"] = stopped
+    rows = summary.best_rows(best) if best is not None else []
+    for row in rows:
+        row["calibration"] = calibration.get(row["set"])
+    result = summary.training_summary("train", "vqa", opt["name"], rows, num_epochs=int(opt["num_epochs"]),
+                                      label_stats=stats, skipped=_skip_note(bad), stopped=stopped)
     lines = best.summary_lines() if best is not None else [stopped]
     if bad.reasons:
         lines.append(f"{len(bad.reasons)} unreadable video(s) skipped; list in {bad.skip_file}")
-    _finish(run_logger, summary, lines)
-    return summary
+    _finish(run_logger, result, lines)
+    return result
 
 
 def finetune_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -334,19 +329,20 @@ def finetune_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         # calibration: the split's training videos scored with its test sampling
         calibration = _calibrate(best, opt, model, lambda _key: ("test", [dataset(train_infos, "test")]), device,
                                  bad, ctx)
-        return {"split": split, **best.summary().get(key, {}),
-                **({"calibration": calibration[key]} if key in calibration else {})}
+        row = summary.best_rows(best, split)[0]
+        row["calibration"] = calibration.get(key)
+        return row
 
     results, stopped = trainer.run_splits(num_splits, ctx, run_split)
-    summary, lines = _finetune_summary(opt, key, num_splits, results, bad, stopped)
-    _finish(run_logger, summary, lines)
-    return summary
+    result, lines = _finetune_summary(opt, key, num_splits, results, bad, stopped)
+    _finish(run_logger, result, lines)
+    return result
 
 
 def _finetune_summary(opt: Mapping[str, Any], key: str, num_splits: int, results: List[Dict[str, Any]],
                       bad: BadItemLog, stopped: Optional[str]) -> Tuple[Dict[str, Any], List[str]]:
     """The finetuning summary (per split, median and mean over splits) and the lines that report it."""
-    per_metric = [r["best_per_metric"] for r in results if "best_per_metric" in r]
+    per_metric = [r["best_per_metric"] for r in results if r.get("best_per_metric")]
     selected = [r["selected"] for r in results if r.get("selected")]
     agg_best, agg_sel = aggregate(per_metric), aggregate(selected)
     lines = [f"[{key}] split {r['split']:02d} best per metric: {format_metrics(r['best_per_metric'])}"
@@ -356,17 +352,13 @@ def _finetune_summary(opt: Mapping[str, Any], key: str, num_splits: int, results
                      f"protocol): {format_metrics(agg_best[how])}")
         lines.append(f"[{key}] {how} over {len(selected)} splits of the selected checkpoints (max SRCC+PLCC): "
                      f"{format_metrics(agg_sel[how])}")
-    summary = {"command": "finetune", "name": opt["name"], "database": key, "num_splits": num_splits,
-               "protocol": "per split: best = each metric's own best epoch; selected = max SRCC+PLCC epoch. "
-                           "Aggregates are median and mean over splits.",
-               "splits": results, "aggregate_best_per_metric": agg_best, "aggregate_selected": agg_sel}
+    result = summary.training_summary("finetune", "vqa", opt["name"], results, database=key, num_splits=num_splits,
+                                      skipped=_skip_note(bad), stopped=stopped)
     if bad.reasons:
-        summary["skipped"] = _skip_note(bad)
         lines.append(f"{len(bad.reasons)} unreadable video(s) skipped; list in {bad.skip_file}")
     if stopped:
-        summary["stopped"] = stopped
         lines.append(stopped)
-    return summary, lines
+    return result, lines
 
 
 def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
