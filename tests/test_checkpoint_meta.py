@@ -103,3 +103,10 @@ def test_wrong_shapes_name_the_file_and_what_to_do(vqa_run, tmp_path):
         cli.load_weights(build_model(other, "cpu"), other, "model", full_model=True)
     assert ckpt in str(e.value) and "wrong shape" in str(e.value)
     assert "trained with other model options; pass the option file it was trained with (--options / -o)" in str(e.value)
+
+
+def test_saved_state_dicts_keep_their_module_versions(tmp_path):
+    state = torch.nn.BatchNorm1d(3).state_dict()  # an OrderedDict with _metadata (module versions)
+    save_checkpoint({"state_dict": state}, str(tmp_path / "bn.pth"))
+    loaded = load_checkpoint(str(tmp_path / "bn.pth"))["state_dict"]
+    assert list(loaded) == list(state) and loaded._metadata == state._metadata

@@ -183,7 +183,9 @@ def _setup(argv, command: str, default_opt: str, description: str):
                             "predictions CSV (name,pred,gt[,set],error); default runs/{name}/test/predictions.csv")
     args = p.parse_args(argv)
     opt = load_vqa_options(runs.options_file(args), command, overrides=runs.option_overrides(args))
-    if opt.get("load_path") and not getattr(args, "resume", None):  # said before any work
+    # said before any work; a resumed training takes its weights from the state (finetuning starts every later
+    # split from load_path again)
+    if opt.get("load_path") and not (command == "train" and getattr(args, "resume", None)):
         _check_load_path(option_path(opt["load_path"]), opt["_options_path"])
     device = runs.apply_command_line(opt, args, log)
     if command == "test":  # before any work
