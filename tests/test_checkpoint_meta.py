@@ -1,12 +1,14 @@
 """Checkpoints that say what they are (``"sama"``), carry a checksum of their tensors and hold CPU tensors; weights
 that do not fit the model's shapes are refused naming the file and what to do."""
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 import yaml
 
-from helpers import GRID, SMALL_SWIN, vqa_train_options, write_yaml
+from helpers import GRID, REPO, SMALL_SWIN, vqa_train_options, write_yaml
 from samacore import checkpoint as C
 from samacore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -67,6 +69,25 @@ def test_damaged_checkpoint_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"m\.pth is damaged: the checksum of its tensors differs .*copy or "
                                               r"download it again"):
         load_checkpoint(path)
+
+
+def test_a_damaged_checkpoint_is_not_scored(vqa_run, vqa_data, tmp_path):
+    """``vqa.py`` with a trained checkpoint that had 4 KB flipped in its middle: refused in one line, no score."""
+    folder, opt = vqa_run
+    path = tmp_path / "copy.pth"
+    path.write_bytes((folder / "w" / "meta_val-small_s_dev_v0.0.pth").read_bytes())
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(size // 2)
+        block = f.read(4096)
+        f.seek(size // 2)
+        f.write(bytes(b ^ 0xFF for b in block))
+    options = write_yaml(tmp_path / "o.yml", {**opt, "load_path": str(path)})
+    r = subprocess.run([sys.executable, os.path.join(REPO, "VQA", "vqa.py"), "-v", str(vqa_data.root / "videos" / "v0.mp4"),
+                        "--ckpt", str(path), "--options", options], capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.splitlines()[-1].startswith(f"error: {path} is damaged")
 
 
 def test_files_without_checksum_load_as_before(tmp_path):
