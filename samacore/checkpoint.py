@@ -13,7 +13,8 @@ Every file :func:`save_checkpoint` writes holds CPU tensors (a file saved on a G
 for a dict, ``"checksum"``: CRC-32 of its tensors' bytes in key order (:func:`tensor_checksum`); a file whose
 tensors no longer match it is refused as damaged. Released files without one load as before. The project's
 checkpoints also say what they are: ``"sama"`` (:func:`checkpoint_meta`: tree, the full options, what scoring
-needs).
+needs). Under torchrun only global rank 0 writes them, and :func:`load_on_main` reads them back there for every
+rank (nodes need not share a file system).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import zipfile
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, TypeVar
 
@@ -325,11 +327,18 @@ def _verify_checksum(path: str, obj: Any) -> None:
 
 
 def _to_cpu(obj: Any) -> Any:
-    """``obj`` with every tensor moved to the CPU (containers rebuilt, nothing else changed)."""
+    """``obj`` with every tensor moved to the CPU (containers rebuilt with their type, a state dict's
+    ``_metadata`` kept: module versions that ``load_state_dict`` reads; nothing else changed)."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu()
     if isinstance(obj, Mapping):
-        return {k: _to_cpu(v) for k, v in obj.items()}
+        out = OrderedDict() if isinstance(obj, OrderedDict) else {}
+        out.update((k, _to_cpu(v)) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):
+            out._metadata = obj._metadata
+        return out
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a named tuple
+        return type(obj)(*(_to_cpu(v) for v in obj))
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_cpu(v) for v in obj)
     return obj

@@ -1,10 +1,13 @@
 """Run plumbing shared by the trees' train / finetune / test commands (``samaiqa.cli``, ``samavqa.cli``).
 
-The common command line (``-o``, ``--resume``, ``--stop-after-epochs``, ``--bf16``, ``--trust-checkpoint``,
-``--device``, ``--no-progress``, ``--output``), :func:`run_command` (problems a user can fix end in one line and exit
-status 2), the checks of the run options both schemas share, the run folder (options used, predictions CSV;
-training: ``runs/{name}``, testing: ``runs/{name}/test``), the bad-item log, and :class:`RunContext`: the loop
-settings with the resume / stop-after-N-epochs logic.
+The common command line (``-o``, ``--resume``, ``--stop-after-epochs``, ``--overwrite``, ``--bf16``,
+``--trust-checkpoint``, ``--device``, ``--no-progress``, ``--output``), :func:`run_command` (problems a user can fix
+end in one line and exit status 2; Ctrl-C in one line saying what was saved, exit status 130), the checks of the run
+options both schemas share, the option file of a command (:func:`options_file`: ``--resume`` alone takes the run's
+own), the run folder (checked writable before any work, never started over by accident: :func:`start_run`; options
+used, predictions CSV; training: ``runs/{name}``, testing: ``runs/{name}/test``) and the bad-item log. This module
+sits on top: it imports the loop's settings (:class:`samacore.context.RunContext`, re-exported here), never the
+other way round.
 """
 from __future__ import annotations
 

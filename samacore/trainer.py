@@ -34,7 +34,7 @@ from .resume import TrainState, bad_log_state, restore_bad_log, RunStopped
 from .robust import BadItemLog
 from .runlog import RunLogger, get_logger
 
-__all__ = ["BestCheckpointer", "Evaluation", "Job", "build_ema", "calibrate_best", "calibrate_checkpoint", "fit",
+__all__ = ["BestCheckpointer", "Checkpoints", "Evaluation", "Job", "build_ema", "calibrate_best", "calibrate_checkpoint", "fit",
            "run_splits", "save_epoch_checkpoint"]
 
 log = get_logger("samacore")
@@ -128,8 +128,22 @@ class Evaluation:
 
 
 @dataclass
+class Checkpoints:
+    """What a :class:`Job` saves besides the resumable state."""
+
+    #: where the best (EMA) model of validation set ``key`` goes (with ``save_model``); None: not saved
+    best_path: Optional[Callable[[str], str]] = None
+    #: where the raw model goes after epoch ``e``; None: not saved
+    epoch_path: Optional[Callable[[int], str]] = None
+    #: stored beside the weights in the checkpoints of validation set ``key`` (None: the per-epoch checkpoints):
+    #: label_stats, format, ..., and ``"sama"`` (:func:`samacore.checkpoint.checkpoint_meta`), which the resumable
+    #: state stores too
+    extra: Callable[[Optional[str]], Mapping[str, Any]] = lambda key: {}
+
+
+@dataclass
 class Job:
-    """One training run of :func:`fit`: what differs between VQA training, VQA finetuning and an IQA split."""
+    """One training run of :func:`fit`: a model, its data, its recipe, what it saves and how it is logged."""
 
     model: nn.Module
     train_loaders: Mapping[str, Any]
@@ -138,14 +152,7 @@ class Job:
     predict_fn: PredictFn
     #: the learning-rate multiplier per iteration (``LambdaLR``), from the training loaders' lengths
     schedule: Callable[[List[int]], Callable[[int], float]]
-    #: where the best (EMA) model of validation set ``key`` goes (with ``save_model``); None: not saved
-    best_path: Optional[Callable[[str], str]] = None
-    #: where the raw model goes after epoch ``e``; None: not saved
-    epoch_path: Optional[Callable[[int], str]] = None
-    #: stored beside the weights in the checkpoints of validation set ``key`` (None: the per-epoch checkpoints):
-    #: label_stats, format, ..., and ``"sama"`` (:func:`samacore.checkpoint.checkpoint_meta`), which the resumable
-    #: state stores too
-    checkpoint_extra: Callable[[Optional[str]], Mapping[str, Any]] = lambda key: {}
+    checkpoints: Checkpoints = field(default_factory=Checkpoints)
     #: logging hooks: after each training pass ``(epoch, set key, stats)``, after each evaluation
     log_train: Callable[[int, str, Dict[str, float]], None] = lambda epoch, key, stats: None
     log_eval: Callable[[Evaluation], None] = lambda evaluation: None
@@ -153,13 +160,15 @@ class Job:
     logger: Optional[RunLogger] = None
     #: bad items met so far, saved with the state (a resumed run does not read them again)
     bad_log: Optional[BadItemLog] = None
-    #: more for the resumable state (e.g. the split index and the finished splits' results)
+    #: more for the resumable state: ``split`` (the split index, also named in stop messages), the finished
+    #: splits' results, ...
     state_extra: Mapping[str, Any] = field(default_factory=dict)
-    #: called with a loaded state after it was restored (e.g. to restore a split's own logger)
-    on_resume: Callable[[Mapping[str, Any]], None] = lambda state: None
-    #: added to the stop message, with ``{epoch}`` (e.g. ", at split 02 epoch {epoch:02d}")
-    where: str = ""
     find_unused_parameters: bool = False  # DDP: a model whose forward leaves some parameters out
+
+    def where(self, epoch: int) -> str:
+        """Where in the run ``epoch`` is, for messages: ``", at split 02 epoch 05"`` for a split, else ``""``."""
+        split = self.state_extra.get("split")
+        return f", at split {int(split):02d} epoch {epoch:02d}" if split is not None else ""
 
 
 def fit(opt: Mapping[str, Any], job: Job, device: str, run_logger: RunLogger, ctx: RunContext,
@@ -184,7 +193,7 @@ def fit(opt: Mapping[str, Any], job: Job, device: str, run_logger: RunLogger, ct
     # As the original: the EMA copy is taken after the weights are loaded, and is what gets evaluated. It is kept on
     # every rank (identical, since DDP keeps the weights in sync) for the sharded evaluation.
     ema = build_ema(model, opt)
-    best = BestCheckpointer(job.best_path if opt.get("save_model", True) else None)
+    best = BestCheckpointer(job.checkpoints.best_path if opt.get("save_model", True) else None)
     guard = BadStepGuard(ctx.max_bad_steps)
     state = TrainState(model, optimizer, scheduler, ema, best, job.train_loaders, run_logger, guard, opt, command)
     start = _resume(state, job, ctx, num_epochs)
@@ -194,14 +203,14 @@ def fit(opt: Mapping[str, Any], job: Job, device: str, run_logger: RunLogger, ct
             train[key] = train_one_epoch(model, loader, job.step_fn, optimizer, scheduler, ema, device, epoch,
                                          job.logger or run_logger, ctx.progress, amp=ctx.amp, guard=guard)
             job.log_train(epoch, key, train[key])
-        if job.epoch_path is not None:
-            save_epoch_checkpoint(model, job.epoch_path(epoch), **job.checkpoint_extra(None))
+        if job.checkpoints.epoch_path is not None:
+            save_epoch_checkpoint(model, job.checkpoints.epoch_path(epoch), **job.checkpoints.extra(None))
         eval_model = ema.module if ema is not None else unwrap(model)
         for key, loader in job.val_loaders.items():
             _, preds, labels = predict(eval_model, loader, job.predict_fn, device, ctx.progress, desc=f"eval {key}",
                                        amp=ctx.amp)
             metrics = evaluate(preds, labels)
-            improved = best.update(key, metrics, epoch, model=eval_model, **job.checkpoint_extra(key))
+            improved = best.update(key, metrics, epoch, model=eval_model, **job.checkpoints.extra(key))
             job.log_eval(Evaluation(epoch, key, metrics, improved and best.path_fn is not None, best.trackers[key],
                                     len(loader.dataset), train))
         if run_logger.enabled:  # rank 0: the picture of the rows logged so far (always after this process's last epoch)
@@ -209,7 +218,7 @@ def fit(opt: Mapping[str, Any], job: Job, device: str, run_logger: RunLogger, ct
             update_curves(run_logger.run_dir, 0.0 if last else REDRAW_AFTER_S)
         if ctx.state_path:
             _save_state(state, job, ctx, epoch)
-        ctx.epoch_finished(epoch, num_epochs, more_after, where=job.where.format(epoch=epoch))
+        ctx.epoch_finished(epoch, num_epochs, more_after, where=job.where(epoch))
     return best
 
 
@@ -221,7 +230,6 @@ def _resume(state: TrainState, job: Job, ctx: RunContext, num_epochs: int) -> in
     start = state.restore(resumed)
     if job.bad_log is not None:
         restore_bad_log(job.bad_log, resumed.get("bad_items"))
-    job.on_resume(resumed)
     log.info("resumed from %s: epoch %d done, continuing at epoch %d of %d", resumed["_path"], start - 1, start,
              num_epochs)
     return start
@@ -229,11 +237,11 @@ def _resume(state: TrainState, job: Job, ctx: RunContext, num_epochs: int) -> in
 
 def _save_state(state: TrainState, job: Job, ctx: RunContext, epoch: int) -> None:
     """The resumable state after ``epoch`` (with the job's extras, bad items and ``"sama"``) to ``ctx.state_path``."""
-    extra = dict(job.state_extra, sama=job.checkpoint_extra(None).get("sama"))
+    extra = dict(job.state_extra, sama=job.checkpoints.extra(None).get("sama"))
     if job.bad_log is not None:
         extra["bad_items"] = bad_log_state(job.bad_log)
     state.save(ctx.state_path, epoch, **extra)
-    ctx.state_saved(epoch, job.where.format(epoch=epoch))
+    ctx.state_saved(epoch, job.where(epoch))
 
 
 # ----------------------------------------------------------------------------------------------- splits

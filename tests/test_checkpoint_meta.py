@@ -1,12 +1,14 @@
 """Checkpoints that say what they are (``"sama"``), carry a checksum of their tensors and hold CPU tensors; weights
 that do not fit the model's shapes are refused naming the file and what to do."""
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 import yaml
 
-from helpers import GRID, SMALL_SWIN, vqa_train_options, write_yaml
+from helpers import GRID, REPO, SMALL_SWIN, vqa_train_options, write_yaml
 from samacore import checkpoint as C
 from samacore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from samaiqa.datasets import sampling_args
@@ -70,6 +72,25 @@ def test_damaged_checkpoint_is_refused(tmp_path):
         load_checkpoint(path)
 
 
+def test_a_damaged_checkpoint_is_not_scored(vqa_run, vqa_data, tmp_path):
+    """``vqa.py`` with a trained checkpoint that had 4 KB flipped in its middle: refused in one line, no score."""
+    folder, opt = vqa_run
+    path = tmp_path / "copy.pth"
+    path.write_bytes((folder / "w" / "meta_val-small_s_dev_v0.0.pth").read_bytes())
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(size // 2)
+        block = f.read(4096)
+        f.seek(size // 2)
+        f.write(bytes(b ^ 0xFF for b in block))
+    options = write_yaml(tmp_path / "o.yml", {**opt, "load_path": str(path)})
+    r = subprocess.run([sys.executable, os.path.join(REPO, "VQA", "vqa.py"), "-v", str(vqa_data.root / "videos" / "v0.mp4"),
+                        "--ckpt", str(path), "--options", options], capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.splitlines()[-1].startswith(f"error: {path} is damaged")
+
+
 def test_files_without_checksum_load_as_before(tmp_path):
     path = str(tmp_path / "released.pth")
     torch.save({"state_dict": {"w": torch.ones(3)}}, path)
@@ -104,3 +125,10 @@ def test_wrong_shapes_name_the_file_and_what_to_do(vqa_run, tmp_path):
         cli.load_weights(build_model(other, "cpu"), other, "model", full_model=True)
     assert ckpt in str(e.value) and "wrong shape" in str(e.value)
     assert "trained with other model options; pass the option file it was trained with (--options / -o)" in str(e.value)
+
+
+def test_saved_state_dicts_keep_their_module_versions(tmp_path):
+    state = torch.nn.BatchNorm1d(3).state_dict()  # an OrderedDict with _metadata (module versions)
+    save_checkpoint({"state_dict": state}, str(tmp_path / "bn.pth"))
+    loaded = load_checkpoint(str(tmp_path / "bn.pth"))["state_dict"]
+    assert list(loaded) == list(state) and loaded._metadata == state._metadata

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from samacore.options import OptionError
 from samacore import engine, loaders, metrics, precision, resume, runs, trainer
 from samacore.checkpoint import CheckpointError, load_checkpoint
 from samacore.ema import ModelEMA
@@ -156,7 +157,9 @@ def test_train_state_resume_matches_uninterrupted_training(tmp_path):
     torch.rand(100), np.random.rand(3)  # the resumed process has drawn other random numbers
     best2 = trainer.BestCheckpointer()
     logger2 = RunLogger(str(tmp_path / "run"), use_tensorboard=False)
-    loaded = resume.load_resume(str(tmp_path / "run"), {"seed": 5, "lr": 0.02})  # a run folder is accepted
+    with pytest.raises(OptionError, match="these options differ from the run's: lr: 0.01 -> 0.02"):
+        resume.load_resume(str(tmp_path / "run"), {"seed": 5, "lr": 0.02})  # another run's options: refused
+    loaded = resume.load_resume(str(tmp_path / "run"), {"seed": 5, "lr": 0.01})  # a run folder is accepted
     assert loaded["note"] == "x" and loaded["epoch"] == 0
     start = resume.TrainState(model2, opt2, sched2, ema2, best2, {"train": loader2}, logger2).restore(loaded)
     assert start == 1
@@ -184,9 +187,10 @@ def test_resume_errors_and_option_report(tmp_path, caplog):
     (tmp_path / "r" / ".tmp-abc.pth").write_bytes(b"half a file")
     with pytest.raises(CheckpointError, match="saved by the train command"):
         resume.load_resume(str(tmp_path / "r"), command="finetune")
-    resume.load_resume(str(tmp_path / "r" / "last.pth"), {"seed": 1, "optimizer": {"lr": 0.2}, "progress": False})
-    out = caplog.text
-    assert "optimizer.lr: 0.1 -> 0.2" in out and "progress" not in out
+    with pytest.raises(OptionError) as e:  # another run's options are refused, naming the keys (not harmless ones)
+        resume.load_resume(str(tmp_path / "r" / "last.pth"), {"seed": 1, "optimizer": {"lr": 0.2}, "progress": False})
+    assert "optimizer.lr: 0.1 -> 0.2" in str(e.value) and "progress" not in str(e.value)
+    resume.load_resume(str(tmp_path / "r" / "last.pth"), {"seed": 1, "optimizer": {"lr": 0.1}, "progress": False})
     assert not (tmp_path / "r" / ".tmp-abc.pth").exists()  # the interrupted save's leftover is cleaned up
     assert resume.options_diff({"a": {"b": 1}}, {"a": {"b": 1, "c": 2}}) == ["a.c: (absent) -> 2"]
 

@@ -95,3 +95,43 @@ def test_ctrl_c_says_what_was_saved_and_how_to_continue(vqa_data, tmp_path, monk
     assert err == ["interrupted (Ctrl-C): the state after epoch 0 is saved in runs/intr/last.pth; continue with: "
                    "python VQA/demo_train.py --resume runs/intr"]
     assert load_checkpoint("runs/intr/last.pth")["epoch"] == 0
+
+
+def test_ctrl_c_names_the_split_of_a_multi_split_run(tmp_path, monkeypatch):
+    from samacore.context import RunContext, interrupted_message
+
+    monkeypatch.chdir(tmp_path)
+    ctx = RunContext.for_run({}, False, str(tmp_path / "runs" / "iq"))
+    assert interrupted_message("sama-train-iqa") == ("interrupted (Ctrl-C) before the first epoch finished: no state "
+                                                     "saved in runs/iq yet")
+    ctx.state_saved(3, ", at split 01 epoch 03")
+    assert interrupted_message("sama-train-iqa") == ("interrupted (Ctrl-C): the state after split 01 epoch 03 is saved "
+                                                     "in runs/iq/last.pth; continue with: sama-train-iqa --resume "
+                                                     "runs/iq")
+
+
+def test_samacore_imports_form_no_cycle():
+    """The command line (runs) sits above the loop (trainer), which sits above its settings (context) and the
+    resume state (resume): no module of samacore imports one that imports it back, even for types only."""
+    import ast
+    import os
+
+    from helpers import REPO
+
+    root = os.path.join(REPO, "samacore")
+    modules = {f[:-3] for f in os.listdir(root) if f.endswith(".py")}
+    graph = {}
+    for m in modules:
+        deps = set()
+        for node in ast.walk(ast.parse(open(os.path.join(root, m + ".py")).read())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("samacore"):
+                deps |= {node.module.split(".")[1]} if "." in node.module else {a.name for a in node.names}
+        graph[m] = deps & modules
+
+    def reaches(start, target, seen):
+        return any(d == target or (d not in seen and reaches(d, target, seen | {d})) for d in graph[start])
+
+    assert [m for m in sorted(modules) if reaches(m, m, {m})] == []
+    assert "context" in graph["runs"] and "context" in graph["trainer"] and "runs" not in graph["trainer"]

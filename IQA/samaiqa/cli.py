@@ -231,12 +231,13 @@ def train_split(
     job = trainer.Job(
         model=model, train_loaders={"train": train_loader}, val_loaders={database: test_loader},
         step_fn=make_step_fn(opt.get("loss", "smooth_l1")), predict_fn=predict_fn, schedule=schedule(opt),
-        best_path=lambda key: os.path.join(save_dir, f"{opt['name']}_split{split:02d}_{key}_s_dev.pth"),
-        checkpoint_extra=lambda key, extra=_checkpoint_extra(opt, model, split, train_set): extra,
+        checkpoints=trainer.Checkpoints(
+            best_path=lambda key: os.path.join(save_dir, f"{opt['name']}_split{split:02d}_{key}_s_dev.pth"),
+            extra=lambda key, extra=_checkpoint_extra(opt, model, split, train_set): extra),
         log_eval=_eval_logger(split, run_logger, split_logger), logger=split_logger, bad_log=bad_log,
-        state_extra={"split": split, "num_splits": int(opt.get("num_splits", 10)), "per_split": list(results)},
-        on_resume=lambda state: restore_log_rows(split_logger, [r for r in run_logger.rows if r.get("split") == split]),
-        where=f", at split {split:02d} epoch {{epoch:02d}}")
+        state_extra={"split": split, "num_splits": int(opt.get("num_splits", 10)), "per_split": list(results)})
+    if ctx.resume is not None:  # the split's own log holds the rows of the state it continues
+        restore_log_rows(split_logger, [r for r in ctx.resume.get("log_rows", []) if r.get("split") == split])
     try:
         best = trainer.fit(opt, job, device, run_logger, ctx, more_after=more_after)
         if database in best.saved:

@@ -167,10 +167,11 @@ def _job(opt: Mapping[str, Any], model: nn.Module, train_loaders: Mapping[str, A
     return trainer.Job(
         model=model, train_loaders=train_loaders, val_loaders=val_loaders, step_fn=make_step_fn(branches),
         predict_fn=make_predict_fn(branches), schedule=schedule(opt),
-        best_path=lambda key: os.path.join(save_dir, f"{name}{ckpt_tag}_{key}_s_dev_v0.0.pth"),
-        epoch_path=(lambda epoch: os.path.join(save_dir, f"{name}_Epoch_{epoch:02d}.pth")) if save_epochs else None,
-        checkpoint_extra=lambda key: {"label_stats": dict(label_stats),
-                                      "sama": checkpoint_meta("vqa", opt, scoring_meta(opt, key))},
+        checkpoints=trainer.Checkpoints(
+            best_path=lambda key: os.path.join(save_dir, f"{name}{ckpt_tag}_{key}_s_dev_v0.0.pth"),
+            epoch_path=(lambda epoch: os.path.join(save_dir, f"{name}_Epoch_{epoch:02d}.pth")) if save_epochs else None,
+            extra=lambda key: {"label_stats": dict(label_stats),
+                               "sama": checkpoint_meta("vqa", opt, scoring_meta(opt, key))}),
         log_train=log_train, log_eval=log_eval, bad_log=bad,
         state_extra=dict(state_extra or {}), find_unused_parameters=True)
 
@@ -183,7 +184,9 @@ def _setup(argv, command: str, default_opt: str, description: str):
     args = p.parse_args(argv)
     opt = load_vqa_options(runs.options_file(args), command, overrides=runs.option_overrides(args),
                            sets=args.set_options)
-    if opt.get("load_path") and not getattr(args, "resume", None):  # said before any work
+    # said before any work; a resumed training takes its weights from the state (finetuning starts every later
+    # split from load_path again)
+    if opt.get("load_path") and not (command == "train" and getattr(args, "resume", None)):
         _check_load_path(option_path(opt["load_path"]), opt["_options_path"])
     device = runs.apply_command_line(opt, args, log)
     if command == "test":  # before any work
