@@ -27,7 +27,6 @@ from .precision import amp_mode, set_deterministic
 from .resume import RESUME_FILE, RunStopped, load_resume
 from .robust import BadItemLog, TooManyBadItems
 from .runlog import RunLogger
-from .utils import pick_device
 
 #: what a user can fix (an option, a label file, a checkpoint, a missing file, too many unreadable items): the
 #: commands end with its message in one line instead of a traceback
@@ -99,10 +98,11 @@ def apply_command_line(opt: Dict[str, Any], args: argparse.Namespace, log: loggi
         opt["stop_after_epochs"] = args.stop_after_epochs
     opt["amp"] = amp_mode(opt.get("amp"))
     set_deterministic(bool(opt.get("deterministic", False)))
-    D.init_distributed()
+    device, backend = D.plan_this_process(args.device or opt.get("device"))
+    D.init_distributed(device, backend)
     if not D.is_main():  # one copy of the log
         log.setLevel("WARNING")
-    return pick_device(args.device or opt.get("device"))
+    return device
 
 
 def log_world(log: logging.Logger, per_process_batch: int) -> None:

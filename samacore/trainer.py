@@ -178,7 +178,8 @@ def fit(opt: Mapping[str, Any], job: Job, device: str, run_logger: RunLogger, ct
     lengths = [len(loader) for loader in job.train_loaders.values()]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, job.schedule(lengths))
     if D.is_dist():  # wrap first: DDP broadcasts rank 0's weights, so every rank's EMA starts from the same model
-        model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=job.find_unused_parameters)
+        probe = D.first_batch_probe(job.step_fn, next(iter(job.train_loaders.values())), device, ctx.amp)
+        model = D.wrap_ddp(model, probe, find_unused_parameters=job.find_unused_parameters)
     # As the original: the EMA copy is taken after the weights are loaded, and is what gets evaluated. It is kept on
     # every rank (identical, since DDP keeps the weights in sync) for the sharded evaluation.
     ema = build_ema(model, opt)

@@ -170,7 +170,7 @@ def _job(opt: Mapping[str, Any], model: nn.Module, train_loaders: Mapping[str, A
         best_path=lambda key: os.path.join(save_dir, f"{name}{ckpt_tag}_{key}_s_dev_v0.0.pth"),
         epoch_path=(lambda epoch: os.path.join(save_dir, f"{name}_Epoch_{epoch:02d}.pth")) if save_epochs else None,
         checkpoint_extra={"label_stats": dict(label_stats)}, log_train=log_train, log_eval=log_eval, bad_log=bad,
-        state_extra=dict(state_extra or {}), find_unused_parameters=True)
+        state_extra=dict(state_extra or {}))
 
 
 def _setup(argv, command: str, default_opt: str, description: str):
