@@ -339,9 +339,13 @@ def timing_step(setup: Setup, amp: Optional[str]) -> Callable[[], Row]:
         for _ in range(4):  # the first step (allocation, autotuning) is left out
             tic = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            with autocast(device, amp):
-                loss = step(model, batch, device)[0]
-            loss.backward()
+            try:
+                with autocast(device, amp):
+                    loss = step(model, batch, device)[0]
+                loss.backward()
+            except torch.OutOfMemoryError:
+                total = torch.cuda.get_device_properties(0).total_memory / 2**30
+                raise RuntimeError(f"out of GPU memory at batch {setup.step_batch} on a {total:.0f} GiB GPU") from None
             optimizer.step()
             if device == "cuda":
                 torch.cuda.synchronize()

@@ -94,3 +94,20 @@ def test_a_bad_device_ends_a_command_in_one_line(tmp_path, capsys, monkeypatch):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --device cuda:7: CUDA is not available on this machine; use --device cpu"]
+
+
+def test_loaders_pin_memory_only_when_the_process_works_on_a_gpu(monkeypatch):
+    """Pinned memory belongs to the current GPU's context: a --device cpu run on a GPU host (CUDA never started)
+    must not pin, which would start a context on GPU 0."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from samacore.loaders import build_loader
+
+    data = TensorDataset(torch.zeros(4, 1))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert not build_loader(data, {}, train=False).pin_memory
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    assert build_loader(data, {}, train=False).pin_memory
+    assert not build_loader(data, {"pin_memory": False}, train=False).pin_memory

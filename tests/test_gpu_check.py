@@ -16,7 +16,8 @@ STEPS = ["0. data and options", "a. train 1 epoch fp32", "a. train 1 epoch bf16"
 def test_dry_run_without_cuda(tmp_path):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
     script = os.path.join(REPO, "benchmarks", "gpu_check.py")
-    r = subprocess.run([sys.executable, script, "--keep", str(tmp_path / "w")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, script, "--keep", str(tmp_path / "w")], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     lines = r.stdout.splitlines()
     assert lines[0] == "gpu-check: no CUDA device on this machine; running a CPU dry run of the same steps at tiny size"
