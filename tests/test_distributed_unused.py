@@ -49,3 +49,17 @@ def test_probe_finds_unused_parameters_and_leaves_no_trace():
     assert D.unused_parameters(model, probe) == ["unused.weight", "unused.bias"]
     assert torch.equal(torch.get_rng_state(), before)
     assert all(p.grad is None for p in model.parameters())  # the probe's gradients are not left to the first step
+
+
+def test_buffers_are_synchronised_only_for_running_statistics(tmp_path):
+    """The models' only buffers are constant index tables (Swin's relative_position_index): DDP does not re-send
+    them every step; a model with BatchNorm running statistics keeps the per-step broadcast."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        constant = D.wrap_ddp(_Branchy())
+        batchnorm = D.wrap_ddp(nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)))
+    finally:
+        dist.destroy_process_group()
+    assert getattr(constant, D._BUFFER_SYNC_ARG) is False and getattr(batchnorm, D._BUFFER_SYNC_ARG) is True
