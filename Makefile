@@ -31,7 +31,7 @@ IQA_TRAIN = $(PY) IQA/demo_train_iqa_baseline.py -o $(IQA_OPT) --no-progress --o
 IQA_TEST = $(PY) IQA/demo_test_iqa.py -o $(IQA_OPT) --ckpt $(IQA_CKPT) --no-progress
 IQA_SCORE = $(PY) IQA/iqa.py -i $(DEMO_IMAGE) --ckpt $(IQA_CKPT) --no-progress
 
-.PHONY: demo demo-vqa demo-iqa test setup data data-vqa data-iqa train score train-iqa score-iqa clean-data help
+.PHONY: demo demo-vqa demo-iqa test setup data data-vqa data-iqa train score train-iqa score-iqa clean-data help gpu-check
 # the steps share the two cores and each needs the previous one's output: never in parallel (make -j)
 .NOTPARALLEL:
 
@@ -42,6 +42,7 @@ help:
 	@echo "make test      - set up .venv and run pytest"
 	@echo "make setup     - only create/refresh the virtual environment"
 	@echo "make data      - only build the examplar data (skips files that exist)"
+	@echo "make gpu-check - check a CUDA machine end to end (without CUDA: a CPU dry run at tiny size)"
 
 # The venv is (re)installed only when requirements.txt, pyproject.toml, setup.py or the C kernel changed since the
 # last install (the install also compiles the kernel): the stamp file holds their checksum.
@@ -99,6 +100,12 @@ score-iqa:
 # -rs prints why each skipped test was skipped (no CUDA device, CI-only C-kernel check, no decord wheel, ...)
 test: setup
 	$(PY) -m pytest -q -rs
+
+# one table: training fp32 / bf16 (s/step, peak memory), torchrun over all GPUs (NCCL), CUDA vs CPU scores and
+# sampling, the paper-size training step; with 2+ GPUs also resume, determinism and one-rank failure
+# (benchmarks/gpu_check.py; exit status 1 if a step failed)
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py
 
 clean-data:
 	rm -rf data/examplar

@@ -114,17 +114,16 @@ class BadStepGuard:
 
     def check(self, loss: torch.Tensor, epoch: int, iteration: int) -> bool:
         """True when the step may go ahead; False (with a warning) to skip it; raises after too many in a row."""
-        finite = torch.isfinite(loss.detach()).all().reshape(1).to(torch.float32)
-        if D.is_dist():
-            import torch.distributed as dist
+        finite, _, value = _sync_step(loss, True)
+        return self.judge(finite, value, epoch, iteration)
 
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        if bool(finite.item()):
+    def judge(self, finite: bool, value: float, epoch: int, iteration: int) -> bool:
+        """:meth:`check` for a step whose finiteness (over all ranks) and loss ``value`` are known already."""
+        if finite:
             self.in_a_row = 0
             return True
         self.in_a_row += 1
         self.total += 1
-        value = loss.detach().float().reshape(-1)[0].item()
         if self.in_a_row >= self.max_bad_steps:
             raise FloatingPointError(
                 f"training loss was not finite ({value}) for {self.in_a_row} steps in a row (last: epoch {epoch}, "
@@ -136,32 +135,82 @@ class BadStepGuard:
         return False
 
 
-def _every_rank_has_batch(has_batch: bool) -> bool:
-    """Under torchrun: True while every rank has a next training batch (one collective per step).
+def _sync_step(loss: torch.Tensor, has_next: bool) -> Tuple[bool, bool, float]:
+    """The one wait of a training step: ``(loss finite on every rank, every rank has a next batch, this rank's
+    loss)``, read back from the device in a single transfer after (under torchrun) one all-reduce of both flags.
 
-    A loader that skips unreadable items (:class:`samacore.robust.SkippingLoader`) drops a batch whose items were
-    all bad, so ranks can run out of batches at different steps; a rank stepping alone would hang in the
-    collectives of the step (gathered loss, DDP gradient reduction). Each rank calls this before every step
-    with True and once with False when its loader is exhausted, so the epoch ends for all ranks at the first
-    rank's last batch (the other ranks' remaining few batches are left out of that epoch). Without torchrun:
-    ``has_batch`` as is, no communication.
+    Carrying "has a next batch" here ends the epoch for all ranks at the first rank's last batch (a loader that
+    skips unreadable items, :class:`samacore.robust.SkippingLoader`, may give the ranks different numbers of
+    batches; a rank stepping alone would hang in the step's collectives).
     """
+    value = loss.detach().float().reshape(-1)[:1]
+    flags = torch.stack([torch.isfinite(loss.detach()).all().float(), value.new_tensor(float(has_next))])
+    if D.is_dist():
+        import torch.distributed as dist
+
+        flags = flags.to(D.collective_device())
+        dist.all_reduce(flags, op=dist.ReduceOp.MIN)
+    finite, more, number = torch.cat([flags.to(value.device), value]).tolist()
+    return bool(finite), bool(more), number
+
+
+def _every_rank_has_batch(has_batch: bool) -> bool:
+    """Under torchrun: True when every rank has a first batch (once per epoch; later steps learn it from
+    :func:`_sync_step`). Without torchrun: ``has_batch`` as is, no communication."""
     if not D.is_dist():
         return has_batch
     import torch.distributed as dist
 
-    flag = torch.tensor([1.0 if has_batch else 0.0], device=_collective_device())
+    flag = torch.tensor([1.0 if has_batch else 0.0], device=D.collective_device())
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
 
 
-def _collective_device() -> torch.device:
-    """The device collectives use: the current CUDA device under NCCL, the CPU otherwise (gloo)."""
-    import torch.distributed as dist
+class _EpochTotals:
+    """The good steps' losses (Python floats, as read by :func:`_sync_step`) and their predictions and labels,
+    kept where they are (on the device) and read back once, at the end of the epoch."""
 
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+    def __init__(self) -> None:
+        self.loss, self.iters, self.skipped = 0.0, 0, 0
+        self.preds: List[Any] = []
+        self.labels: List[Any] = []
+
+    def add(self, value: float, y_pred: Any, y: Any) -> None:
+        self.loss += value
+        self.iters += 1
+        self.preds.append(y_pred.detach() if isinstance(y_pred, torch.Tensor) else y_pred)
+        self.labels.append(y.detach() if isinstance(y, torch.Tensor) else y)
+
+    def summary(self, epoch: int, optimizer: torch.optim.Optimizer, tic: float) -> Dict[str, float]:
+        """What :func:`train_one_epoch` returns."""
+        return {
+            "epoch": epoch,
+            "loss": self.loss / self.iters if self.iters else math.nan,
+            "train_srcc": self.train_srcc(),
+            "lr_first": optimizer.param_groups[0]["lr"],
+            "lr_last": optimizer.param_groups[-1]["lr"],
+            "iters": self.iters,
+            "skipped": self.skipped,
+            "seconds": time.time() - tic,
+        }
+
+    def train_srcc(self) -> float:
+        preds, labels = _flat_all(self.preds), _flat_all(self.labels)
+        if len(preds) > 1 and np.std(preds) > 0 and np.std(labels) > 0:
+            return float(stats.spearmanr(labels, preds)[0])
+        return math.nan
+
+
+def _flat_all(parts: List[Any]) -> List[float]:
+    """:func:`_flat` of every part, concatenated; tensors on one device are read back in one transfer."""
+    tensors = [p for p in parts if isinstance(p, torch.Tensor)]
+    if parts and len(tensors) == len(parts) and len({t.device for t in tensors}) == 1:
+        return torch.cat([t.float().reshape(-1) for t in tensors]).cpu().tolist()
+    return [x for p in parts for x in _flat(p)]
+
+
+def _step_count(loader: Any, epoch: int, i: int) -> int:
+    return epoch * len(loader) + i
 
 
 def train_one_epoch(
@@ -184,10 +233,12 @@ def train_one_epoch(
     loss skips the optimiser step and EMA update (the scheduler still steps, keeping the schedule aligned with
     the iteration count); ``guard`` (default: a fresh ``BadStepGuard(10)``) raises ``FloatingPointError`` after
     too many in a row. Under torchrun every rank stops at the first rank's last batch (a rank whose loader
-    skipped whole batches of unreadable items has fewer), so no rank waits alone in a collective. Returns ``{"epoch", "loss" (mean over good steps), "train_srcc", "lr_first", "lr_last",
-    "iters", "skipped", "seconds"}``; the lrs are those of the first (backbone) and last (head) parameter groups
-    at the end of the epoch. Per-iteration loss and lr go to TensorBoard under ``train/loss`` and ``train/lr`` at
-    the global step ``epoch * len(loader) + i``.
+    skipped whole batches of unreadable items has fewer), so no rank waits alone in a collective, and a rank
+    that fails ends the others (:func:`samacore.distributed.failing_together`). Each step waits for the device
+    once (:func:`_sync_step`); predictions stay on the device until the epoch ends. Returns ``{"epoch", "loss"
+    (mean over good steps), "train_srcc", "lr_first", "lr_last", "iters", "skipped", "seconds"}``; the lrs are
+    those of the first (backbone) and last (head) parameter groups at the end of the epoch. Per-iteration loss
+    and lr go to TensorBoard under ``train/loss`` and ``train/lr`` at the global step ``epoch * len(loader) + i``.
     """
     guard = guard if guard is not None else BadStepGuard()
     model.train()
@@ -195,53 +246,49 @@ def train_one_epoch(
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
     tic = time.time()
-    total_loss, iters, skipped = 0.0, 0, 0
-    preds: List[float] = []
-    labels: List[float] = []
+    totals = _EpochTotals()
     bar = progress_bar(loader, f"train ep {epoch}", progress, total=len(loader))
-    for i, batch in enumerate(bar):
-        if not _every_rank_has_batch(True):
-            break  # another rank ran out of batches: stop together (see _every_rank_has_batch)
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, amp):
-            loss, y_pred, y = step_fn(model, batch, device)
-        if not guard.check(loss, epoch, i):
-            skipped += 1
-            if scheduler is not None:
-                scheduler.step()
-            continue
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        if ema is not None:
-            ema.update(model)
-        value = float(loss.detach())
-        total_loss += value
-        iters += 1
-        preds += _flat(y_pred)
-        labels += _flat(y)
-        if run_logger is not None:
-            step = epoch * len(loader) + i
-            run_logger.scalar("train/loss", value, step)
-            run_logger.scalar("train/lr", optimizer.param_groups[-1]["lr"], step)
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{value:.4f}")
-    else:
-        _every_rank_has_batch(False)  # this rank is out of batches: tell ranks still waiting for a step
-    srcc = math.nan
-    if len(preds) > 1 and np.std(preds) > 0 and np.std(labels) > 0:
-        srcc = float(stats.spearmanr(labels, preds)[0])
-    return {
-        "epoch": epoch,
-        "loss": total_loss / iters if iters else math.nan,
-        "train_srcc": srcc,
-        "lr_first": optimizer.param_groups[0]["lr"],
-        "lr_last": optimizer.param_groups[-1]["lr"],
-        "iters": iters,
-        "skipped": skipped,
-        "seconds": time.time() - tic,
-    }
+    with D.failing_together():
+        batches = iter(bar)
+        batch = next(batches, None)
+        more, i = _every_rank_has_batch(batch is not None), 0
+        while more:
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(device, amp):
+                loss, y_pred, y = step_fn(model, batch, device)
+            # the next batch is fetched before the step's one sync, which then also says whether every rank has
+            # one; nothing random runs between the forward pass and this fetch, so the draws keep their order
+            batch = next(batches, None)
+            finite, more, value = _sync_step(loss, batch is not None)
+            if guard.judge(finite, value, epoch, i):
+                _optimise(loss, optimizer, scheduler, ema, model)
+                totals.add(value, y_pred, y)
+                _log_step(run_logger, bar, optimizer, value, _step_count(loader, epoch, i))
+            else:
+                totals.skipped += 1
+                if scheduler is not None:
+                    scheduler.step()
+            i += 1
+    return totals.summary(epoch, optimizer, tic)
+
+
+def _optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler: Optional[Any], ema: Optional[Any],
+              model: nn.Module) -> None:
+    loss.backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    if ema is not None:
+        ema.update(model)
+
+
+def _log_step(run_logger: Optional[RunLogger], bar: Any, optimizer: torch.optim.Optimizer, value: float,
+              step: int) -> None:
+    if run_logger is not None:
+        run_logger.scalar("train/loss", value, step)
+        run_logger.scalar("train/lr", optimizer.param_groups[-1]["lr"], step)
+    if hasattr(bar, "set_postfix"):
+        bar.set_postfix(loss=f"{value:.4f}")
 
 
 @torch.no_grad()
@@ -262,18 +309,19 @@ def predict(
     names: List[str] = []
     preds: List[float] = []
     labels: List[float] = []
-    try:
-        for batch in progress_bar(loader, desc, progress, total=len(loader)):
-            with autocast(device, amp):
-                n, p, y = predict_fn(model, batch, device)
-            p, y = _flat(p), _flat(y)
-            n = [str(x) for x in n]
-            if not (len(n) == len(p) == len(y)):
-                raise ValueError(f"predict_fn returned {len(n)} names, {len(p)} predictions, {len(y)} labels")
-            names += n
-            preds += p
-            labels += y
-    finally:
-        model.train(was_training)
-    rows = D.all_gather_list(list(zip(names, preds, labels)))
+    with D.failing_together():
+        try:
+            for batch in progress_bar(loader, desc, progress, total=len(loader)):
+                with autocast(device, amp):
+                    n, p, y = predict_fn(model, batch, device)
+                p, y = _flat(p), _flat(y)
+                n = [str(x) for x in n]
+                if not (len(n) == len(p) == len(y)):
+                    raise ValueError(f"predict_fn returned {len(n)} names, {len(p)} predictions, {len(y)} labels")
+                names += n
+                preds += p
+                labels += y
+        finally:
+            model.train(was_training)
+        rows = D.all_gather_list(list(zip(names, preds, labels)))
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]

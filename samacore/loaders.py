@@ -113,6 +113,13 @@ def _seed_worker(worker_id: int) -> None:
     np.random.seed(s)
 
 
+def _uses_cuda() -> bool:
+    """Whether this process works on a GPU: CUDA started (the commands make their device current before building
+    loaders, samacore.distributed.init_distributed). Pinned memory lives in the current device's context, so a
+    ``--device cpu`` run on a GPU host must not pin (it would start a stray context on GPU 0)."""
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
 def build_loader(
     dataset: Dataset,
     opt: Mapping[str, Any],
@@ -124,9 +131,9 @@ def build_loader(
     """DataLoader from the usual options.
 
     Uses ``train_batch_size``/``train_num_workers`` (or the ``test_`` ones; per process under torchrun), and,
-    when present, ``pin_memory`` (default: on with CUDA), ``persistent_workers`` (default off) and
-    ``prefetch_factor`` (only with workers). Training shuffles with :class:`TrainSampler` (seed + epoch, sharded
-    over ranks); with ``deterministic: true`` every training item is loaded through :class:`ItemSeeded`.
+    when present, ``pin_memory`` (default: on when this process works on a GPU), ``persistent_workers`` (default
+    off) and ``prefetch_factor`` (only with workers). Training shuffles with :class:`TrainSampler` (seed + epoch,
+    sharded over ranks); with ``deterministic: true`` every training item is loaded through :class:`ItemSeeded`.
     Evaluation keeps the order and shards contiguously (:class:`ContiguousShardSampler`).
     The loader's generator (worker seeds) is seeded from ``seed`` and the rank. ``collate_fn``: the batch
     collation (default: torch's ``default_collate``; e.g. :class:`samacore.robust.SkipCollate`).
@@ -139,7 +146,7 @@ def build_loader(
     kwargs: Dict[str, Any] = dict(
         batch_size=bs,
         num_workers=workers,
-        pin_memory=bool(opt.get("pin_memory", torch.cuda.is_available())),
+        pin_memory=bool(opt.get("pin_memory", _uses_cuda())),
         drop_last=False,
         generator=g,
         worker_init_fn=_seed_worker,

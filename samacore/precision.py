@@ -9,28 +9,67 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from typing import Any, Optional
 
 import torch
 
 from .options import OptionError
 
-__all__ = ["AMP_MODES", "amp_mode", "autocast", "full_precision", "set_deterministic"]
+__all__ = ["AMP_MODES", "DETERMINISTIC_CUBLAS", "amp_mode", "autocast", "full_precision", "set_deterministic"]
 
 AMP_MODES = ("none", "bf16")
 
 
-def set_deterministic(enabled: bool = True) -> None:
-    """Deterministic kernels (``torch.use_deterministic_algorithms(True, warn_only=True)``) and no cuDNN autotuning.
+#: the cuBLAS workspace settings under which its kernels are deterministic (CUDA's documentation)
+DETERMINISTIC_CUBLAS = (":4096:8", ":16:8")
 
-    Call before the first CUDA operation (cuBLAS reads ``CUBLAS_WORKSPACE_CONFIG`` when it starts).
+
+def set_deterministic(enabled: bool = True) -> None:
+    """``deterministic: true``: the same numbers from the same inputs on every run, on CPU and GPU.
+
+    * ``torch.use_deterministic_algorithms(True)`` (strict: an operation without a deterministic kernel raises
+      instead of warning) and no cuDNN autotuning (``cudnn.benchmark`` off, ``cudnn.deterministic`` on);
+    * on a CUDA machine: attention through the math kernel of ``scaled_dot_product_attention`` (the flash /
+      memory-efficient / cuDNN kernels' backward passes accumulate in a varying order), no TF32 in matmuls or
+      cuDNN convolutions, and ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` -- which cuBLAS reads when it starts, so this
+      must run before any CUDA work (:func:`samacore.runs.apply_command_line` calls it first); a process that
+      already started CUDA under another value gets an ``OptionError`` naming what to set.
+
+    Cost (GPU): the math attention kernel keeps the full attention matrix (more memory, slower attention), fp32
+    matmuls run without TF32 (several times slower on Ampere and later in fp32; bf16 autocast is unaffected),
+    cuBLAS keeps a workspace of a few MB per stream. On the CPU nothing changes but the strictness (this code's
+    CPU kernels are deterministic already). Not reversible within a process (``enabled=False`` changes nothing).
     """
     if not enabled:
         return
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    _deterministic_cublas()
+    torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
+    if torch.cuda.is_available():  # CUDA-only switches: a CPU-only machine keeps its kernels and its numbers
+        torch.set_float32_matmul_precision("highest")  # no TF32 in cuBLAS matmuls
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.enable_flash_sdp(False)
+        torch.backends.cuda.enable_mem_efficient_sdp(False)
+        torch.backends.cuda.enable_cudnn_sdp(False)
+        torch.backends.cuda.enable_math_sdp(True)
+
+
+def _deterministic_cublas() -> None:
+    """Set ``CUBLAS_WORKSPACE_CONFIG`` for deterministic cuBLAS, or refuse when CUDA started under another value."""
+    current = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    if current in DETERMINISTIC_CUBLAS:
+        return
+    if torch.cuda.is_initialized():
+        raise OptionError(
+            f"deterministic: true needs CUBLAS_WORKSPACE_CONFIG={DETERMINISTIC_CUBLAS[0]} before CUDA starts, but "
+            f"this process started CUDA with it {'set to ' + repr(current) if current else 'unset'}; set it in the "
+            f"environment before launching (export CUBLAS_WORKSPACE_CONFIG={DETERMINISTIC_CUBLAS[0]})")
+    if current:
+        warnings.warn(f"deterministic: true: CUBLAS_WORKSPACE_CONFIG={current!r} replaced by "
+                      f"{DETERMINISTIC_CUBLAS[0]!r} (deterministic cuBLAS)")
+    os.environ["CUBLAS_WORKSPACE_CONFIG"] = DETERMINISTIC_CUBLAS[0]
 
 
 def amp_mode(value: Any) -> Optional[str]:

@@ -400,19 +400,9 @@ def resample(video: torch.Tensor, plan: TapPlan, frame_plan: Sequence[int], fram
     """Run ``plan`` on frames of ``video`` ``[C, T, H, W]`` (any real dtype): output frame ``n`` reads source
     frame ``frame_idx[n]`` with geometry ``frame_plan[n]``. Returns float32 ``[C, N, out_h, out_w]`` (or fills
     ``out``, a tensor of that shape whose frames are contiguous ``out_h x out_w`` planes)."""
-    c, t, h, w = video.shape
-    n = len(frame_idx)
+    c, n, size = video.shape[0], len(frame_idx), tuple(video.shape)
     video = _readable(video)
-    # the C kernel trusts the plan's indices: anything that would read outside the video is refused here
-    if plan.frame_size != (h, w) or plan.strides != _row_steps(video):
-        raise ValueError(f"the tap plan was made for {plan.frame_size[0]}x{plan.frame_size[1]} frames with row "
-                         f"steps {plan.strides}, not for this {h}x{w} video with {_row_steps(video)}")
-    if len(frame_plan) != n:
-        raise ValueError(f"frame_plan has {len(frame_plan)} entries for {n} frames")
-    geometries = plan.top.shape[0]
-    if n and not (0 <= min(frame_idx) and max(frame_idx) < t and 0 <= min(frame_plan) and max(frame_plan) < geometries):
-        raise ValueError(f"frame indices must lie in [0, {t}) and geometries in [0, {geometries}); got frames "
-                         f"{min(frame_idx)}..{max(frame_idx)}, geometries {min(frame_plan)}..{max(frame_plan)}")
+    _check_call(video, size, plan, frame_plan, frame_idx)
     shape = (c, n, plan.out_h, plan.out_w)
     if out is None:
         out = new_output(shape, video.device)
@@ -449,6 +439,35 @@ def resample(video: torch.Tensor, plan: TapPlan, frame_plan: Sequence[int], fram
         for helper in helpers:
             helper.result()
     return out
+
+
+def _check_call(video: torch.Tensor, size: Tuple[int, ...], plan: TapPlan, frame_plan: Sequence[int],
+                frame_idx: Sequence[int]) -> None:
+    """The C kernel trusts the plan's indices and pointers: anything that would read outside the video (of shape
+    ``size`` ``[C, T, H, W]`` as given; ``video`` as read), or read a table on another device (a CUDA pointer in the
+    CPU kernel is a crash), is refused here."""
+    _, t, h, w = size
+    if plan.frame_size != (h, w) or plan.strides != _row_steps(video):
+        raise ValueError(f"the tap plan was made for {plan.frame_size[0]}x{plan.frame_size[1]} frames with row "
+                         f"steps {plan.strides}, not for this {h}x{w} video with {_row_steps(video)}")
+    elsewhere = sorted({str(d) for d in plan_devices(plan)} - {str(video.device)})
+    if elsewhere:
+        raise ValueError(f"the tap plan's tables are on {', '.join(elsewhere)}, the video on {video.device}: make the "
+                         f"plan (plan_taps) from a video on the device it will resample")
+    n = len(frame_idx)
+    if len(frame_plan) != n:
+        raise ValueError(f"frame_plan has {len(frame_plan)} entries for {n} frames")
+    geometries = plan.top.shape[0]
+    if n and not (0 <= min(frame_idx) and max(frame_idx) < t and 0 <= min(frame_plan) and max(frame_plan) < geometries):
+        raise ValueError(f"frame indices must lie in [0, {t}) and geometries in [0, {geometries}); got frames "
+                         f"{min(frame_idx)}..{max(frame_idx)}, geometries {min(frame_plan)}..{max(frame_plan)}")
+
+
+def plan_devices(plan: TapPlan) -> set:
+    """The devices of every tensor of ``plan`` (its tap tables and its parts' run tables)."""
+    tables = [plan.top, plan.bottom, plan.wy, plan.left, plan.pair, plan.wx]
+    tables += [t for part in plan.parts for t in (part.row, part.col, part.dest)]
+    return {t.device for t in tables}
 
 
 def _run_frames(tables: _FrameTables, plan: TapPlan, jobs, out: torch.Tensor) -> None:

@@ -21,8 +21,9 @@ Usage::
     ds = SkipBadItems(dataset, errors=(ImageReadError,), name_fn=lambda i: dataset.paths[i])
     loader = SkippingLoader(build_loader(ds, opt, train=True), log, where="train split 00")
 
-Under ``torchrun`` each rank judges the share of bad items among the whole data set's length but sees only its
-own shard, so the limit is effectively looser by the number of ranks; each rank writes its own list.
+Under ``torchrun`` each rank sees only its shard of a data set, so it judges the share of bad items against its
+shard's length (the same limit as one process, on each rank's part); a rank that stops ends the others too
+(:func:`samacore.distributed.failing_together`). Each rank writes its own list.
 
 Items already known to be bad (recorded by the log) are not read again in later epochs: the log's names are
 copied into the dataset wrapper before each pass (DataLoader workers get a fresh copy of the dataset every
@@ -145,7 +146,8 @@ class BadItemLog:
         return list(self.reasons)
 
     def record(self, item: BadItem, where: str, total: int) -> None:
-        """Note one bad item of the data set ``where`` (``total`` items); raise if that set has too many."""
+        """Note one bad item of the data set ``where`` (``total`` items: under torchrun, this rank's share); raise
+        if that set has too many."""
         new = item.name not in self.reasons
         if new:
             self.reasons[item.name] = item.reason
@@ -160,9 +162,10 @@ class BadItemLog:
             first = sorted(bad)[:3]
             listed = "; ".join(f"{n}: {self.reasons[n]}" for n in first)
             saved = f"; full list in {self.skip_file}" if self.skip_file else ""
+            share = f" (rank {D.rank()}'s share of {D.world_size()})" if D.is_dist() else ""
             raise TooManyBadItems(
-                f"{len(bad)} of {total} items of {where} ({100.0 * len(bad) / total:.1f}%) could not be loaded, more "
-                f"than max_bad_fraction {self.max_bad_fraction:g}{saved}. First: {listed}"
+                f"{len(bad)} of {total} items of {where}{share} ({100.0 * len(bad) / total:.1f}%) could not be "
+                f"loaded, more than max_bad_fraction {self.max_bad_fraction:g}{saved}. First: {listed}"
             )
 
     def write(self) -> Optional[str]:
@@ -181,6 +184,16 @@ class BadItemLog:
                 f.write(f"{name}\t{' '.join(reason.split())}\t{', '.join(self.where.get(name, []))}\n")
         os.replace(tmp, path)
         return path
+
+
+def _share(loader: Any) -> int:
+    """The number of items this process reads from ``loader`` per pass: its sampler's length (under torchrun the
+    rank's shard), else the data set's."""
+    sampler = getattr(loader, "sampler", None)
+    try:
+        return len(sampler)  # type: ignore[arg-type]
+    except TypeError:
+        return len(loader.dataset)
 
 
 class SkippingLoader:
@@ -214,7 +227,7 @@ class SkippingLoader:
     def __iter__(self) -> Iterator[Any]:
         dataset = self.items
         dataset.known_bad = {n: self.log.reasons[n] for n in self.log.names}  # workers copy it at start
-        total = len(dataset)
+        total = _share(self.loader)
         for batch, bad in self.loader:
             for item in bad:
                 self.log.record(item, self.where, total)

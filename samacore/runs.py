@@ -32,7 +32,6 @@ from .context import RunContext, interrupted_message
 from .resume import RESUME_FILE, load_resume, run_options_text
 from .robust import BadItemLog, TooManyBadItems
 from .runlog import RunLogger
-from .utils import pick_device
 
 #: what a user can fix (an option, a label file, a checkpoint, a missing file, too many unreadable items): the
 #: commands end with its message in one line instead of a traceback
@@ -97,10 +96,11 @@ def apply_command_line(opt: Dict[str, Any], args: argparse.Namespace, log: loggi
     returns the device. (The flags themselves reached ``opt`` through :func:`option_overrides`.)"""
     opt["amp"] = amp_mode(opt.get("amp"))
     set_deterministic(bool(opt.get("deterministic", False)))
-    D.init_distributed()
+    device, backend = D.plan_this_process(opt.get("device"))
+    D.init_distributed(device, backend)
     if not D.is_main():  # one copy of the log
         log.setLevel("WARNING")
-    return pick_device(opt.get("device"))
+    return device
 
 
 def log_world(log: logging.Logger, per_process_batch: int) -> None:
@@ -140,7 +140,9 @@ def options_file(args: argparse.Namespace) -> str:
         return args.opt
     if not getattr(args, "resume", None):
         return args.default_opt
-    D.init_distributed()  # rank 0 reads the state
+    # rank 0 reads the state; the process group follows the --device given (the run's own device option is not
+    # known before its options are read)
+    D.init_distributed(*D.plan_this_process(run_options.flag_overrides(args).get("device")))
     text = run_options_text(args.resume)
     target = os.path.abspath(os.path.expanduser(args.resume))
     beside = os.path.join(target if os.path.isdir(target) else os.path.dirname(target), "options.yml")

@@ -163,7 +163,9 @@ class Job:
     #: more for the resumable state: ``split`` (the split index, also named in stop messages), the finished
     #: splits' results, ...
     state_extra: Mapping[str, Any] = field(default_factory=dict)
-    find_unused_parameters: bool = False  # DDP: a model whose forward leaves some parameters out
+    #: DDP: True skips the probe that freezes parameters the forward never uses, and lets DDP search the graph every
+    #: step instead (samacore.distributed.wrap_ddp)
+    find_unused_parameters: bool = False
 
     def where(self, epoch: int) -> str:
         """Where in the run ``epoch`` is, for messages: ``", at split 02 epoch 05"`` for a split, else ``""``."""
@@ -189,7 +191,8 @@ def fit(opt: Mapping[str, Any], job: Job, device: str, run_logger: RunLogger, ct
     lengths = [len(loader) for loader in job.train_loaders.values()]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, job.schedule(lengths))
     if D.is_dist():  # wrap first: DDP broadcasts rank 0's weights, so every rank's EMA starts from the same model
-        model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=job.find_unused_parameters)
+        probe = D.first_batch_probe(job.step_fn, next(iter(job.train_loaders.values())), device, ctx.amp)
+        model = D.wrap_ddp(model, probe, find_unused_parameters=job.find_unused_parameters)
     # As the original: the EMA copy is taken after the weights are loaded, and is what gets evaluated. It is kept on
     # every rank (identical, since DDP keeps the weights in sync) for the sharded evaluation.
     ema = build_ema(model, opt)

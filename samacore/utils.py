@@ -1,12 +1,13 @@
 """Small helpers: seeding and device choice."""
 from __future__ import annotations
 
-import os
 import random
 from typing import Optional
 
 import numpy as np
 import torch
+
+from .distributed import plan_this_process
 
 
 def seed_everything(seed: int) -> None:
@@ -17,11 +18,10 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(requested: Optional[str] = None) -> str:
-    """``requested`` if given (``cpu``/``cuda``/``cuda:N``), else CUDA when available, else CPU."""
-    if requested:
-        if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!r} was requested but CUDA is not available; use 'cpu'")
-        return requested
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    return "cpu"
+    """``requested`` (``cpu``/``cuda``/``cuda:N``) or, when None, this process's GPU when CUDA is available, else the
+    CPU (:func:`samacore.distributed.plan_device`); an impossible request is a one-line ``OptionError``. A GPU is
+    made the current device, so pinned memory and kernels land on it rather than on GPU 0."""
+    device = plan_this_process(requested)[0]
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+    return device

@@ -32,7 +32,8 @@ def options(data, path, batch):
              "args": {**data.model["args"], "backbone_size": BACKBONE,
                       "vqa_head": {"in_channels": 192, "hidden_channels": 16, "dropout_ratio": 0.0}}}
     opt = {"name": NAME, "num_epochs": 1, "warmup_epochs": 0.5, "train_batch_size": batch, "test_batch_size": 2,
-           "stype": "sama", "progress": False, "seed": 3, "deterministic": True, "model": model,
+           "stype": "sama", "progress": False, "seed": 3, "deterministic": True, "device": "cpu",
+           "model": model,
            "data": {"train": {"type": "FusionDataset", "args": {
                         "phase": "train", "anno_file": str(data.root / "labels.txt"),
                         "data_prefix": str(data.root / "videos"),

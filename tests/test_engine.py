@@ -356,3 +356,35 @@ def test_ddp_ranks_with_different_batch_counts_end_the_epoch_together(tmp_path):
     got = [torch.load(tmp_path / f"rank{k}.pt") for k in (0, 1)]
     assert got[0]["iters"] == got[1]["iters"] == 3
     assert torch.equal(got[0]["weights"], got[1]["weights"])
+
+
+def test_one_device_read_per_step_and_values_as_before(monkeypatch):
+    """A training step reads the device once (the loss and its flags together, _sync_step): no ``.item()`` or
+    ``float(tensor)`` per step, predictions read back once per epoch; the loss and train SRCC are those of a loop
+    that read everything per step."""
+    reads = {"item": 0, "tolist": 0, "float": 0}
+    for name, method in (("item", "item"), ("tolist", "tolist"), ("float", "__float__")):
+        original = getattr(torch.Tensor, method)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            reads[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, method, counted)
+    losses = []
+
+    def recording(m, b, d):
+        loss, p, y = step_fn(m, b, d)
+        losses.append(loss.detach().clone())
+        return loss, p, y
+
+    torch.manual_seed(0)
+    model = Tiny()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    loader = loaders.build_loader(data(12), {"train_batch_size": 3}, True)
+    stats = engine.train_one_epoch(model, loader, recording, opt, None, None, "cpu", 0, progress=False)
+    monkeypatch.undo()
+    # 4 steps + preds and labels at the end; the loader's own CPU reads: its sampler's permutation (tolist) and
+    # its workers' base seed (item)
+    assert stats["iters"] == 4 and reads == {"item": 1, "tolist": 4 + 2 + 1, "float": 0}
+    assert stats["loss"] == sum(float(x) for x in losses) / 4

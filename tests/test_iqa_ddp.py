@@ -30,6 +30,7 @@ def options(tmp_path, batch, run):
                         [(36 + i, 50) for i in range(15)], label_digits=1, label_div=1, seed=1)
     opt = {"name": "ddp", "stype": "sama", "num_epochs": 1, "warmup_epochs": 0.5, "batch_size": batch,
            "num_workers": 0, "test_batch_size": 1, "test_num_workers": 0, "num_splits": 1, "deterministic": True,
+           "device": "cpu",
            "seed": 3, "data": {"database": "syn", "data_info": str(tmp_path / "info.txt"),
                                "data_prefix": str(tmp_path), **GRID},
            "model": MODEL, "optimizer": {"lr": 1e-3, "backbone_lr_mult": 0.5, "wd": 0.05},

@@ -34,6 +34,7 @@ def images(iqa_images):
 def options(info, path, run_dir, **over):
     opt = {"name": NAME, "stype": "sama", "num_epochs": 2, "warmup_epochs": 1, "batch_size": 4, "num_workers": 0,
            "test_batch_size": 2, "test_num_workers": 0, "num_splits": 2, "deterministic": True, "seed": 5,
+           "device": "cpu",
            "data": {"database": "syn", "data_info": str(info), "data_prefix": str(info.parent), **GRID},
            "model": dict(SMALL_MODEL, drop_path_rate=0.2, dropout_ratio=0.5), "run_dir": str(run_dir),
            "progress": False}

@@ -171,7 +171,7 @@ def test_trainer_stores_calibration_that_maps_training_scores_to_label_moments(t
         lines.append(f"t{i}.png {level / 10:.2f}")
     (tmp_path / "info.txt").write_text("\n".join(lines) + "\n")
     opt = {"name": "cal", "stype": "sama", "num_epochs": 1, "warmup_epochs": 1, "batch_size": 4, "num_workers": 0,
-           "test_batch_size": 4, "test_num_workers": 0, "num_splits": 1,
+           "test_batch_size": 4, "test_num_workers": 0, "num_splits": 1, "device": "cpu",  # as the scorer below
            "data": {"database": "syn", "data_info": str(tmp_path / "info.txt"), "data_prefix": str(tmp_path), **GRID},
            "model": {"backbone_args": SMALL_SWIN}, "run_dir": str(tmp_path / "run"), "progress": False}
     (tmp_path / "t.yml").write_text(yaml.safe_dump(opt))

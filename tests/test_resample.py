@@ -233,3 +233,20 @@ def test_no_frames_give_an_empty_sample():
     assert sample_fragments(video, grid, none, none, none.view(0, 2, 2), none.view(0, 2, 2)).shape == (3, 0, 16, 16)
     rel = torch.full((2, 2, 0), 0.5)
     assert sama_sample(video, grid, sama_variant("sama-spm"), rel, rel, 2).shape == (3, 0, 16, 16)
+
+
+def test_tables_on_another_device_are_refused():
+    """A CPU video with a plan whose tables live elsewhere (here ``meta``, standing in for CUDA) never reaches the
+    C kernel, which would dereference device pointers."""
+    import dataclasses
+
+    video = channels_last(2, 30, 40)
+    source = random_source(GRID, [(24, 30)] * 2, 2, torch.Generator().manual_seed(1))
+    plan = plan_taps(video, [source])
+    assert engine.plan_devices(plan) == {torch.device("cpu")}
+    moved = dataclasses.replace(plan, wx=plan.wx.to("meta"))
+    with pytest.raises(ValueError, match=r"the tap plan's tables are on meta, the video on cpu"):
+        resample(video, moved, [0, 1], [0, 1])
+    part = dataclasses.replace(plan.parts[0], dest=plan.parts[0].dest.to("meta"))
+    with pytest.raises(ValueError, match="tables are on meta"):
+        resample(video, dataclasses.replace(plan, parts=[part] + list(plan.parts[1:])), [0, 1], [0, 1])

@@ -27,7 +27,7 @@ def train_options(data, path, **over):
     root = data.root
     opt = {"name": NAME, "num_epochs": 2, "l_num_epochs": 0, "warmup_epochs": 0.5, "ema": True, "save_model": True,
            "train_batch_size": 4, "train_num_workers": 0, "test_batch_size": 2, "test_num_workers": 0,
-           "stype": "sama", "progress": False, "seed": 3, "deterministic": True,
+           "stype": "sama", "progress": False, "seed": 3, "deterministic": True, "device": "cpu",
            "data": {"train": {"type": "FusionDataset", "args": {
                         "phase": "train", "anno_file": str(root / "labels.txt"), "data_prefix": str(root / "videos"),
                         "sample_types": {"fragments": dict(data.frag, num_clips=1)}}},
@@ -143,6 +143,7 @@ def test_resume_refuses_changed_options_and_bad_targets(vqa_data, reference, tmp
 def finetune_options(data, path, **over):
     opt = {"name": "ftres", "split_seed": 10, "num_splits": 2, "num_epochs": 1, "warmup_epochs": 0.5,
            "train_batch_size": 3, "test_batch_size": 2, "stype": "sama", "progress": False, "deterministic": True,
+           "device": "cpu",
            "data": {"database": "tiny", "type": "FineTuneDataset", "anno_file": str(data.root / "labels.txt"),
                     "data_prefix": str(data.root / "videos"),
                     "train": {"sample_types": {"fragments": dict(data.frag, num_clips=1)}},

@@ -173,7 +173,7 @@ def _job(opt: Mapping[str, Any], model: nn.Module, train_loaders: Mapping[str, A
             extra=lambda key: {"label_stats": dict(label_stats),
                                "sama": checkpoint_meta("vqa", opt, scoring_meta(opt, key))}),
         log_train=log_train, log_eval=log_eval, bad_log=bad,
-        state_extra=dict(state_extra or {}), find_unused_parameters=True)
+        state_extra=dict(state_extra or {}))
 
 
 def _setup(argv, command: str, default_opt: str, description: str):

@@ -1,0 +1,82 @@
+"""deterministic: true means it on GPUs too (samacore.precision.set_deterministic): strict deterministic algorithms,
+the math attention kernel, no TF32, and cuBLAS's workspace setting made before CUDA starts (or a one-line
+refusal when CUDA already started under another value). The switches are checked here without a GPU; the GPU
+check (benchmarks/gpu_check.py) compares two deterministic runs bit for bit on a CUDA machine."""
+import os
+
+import pytest
+import torch
+
+from samacore import precision
+from samacore.options import OptionError
+
+
+@pytest.fixture
+def restore_torch_flags():
+    kept = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+            torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32,
+            torch.get_float32_matmul_precision(), torch.backends.cuda.flash_sdp_enabled(),
+            torch.backends.cuda.mem_efficient_sdp_enabled(), torch.backends.cuda.cudnn_sdp_enabled(),
+            torch.backends.cuda.math_sdp_enabled())
+    yield
+    torch.use_deterministic_algorithms(kept[0], warn_only=kept[1])
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32 = kept[2:5]
+    torch.set_float32_matmul_precision(kept[5])
+    torch.backends.cuda.enable_flash_sdp(kept[6])
+    torch.backends.cuda.enable_mem_efficient_sdp(kept[7])
+    torch.backends.cuda.enable_cudnn_sdp(kept[8])
+    torch.backends.cuda.enable_math_sdp(kept[9])
+
+
+def test_strict_and_cublas_set_before_cuda(monkeypatch, restore_torch_flags):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    precision.set_deterministic(True)
+    assert torch.are_deterministic_algorithms_enabled() and not torch.is_deterministic_algorithms_warn_only_enabled()
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_cuda_switches_pick_math_attention_and_no_tf32(monkeypatch, restore_torch_flags):
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the other deterministic value is kept
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    torch.backends.cudnn.allow_tf32 = True
+    torch.set_float32_matmul_precision("high")
+    precision.set_deterministic(True)
+    assert torch.get_float32_matmul_precision() == "highest" and not torch.backends.cudnn.allow_tf32
+    assert torch.backends.cuda.math_sdp_enabled()
+    assert not (torch.backends.cuda.flash_sdp_enabled() or torch.backends.cuda.mem_efficient_sdp_enabled()
+                or torch.backends.cuda.cudnn_sdp_enabled())
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+def test_cpu_only_machine_keeps_its_kernels(monkeypatch, restore_torch_flags):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    flash, precision_before = torch.backends.cuda.flash_sdp_enabled(), torch.get_float32_matmul_precision()
+    precision.set_deterministic(True)
+    assert torch.backends.cuda.flash_sdp_enabled() == flash
+    assert torch.get_float32_matmul_precision() == precision_before
+
+
+def test_cuda_started_under_another_workspace_is_refused(monkeypatch, restore_torch_flags):
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":0:0")
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    with pytest.raises(OptionError, match=r"needs CUBLAS_WORKSPACE_CONFIG=:4096:8 before CUDA starts, but this "
+                                          r"process started CUDA with it set to ':0:0'"):
+        precision.set_deterministic(True)
+
+
+def test_a_wrong_workspace_is_replaced_with_a_warning_before_cuda(monkeypatch, restore_torch_flags):
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":0:0")
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    with pytest.warns(UserWarning, match="':0:0' replaced by ':4096:8'"):
+        precision.set_deterministic(True)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_disabled_changes_nothing(monkeypatch, restore_torch_flags):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    torch.use_deterministic_algorithms(False)
+    precision.set_deterministic(False)
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ and not torch.are_deterministic_algorithms_enabled()
