@@ -11,7 +11,11 @@ Modes (each measured in a fresh subprocess so peak-memory numbers do not mix):
 Examples:
   python benchmarks/bench_backbone.py                          # CPU or CUDA, 1 clip of 32x224x224
   python benchmarks/bench_backbone.py --modes sdpa,original --original /path/to/SAMA/VQA --no-backward
+  python benchmarks/bench_backbone.py --train-step --batch 12 --device cpu   # peak memory of ONE training step
 Peak memory: CUDA max allocated; on CPU the subprocess's peak resident set size (includes the interpreter).
+
+``--train-step``: one forward + backward of backbone + VQA head (loss = mean of the score map), train mode, no
+warm-up or repeats, then the peak memory; what README's attention-memory figure was measured with.
 """
 from __future__ import annotations
 
@@ -53,6 +57,33 @@ def _build(mode: str, name: str, original: str | None):
     model = build_backbone(name, checkpoint=(mode == "checkpoint"))
     runner = torch.compile(model) if mode == "compile" else model
     return model, runner
+
+
+def run_train_step(args) -> dict:
+    """ONE training step (forward + backward, loss = score map mean) and its peak memory."""
+    import torch
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model, runner = _build(args.single, args.backbone, args.original)
+    from samavqa.models import VQAHead
+
+    head = VQAHead(in_channels=model.num_features)
+    model.to(device).train(), head.to(device).train()
+    x = torch.randn(args.batch, 3, args.frames, args.size, args.size, device=device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    head(runner(x)).mean().backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    result = {"mode": args.single, "train_step": True, "device": str(device), "threads": torch.get_num_threads(),
+              "input": [args.batch, 3, args.frames, args.size, args.size], "step_s": round(time.perf_counter() - t, 1)}
+    if device.type == "cuda":
+        result["peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    else:
+        result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return result
 
 
 def run_single(args) -> dict:
@@ -117,6 +148,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--no-backward", action="store_true", help="forward timing only")
+    p.add_argument("--train-step", action="store_true", help="peak memory of one training step (see above)")
     p.add_argument("--single", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.device is None:
@@ -124,7 +156,7 @@ def main() -> None:
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.single:
-        print(json.dumps(run_single(args)))
+        print(json.dumps(run_train_step(args) if args.train_step else run_single(args)))
         return
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if args.original and not any(m.startswith("original") for m in modes):

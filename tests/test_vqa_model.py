@@ -113,12 +113,14 @@ def test_shift_mask_blocks_only_wrapped_regions():
 
 def test_cached_geometry_equals_fresh_build():
     swin3d.clear_geometry_cache()
-    args = ((4, 16, 16), (8, 7, 7), (2, 4, 4), (1, 2, 2), torch.device("cpu"))
+    args = ((4, 15, 16), (8, 7, 7), (2, 3, 4), (1, 1, 2), torch.device("cpu"))
     geo = window_geometry(*args)
     assert window_geometry(*args) is geo  # cache hit
-    assert torch.equal(geo.gate, build_fragment_gate((4, 16, 16), (2, 4, 4), (1, 2, 2)))
-    assert torch.equal(geo.shift_mask, build_shift_mask((4, 16, 16), (2, 4, 4), (1, 2, 2)))
-    assert torch.equal(geo.rel_index, sliced_relative_index((8, 7, 7), (2, 4, 4)))
+    n = 2 * 3 * 4  # stored with rows padded to 32 elements
+    assert geo.gate.shape[-1] == geo.shift_mask.shape[-1] == 32 and geo.rel_index.numel() == n * 32
+    assert torch.equal(geo.gate[..., :n], build_fragment_gate(*args[0:1], *args[2:4]))
+    assert torch.equal(geo.shift_mask[..., :n], build_shift_mask(*args[0:1], *args[2:4]))
+    assert torch.equal(geo.rel_index.view(n, 32)[:, :n].flatten(), sliced_relative_index((8, 7, 7), (2, 3, 4)))
     # the model computes the same with a cold cache
     bb, x = nano(), torch.randn(1, 3, 8, 64, 64)
     with torch.no_grad():
@@ -216,11 +218,71 @@ def test_gated_bias_formula_in_attention():
     attn = nano().layers[1].blocks[1].attn
     geo = window_geometry((4, 8, 8), (8, 7, 7), (2, 4, 4), (1, 2, 2), torch.device("cpu"))
     n = 32
-    idx = geo.rel_index.view(n, n)
+    idx = geo.rel_index.view(n, -1)[:, :n]
+    gate, shift_mask = geo.gate[..., :n], geo.shift_mask[..., :n]
     rpb = attn.relative_position_bias_table[idx].permute(2, 0, 1)
     fpb = attn.fragment_position_bias_table[idx].permute(2, 0, 1)
-    expect = rpb * geo.gate + fpb * (1 - geo.gate) + geo.shift_mask
-    torch.testing.assert_close(attn.attention_bias(geo, n), expect, atol=1e-5, rtol=0)
+    expect = rpb * gate + fpb * (1 - gate) + shift_mask
+    bias = attn.attention_bias(geo, n)
+    torch.testing.assert_close(bias, expect, atol=1e-5, rtol=0)
+    assert bias.stride(-2) % swin3d.MASK_ALIGN == 0  # rows aligned for the fused kernels (n = 32 is already)
+
+
+def _per_sample_mask_attention(self, x, geo):
+    """The attention as it was before the shared-mask layout: the per-window mask repeated for every sample."""
+    bn, n, c = x.shape
+    qkv = self.qkv(x).view(bn, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+    mask = self.attention_bias(geo, n).contiguous()
+    if mask.shape[0] not in (1, bn):
+        mask = mask.unsqueeze(0).expand(bn // mask.shape[0], *mask.shape).reshape(bn, *mask.shape[1:])
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return self.proj(out.transpose(1, 2).reshape(bn, n, c))
+
+
+def _outputs_with_both_layouts(model, x, monkeypatch):
+    with torch.no_grad():
+        shared = model(x)
+        monkeypatch.setattr(swin3d.WindowAttention3D, "forward", _per_sample_mask_attention)
+        repeated = model(x)
+        monkeypatch.undo()
+    return shared, repeated
+
+
+@pytest.mark.parametrize("name, shape", [(NANO, (3, 3, 8, 64, 64)), (NANO, (2, 3, 7, 70, 90)),
+                                         ("swin_tiny_grpb_m", (2, 3, 8, 64, 64))])
+def test_shared_window_mask_is_bit_identical_to_per_sample_masks(name, shape, monkeypatch):
+    model = seeded_weights_(build_backbone(name)).eval()
+    shared, repeated = _outputs_with_both_layouts(model, torch.randn(shape), monkeypatch)
+    assert torch.equal(shared, repeated)
+
+
+def test_shared_window_mask_is_bit_identical_at_paper_size(full_size_model, monkeypatch):
+    # the paper's input (N = 392 tokens per window, rows padded to 400), two samples so the mask is broadcast
+    model = seeded_weights_(full_size_model).fragments_backbone.eval()
+    shared, repeated = _outputs_with_both_layouts(model, torch.randn(2, 3, 32, 224, 224), monkeypatch)
+    assert shared.shape == (2, 768, 16, 7, 7) and torch.equal(shared, repeated)
+
+
+def test_drop_path_draws_like_torchvision_stochastic_depth():
+    torchvision_ops = pytest.importorskip("torchvision.ops")
+    x = torch.randn(64, 5, 3)
+    ours, theirs = swin3d.DropPath(0.3).train(), torchvision_ops.StochasticDepth(0.3, "row").train()
+    torch.manual_seed(7)
+    a = ours(x)
+    torch.manual_seed(7)
+    assert torch.equal(a, theirs(x))
+    dropped = (a == 0).flatten(1).all(1)
+    assert 0 < int(dropped.sum()) < 64 and torch.allclose(a[~dropped], x[~dropped] / 0.7)  # per sample, rescaled
+    assert torch.equal(ours.eval()(x), x)
+
+
+def test_backbone_module_does_not_import_torchvision():
+    import subprocess
+    import sys
+
+    code = "import sys, samavqa.models.swin3d; print('torchvision' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 def test_checkpointing_gives_identical_outputs_and_grads():

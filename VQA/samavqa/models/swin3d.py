@@ -17,7 +17,11 @@ Layout and semantics follow the backbone that SAMA / FAST-VQA use:
 Implementation notes (speed, same function):
 
 * Attention runs through ``F.scaled_dot_product_attention`` with one additive float mask that holds the
-  relative/fragment bias and the ``-100`` shifted-window mask.
+  relative/fragment bias and the ``-100`` shifted-window mask.  The mask is per window, ``[nW, nH, N, N]``, and
+  shared by the batch: q/k/v are laid out ``[B, nW*nH, N, hd]`` so that the mask broadcasts over the samples
+  instead of being repeated per sample (at batch 12 in stage 1 that repeat was 2.8 GB, kept for backward).
+  Its rows are allocated ``N`` rounded up to 16 elements and sliced (N = 392 is not a multiple of 16), so the
+  fused GPU kernels take it as is instead of padding a copy on every call.
 * Everything that depends only on geometry (sliced index, fragment gate ``g``, shift mask) is cached per
   ``(padded size, window, shift, device)``; the learnable tables are gathered on every call.
 * ``checkpoint=True`` recomputes each block in the backward pass (activation memory for compute).
@@ -37,8 +41,6 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as torch_checkpoint
 from torch import Tensor, nn
-from torchvision.ops import StochasticDepth
-
 from .backbones import register_backbone
 
 Triple = Tuple[int, int, int]
@@ -54,7 +56,11 @@ __all__ = [
     "build_fragment_gate",
     "window_geometry",
     "clear_geometry_cache",
+    "DropPath",
 ]
+
+#: mask rows start at multiples of this many elements (what the fused attention kernels need to use it in place)
+MASK_ALIGN = 16
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -127,6 +133,16 @@ def _region_labels(size: int, window: int, shift: int) -> Tensor:
     return lab
 
 
+def aligned_length(n: int) -> int:
+    """``n`` rounded up to a multiple of :data:`MASK_ALIGN`."""
+    return -(-n // MASK_ALIGN) * MASK_ALIGN
+
+
+def _pad_last(t: Tensor) -> Tensor:
+    """``[..., N]`` -> ``[..., aligned_length(N)]``, zero-padded; the pad columns are computed on but never read."""
+    return F.pad(t, (0, aligned_length(t.shape[-1]) - t.shape[-1]))
+
+
 def build_shift_mask(padded: Triple, window: Triple, shift: Triple, device: Union[torch.device, str] = "cpu") -> Optional[Tensor]:
     """Shifted-window mask ``[nW, 1, N, N]``: 0 inside one region, -100 across regions; None if no shift."""
     if not any(s > 0 for s in shift):
@@ -158,14 +174,16 @@ def build_fragment_gate(padded: Triple, window: Triple, shift: Triple, device: U
 class WindowGeometry(NamedTuple):
     """Cached, non-learnable tensors of one (padded size, window, shift, device).
 
+    The last axis of every ``[.., N, N']`` tensor is padded to ``N' = aligned_length(N)`` (zeros; index 0 in
+    ``rel_index``) so that the attention mask built from them has aligned rows; ``[..., :N]`` is the real part.
     A NamedTuple (not a custom class) so that ``torch.compile`` sees plain tensors and ints.
     """
 
     window: Triple
     shift: Triple
-    rel_index: Tensor  # [N*N] long, into the base table
-    gate: Tensor  # [nW, 1, N, N] float
-    shift_mask: Optional[Tensor]  # [nW, 1, N, N] float or None
+    rel_index: Tensor  # [N*N'] long, into the base table
+    gate: Tensor  # [nW, 1, N, N'] float
+    shift_mask: Optional[Tensor]  # [nW, 1, N, N'] float or None
 
 
 _GEOMETRY_CACHE: "OrderedDict[tuple, WindowGeometry]" = OrderedDict()
@@ -178,12 +196,14 @@ def window_geometry(padded: Triple, base_window: Triple, window: Triple, shift: 
     geo = _GEOMETRY_CACHE.get(key)
     if geo is None:
         with torch.inference_mode(False):  # cached for later calls, which may train: never inference tensors
+            n = math.prod(window)
+            shift_mask = build_shift_mask(padded, window, shift, device)
             geo = WindowGeometry(
                 window=tuple(window),
                 shift=tuple(shift),
-                rel_index=sliced_relative_index(tuple(base_window), tuple(window)).to(device),
-                gate=build_fragment_gate(padded, window, shift, device),
-                shift_mask=build_shift_mask(padded, window, shift, device),
+                rel_index=_pad_last(sliced_relative_index(tuple(base_window), tuple(window)).view(n, n)).flatten().to(device),
+                gate=_pad_last(build_fragment_gate(padded, window, shift, device)),
+                shift_mask=None if shift_mask is None else _pad_last(shift_mask),
             )
         _GEOMETRY_CACHE[key] = geo
         if len(_GEOMETRY_CACHE) > _GEOMETRY_CACHE_SIZE:
@@ -200,6 +220,28 @@ def clear_geometry_cache() -> None:
 # ----------------------------------------------------------------------------------------------------------
 # Modules
 # ----------------------------------------------------------------------------------------------------------
+class DropPath(nn.Module):
+    """Stochastic depth per sample: in training each sample's residual branch is zeroed with probability ``p`` and
+    the kept ones are scaled by ``1 / (1 - p)``; identity in eval mode (torchvision's ``StochasticDepth(p, "row")``,
+    same random draws, without importing torchvision)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        noise = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+        if keep > 0.0:
+            noise.div_(keep)
+        return x * noise
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
@@ -235,30 +277,41 @@ class WindowAttention3D(nn.Module):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def _gather(self, table: Tensor, index: Tensor, n: int) -> Tensor:
-        # [L, nH] -> [nH, N, N]; gathering along the rows of the transposed table avoids a permute copy.
-        return table.t().index_select(1, index).view(self.num_heads, n, n)
+        # [L, nH] -> [nH, N, N']; gathering along the rows of the transposed table avoids a permute copy.
+        return table.t().index_select(1, index).view(self.num_heads, n, -1)
 
     def attention_bias(self, geo: WindowGeometry, n: int) -> Tensor:
-        """Additive float mask ``[nW or 1, nH, N, N]``: relative/fragment bias (+ shift mask)."""
+        """Additive float mask ``[nW or 1, nH, N, N]``: relative/fragment bias (+ shift mask).
+
+        A view of ``[.., N, N']`` storage (rows aligned, see :class:`WindowGeometry`).
+        """
         rel = self._gather(self.relative_position_bias_table, geo.rel_index, n)
         if self.fragment_position_bias_table is not None:
             frag = self._gather(self.fragment_position_bias_table, geo.rel_index, n)
             # rel * g + frag * (1 - g)  ==  frag + g * (rel - frag)
             base = frag if geo.shift_mask is None else frag + geo.shift_mask
-            return torch.addcmul(base, geo.gate, rel - frag)
-        bias = rel.unsqueeze(0)
-        return bias if geo.shift_mask is None else bias + geo.shift_mask
+            bias = torch.addcmul(base, geo.gate, rel - frag)
+        else:
+            bias = rel.unsqueeze(0) if geo.shift_mask is None else rel + geo.shift_mask
+        return bias[..., :n]
 
     def forward(self, x: Tensor, geo: WindowGeometry) -> Tensor:
-        """x: ``[B*nW, N, C]`` windows of ``B`` samples -> ``[B*nW, N, C]``."""
+        """x: ``[B*nW, N, C]`` windows of ``B`` samples (each sample's ``nW`` windows in a row) -> ``[B*nW, N, C]``.
+
+        With a per-window mask ``[nW, nH, N, N]``, q/k/v become ``[B, nW*nH, N, hd]`` and the mask
+        ``[1, nW*nH, N, N]`` broadcasts over the samples; a mask shared by all windows (``nW = 1``) broadcasts over
+        ``B*nW`` groups the same way.
+        """
         bn, n, c = x.shape
-        qkv = self.qkv(x).view(bn, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # [B*nW, nH, N, hd]
-        mask = self.attention_bias(geo, n).to(q.dtype)
-        if mask.shape[0] not in (1, bn):  # per-window mask, several samples: repeat over the batch
-            mask = mask.unsqueeze(0).expand(bn // mask.shape[0], *mask.shape).reshape(bn, *mask.shape[1:])
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.proj(out.transpose(1, 2).reshape(bn, n, c))
+        heads, hd = self.num_heads, c // self.num_heads
+        qkv = self.qkv(x)
+        mask = self.attention_bias(geo, n).to(qkv.dtype)
+        nw = mask.shape[0]
+        groups = bn // nw  # samples sharing one mask
+        qkv = qkv.view(groups, nw, n, 3, heads, hd).permute(3, 0, 1, 4, 2, 5)  # [3, B, nW, nH, N, hd]
+        q, k, v = (t.reshape(groups, nw * heads, n, hd) for t in qkv.unbind(0))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.view(1, nw * heads, n, n))
+        return self.proj(out.view(groups, nw, heads, n, hd).transpose(2, 3).reshape(bn, n, c))
 
 
 class SwinBlock3D(nn.Module):
@@ -270,7 +323,7 @@ class SwinBlock3D(nn.Module):
         self.shifted = shifted
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention3D(dim, base_window, num_heads, qkv_bias=qkv_bias, frag_bias=frag_bias)
-        self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
@@ -458,7 +511,8 @@ class SwinTransformer3D(nn.Module):
         ``multi``: concatenate the (trilinearly resized) inputs of every stage instead;
         ``layer >= 0``: return that intermediate (0 = patch embedding, i = output of stage i), un-normed.
         """
-        geometries = self.stage_geometries(tuple(x.shape[2:]), adaptive_window_size, x.device)
+        # plain ints: under ONNX tracing sizes are tensors, which would miss the geometry cache
+        geometries = self.stage_geometries(tuple(int(n) for n in x.shape[2:]), adaptive_window_size, x.device)
         x = self.patch_embed(x)
         feats = [x]
         for stage, geo in zip(self.layers, geometries):
