@@ -150,8 +150,10 @@ def test_a_real_ctrl_c_ends_in_one_line(vqa_data, tmp_path):
 
     opt = vqa_options(vqa_data, tmp_path, "sig", num_epochs=50)
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    # SIGINT handled as in a terminal even when pytest runs in the background (where the shell ignores it)
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, "VQA", "demo_train.py"), "-o", opt], cwd=tmp_path,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     state = tmp_path / "runs" / "sig" / "last.pth"
     deadline = time.time() + 240
     while not state.exists() and proc.poll() is None and time.time() < deadline:
