@@ -27,8 +27,7 @@ class RunContext:
     stop_after: int = 0                         # stop (state saved) after this many epochs in this process; 0: never
     epochs_done: int = 0
     max_bad_steps: int = 10
-
-    last_saved: Optional[str] = None           # what the last saved state follows ("epoch 3", "split 01 epoch 03")
+    last_saved: Optional[str] = None            # what the last saved state follows ("epoch 3", "split 01 epoch 03")
 
     #: the context of the run this process is in (the Ctrl-C message says what it saved)
     current: ClassVar[Optional["RunContext"]] = None

@@ -12,9 +12,11 @@ other way round.
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
@@ -25,10 +27,10 @@ import yaml
 from . import distributed as D
 from . import run_options
 from .checkpoint import CheckpointError, load_on_main
+from .context import RunContext, interrupted_message
 from .labels import LabelError
 from .options import OptionError
 from .precision import amp_mode, set_deterministic
-from .context import RunContext, interrupted_message
 from .resume import RESUME_FILE, load_resume, run_options_text
 from .robust import BadItemLog, TooManyBadItems
 from .runlog import RunLogger
@@ -150,7 +152,9 @@ def options_file(args: argparse.Namespace) -> str:
         with open(beside, encoding="utf-8") as f:
             if yaml.safe_load(f) == yaml.safe_load(text):
                 return beside
-    path = os.path.join(tempfile.mkdtemp(prefix="sama-resume-"), "options.yml")
+    folder = tempfile.mkdtemp(prefix="sama-resume-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = os.path.join(folder, "options.yml")
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return path
@@ -158,9 +162,11 @@ def options_file(args: argparse.Namespace) -> str:
 
 def check_writable(folder: str, what: str) -> None:
     """Make sure files can be written in ``folder`` (or, while it does not exist, in the folder it would be made
-    in), before any work (rank 0); nothing is created."""
-    if not D.is_main():
-        return
+    in), before any work; nothing is created. Checked on rank 0, the one that writes (every rank fails alike)."""
+    load_on_main(lambda: _check_writable(folder, what))
+
+
+def _check_writable(folder: str, what: str) -> None:
     existing = os.path.abspath(folder)
     while not os.path.exists(existing) and os.path.dirname(existing) != existing:
         existing = os.path.dirname(existing)

@@ -135,3 +135,34 @@ def test_samacore_imports_form_no_cycle():
 
     assert [m for m in sorted(modules) if reaches(m, m, {m})] == []
     assert "context" in graph["runs"] and "context" in graph["trainer"] and "runs" not in graph["trainer"]
+
+
+def test_a_real_ctrl_c_ends_in_one_line(vqa_data, tmp_path):
+    """SIGINT to a training process once its first state is saved: one line on stderr, exit status 130, the state
+    kept."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import REPO
+
+    opt = vqa_options(vqa_data, tmp_path, "sig", num_epochs=50)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # SIGINT handled as in a terminal even when pytest runs in the background (where the shell ignores it)
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "VQA", "demo_train.py"), "-o", opt], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    state = tmp_path / "runs" / "sig" / "last.pth"
+    deadline = time.time() + 240
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err[-3000:]
+    [line] = err.strip().splitlines()
+    assert line.startswith("interrupted (Ctrl-C): the state after epoch ") and line.endswith(
+        f"is saved in runs/sig/last.pth; continue with: python {os.path.join(REPO, 'VQA', 'demo_train.py')} "
+        "--resume runs/sig")
+    assert load_checkpoint(str(state))["epoch"] >= 0

@@ -125,7 +125,8 @@ def test_demo_test_gives_the_download_hint_of_vqa_py_for_a_missing_released_chec
             cli.test_command()  # demo_test.py's body
         assert e.value.code == 2
         err = capsys.readouterr().err.strip()
-        assert err == (f"error: checkpoint file not found: {tmp_path / preset.weights} (load_path): the released "
+        assert err == (f"error: checkpoint file not found: {tmp_path / preset.weights} (load_path of the option file "
+                       f"{tmp_path / 'test.yml'}): the released "
                        f"{name} weights; {preset.download_hint()}")
         # vqa.py says the same about the same file
         assert S.main(["-v", str(setup / "videos" / "v0.mp4"), "--ckpt", str(tmp_path / preset.weights)]) == 2

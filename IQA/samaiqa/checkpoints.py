@@ -25,6 +25,7 @@ from torch import nn
 from samacore.checkpoint import (CheckpointError, LoadReport, load_checkpoint, load_state_dict_checked,
                                  patch_embedding_rank, save_checkpoint)
 
+from .datasets import sampling_args
 from .model import checkpoint_filter
 
 OWN_FORMAT = "samaiqa/1"
@@ -209,6 +210,14 @@ def save_model_checkpoint(path: str, model: nn.Module, **extra: Any) -> None:
     save_checkpoint(obj, path)
 
 
+def scoring_meta(opt: Mapping[str, Any]) -> Dict[str, Any]:
+    """What a scorer needs to sample as a checkpoint's training did (``"sama"."scoring"`` of
+    :func:`samacore.checkpoint.checkpoint_meta`): ``stype`` and ``data``, the grid and ``exif_transpose``."""
+    data = opt.get("data") or {}
+    return {"stype": opt["stype"],
+            "data": dict(sampling_args(data), exif_transpose=bool(data.get("exif_transpose", False)))}
+
+
 def read_checkpoint_info(path: str) -> Dict[str, Any]:
     """Everything but the weights of one of our checkpoints (label_stats, metrics, split, ...)."""
     ckpt = load_checkpoint(path)
@@ -225,5 +234,6 @@ __all__ = [
     "load_into_model",
     "read_checkpoint_info",
     "save_model_checkpoint",
+    "scoring_meta",
     "state_dict_for_model",
 ]

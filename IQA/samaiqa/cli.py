@@ -56,8 +56,8 @@ from samacore.runlog import RunLogger, get_logger
 from samacore.splits import make_splits
 from samacore.utils import seed_everything
 
-from .checkpoints import OWN_FORMAT, load_into_model
-from .datasets import ImageDataset, ImageReadError, sampling_args
+from .checkpoints import OWN_FORMAT, load_into_model, scoring_meta
+from .datasets import ImageDataset, ImageReadError
 from .labels import LabelError, LabelSet, fixed_split, kadid_groups, missing_files, read_info
 from .recipe import build_model, make_step_fn, predict_fn, schedule
 from .schema import existing_path, load_iqa_options, path_option, split_by
@@ -173,12 +173,6 @@ def _eval_logger(split: int, run_logger: RunLogger, split_logger: RunLogger):
         split_logger.row(row)
 
     return log_eval
-
-
-def scoring_meta(opt: Mapping[str, Any]) -> Dict[str, Any]:
-    """What a scorer needs to sample as the checkpoint's training did: ``stype`` and the grid (``data``)."""
-    return {"stype": opt["stype"],
-            "data": dict(sampling_args(opt["data"]), exif_transpose=bool(opt["data"].get("exif_transpose", False)))}
 
 
 def _checkpoint_extra(opt: Mapping[str, Any], model: nn.Module, split: int, train_set: ImageDataset) -> Dict[str, Any]:
