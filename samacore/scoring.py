@@ -15,15 +15,19 @@ import glob
 import os
 import sys
 import warnings
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, TextIO, Tuple, Union
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import (Any, Callable, ClassVar, Dict, Iterator, List, Mapping, Optional, Protocol, Sequence, TextIO,
+                    Tuple, Union)
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from . import distributed as D
 from .calibration import Calibration, calibration_from_info
 from .checkpoint import TRUST_FLAG_HELP, CheckpointError
-from .engine import progress_bar
+from .loaders import ContiguousShardSampler
+from .metrics import evaluate, format_metrics, has_labels
 from .options import OptionError
 from .robust import SkipBadItems, SkipCollate
 
@@ -51,6 +55,7 @@ class ScoreRow:
     error: str = ""
     note: str = ""
     clip_scores: Optional[List[float]] = None
+    index: int = -1  # the file's position among the files being scored
 
     def csv_row(self, per_clip: bool = False) -> List[str]:
         fmt = lambda v: "" if v is None else repr(float(v))
@@ -164,10 +169,30 @@ def checkpoint_path(ckpt: Optional[str], find_default: Callable[[], Tuple[str, s
         path, why = find_default()
         notes.append(f"checkpoint: {path} ({why})")
         return path
+    refuse_folder(ckpt)
     path = os.path.abspath(os.path.expanduser(ckpt))
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint file not found: {ckpt}")
     return path
+
+
+def refuse_folder(ckpt: str) -> None:
+    """``--ckpt`` naming a folder is one line saying so (not "file not found")."""
+    if os.path.isdir(os.path.expanduser(ckpt)):
+        raise CheckpointError(f"--ckpt {ckpt} is a folder, not a checkpoint file: name the .pth file inside it")
+
+
+def checkpoint_identity(path: str) -> Dict[str, Any]:
+    """What identifies a checkpoint file for ``--resume``: its absolute path, size and modification time."""
+    st = os.stat(path)
+    return {"checkpoint": os.path.abspath(path), "checkpoint_size": st.st_size, "checkpoint_mtime": st.st_mtime}
+
+
+def embedded_options(obj: Any) -> Optional[Dict[str, Any]]:
+    """The options a checkpoint written by this project carries (``obj["sama"]["options"]``); None otherwise."""
+    meta = obj.get("sama") if isinstance(obj, Mapping) else None
+    opts = meta.get("options") if isinstance(meta, Mapping) else None
+    return dict(opts) if isinstance(opts, Mapping) else None
 
 
 def calibration_for(info: Mapping[str, Any], trainer: str, items: str) -> Tuple[Optional[Calibration], str]:
@@ -181,84 +206,252 @@ def calibration_for(info: Mapping[str, Any], trainer: str, items: str) -> Tuple[
 Scored = Union[float, Tuple[float, List[float]]]
 
 
-def score_files(
-    paths: Sequence[str],
+class _Indexed(Dataset):
+    """The items ``order[i]`` of ``dataset``, each carrying its index in ``dataset`` as ``"index"``."""
+
+    def __init__(self, dataset: Dataset, order: Sequence[int]) -> None:
+        self.dataset, self.order = dataset, list(order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int) -> Dict[str, Any]:
+        return dict(self.dataset[self.order[i]], index=self.order[i])
+
+
+class _NameOf:
+    """``position -> name`` for :class:`SkipBadItems` (a class, not a lambda: DataLoader workers pickle it)."""
+
+    def __init__(self, names: Callable[[int], str], order: Sequence[int]) -> None:
+        self.names, self.order = names, list(order)
+
+    def __call__(self, i: int) -> str:
+        return self.names(self.order[i])
+
+
+def score_items(
     dataset: Dataset,
     read_errors: Tuple[type, ...],
     score_batch: Callable[[Mapping[str, Any]], Sequence[Scored]],
-    calibration: Optional[Calibration],
+    names: Callable[[int], str],
+    indices: Optional[Sequence[int]] = None,
     batch_size: int = 1,
     num_workers: int = 0,
-    progress: bool = True,
-) -> List[ScoreRow]:
-    """Score ``paths`` (item ``i`` of ``dataset`` is ``paths[i]`` and carries ``"index": i``, and may carry a
-    ``"note"`` saying what was done to an odd file).
+    calibration: Optional[Calibration] = None,
+    progress: bool = False,
+    desc: str = "scoring",
+) -> Iterator[ScoreRow]:
+    """Score the items ``indices`` of ``dataset`` (default: all), yielding one :class:`ScoreRow` per item in that
+    order as soon as its batch is scored -- the one scoring path of both trees' scorers and test commands.
 
-    ``score_batch(collated good items)`` gives the raw scores (or ``(score, clip scores)`` pairs) in batch order.
-    A file whose item raises one of ``read_errors`` gets a row with ``error`` set. Rows are in the order of
-    ``paths``. ``progress``: a bar over the files when there are several.
+    An item whose loading raises one of ``read_errors`` gives a row with ``error`` (its reason) and no score.
+    Rows carry ``index`` (the item's index in ``dataset``) and ``name`` (``names(index)``); an item may carry a
+    ``"note"`` (what was done to an odd file). ``score_batch(collated good items)`` gives the raw scores (or
+    ``(score, clip scores)`` pairs) in batch order; it runs under :func:`torch.inference_mode`. DataLoader
+    workers (``num_workers``) read the next items while the model scores the current ones. ``progress``: a bar
+    counting the items (files/s).
     """
-    rows = [ScoreRow(str(p)) for p in paths]
-    wrapped = SkipBadItems(dataset, errors=read_errors, name_fn=lambda i: str(paths[i]))
+    order = list(range(len(dataset))) if indices is None else [int(i) for i in indices]  # type: ignore[arg-type]
+    position = {index: k for k, index in enumerate(order)}
+    wrapped = SkipBadItems(_Indexed(dataset, order), errors=read_errors, name_fn=_NameOf(names, order))
     loader = DataLoader(wrapped, batch_size=max(1, int(batch_size)), shuffle=False,
                         num_workers=max(0, int(num_workers)), collate_fn=SkipCollate())
+    with file_bar(len(order), desc, progress) as bar:
+        for batch, bad in loader:
+            rows = [ScoreRow(names(order[b.index]), error=b.reason, index=order[b.index]) for b in bad]
+            if batch is not None:
+                rows += _scored_rows(batch, score_batch, names, calibration)
+            rows.sort(key=lambda r: position[r.index])
+            bar.update(len(rows))
+            yield from rows
+
+
+def _scored_rows(batch: Mapping[str, Any], score_batch: Callable[[Mapping[str, Any]], Sequence[Scored]],
+                 names: Callable[[int], str], calibration: Optional[Calibration]) -> List[ScoreRow]:
+    """The rows of a collated batch of good items (``batch["index"]``: ``[B]``)."""
     with torch.inference_mode():
-        for batch, bad in progress_bar(loader, "scoring", progress and len(paths) > 1, total=len(loader)):
-            for item in bad:
-                rows[item.index].error = item.reason
-            if batch is None:
-                continue
-            notes = batch.get("note") or [""] * len(batch["index"])
-            for i, scored, note in zip(batch["index"].tolist(), score_batch(batch), notes):
-                score, clips = scored if isinstance(scored, tuple) else (scored, None)
-                rows[i].score, rows[i].note = float(score), str(note)
-                rows[i].clip_scores = None if clips is None else [float(c) for c in clips]
-                if calibration is not None:
-                    rows[i].calibrated = calibration(float(score))
+        results = list(score_batch(batch))
+    indices = batch["index"].tolist()
+    notes = batch.get("note") or [""] * len(indices)
+    rows = []
+    for index, scored, note in zip(indices, results, notes):
+        score, clips = scored if isinstance(scored, tuple) else (scored, None)
+        rows.append(ScoreRow(names(index), float(score), calibration(float(score)) if calibration else None,
+                             note=str(note), clip_scores=None if clips is None else [float(c) for c in clips],
+                             index=index))
     return rows
 
 
-class ScoreCalls:
-    """``scorer(x)``, the Python API of the trees' scorers (as pyiqa's metrics): mixed into them.
+def score_shards(
+    dataset: Dataset,
+    read_errors: Tuple[type, ...],
+    score_batch: Callable[[Mapping[str, Any]], Sequence[Scored]],
+    names: Callable[[int], str],
+    on_row: Callable[[ScoreRow], None],
+    batch_size: int = 1,
+    num_workers: int = 0,
+    progress: bool = False,
+    desc: str = "scoring",
+) -> List[ScoreRow]:
+    """Every item of ``dataset`` as rows in dataset order (the test commands; :func:`score_items`), also under
+    ``torchrun``: each rank scores its contiguous block, the rows are gathered. ``on_row(row)`` runs on rank 0
+    for every row in dataset order -- its own as they are scored, then the other ranks' once gathered."""
+    mine: List[ScoreRow] = []
+    block = list(ContiguousShardSampler(len(dataset), D.rank(), D.world_size()))  # type: ignore[arg-type]
+    for row in score_items(dataset, read_errors, score_batch, names, block, batch_size, num_workers, None, progress,
+                           desc):
+        mine.append(row)
+        if D.is_main():
+            on_row(row)
+    everyone = D.all_gather_list(mine)
+    if D.is_main():
+        for row in everyone[len(mine):]:
+            on_row(row)
+    return everyone
 
-    ``x``: a path -> one score; a list / tuple of paths -> a list of scores (in order); anything else goes to the
-    tree's ``score_tensor(x, **kw) -> ([(score, note, name)], batched)`` -> one score, or a list for a batch.
-    ``calibrated=True`` returns the calibrated scores (:class:`ValueError` if the checkpoint has no score
-    statistics). A file that cannot be read raises the tree's ``read_error`` with the file and the reason; what
-    was done to an odd input (a ``note``) is issued as a :class:`UserWarning`.
+
+class RowWriter:
+    """A CSV written row by row (``-``: stdout): the header first (unless appending to a non-empty file), each
+    row flushed as it is written, so a stopped command leaves every finished row. ``enabled=False``: writes
+    nothing (ranks other than 0)."""
+
+    def __init__(self, path: str, columns: Sequence[str], append: bool = False, enabled: bool = True) -> None:
+        self.path, self.file = path, None
+        if not enabled:
+            return
+        if path == "-":
+            self.file = sys.stdout
+        else:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self.file = open(path, "a" if append else "w", newline="", encoding="utf-8")
+        self.csv = csv.writer(self.file)
+        if path == "-" or self.file.tell() == 0:  # (appending: the file's end)
+            self.write(columns)
+
+    def write(self, row: Sequence[Any]) -> None:
+        if self.file is not None:
+            self.csv.writerow(row)
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None and self.file is not sys.stdout:
+            self.file.close()
+        self.file = None
+
+    def __enter__(self) -> "RowWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def test_metrics(key: str, pairs: Sequence[Tuple[Optional[float], float]], kind: str) -> Tuple[str, Optional[Dict[str, float]]]:
+    """``(line to print, metrics or None)`` of one test set's ``(prediction or None, label)`` pairs: metrics over
+    the scored items when they are labelled (2 or more)."""
+    scored = [(p, g) for p, g in pairs if p is not None]
+    left_out = len(pairs) - len(scored)
+    count = f"{len(scored)} {kind}" + (f" ({left_out} unreadable: error rows, left out)" if left_out else "")
+    labels = [g for _, g in scored]
+    if len(scored) >= 2 and has_labels(labels):
+        metrics = evaluate([p for p, _ in scored], labels)
+        return f"[{key}] {count}: {format_metrics(metrics)}  (n {metrics['n']})", metrics
+    return f"[{key}] {count} scored (no labels, no metrics)", None
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def __enter__(self) -> "_NoBar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+def file_bar(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar counting files (``n/total``, files/s) on rank 0 when ``enabled`` and there are several files;
+    a context manager with ``update(n)`` either way."""
+    if not enabled or total < 2 or not D.is_main():
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress bars are a nicety, never a requirement
+        return _NoBar()
+    return tqdm(total=total, desc=desc, unit="file", leave=False, dynamic_ncols=True)
+
+
+@dataclass
+class Scorer(ABC):
+    """A loaded model with its test sampling: the base of the trees' scorers (``samavqa.VideoScorer``,
+    ``samaiqa.ImageScorer``), which supply :meth:`dataset`, :meth:`score_batch` and :meth:`score_tensor`.
+
+    ``scorer(x)`` (the Python API, as pyiqa's metrics): ``x`` a path -> one score; a list / tuple of paths -> a
+    list of scores (in order); anything else goes to :meth:`score_tensor`. ``calibrated=True`` returns the
+    calibrated scores (:class:`ValueError` if the checkpoint has no score statistics). A file that cannot be read
+    raises :attr:`read_error` with the file and the reason; what was done to an odd input (a ``note``) is issued
+    as a :class:`UserWarning`. :meth:`rows` / :meth:`score_paths` give CSV rows (bad files as rows with an error).
     """
 
-    read_error: type = RuntimeError
+    model: torch.nn.Module
+    stype: str
+    device: str
+    checkpoint: str
+    checkpoint_format: str
+    calibration: Optional[Calibration]
+    calibration_note: str
+    bf16: bool = False
+    notes: List[str] = field(default_factory=list)
+    #: what the scores were made with (checkpoint, options, sampling, ...): compared by ``--resume``
+    provenance: Dict[str, Any] = field(default_factory=dict)
+    read_error: ClassVar[type] = RuntimeError
+    batch_kwargs: ClassVar[Tuple[str, ...]] = ()  # score_batch keyword arguments the command line may pass
+
+    @abstractmethod
+    def dataset(self, paths: Sequence[str], progress: bool = False) -> Dataset:
+        """Test-mode items of ``paths`` (``progress``: a bar over the work inside one long file)."""
+
+    @abstractmethod
+    def score_batch(self, batch: Mapping[str, Any], **kwargs: Any) -> List[Scored]:
+        """Raw scores of a collated batch of items, in batch order."""
+
+    @abstractmethod
+    def score_tensor(self, x: Any, **kwargs: Any) -> Tuple[List[Tuple[float, str, str]], bool]:
+        """``([(raw score, note, name)], batched)`` of decoded media given as a tensor / array."""
+
+    def rows(self, paths: Sequence[str], batch_size: int = 1, num_workers: int = 0, progress: bool = True,
+             **batch_kwargs: Any) -> Iterator[ScoreRow]:
+        """Score files, yielding each row (in the order of ``paths``) as soon as it is known; a bad file gives a
+        row with ``error`` set. ``progress``: a bar over the files (one file: the tree's own bar inside it)."""
+        paths = [os.fspath(p) for p in paths]
+        self.model.eval()
+        score = (lambda b: self.score_batch(b, **batch_kwargs)) if batch_kwargs else self.score_batch
+        return score_items(self.dataset(paths, progress and len(paths) == 1), (self.read_error,), score,
+                           paths.__getitem__, None, batch_size, num_workers, self.calibration, progress)
+
+    def score_paths(self, paths: Sequence[str], batch_size: int = 1, num_workers: int = 0, progress: bool = True,
+                    **batch_kwargs: Any) -> List[ScoreRow]:
+        """:meth:`rows` as a list."""
+        return list(self.rows(paths, batch_size, num_workers, progress, **batch_kwargs))
 
     def __call__(self, x: Any, calibrated: bool = False, **tensor_kwargs: Any) -> Union[float, List[float]]:
         one_path = isinstance(x, (str, os.PathLike))
         if one_path or isinstance(x, (list, tuple)):
-            paths = [os.fspath(p) for p in ([x] if one_path else x)]
-            rows = self.score_paths(paths, progress=False)  # type: ignore[attr-defined]
-            for r in rows:
+            scored, batched = [], not one_path
+            for r in self.rows([x] if one_path else list(x), progress=False):
                 if r.score is None:
                     raise self.read_error(r.error)
-            scored, batched = [(r.score, r.note, r.name) for r in rows], not one_path
+                scored.append((r.score, r.note, r.name))
         else:
-            scored, batched = self.score_tensor(x, **tensor_kwargs)  # type: ignore[attr-defined]
+            scored, batched = self.score_tensor(x, **tensor_kwargs)
         for _, note, name in scored:
             if note:
                 warnings.warn(f"{name}: {note}", UserWarning, stacklevel=2)
-        cal = self.calibration  # type: ignore[attr-defined]
+        cal = self.calibration
         if calibrated and cal is None:
-            raise ValueError(f"no calibrated score: {self.calibration_note}")  # type: ignore[attr-defined]
-        values = [cal(s) if calibrated else float(s) for s, _, _ in scored]
+            raise ValueError(f"no calibrated score: {self.calibration_note}")
+        values = [cal(s) if calibrated and cal is not None else float(s) for s, _, _ in scored]
         return values if batched else values[0]
-
-
-class ScorerLike(Protocol):
-    """What :func:`run_scoring` needs of a tree's scorer."""
-
-    notes: List[str]
-    calibration_note: str
-
-    def score_paths(self, paths: Sequence[str], batch_size: int = ..., num_workers: int = ...,
-                    progress: bool = ...) -> List[ScoreRow]: ...
 
 
 # ----------------------------------------------------------------------------------------------- command line
