@@ -12,12 +12,17 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
+import json
 import os
+import shlex
+import signal
 import sys
+import threading
+import time
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import (Any, Callable, ClassVar, Dict, Iterator, List, Mapping, Optional, Protocol, Sequence, TextIO,
+from typing import (Any, Callable, ClassVar, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO,
                     Tuple, Union)
 
 import torch
@@ -56,6 +61,7 @@ class ScoreRow:
     note: str = ""
     clip_scores: Optional[List[float]] = None
     index: int = -1  # the file's position among the files being scored
+    frames: int = 0  # frames decoded for it (videos)
 
     def csv_row(self, per_clip: bool = False) -> List[str]:
         fmt = lambda v: "" if v is None else repr(float(v))
@@ -454,6 +460,135 @@ class Scorer(ABC):
         return values if batched else values[0]
 
 
+# ----------------------------------------------------------------------------------------------- --output
+class OutputError(ValueError):
+    """The ``--output`` CSV cannot be used as asked (not writable, exists, locked, made with another model)."""
+
+
+def _rows_of(path: str, columns: Sequence[str]) -> List[List[str]]:
+    """The complete rows of a CSV this command wrote (a last row cut short by a kill is dropped)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if rows and rows[0] != list(columns):
+        raise OutputError(f"--resume: {path} has the columns {','.join(rows[0])}, this command writes "
+                          f"{','.join(columns)}; pass --overwrite to start it again")
+    return [r for r in rows[1:] if len(r) == len(columns)]
+
+
+class OutputFile:
+    """The ``--output`` CSV of a scoring command: checked before any work, locked while written, resumable.
+
+    Files next to it: ``<output>.lock`` (held with :func:`fcntl.flock` by the writing process, so a second
+    command writing the same file stops with one line), ``<output>.meta.json`` (what the rows were made with:
+    :attr:`Scorer.provenance` and the columns; ``--resume`` refuses other settings) and, under ``torchrun``,
+    ``<output>.part{rank}`` (each process's rows, merged into the CSV in file order at the end).
+    """
+
+    def __init__(self, path: str, resume: bool = False, overwrite: bool = False) -> None:
+        self.path, self.resume, self.overwrite = os.path.abspath(path), resume, overwrite
+        self.lock_file: Optional[TextIO] = None
+
+    @property
+    def meta_path(self) -> str:
+        return self.path + ".meta.json"
+
+    def part(self, rank: int) -> str:
+        return f"{self.path}.part{rank}"
+
+    def parts(self) -> List[str]:
+        return sorted(glob.glob(glob.escape(self.path) + ".part[0-9]*"))
+
+    def check(self) -> None:
+        """Before any work: the folder can be created and written, the file is not a folder, and an existing
+        file is only written with ``--resume`` or ``--overwrite``."""
+        folder = os.path.dirname(self.path)
+        if os.path.isdir(self.path):
+            raise OutputError(f"--output {self.path} is a folder: name a CSV file (e.g. {self.path}/scores.csv)")
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"--output {self.path}: cannot create its folder {folder} ({e.strerror})") from None
+        if not os.access(folder, os.W_OK) or (os.path.exists(self.path) and not os.access(self.path, os.W_OK)):
+            raise OutputError(f"--output {self.path}: not writable (no write permission on "
+                              f"{self.path if os.path.exists(self.path) else folder})")
+        if (os.path.exists(self.path) or self.parts()) and not (self.resume or self.overwrite):
+            raise OutputError(f"--output {self.path} exists: pass --resume to score only the files it lacks, or "
+                              "--overwrite to replace it")
+
+    def lock(self) -> None:
+        """Hold ``<output>.lock`` exclusively (until :meth:`unlock`); another holder is one line naming the file."""
+        import fcntl
+
+        while True:
+            f = open(self.path + ".lock", "a")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                raise OutputError(f"--output {self.path} is being written by another command (it holds "
+                                  f"{self.path}.lock); wait for it to finish or write another file") from None
+            if os.path.exists(f.name) and os.stat(f.name).st_ino == os.fstat(f.fileno()).st_ino:
+                self.lock_file = f
+                return
+            f.close()  # the holder removed the file as we opened it: take the new one
+
+    def unlock(self) -> None:
+        if self.lock_file is not None:
+            os.remove(self.lock_file.name)  # removed while held, so a waiting opener retries (see lock)
+            self.lock_file.close()
+            self.lock_file = None
+
+    def start(self, provenance: Mapping[str, Any], columns: Sequence[str]) -> None:
+        """Record what the rows are made with; with ``--resume`` an existing file must match it (one line
+        naming what differs). Without ``--resume`` old rows and parts are removed."""
+        meta = json.loads(json.dumps(dict(provenance, columns=list(columns)), default=str))
+        if self.resume and (os.path.exists(self.path) or self.parts()):
+            self._same_as_before(meta)
+            return
+        for old in [self.path] + self.parts():
+            if os.path.exists(old):
+                os.remove(old)
+        with open(self.meta_path, "w") as f:
+            json.dump(meta, f, indent=1)
+
+    def _same_as_before(self, meta: Mapping[str, Any]) -> None:
+        try:
+            with open(self.meta_path) as f:
+                before = json.load(f)
+        except (OSError, ValueError):
+            raise OutputError(f"--resume: {self.path} has no readable {os.path.basename(self.meta_path)} saying "
+                              "what it was made with; pass --overwrite to start it again") from None
+        differ = [k for k in sorted(set(meta) | set(before)) if meta.get(k) != before.get(k)]
+        if differ:
+            said = "; ".join(f"{k} {before.get(k)!r}, now {meta.get(k)!r}" for k in differ)
+            raise OutputError(f"--resume: {self.path} was made with other settings ({said}); use the same model and "
+                              "options, or pass --overwrite to start it again")
+
+    def done(self, columns: Sequence[str]) -> Dict[str, List[str]]:
+        """``name -> row`` of the rows already written (the CSV, then any parts)."""
+        out: Dict[str, List[str]] = {}
+        for path in [self.path] + self.parts():
+            if os.path.exists(path) and os.path.getsize(path):
+                out.update((r[0], r) for r in _rows_of(path, columns))
+        return out
+
+    def merge(self, names: Sequence[str], columns: Sequence[str]) -> int:
+        """Rewrite the CSV from the CSV and the parts, one row per name in ``names`` order (those that have one;
+        rows of other names follow, never dropped), and remove the parts; returns the number of rows. Written to a temporary file first, then renamed."""
+        rows = self.done(columns)
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(columns)
+            w.writerows(rows[n] for n in names if n in rows)
+            listed = set(names)
+            w.writerows(r for n, r in rows.items() if n not in listed)  # rows of files not asked for now: kept
+        os.replace(tmp, self.path)
+        for part in self.parts():
+            os.remove(part)
+        return len(rows)
+
+
 # ----------------------------------------------------------------------------------------------- command line
 def scoring_parser(kind: str, flag: str, description: str, released: str, options_help: str,
                    stype: Dict[str, Any], batch_size: int, batch_help: Optional[str] = None) -> argparse.ArgumentParser:
@@ -472,8 +607,13 @@ def scoring_parser(kind: str, flag: str, description: str, released: str, option
     p.add_argument("--stype", **stype)
     p.add_argument("--output", help=f"CSV file ({','.join(CSV_COLUMNS)}); '-' for stdout. Default for several "
                                     f"{kind}s: stdout")
+    p.add_argument("--resume", action="store_true", help="with --output: score only the files the CSV (and the "
+                                                        "parts a torchrun left) lacks, and append them")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output CSV")
     p.add_argument("--batch-size", type=int, default=batch_size, help=batch_help)
-    p.add_argument("--num-workers", type=int, default=0, help="loader worker processes")
+    p.add_argument("--num-workers", type=int, default=None,
+                   help=f"loader worker processes reading the next {kind}s while the model scores (default: "
+                        f"{default_workers()} here for several {kind}s: half the CPU cores, at most 4; 0 for one)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on GPUs; last digits may change)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -493,6 +633,11 @@ def media_items(args: argparse.Namespace, extensions: Sequence[str], kind: str) 
     return [(p, p) for p in args.files]
 
 
+def default_workers() -> int:
+    """Loader workers for several files: half the CPU cores, at most 4 (decoding overlaps the model)."""
+    return max(0, min(4, (os.cpu_count() or 1) // 2))
+
+
 def _score_line(r: ScoreRow) -> str:
     line = f"{r.name}: score {r.score:.6f}"
     if r.calibrated is not None:
@@ -502,49 +647,213 @@ def _score_line(r: ScoreRow) -> str:
     return line
 
 
-def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., ScorerLike], extensions: Sequence[str],
+class Stopped(BaseException):
+    """SIGTERM while scoring (Ctrl-C is :class:`KeyboardInterrupt`): ``status`` is the exit status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Stopped(128 + signum)
+
+
+def resume_command(argv: Optional[Sequence[str]]) -> str:
+    """The command line that goes on after a stop: this one with ``--resume`` (without ``--overwrite``)."""
+    prog = sys.argv[0]
+    head = [os.path.basename(sys.executable), prog] if prog.endswith(".py") else [os.path.basename(prog)]
+    rest = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--overwrite"]
+    return shlex.join(head + rest + ([] if "--resume" in rest else ["--resume"]))
+
+
+USAGE_ERRORS = (OptionError, CheckpointError, FileNotFoundError, RuntimeError, ValueError)
+
+
+def _agree(error: str) -> str:
+    """The first non-empty error of any rank (every rank calls it at the same point); "" when none."""
+    return next((e for e in D.all_gather_list([error]) if e), "")
+
+
+def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], extensions: Sequence[str],
                 kind: str, scorer_args: Optional[Mapping[str, Any]] = None,
-                check_given: Optional[Callable[[str], None]] = None) -> int:
-    """The body of a scoring command: list the files, load the scorer, score, print or write the CSV.
+                check_given: Optional[Callable[[str], None]] = None, argv: Optional[Sequence[str]] = None) -> int:
+    """The body of a scoring command: list the files, check the output, load the scorer, score and write.
 
     ``scorer_args``: the tree's own keyword arguments of ``load_scorer``. ``check_given(path)`` may refuse a
     file named on the command line (e.g. an image given to the video command) with a ``ValueError`` /
-    ``RuntimeError`` before any work starts. Odd files are scored and their notes printed as warnings.
-    Returns the exit status: 2 for usage / checkpoint / option errors, 1 if every file failed, else 0.
+    ``RuntimeError`` before any work starts. Under ``torchrun`` the files are split between the processes.
+    Returns the exit status: 2 for usage / checkpoint / option / output errors, 1 if every file failed, 130 /
+    143 when stopped by Ctrl-C / SIGTERM (finished rows kept), else 0.
     """
+    D.init_distributed("gloo" if str(args.device or "").startswith("cpu") else None)
+    output: Optional[OutputFile] = None
     try:
         items = media_items(args, extensions, kind)
         if check_given is not None and args.files:
             for path in args.files:
                 check_given(path)
+        output = _checked_output(args, len(items))
         scorer = load_scorer(args.ckpt, args.options, args.stype, args.device, args.bf16,
                              trust_checkpoint=args.trust_checkpoint, **dict(scorer_args or {}))
-    except (OptionError, CheckpointError, FileNotFoundError, RuntimeError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        return _ScoringRun(args, scorer, items, output, kind, argv).run()
+    except USAGE_ERRORS as e:
+        _say(f"error: {e}")
         return 2
-    for note in scorer.notes:
-        print(f"note: {note}", file=sys.stderr)
-    print(f"note: {scorer.calibration_note}", file=sys.stderr)
-    single = len(items) == 1 and not args.output
-    per_clip = bool(getattr(args, "per_clip", False))
-    rows = scorer.score_paths([p for _, p in items], args.batch_size, args.num_workers,
-                              progress=not args.no_progress, **({"per_clip": True} if per_clip else {}))
-    for row, (name, _) in zip(rows, items):
-        row.name = name
-    failed = [r for r in rows if r.score is None]
-    for r in rows:
-        if r.note:
-            print(f"warning: {r.name}: {r.note}", file=sys.stderr)
-    if single:
-        r = rows[0]
-        if r.score is None:
-            print(f"error: {r.error}", file=sys.stderr)
+    finally:
+        if output is not None:
+            output.unlock()
+
+
+def _say(line: str) -> None:
+    if D.is_main():
+        print(line, file=sys.stderr, flush=True)
+
+
+def _checked_output(args: argparse.Namespace, n_files: int) -> Optional[OutputFile]:
+    """The ``--output`` file, checked and (rank 0) locked; None when the rows go to stdout / one score is
+    printed."""
+    if args.resume and args.overwrite:
+        raise OutputError("--resume and --overwrite exclude each other")
+    if not args.output or args.output == "-":
+        if args.resume:
+            raise OutputError("--resume needs --output FILE (the CSV to go on with)")
+        if D.world_size() > 1:
+            raise OutputError(f"torchrun with {D.world_size()} processes needs --output FILE (each process writes "
+                              "its part next to it)")
+        return None
+    output = OutputFile(args.output, args.resume, args.overwrite)
+    error = ""
+    try:
+        output.check()
+        if D.is_main():
+            output.lock()
+    except OutputError as e:
+        error = str(e)
+    error = _agree(error)
+    if error:
+        raise OutputError(error)
+    return output
+
+
+class _ScoringRun:
+    """A scoring command's work once everything is checked: resume, split the files between the processes,
+    write each row as it comes (the CSV, this process's part, stdout, or the one score printed), merge, and
+    say how it went. Ctrl-C / SIGTERM end it cleanly with the finished rows kept."""
+
+    def __init__(self, args: argparse.Namespace, scorer: Scorer, items: Sequence[Tuple[str, str]],
+                 output: Optional[OutputFile], kind: str, argv: Optional[Sequence[str]]) -> None:
+        self.args, self.scorer, self.items, self.output, self.kind, self.argv = args, scorer, list(items), output, kind, argv
+        self.per_clip = bool(getattr(args, "per_clip", False))
+        self.columns = list(CSV_COLUMNS) + ([CLIP_COLUMN] if self.per_clip else [])
+        self.single = output is None and len(self.items) == 1
+        self.done: Dict[str, List[str]] = {}
+        self.scored = self.failed = self.frames = 0  # this process's rows of this run
+
+    def run(self) -> int:
+        todo = self._todo()  # (a refused --resume is the only line said)
+        for note in self.scorer.notes + [self.scorer.calibration_note]:
+            _say(f"note: {note}")
+        started = time.time()
+        status = self._stream(todo)
+        if status:
+            self._say_stopped(status)
+            return status
+        return self._finish(time.time() - started)
+
+    def _todo(self) -> List[Tuple[str, str]]:
+        """This process's share of the files the output lacks (all of them without ``--resume``)."""
+        if self.output is None:
+            return self.items
+        error = ""
+        if D.is_main():
+            try:
+                self.output.start(self.scorer.provenance, self.columns)
+            except OutputError as e:
+                error = str(e)
+        error = _agree(error)
+        if error:
+            raise OutputError(error)
+        self.done = self.output.done(self.columns)
+        D.barrier()
+        if D.is_main() and (self.done or self.output.parts()):
+            self.output.merge([n for n, _ in self.items], self.columns)  # one CSV to append to, parts folded in
+        D.barrier()
+        left = [item for item in self.items if item[0] not in self.done]
+        if self.done:
+            _say(f"note: --resume: {len(self.items) - len(left)} of {len(self.items)} {self.kind}s are in "
+                 f"{self.output.path} already; scoring the other {len(left)}")
+        return left[D.rank()::D.world_size()]
+
+    def _writer(self) -> Optional[RowWriter]:
+        if self.single:
+            return None
+        if self.output is None:
+            return RowWriter("-", self.columns)
+        path = self.output.part(D.rank()) if D.world_size() > 1 else self.output.path
+        return RowWriter(path, self.columns, append=D.world_size() == 1)
+
+    def _stream(self, todo: Sequence[Tuple[str, str]]) -> int:
+        """Score ``todo``, each row written as it comes; the exit status of a stop (0: all done)."""
+        writer = self._writer()
+        main_thread = threading.current_thread() is threading.main_thread()
+        before = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
+        workers = self.args.num_workers if self.args.num_workers is not None else (
+            default_workers() if len(todo) > 1 else 0)
+        try:
+            for row in self.scorer.rows([p for _, p in todo], self.args.batch_size, workers,
+                                        not self.args.no_progress, **({"per_clip": True} if self.per_clip else {})):
+                row.name = todo[row.index][0]
+                self._emit(row, writer)
+        except KeyboardInterrupt:
+            return 130
+        except Stopped as e:
+            return e.status
+        finally:
+            if writer is not None:
+                writer.close()
+            if main_thread:
+                signal.signal(signal.SIGTERM, before)
+        return 0
+
+    def _emit(self, row: ScoreRow, writer: Optional[RowWriter]) -> None:
+        self.scored += row.score is not None
+        self.failed += row.score is None
+        self.frames += row.frames
+        if row.note:
+            print(f"warning: {row.name}: {row.note}", file=sys.stderr, flush=True)
+        if writer is not None:
+            writer.write(row.csv_row(self.per_clip))
+            if row.error:
+                print(f"warning: {row.name}: {row.error}", file=sys.stderr, flush=True)
+        elif row.score is None:
+            print(f"error: {row.error}", file=sys.stderr, flush=True)
         else:
-            print(_score_line(r))
-    else:
-        write_score_csv(args.output or "-", rows, per_clip)
-        print(f"note: {len(rows) - len(failed)} of {len(rows)} {kind}s scored"
-              + (f"; CSV written to {args.output}" if args.output and args.output != "-" else ""), file=sys.stderr)
-        for r in failed:
-            print(f"warning: {r.name}: {r.error}", file=sys.stderr)
-    return 1 if len(failed) == len(rows) else 0
+            print(_score_line(row), flush=True)
+
+    def _say_stopped(self, status: int) -> None:
+        how = "Ctrl-C" if status == 130 else "SIGTERM"
+        done = len(self.done) + self.scored + self.failed
+        where = ""
+        if self.output is not None:
+            parts = " and its .part files" if D.world_size() > 1 else ""
+            where = f"; the rows are in {self.output.path}{parts}. To go on: {resume_command(self.argv)}"
+        what = f"this process scored {done}" if D.world_size() > 1 else f"{done} of {len(self.items)} scored"
+        _say(f"stopped by {how}: {what} {self.kind}s{where}")
+
+    def _finish(self, seconds: float) -> int:
+        """Merge the parts (rank 0), say how it went; the exit status (1: every file failed)."""
+        counts = D.all_gather_list([(self.scored, self.failed, self.frames)])
+        scored, failed, frames = (sum(c[k] for c in counts) for k in range(3))
+        D.barrier()
+        if self.output is not None and D.is_main() and (D.world_size() > 1 or self.done):
+            self.output.merge([n for n, _ in self.items], self.columns)
+        done_failed = sum(1 for r in self.done.values() if r[1] == "")
+        total, bad = len(self.done) + scored + failed, done_failed + failed
+        if not self.single:
+            rate = (scored + failed) / seconds if seconds > 0 else 0.0
+            speed = f" in {seconds:.1f} s ({rate:.2f} {self.kind}s/s" + (
+                f", {frames / seconds:.1f} decoded frames/s" if frames and seconds > 0 else "") + ")"
+            written = f"; CSV written to {self.output.path}" if self.output is not None else ""
+            _say(f"note: {total - bad} of {total} {self.kind}s scored ({bad} failed){speed}{written}")
+        return 1 if total and bad == total else 0

@@ -337,7 +337,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.verbose:  # PIL's own warnings (e.g. on palette transparency): the note column says what was done
         warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
-    return scoring.run_scoring(args, load_scorer, IMAGE_EXTENSIONS, "image", {"exif_transpose": args.exif_transpose})
+    return scoring.run_scoring(args, load_scorer, IMAGE_EXTENSIONS, "image", {"exif_transpose": args.exif_transpose},
+                               argv=argv)
 
 
 __all__ = [

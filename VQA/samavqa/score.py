@@ -512,4 +512,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     set_verbose(args.verbose)
     return scoring.run_scoring(args, load_scorer, VIDEO_EXTENSIONS, "video",
-                               {"decoder": args.decoder, "model": args.model}, check_given=refuse_images)
+                               {"decoder": args.decoder, "model": args.model}, check_given=refuse_images, argv=argv)

@@ -1,0 +1,62 @@
+"""The test commands (demo_test_iqa.py / demo_test.py) through the shared scoring path: predictions.csv written
+row by row, scatter.png drawn (and a failing drawing costs nothing but a warning)."""
+import csv
+
+import pytest
+import torch
+from PIL import Image
+
+from samacore import plots
+from samaiqa import cli
+from test_iqa_cli import base_options, make_images, write_options
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
+
+
+@pytest.fixture
+def test_options(tmp_path):
+    info = make_images(str(tmp_path), 6)
+    torch.manual_seed(0)
+    opt = base_options(tmp_path, info, test_batch_size=2)
+    torch.save({"state_dict": cli.build_model(opt).state_dict()}, tmp_path / "m.pth")
+    opt.update(load_path=str(tmp_path / "m.pth"))
+    return tmp_path, write_options(tmp_path / "t.yml", **opt)
+
+
+def test_predictions_are_written_as_they_are_scored_and_drawn(test_options, monkeypatch):
+    tmp, opt = test_options
+    out, seen = tmp / "pred.csv", []
+    real = cli.predict_fn
+
+    def predict(model, batch, device):
+        seen.append(len(list(csv.reader(open(out)))))  # the file as the batch starts
+        return real(model, batch, device)
+
+    monkeypatch.setattr(cli, "predict_fn", predict)
+    summary = cli.test_main(["-o", opt, "--output", str(out), "--no-progress"])
+    assert seen == [1, 3, 5]  # header, then 2 more rows after each batch of 2
+    rows = list(csv.DictReader(open(out)))
+    assert [r["name"] for r in rows] == [f"img{i:02d}.png" for i in range(6)] and summary["n"] == 6
+    png = tmp / "run" / "test" / "scatter.png"
+    with Image.open(png) as im:
+        assert im.size[0] > 200 and im.size[1] > 200
+
+
+def test_a_failing_drawing_warns_and_keeps_the_csv(test_options, monkeypatch, caplog):
+    tmp, opt = test_options
+
+    def broken(*args):
+        raise RuntimeError("no canvas today")
+
+    monkeypatch.setattr(plots, "_draw", broken)
+    out = tmp / "pred.csv"
+    with caplog.at_level("WARNING"):
+        cli.test_main(["-o", opt, "--output", str(out), "--no-progress"])
+    assert len(list(csv.DictReader(open(out)))) == 6
+    assert not (tmp / "run" / "test" / "scatter.png").exists()
+    assert "could not draw" in caplog.text and "no canvas today" in caplog.text
+
+
+def test_scatter_pairs_leave_out_unscored_and_unlabelled_items():
+    preds, labels = plots.scatter_pairs([(0.5, 1.0), (None, 2.0), (0.7, float("nan")), (0.9, 3.0)])
+    assert preds.tolist() == [0.5, 0.9] and labels.tolist() == [1.0, 3.0]
