@@ -703,6 +703,7 @@ def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], ex
     finally:
         if output is not None:
             output.unlock()
+        D.cleanup()
 
 
 def _say(line: str) -> None:

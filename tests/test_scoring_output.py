@@ -133,3 +133,30 @@ def test_resume_with_another_model_or_options_is_refused(job, capsys):
     assert "--resume" in line and "checkpoint" in line and "other.pth" in line
     assert score.main(args + ["--output", str(out), "--resume", "--stype", "fragment"]) == 2
     assert "stype 'sama', now 'fragment'" in one_error(capsys)
+
+
+def test_resume_folds_in_the_parts_a_stopped_torchrun_left(job, capsys):
+    tmp, _, args = job
+    whole = tmp / "whole.csv"
+    assert score.main(args + ["--output", str(whole)]) == 0
+    rows = list(csv.reader(open(whole)))
+    out = tmp / "s.csv"
+    os.replace(str(whole) + ".meta.json", str(out) + ".meta.json")
+    for rank, kept in ((0, [rows[4]]), (1, [rows[2], rows[5][:2]])):  # the last row of part 1 was cut short
+        with open(f"{out}.part{rank}", "w", newline="") as f:
+            csv.writer(f).writerows([rows[0]] + kept)
+    assert score.main(args + ["--output", str(out), "--resume"]) == 0
+    assert "2 of 5 images are in" in capsys.readouterr().err
+    assert out.read_text() == whole.read_text() and not list(tmp.glob("s.csv.part*"))
+
+
+def test_torchrun_splits_the_files_and_merges_them_in_order(job):
+    from helpers import REPO, torchrun
+
+    tmp, _, args = job
+    whole = tmp / "whole.csv"
+    assert score.main(args + ["--output", str(whole)]) == 0
+    out = tmp / "two.csv"
+    r = torchrun(os.path.join(REPO, "IQA", "iqa.py"), args + ["--output", str(out), "--device", "cpu"], tmp)
+    assert out.read_text() == whole.read_text() and not list(tmp.glob("two.csv.part*"))
+    assert r.stderr.count("note: 5 of 5 images scored") == 1  # said once, by rank 0

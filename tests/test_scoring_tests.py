@@ -60,3 +60,15 @@ def test_a_failing_drawing_warns_and_keeps_the_csv(test_options, monkeypatch, ca
 def test_scatter_pairs_leave_out_unscored_and_unlabelled_items():
     preds, labels = plots.scatter_pairs([(0.5, 1.0), (None, 2.0), (0.7, float("nan")), (0.9, 3.0)])
     assert preds.tolist() == [0.5, 0.9] and labels.tolist() == [1.0, 3.0]
+
+
+def test_two_processes_write_the_rows_of_one(test_options):
+    import os
+
+    from helpers import REPO, torchrun
+
+    tmp, opt = test_options
+    cli.test_main(["-o", opt, "--output", str(tmp / "one.csv"), "--no-progress"])
+    torchrun(os.path.join(REPO, "IQA", "demo_test_iqa.py"), ["-o", opt, "--output", str(tmp / "two.csv"),
+                                                              "--device", "cpu", "--no-progress"], tmp)
+    assert (tmp / "two.csv").read_text() == (tmp / "one.csv").read_text()
