@@ -13,6 +13,7 @@ import argparse
 import csv
 import glob
 import json
+import math
 import os
 import shlex
 import signal
@@ -38,6 +39,7 @@ from .robust import SkipBadItems, SkipCollate
 
 CSV_COLUMNS = ("name", "score", "calibrated", "error", "note")
 CLIP_COLUMN = "clip_scores"  # with --per-clip: the raw score of every clip, space-separated, in temporal order
+UNIT_COLUMN = "fastvqa_score"  # FAST-VQA's released models: their [0, 1] score (UnitScale)
 CHECKPOINT_FOLDERS = ("runs", "pretrained_weights")  # searched recursively for the trainers' own checkpoints
 
 
@@ -62,14 +64,29 @@ class ScoreRow:
     clip_scores: Optional[List[float]] = None
     index: int = -1  # the file's position among the files being scored
     frames: int = 0  # frames decoded for it (videos)
+    unit: Optional[float] = None  # FAST-VQA's [0, 1] score (released FAST-VQA models only)
 
-    def csv_row(self, per_clip: bool = False) -> List[str]:
+    def csv_row(self, per_clip: bool = False, unit: bool = False) -> List[str]:
         fmt = lambda v: "" if v is None else repr(float(v))
         row = [self.name, fmt(self.score), fmt(self.calibrated), " ".join(self.error.split()),
                " ".join(self.note.split())]
         if per_clip:
             row.append(" ".join(fmt(c) for c in self.clip_scores or ()))
+        if unit:
+            row.append(fmt(self.unit))
         return row
+
+
+@dataclass(frozen=True)
+class UnitScale:
+    """FAST-VQA's [0, 1] score of a raw score, as its ``vqa.py`` computes it: ``sigmoid((raw - mean) / std)``,
+    with the constants it publishes per released model (:mod:`samavqa.presets`)."""
+
+    mean: float
+    std: float
+
+    def __call__(self, raw: float) -> float:
+        return 1.0 / (1.0 + math.exp(-(float(raw) - self.mean) / self.std))
 
 
 def write_score_csv(path: str, rows: Sequence[ScoreRow], per_clip: bool = False) -> None:
@@ -410,6 +427,7 @@ class Scorer(ABC):
     notes: List[str] = field(default_factory=list)
     #: what the scores were made with (checkpoint, options, sampling, ...): compared by ``--resume``
     provenance: Dict[str, Any] = field(default_factory=dict)
+    unit_scale: Optional[UnitScale] = None  # FAST-VQA's [0, 1] score (its released models)
     read_error: ClassVar[type] = RuntimeError
     batch_kwargs: ClassVar[Tuple[str, ...]] = ()  # score_batch keyword arguments the command line may pass
 
@@ -432,15 +450,20 @@ class Scorer(ABC):
         paths = [os.fspath(p) for p in paths]
         self.model.eval()
         score = (lambda b: self.score_batch(b, **batch_kwargs)) if batch_kwargs else self.score_batch
-        return score_items(self.dataset(paths, progress and len(paths) == 1), (self.read_error,), score,
+        rows = score_items(self.dataset(paths, progress and len(paths) == 1), (self.read_error,), score,
                            paths.__getitem__, None, batch_size, num_workers, self.calibration, progress)
+        for row in rows:
+            if self.unit_scale is not None and row.score is not None:
+                row.unit = self.unit_scale(row.score)
+            yield row
 
     def score_paths(self, paths: Sequence[str], batch_size: int = 1, num_workers: int = 0, progress: bool = True,
                     **batch_kwargs: Any) -> List[ScoreRow]:
         """:meth:`rows` as a list."""
         return list(self.rows(paths, batch_size, num_workers, progress, **batch_kwargs))
 
-    def __call__(self, x: Any, calibrated: bool = False, **tensor_kwargs: Any) -> Union[float, List[float]]:
+    def __call__(self, x: Any, calibrated: bool = False, fastvqa: bool = False,
+                 **tensor_kwargs: Any) -> Union[float, List[float]]:
         one_path = isinstance(x, (str, os.PathLike))
         if one_path or isinstance(x, (list, tuple)):
             scored, batched = [], not one_path
@@ -453,11 +476,21 @@ class Scorer(ABC):
         for _, note, name in scored:
             if note:
                 warnings.warn(f"{name}: {note}", UserWarning, stacklevel=2)
-        cal = self.calibration
-        if calibrated and cal is None:
-            raise ValueError(f"no calibrated score: {self.calibration_note}")
-        values = [cal(s) if calibrated and cal is not None else float(s) for s, _, _ in scored]
+        values = [self._scaled(s, calibrated, fastvqa) for s, _, _ in scored]
         return values if batched else values[0]
+
+    def _scaled(self, raw: float, calibrated: bool, fastvqa: bool) -> float:
+        """The raw score, or on request its calibrated / FAST-VQA [0, 1] value (ValueError when there is none)."""
+        if calibrated:
+            if self.calibration is None:
+                raise ValueError(f"no calibrated score: {self.calibration_note}")
+            return self.calibration(raw)
+        if fastvqa:
+            if self.unit_scale is None:
+                raise ValueError("no FAST-VQA [0, 1] score: only FAST-VQA's released models (-m FAST-VQA, "
+                                 "FAST-VQA-M, FasterVQA, FasterVQA-MS, FasterVQA-MT) have its constants")
+            return self.unit_scale(raw)
+        return float(raw)
 
 
 # ----------------------------------------------------------------------------------------------- --output
@@ -642,6 +675,8 @@ def _score_line(r: ScoreRow) -> str:
     line = f"{r.name}: score {r.score:.6f}"
     if r.calibrated is not None:
         line += f", calibrated {r.calibrated:.4f}"
+    if r.unit is not None:
+        line += f", FAST-VQA score {r.unit:.5f} (range [0,1])"
     if r.clip_scores is not None:
         line += "; clip scores " + " ".join(f"{c:.6f}" for c in r.clip_scores)
     return line
@@ -746,7 +781,8 @@ class _ScoringRun:
                  output: Optional[OutputFile], kind: str, argv: Optional[Sequence[str]]) -> None:
         self.args, self.scorer, self.items, self.output, self.kind, self.argv = args, scorer, list(items), output, kind, argv
         self.per_clip = bool(getattr(args, "per_clip", False))
-        self.columns = list(CSV_COLUMNS) + ([CLIP_COLUMN] if self.per_clip else [])
+        self.unit = scorer.unit_scale is not None
+        self.columns = list(CSV_COLUMNS) + ([CLIP_COLUMN] if self.per_clip else []) + ([UNIT_COLUMN] if self.unit else [])
         self.single = output is None and len(self.items) == 1
         self.done: Dict[str, List[str]] = {}
         self.scored = self.failed = self.frames = 0  # this process's rows of this run
@@ -824,7 +860,7 @@ class _ScoringRun:
         if row.note:
             print(f"warning: {row.name}: {row.note}", file=sys.stderr, flush=True)
         if writer is not None:
-            writer.write(row.csv_row(self.per_clip))
+            writer.write(row.csv_row(self.per_clip, self.unit))
             if row.error:
                 print(f"warning: {row.name}: {row.error}", file=sys.stderr, flush=True)
         elif row.score is None:

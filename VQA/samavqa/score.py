@@ -76,7 +76,7 @@ from samacore.utils import pick_device
 from .datasets import VIDEO_EXTENSIONS, VideoReadError, _VideoQualityDataset
 from .decoders import DECODER_CHOICES, pick_frames, resolve_decoder, set_verbose, still_image_reason
 from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
-from .presets import PRESETS, WEIGHT_FOLDERS, list_presets, missing_checkpoint, resolve_preset
+from .presets import PRESETS, WEIGHT_FOLDERS, list_presets, missing_checkpoint, preset_of, resolve_preset
 from .recipe import build_model, make_predict_fn
 from .sampling import SAMPLE_TYPES, canonical_sample_type
 from .schema import check_vqa_options, load_vqa_options
@@ -353,8 +353,8 @@ def load_scorer(
     notes: List[str] = []
     roots = list(search_roots) if search_roots is not None else default_search_roots()
     if model is not None:
-        preset, ckpt, options = resolve_preset(model, ckpt, options, roots)
-        notes.append(f"model {preset.name}: {preset.description}")
+        named, ckpt, options = resolve_preset(model, ckpt, options, roots)
+        notes.append(f"model {named.name}: {named.description}")
     given = _given_options(ckpt, options)  # a given option file is checked as a whole before the checkpoint is read
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(roots), notes)
     obj, fmt, info = _read_checkpoint(path, trust_checkpoint)
@@ -366,9 +366,11 @@ def load_scorer(
     cal, cal_note = scoring.calibration_for(info, "samavqa training", "videos")
     if sampling.overridden:
         cal, cal_note = None, sampling.overridden
+    preset = PRESETS.get(model) if model is not None else preset_of(path, source)
+    unit = scoring.UnitScale(*preset.unit_mean_std) if preset is not None and preset.unit_mean_std else None
     provenance = dict(scoring.checkpoint_identity(path), options=source, stype=sampling.stype,
-                      sampling=sampling.sample_types, model=model)
-    return VideoScorer(net, sampling.stype, dev, path, fmt, cal, cal_note, bf16, notes, provenance,
+                      sampling=sampling.sample_types, model=preset.name if preset else None)
+    return VideoScorer(net, sampling.stype, dev, path, fmt, cal, cal_note, bf16, notes, provenance, unit,
                        sample_types=sampling.sample_types, num_threads=sampling.threads, decoder=sampling.decoder)
 
 
