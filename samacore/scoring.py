@@ -124,10 +124,11 @@ def list_media(folder: str, extensions: Sequence[str], kind: str, recursive: boo
 
 def read_file_list(list_file: str, kind: str) -> List[Tuple[str, str]]:
     """``(name as written, path)`` for each line of ``list_file``: one path per line, absolute or relative to the
-    list's folder; blank lines and lines starting with ``#`` (comments) are skipped. Names are kept whole (a
+    list's folder; blank lines and lines starting with ``#`` (comments) are skipped; a UTF-8 byte-order mark and
+    Windows line endings are fine. Names are kept whole (a
     file name may hold ``#`` or spaces inside; leading and trailing spaces are dropped)."""
     try:
-        with open(list_file, "r", encoding="utf-8") as f:
+        with open(list_file, "r", encoding="utf-8-sig") as f:  # (a byte-order mark, as some editors save it)
             lines = f.read().splitlines()
     except FileNotFoundError:
         raise FileNotFoundError(f"--list {list_file!r}: file not found") from None
