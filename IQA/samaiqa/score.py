@@ -175,6 +175,9 @@ def tensor_images(x: Any, layout: Optional[str] = None) -> Tuple[List[Image.Imag
         raise ValueError(f"an image tensor must be [3, H, W] (layout CHW) or [H, W, 3] (layout HWC), or a batch of "
                          f"them, got {list(t.shape)}" + (f" with layout {layout}" if layout else ""))
     if t.is_floating_point():
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"an image tensor must hold finite values, got {int((~torch.isfinite(t)).sum())} NaN / "
+                             f"inf of {t.numel()}")
         if t.numel() and (float(t.min()) < 0 or float(t.max()) > 1):
             raise ValueError(f"a float image tensor must hold values in [0, 1] (not normalised), got "
                              f"{float(t.min()):.3g} to {float(t.max()):.3g}")
@@ -332,13 +335,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Video containers by their first bytes (PIL cannot read them; the user meant VQA/vqa.py)
+_VIDEO_SIGNATURES = (
+    (0, b"\x1a\x45\xdf\xa3", "a Matroska / WebM video"),
+    (0, b"FLV", "an FLV video"),
+    (0, b"\x00\x00\x01\xba", "an MPEG program stream video"),
+    (0, b"\x30\x26\xb2\x75", "an ASF / WMV video"),
+)
+_IMAGE_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")  # ISO-BMFF images
+
+
+def video_reason(path: str) -> Optional[str]:
+    """Why ``path`` is no image if its content is a video container (MP4 / MOV, WebM, AVI, ...); None otherwise."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    kind = next((k for offset, magic, k in _VIDEO_SIGNATURES if head[offset:].startswith(magic)), None)
+    if head[4:8] == b"ftyp" and head[8:12] not in _IMAGE_BRANDS:
+        kind = "an MP4 / QuickTime video"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        kind = "an AVI video"
+    return (f"it is {kind}, not an image (an image file is needed: {', '.join(IMAGE_EXTENSIONS[:6])} or any format "
+            "PIL reads; videos are scored with VQA/vqa.py)") if kind else None
+
+
+def refuse_videos(path: str) -> None:
+    """A video named on the command line is a usage error (exit 2): say so before any work starts."""
+    reason = video_reason(path) if os.path.isfile(path) else None
+    if reason:
+        raise ValueError(f"-i {path}: {reason}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``IQA/iqa.py``; returns the exit status."""
     args = build_parser().parse_args(argv)
     if not args.verbose:  # PIL's own warnings (e.g. on palette transparency): the note column says what was done
         warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
     return scoring.run_scoring(args, load_scorer, IMAGE_EXTENSIONS, "image", {"exif_transpose": args.exif_transpose},
-                               argv=argv)
+                               check_given=refuse_videos, argv=argv)
 
 
 __all__ = [

@@ -240,6 +240,9 @@ def video_frames(x: Any, layout: Optional[str] = None) -> torch.Tensor:
     :func:`samavqa.decoders.read_frames`, decord or ``torchvision.io.read_video`` give it) or ``[3, T, H, W]``
     (``"CTHW"``); a tensor or a NumPy array. Without ``layout``: THWC when the last dimension is 3, else CTHW."""
     t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.tensor(np.asarray(x))
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"a video tensor must hold finite values (uint8 0-255 RGB), got "
+                         f"{int((~torch.isfinite(t)).sum())} NaN / inf of {t.numel()}")
     if t.dtype != torch.uint8 or t.dim() != 4:
         raise ValueError(f"a video tensor must be uint8 [T, H, W, 3] or [3, T, H, W] (0-255 RGB), got {t.dtype} "
                          f"{list(t.shape)}")
