@@ -297,12 +297,13 @@ def _scored_rows(batch: Mapping[str, Any], score_batch: Callable[[Mapping[str, A
         results = list(score_batch(batch))
     indices = batch["index"].tolist()
     notes = batch.get("note") or [""] * len(indices)
+    decoded = batch["decoded"].tolist() if "decoded" in batch else [0] * len(indices)  # (videos: frames decoded)
     rows = []
-    for index, scored, note in zip(indices, results, notes):
+    for index, scored, note, frames in zip(indices, results, notes, decoded):
         score, clips = scored if isinstance(scored, tuple) else (scored, None)
         rows.append(ScoreRow(names(index), float(score), calibration(float(score)) if calibration else None,
                              note=str(note), clip_scores=None if clips is None else [float(c) for c in clips],
-                             index=index))
+                             index=index, frames=int(frames)))
     return rows
 
 

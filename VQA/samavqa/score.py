@@ -74,7 +74,7 @@ from samacore.scoring import NoCheckpointError, ScoreRow
 from samacore.utils import pick_device
 
 from .datasets import VIDEO_EXTENSIONS, VideoReadError, _VideoQualityDataset
-from .decoders import DECODER_CHOICES, pick_frames, resolve_decoder, set_verbose, still_image_reason
+from .decoders import DECODER_CHOICES, open_video, pick_frames, resolve_decoder, set_verbose, still_image_reason
 from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
 from .presets import PRESETS, WEIGHT_FOLDERS, list_presets, missing_checkpoint, preset_of, resolve_preset
 from .recipe import build_model, make_predict_fn
@@ -199,8 +199,11 @@ def short_video_note(frame_inds: Mapping[str, np.ndarray], sample_types: Mapping
 class _ScoreDataset(_VideoQualityDataset):
     """Test-mode items of arbitrary video paths; missing files are per-item errors, not a construction error.
 
-    Items carry ``index`` and ``note`` (:func:`short_video_note`); ``frame_progress``: a bar over the frames
-    being decoded (for one long file).
+    Decoded clip by clip: the frames of one clip are decoded and sampled before the next clip's are read, so
+    memory holds one clip's full-resolution frames, whatever the video's length and the number of clips (test
+    sampling treats clips independently, so the item is bit-identical to sampling all clips at once). Items
+    carry ``index``, ``note`` (:func:`short_video_note`) and ``decoded`` (frames decoded); ``frame_progress``: a
+    bar over the frames being decoded (for one long file).
     """
 
     def __init__(self, paths: Sequence[str], sample_types: Mapping[str, Any], stype: str, num_threads: int = 1,
@@ -213,22 +216,49 @@ class _ScoreDataset(_VideoQualityDataset):
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         info = self.video_infos[index]
-        if self.frame_progress:
-            from tqdm.auto import tqdm
+        if not self.frame_progress:
+            return self.clip_by_clip(info, None, index)
+        from tqdm.auto import tqdm
 
-            with tqdm(desc=f"decoding {os.path.basename(info['filename'])}", unit="frame", leave=False,
-                      dynamic_ncols=True) as bar:
+        with tqdm(desc=f"decoding {os.path.basename(info['filename'])}", unit="frame", leave=False,
+                  dynamic_ncols=True) as bar:
 
-                def frames_done(done: int, total: int) -> None:
-                    if bar.total != total:
-                        bar.total = total
-                        bar.refresh()
-                    bar.update(done - bar.n)
+            def frames_done(done: int, total: int) -> None:
+                if bar.total != total:
+                    bar.total = total
+                    bar.refresh()
+                bar.update(done - bar.n)
 
-                videos, frame_inds = self.decode(info["filename"], frames_done)
-        else:
-            videos, frame_inds = self.decode(info["filename"])
-        return self.with_note(self.make_item(videos, frame_inds, info), index)
+            return self.clip_by_clip(info, frames_done, index)
+
+    def clips(self, frame_inds: Mapping[str, np.ndarray]) -> List[Dict[str, np.ndarray]]:
+        """Every branch's frame indices cut into its clips (one piece when the branches' clips do not line up,
+        or a clip is no whole number of the grid's temporal ``aligned`` frames)."""
+        counts = {int(self.sample_types[b]["num_clips"]) for b in frame_inds}
+        lens = {b: len(inds) // int(self.sample_types[b]["num_clips"]) for b, inds in frame_inds.items()}
+        whole = len(counts) != 1 or any(lens[b] % int(self.sample_types[b].get("aligned", 32)) for b in lens
+                                        if len(frame_inds[b]) > 1)
+        n = 1 if whole else counts.pop()
+        return [{b: np.asarray(inds).reshape(n, -1)[c] for b, inds in frame_inds.items()} for c in range(n)]
+
+    def clip_by_clip(self, info: Mapping[str, Any], progress: Optional[Any], index: int) -> Dict[str, Any]:
+        """The item of ``info``'s video, decoded and sampled one clip at a time."""
+        with open_video(info["filename"], self.decoder, self.num_threads) as video:
+            frame_inds = {b: np.asarray(s(video.num_frames, False), dtype=np.int32) for b, s in self.samplers.items()}
+            clips = self.clips(frame_inds)
+            needed = [len(np.unique(np.concatenate(list(c.values())))) for c in clips]
+            parts, decoded = [], 0
+            for clip, n in zip(clips, needed):
+                report = None if progress is None else (lambda done, _, before=decoded: progress(before + done,
+                                                                                                  sum(needed)))
+                videos, inds = pick_frames(video.num_frames, {b: (lambda *_, i=i: i) for b, i in clip.items()},
+                                           False, lambda indices: video.read(indices, report))
+                parts.append(self.make_item(videos, inds, info))
+                decoded += n
+        item = dict(parts[0], frame_inds=frame_inds, decoded=decoded)
+        for branch in frame_inds:
+            item[branch] = torch.cat([part[branch] for part in parts], dim=1)  # [C, T, H, W] along T
+        return self.with_note(item, index)
 
     def with_note(self, item: Dict[str, Any], index: int) -> Dict[str, Any]:
         item.update(index=index, note=short_video_note(item["frame_inds"], self.sample_types))
