@@ -18,6 +18,7 @@ import os
 import shlex
 import signal
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -510,6 +511,21 @@ def _rows_of(path: str, columns: Sequence[str]) -> List[List[str]]:
     return [r for r in rows[1:] if len(r) == len(columns)]
 
 
+def _writable(path: str) -> bool:
+    """Whether ``path`` (a file, opened for appending, or a folder, by creating a file in it) can be written:
+    tried, not judged by permission bits (root ignores them; a read-only mount does not)."""
+    try:
+        if os.path.isdir(path):
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        else:
+            with open(path, "a"):
+                pass
+    except OSError:
+        return False
+    return True
+
+
 class OutputFile:
     """The ``--output`` CSV of a scoring command: checked before any work, locked while written, resumable.
 
@@ -543,9 +559,9 @@ class OutputFile:
             os.makedirs(folder, exist_ok=True)
         except OSError as e:
             raise OutputError(f"--output {self.path}: cannot create its folder {folder} ({e.strerror})") from None
-        if not os.access(folder, os.W_OK) or (os.path.exists(self.path) and not os.access(self.path, os.W_OK)):
-            raise OutputError(f"--output {self.path}: not writable (no write permission on "
-                              f"{self.path if os.path.exists(self.path) else folder})")
+        where = self.path if os.path.exists(self.path) else folder
+        if not _writable(where):
+            raise OutputError(f"--output {self.path}: not writable ({where} is read-only or not ours to write)")
         if (os.path.exists(self.path) or self.parts()) and not (self.resume or self.overwrite):
             raise OutputError(f"--output {self.path} exists: pass --resume to score only the files it lacks, or "
                               "--overwrite to replace it")

@@ -57,6 +57,13 @@ def test_output_that_cannot_be_written_is_one_line_before_the_model(job, monkeyp
     (tmp / "plain_file").write_text("x")
     assert score.main(args + ["--output", str(tmp / "plain_file" / "s.csv")]) == 2
     assert "cannot create its folder" in one_error(capsys)
+    monkeypatch.setattr("samacore.scoring.tempfile.TemporaryFile", raise_permission)  # a read-only folder
+    assert score.main(args + ["--output", str(tmp / "new.csv")]) == 2
+    assert f"--output {tmp / 'new.csv'}: not writable ({tmp} is read-only" in one_error(capsys)
+
+
+def raise_permission(*args, **kwargs):
+    raise PermissionError(13, "Read-only file system")
 
 
 def test_existing_output_is_refused_unless_resume_or_overwrite(job, monkeypatch, capsys):

@@ -72,3 +72,20 @@ def test_two_processes_write_the_rows_of_one(test_options):
     torchrun(os.path.join(REPO, "IQA", "demo_test_iqa.py"), ["-o", opt, "--output", str(tmp / "two.csv"),
                                                               "--device", "cpu", "--no-progress"], tmp)
     assert (tmp / "two.csv").read_text() == (tmp / "one.csv").read_text()
+
+
+def test_vqa_test_command_streams_its_rows_and_draws(vqa_data, tmp_path):
+    from helpers import vqa_train_options, write_yaml
+    from samavqa import cli as vqa_cli
+    from samavqa.recipe import build_model
+
+    opt = vqa_train_options(vqa_data.root, "tiny-test", run_dir=str(tmp_path / "run"))
+    torch.manual_seed(0)
+    torch.save({"state_dict": build_model(opt, "cpu").state_dict()}, tmp_path / "m.pth")
+    opt["load_path"] = str(tmp_path / "m.pth")
+    out = tmp_path / "pred.csv"
+    summary = vqa_cli.test_main(["-o", write_yaml(tmp_path / "t.yml", opt), "--output", str(out), "--no-progress"])
+    rows = list(csv.DictReader(open(out)))
+    assert list(rows[0]) == ["name", "pred", "gt", "error"] and len(rows) == vqa_data.n // 2
+    assert summary["metrics"]["val-small"]["n"] == len(rows)
+    assert (tmp_path / "run" / "test" / "scatter.png").stat().st_size > 1000
