@@ -204,7 +204,7 @@ class TextColumns(LabelSpec):
         names, labels, lines = [], [], []
         problems = Problems(path, self.location)
         unlabelled = allow_unlabelled and self.expected_unlabelled is not None
-        with open(path, "r", encoding="utf-8", errors="replace") as f:
+        with open(path, "r", encoding="utf-8-sig", errors="replace") as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -229,7 +229,7 @@ class TextColumns(LabelSpec):
 
 def read_header(path: str) -> List[str]:
     """The column names of a csv file (stripped)."""
-    with open(path, "r", newline="", encoding="utf-8", errors="replace") as f:
+    with open(path, "r", newline="", encoding="utf-8-sig", errors="replace") as f:
         return [h.strip() for h in next(csv.reader(f), [])]
 
 
@@ -257,7 +257,7 @@ class CsvColumns(LabelSpec):
 
     def read(self, path: str, prefix: str = "", allow_unlabelled: bool = False) -> LabelSet:
         problems = Problems(path, self.location)
-        with open(path, "r", newline="", encoding="utf-8", errors="replace") as f:
+        with open(path, "r", newline="", encoding="utf-8-sig", errors="replace") as f:
             reader = csv.DictReader(io.StringIO(f.read()))
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in self.columns if c not in header]

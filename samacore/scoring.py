@@ -12,23 +12,35 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
+import json
+import math
 import os
+import shlex
+import signal
 import sys
+import tempfile
+import threading
+import time
 import warnings
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, TextIO, Tuple, Union
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import (Any, Callable, ClassVar, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO,
+                    Tuple, Union)
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from . import distributed as D
 from .calibration import Calibration, calibration_from_info
 from .checkpoint import TRUST_FLAG_HELP, CheckpointError
-from .engine import progress_bar
+from .loaders import ContiguousShardSampler
+from .metrics import evaluate, format_metrics, has_labels
 from .options import OptionError
 from .robust import SkipBadItems, SkipCollate
 
 CSV_COLUMNS = ("name", "score", "calibrated", "error", "note")
 CLIP_COLUMN = "clip_scores"  # with --per-clip: the raw score of every clip, space-separated, in temporal order
+UNIT_COLUMN = "fastvqa_score"  # FAST-VQA's released models: their [0, 1] score (UnitScale)
 CHECKPOINT_FOLDERS = ("runs", "pretrained_weights")  # searched recursively for the trainers' own checkpoints
 
 
@@ -51,14 +63,31 @@ class ScoreRow:
     error: str = ""
     note: str = ""
     clip_scores: Optional[List[float]] = None
+    index: int = -1  # the file's position among the files being scored
+    frames: int = 0  # frames decoded for it (videos)
+    unit: Optional[float] = None  # FAST-VQA's [0, 1] score (released FAST-VQA models only)
 
-    def csv_row(self, per_clip: bool = False) -> List[str]:
+    def csv_row(self, per_clip: bool = False, unit: bool = False) -> List[str]:
         fmt = lambda v: "" if v is None else repr(float(v))
         row = [self.name, fmt(self.score), fmt(self.calibrated), " ".join(self.error.split()),
                " ".join(self.note.split())]
         if per_clip:
             row.append(" ".join(fmt(c) for c in self.clip_scores or ()))
+        if unit:
+            row.append(fmt(self.unit))
         return row
+
+
+@dataclass(frozen=True)
+class UnitScale:
+    """FAST-VQA's [0, 1] score of a raw score, as its ``vqa.py`` computes it: ``sigmoid((raw - mean) / std)``,
+    with the constants it publishes per released model (:mod:`samavqa.presets`)."""
+
+    mean: float
+    std: float
+
+    def __call__(self, raw: float) -> float:
+        return 1.0 / (1.0 + math.exp(-(float(raw) - self.mean) / self.std))
 
 
 def write_score_csv(path: str, rows: Sequence[ScoreRow], per_clip: bool = False) -> None:
@@ -96,10 +125,11 @@ def list_media(folder: str, extensions: Sequence[str], kind: str, recursive: boo
 
 def read_file_list(list_file: str, kind: str) -> List[Tuple[str, str]]:
     """``(name as written, path)`` for each line of ``list_file``: one path per line, absolute or relative to the
-    list's folder; blank lines and lines starting with ``#`` (comments) are skipped. Names are kept whole (a
+    list's folder; blank lines and lines starting with ``#`` (comments) are skipped; a UTF-8 byte-order mark and
+    Windows line endings are fine. Names are kept whole (a
     file name may hold ``#`` or spaces inside; leading and trailing spaces are dropped)."""
     try:
-        with open(list_file, "r", encoding="utf-8") as f:
+        with open(list_file, "r", encoding="utf-8-sig") as f:  # (a byte-order mark, as some editors save it)
             lines = f.read().splitlines()
     except FileNotFoundError:
         raise FileNotFoundError(f"--list {list_file!r}: file not found") from None
@@ -164,10 +194,30 @@ def checkpoint_path(ckpt: Optional[str], find_default: Callable[[], Tuple[str, s
         path, why = find_default()
         notes.append(f"checkpoint: {path} ({why})")
         return path
+    refuse_folder(ckpt)
     path = os.path.abspath(os.path.expanduser(ckpt))
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint file not found: {ckpt}")
     return path
+
+
+def refuse_folder(ckpt: str) -> None:
+    """``--ckpt`` naming a folder is one line saying so (not "file not found")."""
+    if os.path.isdir(os.path.expanduser(ckpt)):
+        raise CheckpointError(f"--ckpt {ckpt} is a folder, not a checkpoint file: name the .pth file inside it")
+
+
+def checkpoint_identity(path: str) -> Dict[str, Any]:
+    """What identifies a checkpoint file for ``--resume``: its absolute path, size and modification time."""
+    st = os.stat(path)
+    return {"checkpoint": os.path.abspath(path), "checkpoint_size": st.st_size, "checkpoint_mtime": st.st_mtime}
+
+
+def embedded_options(obj: Any) -> Optional[Dict[str, Any]]:
+    """The options a checkpoint written by this project carries (``obj["sama"]["options"]``); None otherwise."""
+    meta = obj.get("sama") if isinstance(obj, Mapping) else None
+    opts = meta.get("options") if isinstance(meta, Mapping) else None
+    return dict(opts) if isinstance(opts, Mapping) else None
 
 
 def calibration_for(info: Mapping[str, Any], trainer: str, items: str) -> Tuple[Optional[Calibration], str]:
@@ -181,84 +231,413 @@ def calibration_for(info: Mapping[str, Any], trainer: str, items: str) -> Tuple[
 Scored = Union[float, Tuple[float, List[float]]]
 
 
-def score_files(
-    paths: Sequence[str],
+class _Indexed(Dataset):
+    """The items ``order[i]`` of ``dataset``, each carrying its index in ``dataset`` as ``"index"``."""
+
+    def __init__(self, dataset: Dataset, order: Sequence[int]) -> None:
+        self.dataset, self.order = dataset, list(order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int) -> Dict[str, Any]:
+        return dict(self.dataset[self.order[i]], index=self.order[i])
+
+
+class _NameOf:
+    """``position -> name`` for :class:`SkipBadItems` (a class, not a lambda: DataLoader workers pickle it)."""
+
+    def __init__(self, names: Callable[[int], str], order: Sequence[int]) -> None:
+        self.names, self.order = names, list(order)
+
+    def __call__(self, i: int) -> str:
+        return self.names(self.order[i])
+
+
+def score_items(
     dataset: Dataset,
     read_errors: Tuple[type, ...],
     score_batch: Callable[[Mapping[str, Any]], Sequence[Scored]],
-    calibration: Optional[Calibration],
+    names: Callable[[int], str],
+    indices: Optional[Sequence[int]] = None,
     batch_size: int = 1,
     num_workers: int = 0,
-    progress: bool = True,
-) -> List[ScoreRow]:
-    """Score ``paths`` (item ``i`` of ``dataset`` is ``paths[i]`` and carries ``"index": i``, and may carry a
-    ``"note"`` saying what was done to an odd file).
+    calibration: Optional[Calibration] = None,
+    progress: bool = False,
+    desc: str = "scoring",
+) -> Iterator[ScoreRow]:
+    """Score the items ``indices`` of ``dataset`` (default: all), yielding one :class:`ScoreRow` per item in that
+    order as soon as its batch is scored -- the one scoring path of both trees' scorers and test commands.
 
-    ``score_batch(collated good items)`` gives the raw scores (or ``(score, clip scores)`` pairs) in batch order.
-    A file whose item raises one of ``read_errors`` gets a row with ``error`` set. Rows are in the order of
-    ``paths``. ``progress``: a bar over the files when there are several.
+    An item whose loading raises one of ``read_errors`` gives a row with ``error`` (its reason) and no score.
+    Rows carry ``index`` (the item's index in ``dataset``) and ``name`` (``names(index)``); an item may carry a
+    ``"note"`` (what was done to an odd file). ``score_batch(collated good items)`` gives the raw scores (or
+    ``(score, clip scores)`` pairs) in batch order; it runs under :func:`torch.inference_mode`. DataLoader
+    workers (``num_workers``) read the next items while the model scores the current ones. ``progress``: a bar
+    counting the items (files/s).
     """
-    rows = [ScoreRow(str(p)) for p in paths]
-    wrapped = SkipBadItems(dataset, errors=read_errors, name_fn=lambda i: str(paths[i]))
+    order = list(range(len(dataset))) if indices is None else [int(i) for i in indices]  # type: ignore[arg-type]
+    position = {index: k for k, index in enumerate(order)}
+    wrapped = SkipBadItems(_Indexed(dataset, order), errors=read_errors, name_fn=_NameOf(names, order))
     loader = DataLoader(wrapped, batch_size=max(1, int(batch_size)), shuffle=False,
                         num_workers=max(0, int(num_workers)), collate_fn=SkipCollate())
+    with file_bar(len(order), desc, progress) as bar:
+        for batch, bad in loader:
+            rows = [ScoreRow(names(order[b.index]), error=b.reason, index=order[b.index]) for b in bad]
+            if batch is not None:
+                rows += _scored_rows(batch, score_batch, names, calibration)
+            rows.sort(key=lambda r: position[r.index])
+            bar.update(len(rows))
+            yield from rows
+
+
+def _scored_rows(batch: Mapping[str, Any], score_batch: Callable[[Mapping[str, Any]], Sequence[Scored]],
+                 names: Callable[[int], str], calibration: Optional[Calibration]) -> List[ScoreRow]:
+    """The rows of a collated batch of good items (``batch["index"]``: ``[B]``)."""
     with torch.inference_mode():
-        for batch, bad in progress_bar(loader, "scoring", progress and len(paths) > 1, total=len(loader)):
-            for item in bad:
-                rows[item.index].error = item.reason
-            if batch is None:
-                continue
-            notes = batch.get("note") or [""] * len(batch["index"])
-            for i, scored, note in zip(batch["index"].tolist(), score_batch(batch), notes):
-                score, clips = scored if isinstance(scored, tuple) else (scored, None)
-                rows[i].score, rows[i].note = float(score), str(note)
-                rows[i].clip_scores = None if clips is None else [float(c) for c in clips]
-                if calibration is not None:
-                    rows[i].calibrated = calibration(float(score))
+        results = list(score_batch(batch))
+    indices = batch["index"].tolist()
+    notes = batch.get("note") or [""] * len(indices)
+    decoded = batch["decoded"].tolist() if "decoded" in batch else [0] * len(indices)  # (videos: frames decoded)
+    rows = []
+    for index, scored, note, frames in zip(indices, results, notes, decoded):
+        score, clips = scored if isinstance(scored, tuple) else (scored, None)
+        rows.append(ScoreRow(names(index), float(score), calibration(float(score)) if calibration else None,
+                             note=str(note), clip_scores=None if clips is None else [float(c) for c in clips],
+                             index=index, frames=int(frames)))
     return rows
 
 
-class ScoreCalls:
-    """``scorer(x)``, the Python API of the trees' scorers (as pyiqa's metrics): mixed into them.
+def score_shards(
+    dataset: Dataset,
+    read_errors: Tuple[type, ...],
+    score_batch: Callable[[Mapping[str, Any]], Sequence[Scored]],
+    names: Callable[[int], str],
+    on_row: Callable[[ScoreRow], None],
+    batch_size: int = 1,
+    num_workers: int = 0,
+    progress: bool = False,
+    desc: str = "scoring",
+) -> List[ScoreRow]:
+    """Every item of ``dataset`` as rows in dataset order (the test commands; :func:`score_items`), also under
+    ``torchrun``: each rank scores its contiguous block, the rows are gathered. ``on_row(row)`` runs on rank 0
+    for every row in dataset order -- its own as they are scored, then the other ranks' once gathered."""
+    mine: List[ScoreRow] = []
+    block = list(ContiguousShardSampler(len(dataset), D.rank(), D.world_size()))  # type: ignore[arg-type]
+    for row in score_items(dataset, read_errors, score_batch, names, block, batch_size, num_workers, None, progress,
+                           desc):
+        mine.append(row)
+        if D.is_main():
+            on_row(row)
+    everyone = D.all_gather_list(mine)
+    if D.is_main():
+        for row in everyone[len(mine):]:
+            on_row(row)
+    return everyone
 
-    ``x``: a path -> one score; a list / tuple of paths -> a list of scores (in order); anything else goes to the
-    tree's ``score_tensor(x, **kw) -> ([(score, note, name)], batched)`` -> one score, or a list for a batch.
-    ``calibrated=True`` returns the calibrated scores (:class:`ValueError` if the checkpoint has no score
-    statistics). A file that cannot be read raises the tree's ``read_error`` with the file and the reason; what
-    was done to an odd input (a ``note``) is issued as a :class:`UserWarning`.
+
+class RowWriter:
+    """A CSV written row by row (``-``: stdout): the header first (unless appending to a non-empty file), each
+    row flushed as it is written, so a stopped command leaves every finished row. ``enabled=False``: writes
+    nothing (ranks other than 0)."""
+
+    def __init__(self, path: str, columns: Sequence[str], append: bool = False, enabled: bool = True) -> None:
+        self.path, self.file = path, None
+        if not enabled:
+            return
+        if path == "-":
+            self.file = sys.stdout
+        else:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self.file = open(path, "a" if append else "w", newline="", encoding="utf-8")
+        self.csv = csv.writer(self.file)
+        if path == "-" or self.file.tell() == 0:  # (appending: the file's end)
+            self.write(columns)
+
+    def write(self, row: Sequence[Any]) -> None:
+        if self.file is not None:
+            self.csv.writerow(row)
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None and self.file is not sys.stdout:
+            self.file.close()
+        self.file = None
+
+    def __enter__(self) -> "RowWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def test_metrics(key: str, pairs: Sequence[Tuple[Optional[float], float]], kind: str) -> Tuple[str, Optional[Dict[str, float]]]:
+    """``(line to print, metrics or None)`` of one test set's ``(prediction or None, label)`` pairs: metrics over
+    the scored items when they are labelled (2 or more)."""
+    scored = [(p, g) for p, g in pairs if p is not None]
+    left_out = len(pairs) - len(scored)
+    count = f"{len(scored)} {kind}" + (f" ({left_out} unreadable: error rows, left out)" if left_out else "")
+    labels = [g for _, g in scored]
+    if len(scored) >= 2 and has_labels(labels):
+        metrics = evaluate([p for p, _ in scored], labels)
+        return f"[{key}] {count}: {format_metrics(metrics)}  (n {metrics['n']})", metrics
+    return f"[{key}] {count} scored (no labels, no metrics)", None
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def __enter__(self) -> "_NoBar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+def file_bar(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar counting files (``n/total``, files/s) on rank 0 when ``enabled`` and there are several files;
+    a context manager with ``update(n)`` either way."""
+    if not enabled or total < 2 or not D.is_main():
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress bars are a nicety, never a requirement
+        return _NoBar()
+    return tqdm(total=total, desc=desc, unit="file", leave=False, dynamic_ncols=True)
+
+
+@dataclass
+class Scorer(ABC):
+    """A loaded model with its test sampling: the base of the trees' scorers (``samavqa.VideoScorer``,
+    ``samaiqa.ImageScorer``), which supply :meth:`dataset`, :meth:`score_batch` and :meth:`score_tensor`.
+
+    ``scorer(x)`` (the Python API, as pyiqa's metrics): ``x`` a path -> one score; a list / tuple of paths -> a
+    list of scores (in order); anything else goes to :meth:`score_tensor`. ``calibrated=True`` returns the
+    calibrated scores (:class:`ValueError` if the checkpoint has no score statistics). A file that cannot be read
+    raises :attr:`read_error` with the file and the reason; what was done to an odd input (a ``note``) is issued
+    as a :class:`UserWarning`. :meth:`rows` / :meth:`score_paths` give CSV rows (bad files as rows with an error).
     """
 
-    read_error: type = RuntimeError
+    model: torch.nn.Module
+    stype: str
+    device: str
+    checkpoint: str
+    checkpoint_format: str
+    calibration: Optional[Calibration]
+    calibration_note: str
+    bf16: bool = False
+    notes: List[str] = field(default_factory=list)
+    #: what the scores were made with (checkpoint, options, sampling, ...): compared by ``--resume``
+    provenance: Dict[str, Any] = field(default_factory=dict)
+    unit_scale: Optional[UnitScale] = None  # FAST-VQA's [0, 1] score (its released models)
+    read_error: ClassVar[type] = RuntimeError
+    batch_kwargs: ClassVar[Tuple[str, ...]] = ()  # score_batch keyword arguments the command line may pass
 
-    def __call__(self, x: Any, calibrated: bool = False, **tensor_kwargs: Any) -> Union[float, List[float]]:
+    @abstractmethod
+    def dataset(self, paths: Sequence[str], progress: bool = False) -> Dataset:
+        """Test-mode items of ``paths`` (``progress``: a bar over the work inside one long file)."""
+
+    @abstractmethod
+    def score_batch(self, batch: Mapping[str, Any], **kwargs: Any) -> List[Scored]:
+        """Raw scores of a collated batch of items, in batch order."""
+
+    @abstractmethod
+    def score_tensor(self, x: Any, **kwargs: Any) -> Tuple[List[Tuple[float, str, str]], bool]:
+        """``([(raw score, note, name)], batched)`` of decoded media given as a tensor / array."""
+
+    def rows(self, paths: Sequence[str], batch_size: int = 1, num_workers: int = 0, progress: bool = True,
+             **batch_kwargs: Any) -> Iterator[ScoreRow]:
+        """Score files, yielding each row (in the order of ``paths``) as soon as it is known; a bad file gives a
+        row with ``error`` set. ``progress``: a bar over the files (one file: the tree's own bar inside it)."""
+        paths = [os.fspath(p) for p in paths]
+        self.model.eval()
+        score = (lambda b: self.score_batch(b, **batch_kwargs)) if batch_kwargs else self.score_batch
+        rows = score_items(self.dataset(paths, progress and len(paths) == 1), (self.read_error,), score,
+                           paths.__getitem__, None, batch_size, num_workers, self.calibration, progress)
+        for row in rows:
+            if self.unit_scale is not None and row.score is not None:
+                row.unit = self.unit_scale(row.score)
+            yield row
+
+    def score_paths(self, paths: Sequence[str], batch_size: int = 1, num_workers: int = 0, progress: bool = True,
+                    **batch_kwargs: Any) -> List[ScoreRow]:
+        """:meth:`rows` as a list."""
+        return list(self.rows(paths, batch_size, num_workers, progress, **batch_kwargs))
+
+    def __call__(self, x: Any, calibrated: bool = False, fastvqa: bool = False,
+                 **tensor_kwargs: Any) -> Union[float, List[float]]:
         one_path = isinstance(x, (str, os.PathLike))
         if one_path or isinstance(x, (list, tuple)):
-            paths = [os.fspath(p) for p in ([x] if one_path else x)]
-            rows = self.score_paths(paths, progress=False)  # type: ignore[attr-defined]
-            for r in rows:
+            scored, batched = [], not one_path
+            for r in self.rows([x] if one_path else list(x), progress=False):
                 if r.score is None:
                     raise self.read_error(r.error)
-            scored, batched = [(r.score, r.note, r.name) for r in rows], not one_path
+                scored.append((r.score, r.note, r.name))
         else:
-            scored, batched = self.score_tensor(x, **tensor_kwargs)  # type: ignore[attr-defined]
+            scored, batched = self.score_tensor(x, **tensor_kwargs)
         for _, note, name in scored:
             if note:
                 warnings.warn(f"{name}: {note}", UserWarning, stacklevel=2)
-        cal = self.calibration  # type: ignore[attr-defined]
-        if calibrated and cal is None:
-            raise ValueError(f"no calibrated score: {self.calibration_note}")  # type: ignore[attr-defined]
-        values = [cal(s) if calibrated else float(s) for s, _, _ in scored]
+        values = [self._scaled(s, calibrated, fastvqa) for s, _, _ in scored]
         return values if batched else values[0]
 
+    def _scaled(self, raw: float, calibrated: bool, fastvqa: bool) -> float:
+        """The raw score, or on request its calibrated / FAST-VQA [0, 1] value (ValueError when there is none)."""
+        if calibrated:
+            if self.calibration is None:
+                raise ValueError(f"no calibrated score: {self.calibration_note}")
+            return self.calibration(raw)
+        if fastvqa:
+            if self.unit_scale is None:
+                raise ValueError("no FAST-VQA [0, 1] score: only FAST-VQA's released models (-m FAST-VQA, "
+                                 "FAST-VQA-M, FasterVQA, FasterVQA-MS, FasterVQA-MT) have its constants")
+            return self.unit_scale(raw)
+        return float(raw)
 
-class ScorerLike(Protocol):
-    """What :func:`run_scoring` needs of a tree's scorer."""
 
-    notes: List[str]
-    calibration_note: str
+# ----------------------------------------------------------------------------------------------- --output
+class OutputError(ValueError):
+    """The ``--output`` CSV cannot be used as asked (not writable, exists, locked, made with another model)."""
 
-    def score_paths(self, paths: Sequence[str], batch_size: int = ..., num_workers: int = ...,
-                    progress: bool = ...) -> List[ScoreRow]: ...
+
+def _rows_of(path: str, columns: Sequence[str]) -> List[List[str]]:
+    """The complete rows of a CSV this command wrote (a last row cut short by a kill is dropped)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if rows and rows[0] != list(columns):
+        raise OutputError(f"--resume: {path} has the columns {','.join(rows[0])}, this command writes "
+                          f"{','.join(columns)}; pass --overwrite to start it again")
+    return [r for r in rows[1:] if len(r) == len(columns)]
+
+
+def _writable(path: str) -> bool:
+    """Whether ``path`` (a file, opened for appending, or a folder, by creating a file in it) can be written:
+    tried, not judged by permission bits (root ignores them; a read-only mount does not)."""
+    try:
+        if os.path.isdir(path):
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        else:
+            with open(path, "a"):
+                pass
+    except OSError:
+        return False
+    return True
+
+
+class OutputFile:
+    """The ``--output`` CSV of a scoring command: checked before any work, locked while written, resumable.
+
+    Files next to it: ``<output>.lock`` (held with :func:`fcntl.flock` by the writing process, so a second
+    command writing the same file stops with one line), ``<output>.meta.json`` (what the rows were made with:
+    :attr:`Scorer.provenance` and the columns; ``--resume`` refuses other settings) and, under ``torchrun``,
+    ``<output>.part{rank}`` (each process's rows, merged into the CSV in file order at the end).
+    """
+
+    def __init__(self, path: str, resume: bool = False, overwrite: bool = False) -> None:
+        self.path, self.resume, self.overwrite = os.path.abspath(path), resume, overwrite
+        self.lock_file: Optional[TextIO] = None
+
+    @property
+    def meta_path(self) -> str:
+        return self.path + ".meta.json"
+
+    def part(self, rank: int) -> str:
+        return f"{self.path}.part{rank}"
+
+    def parts(self) -> List[str]:
+        return sorted(glob.glob(glob.escape(self.path) + ".part[0-9]*"))
+
+    def check(self) -> None:
+        """Before any work: the folder can be created and written, the file is not a folder, and an existing
+        file is only written with ``--resume`` or ``--overwrite``."""
+        folder = os.path.dirname(self.path)
+        if os.path.isdir(self.path):
+            raise OutputError(f"--output {self.path} is a folder: name a CSV file (e.g. {self.path}/scores.csv)")
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"--output {self.path}: cannot create its folder {folder} ({e.strerror})") from None
+        where = self.path if os.path.exists(self.path) else folder
+        if not _writable(where):
+            raise OutputError(f"--output {self.path}: not writable ({where} is read-only or not ours to write)")
+        if (os.path.exists(self.path) or self.parts()) and not (self.resume or self.overwrite):
+            raise OutputError(f"--output {self.path} exists: pass --resume to score only the files it lacks, or "
+                              "--overwrite to replace it")
+
+    def lock(self) -> None:
+        """Hold ``<output>.lock`` exclusively (until :meth:`unlock`); another holder is one line naming the file."""
+        import fcntl
+
+        while True:
+            f = open(self.path + ".lock", "a")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                raise OutputError(f"--output {self.path} is being written by another command (it holds "
+                                  f"{self.path}.lock); wait for it to finish or write another file") from None
+            if os.path.exists(f.name) and os.stat(f.name).st_ino == os.fstat(f.fileno()).st_ino:
+                self.lock_file = f
+                return
+            f.close()  # the holder removed the file as we opened it: take the new one
+
+    def unlock(self) -> None:
+        if self.lock_file is not None:
+            os.remove(self.lock_file.name)  # removed while held, so a waiting opener retries (see lock)
+            self.lock_file.close()
+            self.lock_file = None
+
+    def start(self, provenance: Mapping[str, Any], columns: Sequence[str]) -> None:
+        """Record what the rows are made with; with ``--resume`` an existing file must match it (one line
+        naming what differs). Without ``--resume`` old rows and parts are removed."""
+        meta = json.loads(json.dumps(dict(provenance, columns=list(columns)), default=str))
+        if self.resume and (os.path.exists(self.path) or self.parts()):
+            self._same_as_before(meta)
+            return
+        for old in [self.path] + self.parts():
+            if os.path.exists(old):
+                os.remove(old)
+        with open(self.meta_path, "w") as f:
+            json.dump(meta, f, indent=1)
+
+    def _same_as_before(self, meta: Mapping[str, Any]) -> None:
+        try:
+            with open(self.meta_path) as f:
+                before = json.load(f)
+        except (OSError, ValueError):
+            raise OutputError(f"--resume: {self.path} has no readable {os.path.basename(self.meta_path)} saying "
+                              "what it was made with; pass --overwrite to start it again") from None
+        differ = [k for k in sorted(set(meta) | set(before)) if meta.get(k) != before.get(k)]
+        if differ:
+            said = "; ".join(f"{k} {before.get(k)!r}, now {meta.get(k)!r}" for k in differ)
+            raise OutputError(f"--resume: {self.path} was made with other settings ({said}); use the same model and "
+                              "options, or pass --overwrite to start it again")
+
+    def done(self, columns: Sequence[str]) -> Dict[str, List[str]]:
+        """``name -> row`` of the rows already written (the CSV, then any parts)."""
+        out: Dict[str, List[str]] = {}
+        for path in [self.path] + self.parts():
+            if os.path.exists(path) and os.path.getsize(path):
+                out.update((r[0], r) for r in _rows_of(path, columns))
+        return out
+
+    def merge(self, names: Sequence[str], columns: Sequence[str]) -> int:
+        """Rewrite the CSV from the CSV and the parts, one row per name in ``names`` order (those that have one;
+        rows of other names follow, never dropped), and remove the parts; returns the number of rows. Written to a temporary file first, then renamed."""
+        rows = self.done(columns)
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(columns)
+            w.writerows(rows[n] for n in names if n in rows)
+            listed = set(names)
+            w.writerows(r for n, r in rows.items() if n not in listed)  # rows of files not asked for now: kept
+        os.replace(tmp, self.path)
+        for part in self.parts():
+            os.remove(part)
+        return len(rows)
 
 
 # ----------------------------------------------------------------------------------------------- command line
@@ -279,8 +658,13 @@ def scoring_parser(kind: str, flag: str, description: str, released: str, option
     p.add_argument("--stype", **stype)
     p.add_argument("--output", help=f"CSV file ({','.join(CSV_COLUMNS)}); '-' for stdout. Default for several "
                                     f"{kind}s: stdout")
+    p.add_argument("--resume", action="store_true", help="with --output: score only the files the CSV (and the "
+                                                        "parts a torchrun left) lacks, and append them")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output CSV")
     p.add_argument("--batch-size", type=int, default=batch_size, help=batch_help)
-    p.add_argument("--num-workers", type=int, default=0, help="loader worker processes")
+    p.add_argument("--num-workers", type=int, default=None,
+                   help=f"loader worker processes reading the next {kind}s while the model scores (default: "
+                        f"{default_workers()} here for several {kind}s: half the CPU cores, at most 4; 0 for one)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on GPUs; last digits may change)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -300,58 +684,231 @@ def media_items(args: argparse.Namespace, extensions: Sequence[str], kind: str) 
     return [(p, p) for p in args.files]
 
 
+def default_workers() -> int:
+    """Loader workers for several files: half the CPU cores, at most 4 (decoding overlaps the model)."""
+    return max(0, min(4, (os.cpu_count() or 1) // 2))
+
+
 def _score_line(r: ScoreRow) -> str:
     line = f"{r.name}: score {r.score:.6f}"
     if r.calibrated is not None:
         line += f", calibrated {r.calibrated:.4f}"
+    if r.unit is not None:
+        line += f", FAST-VQA score {r.unit:.5f} (range [0,1])"
     if r.clip_scores is not None:
         line += "; clip scores " + " ".join(f"{c:.6f}" for c in r.clip_scores)
     return line
 
 
-def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., ScorerLike], extensions: Sequence[str],
+class Stopped(BaseException):
+    """SIGTERM while scoring (Ctrl-C is :class:`KeyboardInterrupt`): ``status`` is the exit status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Stopped(128 + signum)
+
+
+def resume_command(argv: Optional[Sequence[str]]) -> str:
+    """The command line that goes on after a stop: this one with ``--resume`` (without ``--overwrite``)."""
+    prog = sys.argv[0]
+    head = [os.path.basename(sys.executable), prog] if prog.endswith(".py") else [os.path.basename(prog)]
+    rest = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--overwrite"]
+    return shlex.join(head + rest + ([] if "--resume" in rest else ["--resume"]))
+
+
+USAGE_ERRORS = (OptionError, CheckpointError, FileNotFoundError, RuntimeError, ValueError)
+
+
+def _agree(error: str) -> str:
+    """The first non-empty error of any rank (every rank calls it at the same point); "" when none."""
+    return next((e for e in D.all_gather_list([error]) if e), "")
+
+
+def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], extensions: Sequence[str],
                 kind: str, scorer_args: Optional[Mapping[str, Any]] = None,
-                check_given: Optional[Callable[[str], None]] = None) -> int:
-    """The body of a scoring command: list the files, load the scorer, score, print or write the CSV.
+                check_given: Optional[Callable[[str], None]] = None, argv: Optional[Sequence[str]] = None) -> int:
+    """The body of a scoring command: list the files, check the output, load the scorer, score and write.
 
     ``scorer_args``: the tree's own keyword arguments of ``load_scorer``. ``check_given(path)`` may refuse a
     file named on the command line (e.g. an image given to the video command) with a ``ValueError`` /
-    ``RuntimeError`` before any work starts. Odd files are scored and their notes printed as warnings.
-    Returns the exit status: 2 for usage / checkpoint / option errors, 1 if every file failed, else 0.
+    ``RuntimeError`` before any work starts. Under ``torchrun`` the files are split between the processes.
+    Returns the exit status: 2 for usage / checkpoint / option / output errors, 1 if every file failed, 130 /
+    143 when stopped by Ctrl-C / SIGTERM (finished rows kept), else 0.
     """
+    D.init_distributed("gloo" if str(args.device or "").startswith("cpu") else None)
+    output: Optional[OutputFile] = None
     try:
         items = media_items(args, extensions, kind)
         if check_given is not None and args.files:
             for path in args.files:
                 check_given(path)
+        output = _checked_output(args, len(items))
         scorer = load_scorer(args.ckpt, args.options, args.stype, args.device, args.bf16,
                              trust_checkpoint=args.trust_checkpoint, **dict(scorer_args or {}))
-    except (OptionError, CheckpointError, FileNotFoundError, RuntimeError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        return _ScoringRun(args, scorer, items, output, kind, argv).run()
+    except USAGE_ERRORS as e:
+        _say(f"error: {e}")
         return 2
-    for note in scorer.notes:
-        print(f"note: {note}", file=sys.stderr)
-    print(f"note: {scorer.calibration_note}", file=sys.stderr)
-    single = len(items) == 1 and not args.output
-    per_clip = bool(getattr(args, "per_clip", False))
-    rows = scorer.score_paths([p for _, p in items], args.batch_size, args.num_workers,
-                              progress=not args.no_progress, **({"per_clip": True} if per_clip else {}))
-    for row, (name, _) in zip(rows, items):
-        row.name = name
-    failed = [r for r in rows if r.score is None]
-    for r in rows:
-        if r.note:
-            print(f"warning: {r.name}: {r.note}", file=sys.stderr)
-    if single:
-        r = rows[0]
-        if r.score is None:
-            print(f"error: {r.error}", file=sys.stderr)
+    finally:
+        if output is not None:
+            output.unlock()
+        D.cleanup()
+
+
+def _say(line: str) -> None:
+    if D.is_main():
+        print(line, file=sys.stderr, flush=True)
+
+
+def _checked_output(args: argparse.Namespace, n_files: int) -> Optional[OutputFile]:
+    """The ``--output`` file, checked and (rank 0) locked; None when the rows go to stdout / one score is
+    printed."""
+    if args.resume and args.overwrite:
+        raise OutputError("--resume and --overwrite exclude each other")
+    if not args.output or args.output == "-":
+        if args.resume:
+            raise OutputError("--resume needs --output FILE (the CSV to go on with)")
+        if D.world_size() > 1:
+            raise OutputError(f"torchrun with {D.world_size()} processes needs --output FILE (each process writes "
+                              "its part next to it)")
+        return None
+    output = OutputFile(args.output, args.resume, args.overwrite)
+    error = ""
+    try:
+        output.check()
+        if D.is_main():
+            output.lock()
+    except OutputError as e:
+        error = str(e)
+    error = _agree(error)
+    if error:
+        raise OutputError(error)
+    return output
+
+
+class _ScoringRun:
+    """A scoring command's work once everything is checked: resume, split the files between the processes,
+    write each row as it comes (the CSV, this process's part, stdout, or the one score printed), merge, and
+    say how it went. Ctrl-C / SIGTERM end it cleanly with the finished rows kept."""
+
+    def __init__(self, args: argparse.Namespace, scorer: Scorer, items: Sequence[Tuple[str, str]],
+                 output: Optional[OutputFile], kind: str, argv: Optional[Sequence[str]]) -> None:
+        self.args, self.scorer, self.items, self.output, self.kind, self.argv = args, scorer, list(items), output, kind, argv
+        self.per_clip = bool(getattr(args, "per_clip", False))
+        self.unit = scorer.unit_scale is not None
+        self.columns = list(CSV_COLUMNS) + ([CLIP_COLUMN] if self.per_clip else []) + ([UNIT_COLUMN] if self.unit else [])
+        self.single = output is None and len(self.items) == 1
+        self.done: Dict[str, List[str]] = {}
+        self.scored = self.failed = self.frames = 0  # this process's rows of this run
+
+    def run(self) -> int:
+        todo = self._todo()  # (a refused --resume is the only line said)
+        for note in self.scorer.notes + [self.scorer.calibration_note]:
+            _say(f"note: {note}")
+        started = time.time()
+        status = self._stream(todo)
+        if status:
+            self._say_stopped(status)
+            return status
+        return self._finish(time.time() - started)
+
+    def _todo(self) -> List[Tuple[str, str]]:
+        """This process's share of the files the output lacks (all of them without ``--resume``)."""
+        if self.output is None:
+            return self.items
+        error = ""
+        if D.is_main():
+            try:
+                self.output.start(self.scorer.provenance, self.columns)
+            except OutputError as e:
+                error = str(e)
+        error = _agree(error)
+        if error:
+            raise OutputError(error)
+        self.done = self.output.done(self.columns)
+        D.barrier()
+        if D.is_main() and (self.done or self.output.parts()):
+            self.output.merge([n for n, _ in self.items], self.columns)  # one CSV to append to, parts folded in
+        D.barrier()
+        left = [item for item in self.items if item[0] not in self.done]
+        if self.done:
+            _say(f"note: --resume: {len(self.items) - len(left)} of {len(self.items)} {self.kind}s are in "
+                 f"{self.output.path} already; scoring the other {len(left)}")
+        return left[D.rank()::D.world_size()]
+
+    def _writer(self) -> Optional[RowWriter]:
+        if self.single:
+            return None
+        if self.output is None:
+            return RowWriter("-", self.columns)
+        path = self.output.part(D.rank()) if D.world_size() > 1 else self.output.path
+        return RowWriter(path, self.columns, append=D.world_size() == 1)
+
+    def _stream(self, todo: Sequence[Tuple[str, str]]) -> int:
+        """Score ``todo``, each row written as it comes; the exit status of a stop (0: all done)."""
+        writer = self._writer()
+        main_thread = threading.current_thread() is threading.main_thread()
+        before = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
+        workers = self.args.num_workers if self.args.num_workers is not None else (
+            default_workers() if len(todo) > 1 else 0)
+        try:
+            for row in self.scorer.rows([p for _, p in todo], self.args.batch_size, workers,
+                                        not self.args.no_progress, **({"per_clip": True} if self.per_clip else {})):
+                row.name = todo[row.index][0]
+                self._emit(row, writer)
+        except KeyboardInterrupt:
+            return 130
+        except Stopped as e:
+            return e.status
+        finally:
+            if writer is not None:
+                writer.close()
+            if main_thread:
+                signal.signal(signal.SIGTERM, before)
+        return 0
+
+    def _emit(self, row: ScoreRow, writer: Optional[RowWriter]) -> None:
+        self.scored += row.score is not None
+        self.failed += row.score is None
+        self.frames += row.frames
+        if row.note:
+            print(f"warning: {row.name}: {row.note}", file=sys.stderr, flush=True)
+        if writer is not None:
+            writer.write(row.csv_row(self.per_clip, self.unit))
+            if row.error:
+                print(f"warning: {row.name}: {row.error}", file=sys.stderr, flush=True)
+        elif row.score is None:
+            print(f"error: {row.error}", file=sys.stderr, flush=True)
         else:
-            print(_score_line(r))
-    else:
-        write_score_csv(args.output or "-", rows, per_clip)
-        print(f"note: {len(rows) - len(failed)} of {len(rows)} {kind}s scored"
-              + (f"; CSV written to {args.output}" if args.output and args.output != "-" else ""), file=sys.stderr)
-        for r in failed:
-            print(f"warning: {r.name}: {r.error}", file=sys.stderr)
-    return 1 if len(failed) == len(rows) else 0
+            print(_score_line(row), flush=True)
+
+    def _say_stopped(self, status: int) -> None:
+        how = "Ctrl-C" if status == 130 else "SIGTERM"
+        done = len(self.done) + self.scored + self.failed
+        where = ""
+        if self.output is not None:
+            parts = " and its .part files" if D.world_size() > 1 else ""
+            where = f"; the rows are in {self.output.path}{parts}. To go on: {resume_command(self.argv)}"
+        what = f"this process scored {done}" if D.world_size() > 1 else f"{done} of {len(self.items)} scored"
+        _say(f"stopped by {how}: {what} {self.kind}s{where}")
+
+    def _finish(self, seconds: float) -> int:
+        """Merge the parts (rank 0), say how it went; the exit status (1: every file failed)."""
+        counts = D.all_gather_list([(self.scored, self.failed, self.frames)])
+        scored, failed, frames = (sum(c[k] for c in counts) for k in range(3))
+        D.barrier()
+        if self.output is not None and D.is_main() and (D.world_size() > 1 or self.done):
+            self.output.merge([n for n, _ in self.items], self.columns)
+        done_failed = sum(1 for r in self.done.values() if r[1] == "")
+        total, bad = len(self.done) + scored + failed, done_failed + failed
+        if not self.single:
+            rate = (scored + failed) / seconds if seconds > 0 else 0.0
+            speed = f" in {seconds:.1f} s ({rate:.2f} {self.kind}s/s" + (
+                f", {frames / seconds:.1f} decoded frames/s" if frames and seconds > 0 else "") + ")"
+            written = f"; CSV written to {self.output.path}" if self.output is not None else ""
+            _say(f"note: {total - bad} of {total} {self.kind}s scored ({bad} failed){speed}{written}")
+        return 1 if total and bad == total else 0

@@ -218,7 +218,7 @@ def test_other_objects_are_refused_by_name_unless_trusted(vqa, tmp_path, capsys)
         (tmp_path / "test.yml").write_text(yaml.safe_dump(trusted))
         got = vqa_cli.test_main(["-o", str(tmp_path / "test.yml"), "--no-progress", "--output",
                                  str(tmp_path / "p.csv"), *argv])
-        assert got["load_path"] == path
+        assert got["checkpoint"] == path
         pred = float(open(tmp_path / "p.csv").read().splitlines()[1].split(",")[1])
         assert f"score {pred:.6f}" in plain  # demo_test.py's pred is vqa.py's score
 

@@ -81,6 +81,6 @@ def test_two_processes_match_one(vqa_data, tmp_path, monkeypatch, one_thread):
     test_opt = yaml.safe_load(open(tmp_path / "two.yml"))
     test_opt.update(load_path=str(best), run_dir=str(tmp_path / "test"))
     (tmp_path / "test.yml").write_text(yaml.safe_dump(test_opt))
-    got = cli.test_main(["-o", str(tmp_path / "test.yml")])["metrics"]["val-small"]
+    got = result_row(cli.test_main(["-o", str(tmp_path / "test.yml")]), "val-small")["metrics"]
     for m in ("srcc", "plcc", "krcc", "rmse"):
         assert got[m] == stored[m]

@@ -151,7 +151,7 @@ def test_a_registered_backbone_trains_saves_and_loads(tiny_video_net, vqa_data, 
     # testing the saved model reproduces its stored validation metrics
     test_opt = dict(opt, load_path=str(tmp_path / "pretrained_weights" / "tiny_val_s_dev_v0.0.pth"))
     (tmp_path / "test.yml").write_text(yaml.safe_dump(test_opt))
-    got = cli.test_main(["-o", "test.yml", "--output", "pred.csv", "--no-progress"])["metrics"]["val"]
+    got = result_row(cli.test_main(["-o", "test.yml", "--output", "pred.csv", "--no-progress"]), "val")["metrics"]
     for m in ("srcc", "plcc", "krcc", "rmse"):
         assert got[m] == pytest.approx(best["validation_results"][m], abs=1e-5)
 

@@ -94,7 +94,7 @@ def test_scores_identical_across_batch_sizes_workers_and_runs(tmp_path):
     for bs, nw in ((1, 0), (3, 0), (3, 2), (1, 0)):
         out = tmp_path / f"s{bs}{nw}.csv"
         assert score.main(["--dir", str(folder), "--ckpt", ckpt, "--output", str(out), "--batch-size", str(bs),
-                           "--num-workers", str(nw), "--no-progress"]) == 0
+                           "--num-workers", str(nw), "--no-progress", "--overwrite"]) == 0
         texts.append(out.read_text())
     assert [r["name"] for r in read_rows(tmp_path / "s10.csv")] == [f"im{i}.png" for i in range(5)]
     # the same settings twice, and the same batch with or without workers: bit-identical on CPU
@@ -115,7 +115,7 @@ def test_all_bad_exits_nonzero_and_missing_stats_leave_calibrated_empty(tmp_path
     rows = read_rows(out)
     assert "empty file" in rows[0]["error"] and "image not found" in rows[1]["error"]
     img = make_images(str(tmp_path), 1)[0]
-    assert score.main(["-i", img, "--ckpt", ckpt, "--output", str(out)]) == 0
+    assert score.main(["-i", img, "--ckpt", ckpt, "--output", str(out), "--overwrite"]) == 0
     assert read_rows(out)[0]["calibrated"] == "" and read_rows(out)[0]["score"] != ""
     assert "label_stats lack pred_mean, pred_std" in capsys.readouterr().err
     nostats, _ = small_checkpoint(tmp_path / "n.pth", label_stats=None)

@@ -54,7 +54,7 @@ def rows_of(path):
 
 def cli_rows(d, ckpt, *args):
     out = d / "out.csv"
-    assert score.main([*args, "--ckpt", ckpt, "--output", str(out), "--no-progress"]) == 0
+    assert score.main([*args, "--ckpt", ckpt, "--output", str(out), "--no-progress", "--overwrite"]) == 0
     return rows_of(out)
 
 

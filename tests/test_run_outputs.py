@@ -99,7 +99,7 @@ def test_vqa_test_and_scoring_leave_the_training_run_alone(vqa_data, vqa_run, tm
     # the training option file itself, with --ckpt in place of its load_path (the K400 init file): same scores
     again = chdir_run(vqa_run, vqa_cli.test_main, ["-o", str(vqa_run / "train.yml"), "--ckpt", str(ckpt),
                                                    "--no-progress", "--output", str(tmp_path / "again.csv")])
-    assert again["load_path"] == str(ckpt) and again["metrics"] == summary["metrics"]
+    assert again["checkpoint"] == str(ckpt) and again["results"] == summary["results"]
     scores = tmp_path / "scores.csv"
     video = str(vqa_data.root / "videos" / "v1.mp4")
     assert chdir_run(vqa_run, vqa_score.main, ["-v", video, "-v", video, "--ckpt", str(ckpt), "--options", test_opt,
@@ -177,7 +177,7 @@ def test_iqa_test_and_scoring_leave_the_training_run_alone(images, iqa_run, tmp_
     assert {f: (run / f).read_bytes() for f in files} == before  # the training run's summary.json included
     test = run / "test"
     assert json.load(open(test / "summary.json")) == json.loads(json.dumps(summary))
-    assert summary["predictions"] == str(test / "predictions.csv") and summary["n"] == 10
+    assert summary["predictions"] == str(test / "predictions.csv") and summary["results"][0]["n"] == 10
     assert yaml.safe_load(open(test / "options.yml"))["load_path"] == str(ckpt)
 
 

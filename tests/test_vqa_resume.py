@@ -181,5 +181,5 @@ def test_bf16_test_command_close_to_fp32(vqa_data, reference, tmp_path, monkeypa
     pa = [float(r["pred"]) for r in csv.DictReader(open("a.csv"))]
     pb = [float(r["pred"]) for r in csv.DictReader(open("b.csv"))]
     assert pa != pb and pb == pytest.approx(pa, rel=0.05, abs=0.05)
-    assert fp32["metrics"]["val-small"]["srcc"] == pytest.approx(load_checkpoint(str(best))["validation_results"]["srcc"])
-    assert bf16["metrics"]["val-small"]["n"] == 4
+    assert result_row(fp32, "val-small")["metrics"]["srcc"] == pytest.approx(load_checkpoint(str(best))["validation_results"]["srcc"])
+    assert result_row(bf16, "val-small")["metrics"]["n"] == 4

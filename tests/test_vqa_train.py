@@ -119,7 +119,7 @@ def test_test_command_reproduces_stored_validation(workdir, trained, tmp_path):
     listed = (tmp_path / "run" / "test" / "skipped.txt").read_text().splitlines()  # the test run's own folder
     assert len(listed) == 1 and listed[0].split("\t")[0].endswith(BROKEN)
     stored = load_checkpoint(ckpt)["validation_results"]
-    got = summary["metrics"]["val-small"]
+    got = result_row(summary, "val-small")["metrics"]
     assert got["n"] == N_VIDEOS // 2
     for m in ("srcc", "plcc", "krcc", "rmse"):
         assert got[m] == pytest.approx(stored[m], abs=1e-5)

@@ -19,7 +19,7 @@ from .labels import (
 )
 from .model import IQAHead, IQAModel
 from .sampling import IQA_SAMPLE_TYPES, sample_image
-from .score import Scorer, load_scorer
+from .score import ImageScorer, Scorer, load_scorer
 
 __all__ = [
     "IQAHead",
@@ -39,5 +39,6 @@ __all__ = [
     "sample_image",
     "save_model_checkpoint",
     "load_scorer",
+    "ImageScorer",
     "Scorer",
 ]

@@ -37,21 +37,19 @@ its own skip list, see :mod:`samacore.robust`).
 """
 from __future__ import annotations
 
-import math
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torch import nn
-from torch.utils.data import Dataset
 
 from samacore import distributed as D
-from samacore import engine, loaders, runs, summary, trainer
+from samacore import engine, loaders, plots, runs, scoring, summary, trainer
 from samacore.checkpoint import CheckpointError, checkpoint_meta
 from samacore.labels import check_folder
-from samacore.metrics import METRIC_NAMES, aggregate, evaluate, format_metrics, has_labels
+from samacore.metrics import METRIC_NAMES, aggregate, format_metrics
 from samacore.options import option_file_help
 from samacore.resume import restore_log_rows
-from samacore.robust import BadItemLog, SkipBadItems, SkipCollate, SkippingLoader, TooManyBadItems
+from samacore.robust import BadItemLog, SkippingLoader, TooManyBadItems
 from samacore.runlog import RunLogger, get_logger
 from samacore.splits import make_splits
 from samacore.utils import seed_everything
@@ -332,28 +330,14 @@ def _train_summary(opt: Mapping[str, Any], run_dir: str, num_splits: int, per_sp
 
 
 # ----------------------------------------------------------------------------------------------- test
-class _Indexed(Dataset):
-    """Adds the dataset index to every item (``"index"``), so a bad image's row can be put back in place."""
-
-    def __init__(self, dataset: ImageDataset) -> None:
-        self.dataset = dataset
-        self.paths = dataset.paths
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Dict[str, Any]:
-        return dict(self.dataset[index], index=index)
-
-
 def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """``demo_test_iqa.py -o OPTIONS --output PRED.csv``: score every image of ``data.data_info`` (only those of
     ``data.test_info`` when it is set: the test side of the fixed split training used) with test-mode sampling
-    and the ``load_path`` checkpoint; write ``name,pred,gt,error`` (raw scores); print metrics if labelled. A bad
-    image (missing, unreadable, not an image) gets a row with an empty ``pred`` and its reason in ``error``;
-    metrics are over the images that were scored (their count ``n`` is printed). The run folder is
-    ``runs/{name}/test/`` (options.yml, summary.json, predictions.csv by default): the training run's files stay
-    as they are."""
+    and the ``load_path`` checkpoint; write ``name,pred,gt,error`` rows (raw scores) as they are scored; print
+    metrics if labelled. A bad image (missing, unreadable, not an image) gets a row with an empty ``pred`` and its
+    reason in ``error``; metrics are over the images that were scored (their count ``n`` is printed). The run
+    folder is ``runs/{name}/test/`` (options.yml, summary.json, predictions.csv by default, scatter.png): the
+    training run's files stay as they are."""
     args, opt, device, progress = _setup(argv, "SAMA IQA test: score the images of a label file", test=True)
     labels = read_labels(opt, allow_unlabelled=True)
     if opt["data"].get("test_info") is not None:
@@ -368,54 +352,56 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     log.info("%s", report)
     model.to(device).eval()
     run_logger = runs.open_run(runs.test_run_dir(opt), opt, use_tensorboard=False)  # apart from the training run's
-    loader = loaders.build_loader(SkipBadItems(_Indexed(dataset), errors=(ImageReadError,)), loader_options(opt),
-                                 train=False)
-    loader.collate_fn = SkipCollate(loader.collate_fn)  # -> (good batch or None, [BadItem])
-    errors: Dict[int, str] = {}
-
-    def predict_with_errors(model: nn.Module, batch, device: str):
-        good, bad = batch
-        rows = [(item.index, math.nan) for item in bad]
-        errors.update((item.index, item.reason) for item in bad)
-        if good is not None:
-            scores = predict_fn(model, good, device)[1]
-            rows += zip(good["index"].tolist(), scores.float().tolist())
-        rows.sort()  # dataset order inside the batch (the loader keeps the order across batches)
-        return [str(i) for i, _ in rows], [p for _, p in rows], [float(labels.labels[i]) for i, _ in rows]
-
-    keys, preds, gts = engine.predict(model, loader, predict_with_errors, device, progress, desc="test",
-                                      amp=opt.get("amp"))
-    errors = dict(D.all_gather_list(list(errors.items())))
-    index = [int(k) for k in keys]
-    names = [labels.names[i] for i in index]
-    error_col = [" ".join(errors.get(i, "").split()) for i in index]
     out = os.path.abspath(args.output or os.path.join(run_logger.run_dir, "predictions.csv"))
-    # `extra` may replace a column: a bad image's pred is left empty rather than written as nan
-    runs.write_predictions_csv(out, names, preds, gts, extra={
-        "pred": ["" if e else repr(float(p)) for p, e in zip(preds, error_col)], "error": error_col})
-    ok = [k for k, e in enumerate(error_col) if not e]
-    summary: Dict[str, Any] = {"command": "test", "name": opt["name"], "predictions": out, "n": len(ok),
-                               "n_failed": len(names) - len(ok)}
-    for k, e in enumerate(error_col):
-        if e:
-            log.warning("could not score %s: %s", names[k], e)
-    good_preds, good_gts = [preds[k] for k in ok], [gts[k] for k in ok]
-    if has_labels(good_gts) and len(good_gts) >= 2:
-        metrics = evaluate(good_preds, good_gts)
-        summary["metrics"] = metrics
-        log.info("n = %d images scored%s: %s (predictions rescaled to the labels' mean/std)", len(ok),
-                 f" ({len(names) - len(ok)} of {len(names)} failed, see the error column)" if len(ok) < len(names) else "",
-                 format_metrics(metrics))
-    else:
-        log.info("n = %d of %d images scored", len(ok), len(names))
+    with scoring.RowWriter(out, ["name", "pred", "gt", "error"], enabled=D.is_main()) as csv_out:
+        pairs = _test_rows(dataset, labels, model, opt, device, progress, csv_out)
+    database = str(opt["data"].get("database", "test"))
+    plots.draw_scatter(os.path.join(run_logger.run_dir, plots.SCATTER_FILE), {database: pairs}, f"{opt['name']}: test")
+    result = _test_summary(opt, out, pairs)
     log.info("predictions written to %s", out)
-    run_logger.write_json("summary.json", summary)
+    run_logger.write_json(summary.SUMMARY_FILE, result)
     run_logger.close()
     D.cleanup()
-    if not ok:
-        raise TooManyBadItems(f"none of the {len(names)} images of {labels.source} could be read (reasons in the "
-                             f"error column of {out})")
-    return summary
+    if not result["results"][0]["n"]:
+        raise TooManyBadItems(f"none of the {len(pairs)} images of {labels.source} could be read (reasons in the "
+                              f"error column of {out})")
+    return result
+
+
+def _test_rows(dataset: ImageDataset, labels: LabelSet, model: nn.Module, opt: Mapping[str, Any], device: str,
+               progress: bool, csv_out: scoring.RowWriter) -> List[Tuple[Optional[float], float]]:
+    """Score the test images, writing each row to ``csv_out`` in order as it comes; ``[(pred, label)]``."""
+    def score_batch(batch: Mapping[str, Any]) -> List[float]:
+        with engine.autocast(device, opt.get("amp")):
+            return predict_fn(model, batch, device)[1].float().reshape(-1).tolist()
+
+    def on_row(row: scoring.ScoreRow) -> None:
+        if row.error:
+            log.warning("could not score %s: %s", row.name, row.error)
+        csv_out.write([row.name, "" if row.score is None else repr(row.score),
+                       repr(float(labels.labels[row.index])), " ".join(row.error.split())])
+
+    options = loader_options(opt)
+    rows = scoring.score_shards(dataset, (ImageReadError,), score_batch, labels.names.__getitem__, on_row,
+                                int(options["test_batch_size"]), int(options["test_num_workers"]), progress, "test")
+    return [(r.score, float(labels.labels[r.index])) for r in rows]
+
+
+def _test_summary(opt: Mapping[str, Any], out: str, pairs: Sequence[Tuple[Optional[float], float]]) -> Dict[str, Any]:
+    """The test summary (:func:`samacore.summary.test_summary`: one row with ``n`` scored, ``n_failed`` and the
+    metrics when labelled), its line logged."""
+    n = sum(p is not None for p, _ in pairs)
+    database = str(opt["data"].get("database", "test"))
+    _, metrics = scoring.test_metrics(database, pairs, "images")
+    row: Dict[str, Any] = {"metrics": metrics or None, "n": n, "n_failed": len(pairs) - n}
+    result = summary.test_summary("iqa", opt["name"], path_option(opt["load_path"]), out, {database: row})
+    if metrics:
+        failed = f" ({len(pairs) - n} of {len(pairs)} failed, see the error column)" if n < len(pairs) else ""
+        log.info("n = %d images scored%s: %s (predictions rescaled to the labels' mean/std)", n, failed,
+                 format_metrics(metrics))
+    else:
+        log.info("n = %d of %d images scored", n, len(pairs))
+    return result
 
 
 __all__ = ["test_main", "train_main", "train_split"]

@@ -62,7 +62,7 @@ import argparse
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -72,7 +72,8 @@ from torch.utils.data import Dataset
 from samacore import engine, scoring
 from samacore.calibration import Calibration, calibration_from_info
 from samacore.checkpoint import CheckpointError, load_checkpoint
-from samacore.options import OptionError, choice
+from samacore.options import OptionError
+from samacore.sampling import resolve_sample_type
 from samacore.scoring import NoCheckpointError, ScoreRow
 from samacore.utils import pick_device
 
@@ -81,7 +82,7 @@ from .datasets import ImageReadError, build_transform, enlarge, load_image, samp
 from .model import IQAModel
 from .recipe import build_model
 from .sampling import IQA_SAMPLE_TYPES, sample_image
-from .schema import read_scoring_options
+from .schema import check_options, read_scoring_options
 
 IQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_ROOT = os.path.dirname(IQA_DIR)
@@ -98,12 +99,9 @@ DEFAULT_CHECKPOINT = scoring.CheckpointSearch(
     looked_for=f"{RELEASED_WEIGHTS} (the file the original SAMA IQA trainer writes; the SAMA authors publish VQA "
                f"weights only) and for runs/**/{OWN_CHECKPOINT_GLOB} or pretrained_weights/**/{OWN_CHECKPOINT_GLOB} "
                "(written by our trainer)",
-    what_to_do="Either pass --ckpt FILE, or train a model on the bundled examplar set: `python "
-               "tools/build_examplar_data.py --only iqa`, then `python IQA/demo_train_iqa_baseline.py -o OPTIONS.yml` "
-               "with an options file whose data block is the examplar block of IQA/options/fast-sama-iqa.yml and whose "
-               "load_path is Microsoft's Swin-V2-T ImageNet checkpoint "
-               "(https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window8_256.pth "
-               "in pretrained_weights/).",
+    what_to_do="Either train a model on the bundled examplar photos (`make demo`; or `python "
+               "tools/build_examplar_data.py --only iqa`, then `python IQA/demo_train_iqa_baseline.py -o "
+               "IQA/options/examplar-sama-iqa.yml`), or pass --ckpt FILE.",
 )
 
 
@@ -119,8 +117,9 @@ def find_default_checkpoint(roots: Optional[Sequence[str]] = None) -> Tuple[str,
 
 
 @dataclass
-class Scorer(scoring.ScoreCalls):
-    """A loaded model with its sampling settings (:func:`load_scorer`).
+class ImageScorer(scoring.Scorer):
+    """A loaded model with its sampling settings (:func:`load_scorer`; the shared part:
+    :class:`samacore.scoring.Scorer`).
 
     ``scorer(x)`` scores ``x``: an image file (-> float), a list of files (-> list of floats) or an image tensor /
     array (see :func:`tensor_images`: ``[3, H, W]`` -> float, ``[B, 3, H, W]`` -> list) -- the pixels of a file
@@ -128,27 +127,19 @@ class Scorer(scoring.ScoreCalls):
     :meth:`score_paths` gives CSV rows instead (bad files as rows with an error).
     """
 
-    model: IQAModel
-    stype: str
-    data_args: Dict[str, Any]
-    device: str
-    checkpoint: str
-    checkpoint_format: str
-    calibration: Optional[Calibration]
-    calibration_note: str
-    bf16: bool = False
-    notes: List[str] = field(default_factory=list)
-    read_error = ImageReadError
+    data_args: Dict[str, Any] = field(default_factory=dict)
+    read_error: ClassVar[type] = ImageReadError
 
-    def score_paths(
-        self, paths: Sequence[str], batch_size: int = 8, num_workers: int = 0, progress: bool = True
-    ) -> List[ScoreRow]:
-        """Score image files; a bad file gets a row with ``error`` set. Rows are in the order of ``paths``."""
-        self.model.eval()
-        return scoring.score_files(paths, _ScoreDataset(list(paths), self), (ImageReadError,), self.score_batch,
-                                   self.calibration, batch_size, num_workers, progress)
+    def dataset(self, paths: Sequence[str], progress: bool = False) -> "_ScoreDataset":
+        """Test-mode items of image files."""
+        return _ScoreDataset(list(paths), self)
 
-    def score_batch(self, batch: Mapping[str, Any]) -> List[float]:
+    def score_paths(self, paths: Sequence[str], batch_size: int = 8, num_workers: int = 0,
+                    progress: bool = True, **batch_kwargs: Any) -> List[ScoreRow]:
+        """Score image files (8 per batch by default); a bad file gets a row with ``error`` set, in order."""
+        return super().score_paths(paths, batch_size, num_workers, progress, **batch_kwargs)
+
+    def score_batch(self, batch: Mapping[str, Any]) -> List[scoring.Scored]:
         """Raw scores of a collated batch of test-mode samples (``batch["image"]``: ``[B, 3, H, W]``)."""
         with engine.autocast(self.device, "bf16" if self.bf16 else None):
             return self.model(batch["image"].to(self.device, non_blocking=True)).float().cpu().tolist()
@@ -161,8 +152,11 @@ class Scorer(scoring.ScoreCalls):
         self.model.eval()
         with torch.inference_mode():
             scores = self.score_batch(torch.utils.data.default_collate(items))
-        return [(float(s), it["note"], f"tensor[{i}]" if batched else "tensor")
+        return [(float(s), it["note"], f"tensor[{i}]" if batched else "tensor")  # type: ignore[arg-type]
                 for i, (s, it) in enumerate(zip(scores, items))], batched
+
+
+Scorer = ImageScorer  # the name before the trees shared samacore.scoring.Scorer
 
 
 def tensor_images(x: Any, layout: Optional[str] = None) -> Tuple[List[Image.Image], bool]:
@@ -182,6 +176,9 @@ def tensor_images(x: Any, layout: Optional[str] = None) -> Tuple[List[Image.Imag
         raise ValueError(f"an image tensor must be [3, H, W] (layout CHW) or [H, W, 3] (layout HWC), or a batch of "
                          f"them, got {list(t.shape)}" + (f" with layout {layout}" if layout else ""))
     if t.is_floating_point():
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"an image tensor must hold finite values, got {int((~torch.isfinite(t)).sum())} NaN / "
+                             f"inf of {t.numel()}")
         if t.numel() and (float(t.min()) < 0 or float(t.max()) > 1):
             raise ValueError(f"a float image tensor must hold values in [0, 1] (not normalised), got "
                              f"{float(t.min()):.3g} to {float(t.max()):.3g}")
@@ -198,7 +195,7 @@ def tensor_images(x: Any, layout: Optional[str] = None) -> Tuple[List[Image.Imag
 class _ScoreDataset(Dataset):
     """Test-mode items of image paths: ``{"image", "index", "note"}`` (``note``: what was done to an odd file)."""
 
-    def __init__(self, paths: List[str], scorer: Scorer) -> None:
+    def __init__(self, paths: List[str], scorer: ImageScorer) -> None:
         self.paths = paths
         self.args = sampling_args(scorer.data_args)
         self.stype = scorer.stype
@@ -227,10 +224,10 @@ def load_scorer(
     search_roots: Optional[Sequence[str]] = None,
     trust_checkpoint: bool = False,
     exif_transpose: bool = True,
-) -> Scorer:
-    """The documented Python API (also ``samaiqa.load_scorer``): a :class:`Scorer` that scores image files, lists
-    of files and image tensors. Resolves the checkpoint and options (see the module docstring) and loads the
-    model in eval mode::
+) -> ImageScorer:
+    """The documented Python API (also ``samaiqa.load_scorer``): an :class:`ImageScorer` that scores image files,
+    lists of files and image tensors. Resolves the checkpoint and options (see the module docstring) and loads
+    the model in eval mode::
 
         import samaiqa
         scorer = samaiqa.load_scorer("runs/examplar-sama-iqa/..._s_dev.pth")
@@ -247,7 +244,31 @@ def load_scorer(
     notes: List[str] = []
     given = read_scoring_options(options) if options is not None else None  # checked before the checkpoint is read
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(search_roots), notes)
-    obj = load_checkpoint(path, as_weights=True, trust=trust_checkpoint)
+    obj, fmt, info = _read_checkpoint(path, trust_checkpoint)
+    opt, source = _options_for(given, obj, info)
+    data_args = dict(sampling_args(opt["data"]), exif_transpose=bool(exif_transpose))
+    try:
+        trained = resolve_sample_type(opt.get("stype"), "image")
+        st = resolve_sample_type(stype, "image") if stype else trained
+    except ValueError as e:
+        raise OptionError(f"stype: {e}") from None
+    notes.append(f"sampling: {st}, grid {data_args['fragments_h']}x{data_args['fragments_w']} of "
+                 f"{data_args['fsize_h']}x{data_args['fsize_w']} (from {source})")
+    model = _load_model(opt, obj, info, data_args, path, source, notes)
+    dev = pick_device(device)
+    model.to(dev).eval()
+    cal, cal_note = scoring.calibration_for(info, "samaiqa training", "images")
+    if st != trained:
+        cal, cal_note = None, (f"sample type overridden: --stype {st} in place of {trained} (from {source}); the "
+                               f"checkpoint's calibration was made with {trained} and no longer applies, so "
+                               "calibrated is left empty")
+    provenance = dict(scoring.checkpoint_identity(path), options=source, stype=st, sampling=data_args)
+    return ImageScorer(model, st, dev, path, fmt, cal, cal_note, bf16, notes, provenance, data_args=data_args)
+
+
+def _read_checkpoint(path: str, trust: bool) -> Tuple[Any, str, Dict[str, Any]]:
+    """``(object, format, info)``: the checkpoint, its format, and its other keys (``label_stats``, ...)."""
+    obj = load_checkpoint(path, as_weights=True, trust=trust)
     try:
         fmt, _ = detect_format(obj)
     except CheckpointError as e:
@@ -256,20 +277,27 @@ def load_scorer(
         raise CheckpointError(f"{path} is an ImageNet Swin-V2 backbone without a trained quality head, so it cannot "
                               "score images: train a model first (IQA/demo_train_iqa_baseline.py)")
     info = {k: v for k, v in obj.items() if k not in ("state_dict", "model")} if isinstance(obj, Mapping) else {}
+    return obj, fmt, info
 
+
+def _options_for(given: Optional[Dict[str, Any]], obj: Any, info: Mapping[str, Any]) -> Tuple[Dict[str, Any], str]:
+    """``(options, where they come from)``: the given ones; else those the checkpoint carries (the full options,
+    else its ``data`` / ``stype``); else :data:`DEFAULT_OPTIONS`."""
     if given is not None:
-        opt, source = given, given["_options_path"]
-    elif isinstance(info.get("data"), Mapping) and info.get("stype"):
-        opt = {"data": dict(info["data"]), "stype": info["stype"]}
-        source = "the checkpoint"
-    else:
-        opt = read_scoring_options(DEFAULT_OPTIONS)
-        source = DEFAULT_OPTIONS
-    data_args = dict(sampling_args(opt["data"]), exif_transpose=bool(exif_transpose))
-    st = choice(stype or opt.get("stype") or "sama", IQA_SAMPLE_TYPES, "stype")
-    notes.append(f"sampling: {st}, grid {data_args['fragments_h']}x{data_args['fragments_w']} of "
-                 f"{data_args['fsize_h']}x{data_args['fsize_w']} (from {source})")
+        return given, given["_options_path"]
+    embedded = scoring.embedded_options(obj)
+    if embedded is not None:
+        check_options(embedded, "score")
+        return dict(embedded, data=dict(embedded.get("data") or {})), "the checkpoint's options"
+    if isinstance(info.get("data"), Mapping) and info.get("stype"):
+        return {"data": dict(info["data"]), "stype": info["stype"]}, "the checkpoint"
+    return read_scoring_options(DEFAULT_OPTIONS), DEFAULT_OPTIONS
 
+
+def _load_model(opt: Mapping[str, Any], obj: Any, info: Mapping[str, Any], data_args: Mapping[str, Any], path: str,
+                source: str, notes: List[str]) -> IQAModel:
+    """The checkpoint's own architecture (``model_config``) or the options' model, with the checkpoint's weights;
+    weights that do not fit are one error naming the file, the options and what to pass."""
     if isinstance(info.get("model_config"), Mapping):
         try:
             model = IQAModel(**dict(info["model_config"]))
@@ -281,12 +309,13 @@ def load_scorer(
     if tuple(model.img_size) != want:
         raise OptionError(f"the model takes {model.img_size[0]}x{model.img_size[1]} inputs but the sampling grid gives "
                           f"{want[0]}x{want[1]}: use options whose data grid matches the checkpoint")
-    report = load_into_model(model, obj)
+    try:
+        report = load_into_model(model, obj)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path} does not fit the model built from {source} ({e}): pass --options FILE (the "
+                              "options it was trained with)") from None
     notes += [str(n) for n in report.notes]
-    dev = pick_device(device)
-    model.to(dev).eval()
-    cal, cal_note = scoring.calibration_for(info, "samaiqa training", "images")
-    return Scorer(model, st, data_args, dev, path, fmt, cal, cal_note, bf16, notes)
+    return model
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -310,12 +339,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Video containers by their first bytes (PIL cannot read them; the user meant VQA/vqa.py)
+_VIDEO_SIGNATURES = (
+    (0, b"\x1a\x45\xdf\xa3", "a Matroska / WebM video"),
+    (0, b"FLV", "an FLV video"),
+    (0, b"\x00\x00\x01\xba", "an MPEG program stream video"),
+    (0, b"\x30\x26\xb2\x75", "an ASF / WMV video"),
+)
+_IMAGE_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")  # ISO-BMFF images
+
+
+def video_reason(path: str) -> Optional[str]:
+    """Why ``path`` is no image if its content is a video container (MP4 / MOV, WebM, AVI, ...); None otherwise."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    kind = next((k for offset, magic, k in _VIDEO_SIGNATURES if head[offset:].startswith(magic)), None)
+    if head[4:8] == b"ftyp" and head[8:12] not in _IMAGE_BRANDS:
+        kind = "an MP4 / QuickTime video"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        kind = "an AVI video"
+    return (f"it is {kind}, not an image (an image file is needed: {', '.join(IMAGE_EXTENSIONS[:6])} or any format "
+            "PIL reads; videos are scored with VQA/vqa.py)") if kind else None
+
+
+def refuse_videos(path: str) -> None:
+    """A video named on the command line is a usage error (exit 2): say so before any work starts."""
+    reason = video_reason(path) if os.path.isfile(path) else None
+    if reason:
+        raise ValueError(f"-i {path}: {reason}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``IQA/iqa.py``; returns the exit status."""
     args = build_parser().parse_args(argv)
     if not args.verbose:  # PIL's own warnings (e.g. on palette transparency): the note column says what was done
         warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
-    return scoring.run_scoring(args, load_scorer, IMAGE_EXTENSIONS, "image", {"exif_transpose": args.exif_transpose})
+    return scoring.run_scoring(args, load_scorer, IMAGE_EXTENSIONS, "image", {"exif_transpose": args.exif_transpose},
+                               check_given=refuse_videos, argv=argv)
 
 
 __all__ = [
@@ -323,6 +383,7 @@ __all__ = [
     "NoCheckpointError",
     "RELEASED_WEIGHTS",
     "ScoreRow",
+    "ImageScorer",
     "Scorer",
     "calibration_from_info",
     "find_default_checkpoint",

@@ -41,13 +41,13 @@ import numpy as np
 from torch import nn
 
 from samacore import distributed as D
-from samacore import engine, runs, summary, trainer
+from samacore import engine, plots, runs, scoring, summary, trainer
 from samacore.checkpoint import CheckpointError, checkpoint_meta, download_hint, load_checkpoint
 from samacore.ema import unwrap
-from samacore.metrics import METRIC_NAMES, aggregate, evaluate, format_metrics, has_labels
+from samacore.metrics import METRIC_NAMES, aggregate, format_metrics
 from samacore.options import option_file_help
 from samacore.resume import RunStopped
-from samacore.robust import BadItemLog
+from samacore.robust import BadItem, BadItemLog
 from samacore.runlog import RunLogger, get_logger
 from samacore.splits import random_split
 from samacore.utils import seed_everything
@@ -97,23 +97,6 @@ def load_weights(model: nn.Module, opt: Mapping[str, Any], what: str, full_model
 def _skip_note(bad: BadItemLog) -> Dict[str, Any]:
     """Summary entry for the skipped videos (empty when none)."""
     return {"count": len(bad.reasons), "list": bad.skip_file} if bad.reasons else {}
-
-
-def _scored_rows(ds, names: Sequence[str], preds: Sequence[float], labels: Sequence[float], bad: BadItemLog):
-    """``(names, preds, labels, errors)`` over every video of ``ds`` in its order: scored videos as predicted,
-    unreadable ones with pred None and the reason (gathered over ranks) in ``errors``."""
-    scored = {n: (p, g) for n, p, g in zip(names, preds, labels)}
-    reasons = dict(D.all_gather_list(list(bad.reasons.items())))
-    out: Tuple[List[str], List[Optional[float]], List[float], List[str]] = ([], [], [], [])
-    for info in ds.video_infos:
-        name = info["fileid"]
-        if name in scored:
-            p, g, err = scored[name][0], scored[name][1], ""
-        else:
-            p, g, err = None, info["label"], reasons.get(info["filename"], "not scored")
-        for col, v in zip(out, (name, p, g, err)):
-            col.append(v)
-    return out
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -365,45 +348,58 @@ def _finetune_summary(opt: Mapping[str, Any], key: str, num_splits: int, results
 
 
 def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Score every ``val*`` set with ``load_path``; write ``name,pred,gt[,set],error`` rows (raw scores; an
-    unreadable video gets an empty ``pred`` and the reason in ``error``) and print metrics over the scored videos."""
+    """Score every ``val*`` set with ``load_path``; write ``name,pred,gt[,set],error`` rows as they are scored (raw
+    scores; an unreadable video gets an empty ``pred`` and the reason in ``error``) and print metrics over the
+    scored videos."""
     args, opt, device = _setup(argv, "test", "./options/fast-SAMA-test.yml", "SAMA VQA testing")
     val_sets = _data_sets(opt, "val")  # label files first: cheap to check
     model = build_model(opt, device)
     load_weights(model, opt, "model", full_model=True)
-    predict_fn = make_predict_fn(list(model.branches))
+    model.eval()
     run_logger = _open_run(opt, test=True)
     bad = runs.bad_item_log(opt, run_logger.run_dir, log)
-    rows: Dict[str, Tuple[List[str], List[Optional[float]], List[float], List[str]]] = {}
-    results: Dict[str, Dict[str, float]] = {}
-    lines = []
-    for key, ds in val_sets.items():
-        loader = skipping_loader(ds, opt, False, bad, f"test set {key}")
-        names, preds, labels = engine.predict(model, loader, predict_fn, device, runs.show_progress(opt, args),
-                                              desc=f"test {key}", amp=opt.get("amp"))
-        rows[key] = _scored_rows(ds, names, preds, labels, bad)
-        left_out = len(ds) - len(names)
-        count = f"{len(names)} videos" + (f" ({left_out} unreadable: error rows, left out)" if left_out else "")
-        if has_labels(labels):
-            results[key] = evaluate(preds, labels)
-            lines.append(f"[{key}] {count}: {format_metrics(results[key])}  (n {results[key]['n']})")
-        else:
-            lines.append(f"[{key}] {count} scored (no labels, no metrics)")
     out = args.output or os.path.join(run_logger.run_dir, "predictions.csv")
-    names = [n for r in rows.values() for n in r[0]]
-    preds = [p for r in rows.values() for p in r[1]]
-    labels = [g for r in rows.values() for g in r[2]]
-    extra = {"set": [k for k, r in rows.items() for _ in r[0]]} if len(rows) > 1 else {}
-    extra["error"] = [e for r in rows.values() for e in r[3]]  # empty, or why the video has no prediction
-    runs.write_predictions_csv(out, names, preds, labels, extra=extra)
+    columns = ["name", "pred", "gt"] + (["set"] if len(val_sets) > 1 else []) + ["error"]
+    results: Dict[str, Dict[str, float]] = {}
+    lines, sets = [], {}
+    with scoring.RowWriter(out, columns, enabled=D.is_main()) as csv_out:
+        for key, ds in val_sets.items():
+            sets[key] = _test_set(key, ds, model, opt, device, bad, runs.show_progress(opt, args), csv_out,
+                                  len(val_sets) > 1)
+            line, metrics = scoring.test_metrics(key, sets[key], "videos")
+            lines.append(line)
+            if metrics:
+                results[key] = metrics
+    plots.draw_scatter(os.path.join(run_logger.run_dir, plots.SCATTER_FILE), sets, f"{opt['name']}: test")
     lines.append(f"predictions written to {out}")
-    summary = {"command": "test", "name": opt["name"], "load_path": option_path(opt["load_path"]), "predictions": out,
-               "metrics": results}
+    result = summary.test_summary("vqa", opt["name"], option_path(opt["load_path"]), out,
+                                  {key: {"metrics": m} for key, m in results.items()}, skipped=_skip_note(bad))
     if bad.reasons:
-        summary["skipped"] = _skip_note(bad)
         lines.append(f"{len(bad.reasons)} unreadable video(s); list in {bad.skip_file}")
-    _finish(run_logger, summary, lines)
-    return summary
+    _finish(run_logger, result, lines)
+    return result
+
+
+def _test_set(key: str, ds: Any, model: nn.Module, opt: Mapping[str, Any], device: str, bad: BadItemLog,
+              progress: bool, csv_out: scoring.RowWriter, with_set: bool) -> List[Tuple[Optional[float], float]]:
+    """Score one test set, writing its rows to ``csv_out`` in its order as they come; ``[(pred, label)]``."""
+    predict_fn = make_predict_fn(list(model.branches))
+
+    def score_batch(batch: Mapping[str, Any]) -> List[float]:
+        with engine.autocast(device, opt.get("amp")):
+            return predict_fn(model, batch, device)[1].float().reshape(-1).tolist()
+
+    def on_row(row: scoring.ScoreRow) -> None:
+        info = ds.video_infos[row.index]
+        if row.error:
+            bad.record(BadItem(row.index, info["filename"], row.error), f"test set {key}", len(ds))
+        csv_out.write([info["fileid"], "" if row.score is None else repr(row.score), repr(float(info["label"]))]
+                      + ([key] if with_set else []) + [" ".join(row.error.split())])
+
+    rows = scoring.score_shards(ds, (vqa_datasets.VideoReadError,), score_batch, lambda i: ds.video_infos[i]["fileid"],
+                                on_row, int(opt.get("test_batch_size", 1)), int(opt.get("test_num_workers", 0)),
+                                progress, f"test {key}")
+    return [(r.score, float(ds.video_infos[r.index]["label"])) for r in rows]
 
 
 # ----------------------------------------------------------------------------------------------- console commands

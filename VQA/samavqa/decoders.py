@@ -295,7 +295,7 @@ class _DecordVideo:
     def frames(self, indices: Sequence[int]) -> torch.Tensor:
         frames = None
         try:
-            frames = torch.from_numpy(self.reader.get_batch(list(indices)).asnumpy())  # [U, H, W, C] uint8
+            frames = _as_tensor(self.reader.get_batch(list(indices)))  # [U, H, W, C] uint8
         except Exception as e:
             if not _is_copy_bug(e):
                 raise
@@ -305,6 +305,17 @@ class _DecordVideo:
 
     def close(self) -> None:
         self.reader = None
+
+
+def _as_tensor(batch: Any) -> torch.Tensor:
+    """decord's frames as a tensor whatever bridge is set: ``decord.bridge.set_bridge("torch")`` (FAST-VQA and
+    DOVER call it at import) makes ``get_batch`` return a torch tensor in place of decord's NDArray. The bridge is
+    global state of other people's code, so it is read as it comes, never changed."""
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if hasattr(batch, "asnumpy"):  # decord's own NDArray (the native bridge)
+        return torch.from_numpy(batch.asnumpy())
+    return torch.from_numpy(np.asarray(batch))  # the TensorFlow / MXNet / TVM bridges
 
 
 register_decoder(Decoder("decord", _DecordVideo, _decord_reason, _installed("decord"),

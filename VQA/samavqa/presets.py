@@ -19,7 +19,7 @@ from samacore.options import OptionError
 from samacore.registry import Registry
 
 __all__ = ["PRESETS", "Preset", "WEIGHT_FOLDERS", "find_weights", "list_presets", "missing_checkpoint",
-           "preset_for_weights", "register_preset", "resolve_preset"]
+           "preset_for_weights", "preset_of", "register_preset", "resolve_preset"]
 
 OPTIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "options")
 #: where a preset's weight file is looked for, under each search root (the working directory, the repository root)
@@ -39,6 +39,9 @@ class Preset:
     source: str
     description: str
     mirror: str = ""
+    #: FAST-VQA's [0, 1] score, ``sigmoid((raw - mean) / std)``: the (mean, std) its ``vqa.py`` publishes for this
+    #: model (``mean_stds``); None: the model has no such score
+    unit_mean_std: Optional[Tuple[float, float]] = None
 
     @property
     def options_path(self) -> str:
@@ -65,20 +68,22 @@ register_preset(Preset(
     mirror="Baidu https://pan.baidu.com/s/1KTicZ2WX8BN7GTgr9PX6ZQ?pwd=xyns, code xyns"))
 # FAST-VQA's five released configurations (its vqa.py -m names), weights from one release
 _FAST_VQA_RELEASE = "https://github.com/TimothyHTimothy/FAST-VQA/releases/download/v2.0.0/"
-for _name, _options, _weights, _description in (
+# (mean, std) of the [0, 1] score: mean_stds in FAST-VQA's vqa.py (VQAssessment/FAST-VQA-and-FasterVQA)
+for _name, _options, _weights, _description, _mean_std in (
     ("FAST-VQA", "FAST_VQA_B_1_4.yml", "FAST_VQA_B_1_4.pth",
-     "FAST-VQA-B (ECCV 2022) trained on LSVQ: 4 clips x 32 frames, 7x7 fragments of 32"),
+     "FAST-VQA-B (ECCV 2022) trained on LSVQ: 4 clips x 32 frames, 7x7 fragments of 32", (-0.110198185, 0.04178565)),
     ("FAST-VQA-M", "FAST_VQA_M_1_4.yml", "FAST_VQA_M_1_4.pth",
-     "FAST-VQA-M, the mobile version: 4 clips x 16 frames, 4x4 fragments of 32"),
+     "FAST-VQA-M, the mobile version: 4 clips x 16 frames, 4x4 fragments of 32", (0.023889644, 0.030781006)),
     ("FasterVQA", "FAST_VQA_3D_1_1.yml", "FAST_VQA_3D_1_1.pth",
-     "FasterVQA (FAST-VQA-B-3D, TPAMI 2023): 1 clip of 8 temporal fragments x 4 frames, 7x7 fragments of 32"),
+     "FasterVQA (FAST-VQA-B-3D, TPAMI 2023): 1 clip of 8 temporal fragments x 4 frames, 7x7 fragments of 32",
+     (0.14759505, 0.03613452)),
     ("FasterVQA-MS", "FAST_VQA_3D_1_1-MS.yml", "FAST_VQA_3D_1_1.pth",
-     "the FasterVQA weights at a smaller spatial scale: 5x5 fragments of 32"),
+     "the FasterVQA weights at a smaller spatial scale: 5x5 fragments of 32", (0.15218826, 0.03230298)),
     ("FasterVQA-MT", "FAST_VQA_3D_1_1-MT.yml", "FAST_VQA_3D_1_1.pth",
-     "the FasterVQA weights on half the frames: 1 clip of 4 temporal fragments x 4 frames"),
+     "the FasterVQA weights on half the frames: 1 clip of 4 temporal fragments x 4 frames", (0.14699507, 0.036453716)),
 ):
     register_preset(Preset(_name, _options, _weights, _FAST_VQA_RELEASE + _weights,
-                           "the FAST-VQA authors' v2.0.0 release", _description))
+                           "the FAST-VQA authors' v2.0.0 release", _description, unit_mean_std=_mean_std))
 
 
 def _candidates(preset: Preset, roots: Sequence[str]) -> List[str]:
@@ -113,6 +118,14 @@ def preset_for_weights(path: str) -> Optional[Preset]:
     """The first preset whose weight file has ``path``'s file name (None: not a released model's file)."""
     name = os.path.basename(str(path))
     return next((p for _, p in PRESETS.items() if p.weights == name), None)
+
+
+def preset_of(checkpoint: str, options_path: str) -> Optional[Preset]:
+    """The preset whose weight file name and option file both match (FasterVQA-MS / -MT share FasterVQA's
+    weights, so the options decide); None when the pair is not a released model."""
+    name = os.path.basename(str(checkpoint))
+    same = lambda a, b: os.path.abspath(str(a)) == os.path.abspath(str(b))
+    return next((p for _, p in PRESETS.items() if p.weights == name and same(p.options_path, options_path)), None)
 
 
 def missing_checkpoint(path: str, what: str = "") -> CheckpointError:

@@ -60,7 +60,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -74,9 +74,9 @@ from samacore.scoring import NoCheckpointError, ScoreRow
 from samacore.utils import pick_device
 
 from .datasets import VIDEO_EXTENSIONS, VideoReadError, _VideoQualityDataset
-from .decoders import decoder_choices, pick_frames, resolve_decoder, set_verbose, still_image_reason
+from .decoders import decoder_choices, open_video, pick_frames, resolve_decoder, set_verbose, still_image_reason
 from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
-from .presets import PRESETS, WEIGHT_FOLDERS, list_presets, missing_checkpoint, resolve_preset
+from .presets import PRESETS, WEIGHT_FOLDERS, list_presets, missing_checkpoint, preset_of, resolve_preset
 from .recipe import build_model, make_predict_fn
 from .sampling import SAMPLE_TYPES, canonical_sample_type
 from .schema import check_vqa_options, load_vqa_options
@@ -199,8 +199,11 @@ def short_video_note(frame_inds: Mapping[str, np.ndarray], sample_types: Mapping
 class _ScoreDataset(_VideoQualityDataset):
     """Test-mode items of arbitrary video paths; missing files are per-item errors, not a construction error.
 
-    Items carry ``index`` and ``note`` (:func:`short_video_note`); ``frame_progress``: a bar over the frames
-    being decoded (for one long file).
+    Decoded clip by clip: the frames of one clip are decoded and sampled before the next clip's are read, so
+    memory holds one clip's full-resolution frames, whatever the video's length and the number of clips (test
+    sampling treats clips independently, so the item is bit-identical to sampling all clips at once). Items
+    carry ``index``, ``note`` (:func:`short_video_note`) and ``decoded`` (frames decoded); ``frame_progress``: a
+    bar over the frames being decoded (for one long file).
     """
 
     def __init__(self, paths: Sequence[str], sample_types: Mapping[str, Any], stype: str, num_threads: int = 1,
@@ -213,22 +216,49 @@ class _ScoreDataset(_VideoQualityDataset):
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         info = self.video_infos[index]
-        if self.frame_progress:
-            from tqdm.auto import tqdm
+        if not self.frame_progress:
+            return self.clip_by_clip(info, None, index)
+        from tqdm.auto import tqdm
 
-            with tqdm(desc=f"decoding {os.path.basename(info['filename'])}", unit="frame", leave=False,
-                      dynamic_ncols=True) as bar:
+        with tqdm(desc=f"decoding {os.path.basename(info['filename'])}", unit="frame", leave=False,
+                  dynamic_ncols=True) as bar:
 
-                def frames_done(done: int, total: int) -> None:
-                    if bar.total != total:
-                        bar.total = total
-                        bar.refresh()
-                    bar.update(done - bar.n)
+            def frames_done(done: int, total: int) -> None:
+                if bar.total != total:
+                    bar.total = total
+                    bar.refresh()
+                bar.update(done - bar.n)
 
-                videos, frame_inds = self.decode(info["filename"], frames_done)
-        else:
-            videos, frame_inds = self.decode(info["filename"])
-        return self.with_note(self.make_item(videos, frame_inds, info), index)
+            return self.clip_by_clip(info, frames_done, index)
+
+    def clips(self, frame_inds: Mapping[str, np.ndarray]) -> List[Dict[str, np.ndarray]]:
+        """Every branch's frame indices cut into its clips (one piece when the branches' clips do not line up,
+        or a clip is no whole number of the grid's temporal ``aligned`` frames)."""
+        counts = {int(self.sample_types[b]["num_clips"]) for b in frame_inds}
+        lens = {b: len(inds) // int(self.sample_types[b]["num_clips"]) for b, inds in frame_inds.items()}
+        whole = len(counts) != 1 or any(lens[b] % int(self.sample_types[b].get("aligned", 32)) for b in lens
+                                        if len(frame_inds[b]) > 1)
+        n = 1 if whole else counts.pop()
+        return [{b: np.asarray(inds).reshape(n, -1)[c] for b, inds in frame_inds.items()} for c in range(n)]
+
+    def clip_by_clip(self, info: Mapping[str, Any], progress: Optional[Any], index: int) -> Dict[str, Any]:
+        """The item of ``info``'s video, decoded and sampled one clip at a time."""
+        with open_video(info["filename"], self.decoder, self.num_threads) as video:
+            frame_inds = {b: np.asarray(s(video.num_frames, False), dtype=np.int32) for b, s in self.samplers.items()}
+            clips = self.clips(frame_inds)
+            needed = [len(np.unique(np.concatenate(list(c.values())))) for c in clips]
+            parts, decoded = [], 0
+            for clip, n in zip(clips, needed):
+                report = None if progress is None else (lambda done, _, before=decoded: progress(before + done,
+                                                                                                  sum(needed)))
+                videos, inds = pick_frames(video.num_frames, {b: (lambda *_, i=i: i) for b, i in clip.items()},
+                                           False, lambda indices: video.read(indices, report))
+                parts.append(self.make_item(videos, inds, info))
+                decoded += n
+        item = dict(parts[0], frame_inds=frame_inds, decoded=decoded)
+        for branch in frame_inds:
+            item[branch] = torch.cat([part[branch] for part in parts], dim=1)  # [C, T, H, W] along T
+        return self.with_note(item, index)
 
     def with_note(self, item: Dict[str, Any], index: int) -> Dict[str, Any]:
         item.update(index=index, note=short_video_note(item["frame_inds"], self.sample_types))
@@ -240,6 +270,9 @@ def video_frames(x: Any, layout: Optional[str] = None) -> torch.Tensor:
     :func:`samavqa.decoders.read_frames`, decord or ``torchvision.io.read_video`` give it) or ``[3, T, H, W]``
     (``"CTHW"``); a tensor or a NumPy array. Without ``layout``: THWC when the last dimension is 3, else CTHW."""
     t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.tensor(np.asarray(x))
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"a video tensor must hold finite values (uint8 0-255 RGB), got "
+                         f"{int((~torch.isfinite(t)).sum())} NaN / inf of {t.numel()}")
     if t.dtype != torch.uint8 or t.dim() != 4:
         raise ValueError(f"a video tensor must be uint8 [T, H, W, 3] or [3, T, H, W] (0-255 RGB), got {t.dtype} "
                          f"{list(t.shape)}")
@@ -255,31 +288,25 @@ def video_frames(x: Any, layout: Optional[str] = None) -> torch.Tensor:
 
 
 @dataclass
-class VideoScorer(scoring.ScoreCalls):
-    """A loaded model with its test sampling (:func:`load_scorer`).
+class VideoScorer(scoring.Scorer):
+    """A loaded model with its test sampling (:func:`load_scorer`; the shared part: :class:`samacore.scoring.Scorer`).
 
     ``scorer(x)`` scores ``x``: a video file (-> float), a list of files (-> list of floats) or a decoded video
     tensor, uint8 ``[T, H, W, 3]`` or ``[3, T, H, W]`` (-> float; see :func:`video_frames`) -- a file's frames
     (``samavqa.decoders.read_frames(path)``) score exactly as the file. ``scorer(x, calibrated=True)``: on the
-    training set's MOS scale. :meth:`score_paths` gives CSV rows instead (bad files as rows with an error).
+    training set's MOS scale. :meth:`score_paths` gives CSV rows instead (bad files as rows with an error);
+    ``per_clip=True`` adds each clip's score.
     """
 
-    model: nn.Module
-    stype: str
-    sample_types: Dict[str, Dict[str, Any]]
-    device: str
-    checkpoint: str
-    checkpoint_format: str
-    calibration: Optional[Calibration]
-    calibration_note: str
-    bf16: bool = False
+    sample_types: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     num_threads: int = 1
-    notes: List[str] = field(default_factory=list)
     decoder: str = "auto"
-    read_error = VideoReadError
+    read_error: ClassVar[type] = VideoReadError
+    batch_kwargs: ClassVar[Tuple[str, ...]] = ("per_clip",)
 
-    def dataset(self, paths: Sequence[str], frame_progress: bool = False) -> _ScoreDataset:
-        return _ScoreDataset(paths, self.sample_types, self.stype, self.num_threads, self.decoder, frame_progress)
+    def dataset(self, paths: Sequence[str], progress: bool = False) -> _ScoreDataset:
+        """Test-mode items of video files (``progress``: a bar over the frames being decoded)."""
+        return _ScoreDataset(paths, self.sample_types, self.stype, self.num_threads, self.decoder, progress)
 
     def score_batch(self, batch: Mapping[str, Any], per_clip: bool = False) -> List[scoring.Scored]:
         """Raw scores of a collated batch of items, one model call per video (batch-size independent);
@@ -300,15 +327,6 @@ class VideoScorer(scoring.ScoreCalls):
                 out.append(score)
         return out
 
-    def score_paths(self, paths: Sequence[str], batch_size: int = 1, num_workers: int = 0,
-                    progress: bool = True, per_clip: bool = False) -> List[ScoreRow]:
-        """Score video files; a bad file gets a row with ``error`` set. Rows are in the order of ``paths``.
-        ``progress``: a bar over the files, or over the frames being decoded when there is one file."""
-        self.model.eval()
-        return scoring.score_files(paths, self.dataset(paths, frame_progress=progress and len(paths) == 1),
-                                   (VideoReadError,), lambda b: self.score_batch(b, per_clip), self.calibration,
-                                   batch_size, num_workers, progress)
-
     def score_tensor(self, x: Any, layout: Optional[str] = None) -> Tuple[List[Tuple[float, str, str]], bool]:
         """``([(raw score, note, "tensor")], False)`` of a decoded video (see :func:`video_frames`)."""
         frames = video_frames(x, layout)
@@ -318,7 +336,8 @@ class VideoScorer(scoring.ScoreCalls):
         self.model.eval()
         with torch.inference_mode():
             score = self.score_batch(torch.utils.data.default_collate([item]))[0]
-        return [(float(score), item["note"], "tensor")], False  # type: ignore[arg-type]
+        assert isinstance(score, float)
+        return [(score, item["note"], "tensor")], False
 
 
 class _KeepScoreMap:
@@ -367,52 +386,111 @@ def load_scorer(
     notes: List[str] = []
     roots = list(search_roots) if search_roots is not None else default_search_roots()
     if model is not None:
-        preset, ckpt, options = resolve_preset(model, ckpt, options, roots)
-        notes.append(f"model {preset.name}: {preset.description}")
-    if ckpt is not None and not os.path.isfile(os.path.expanduser(ckpt)):
-        raise missing_checkpoint(ckpt)  # (for a released model's file: where to download it)
-    # a given option file is checked as a whole before the checkpoint is read
-    given = None
-    if isinstance(options, Mapping):
-        given = check_vqa_options(copy.deepcopy(dict(options)))
-    elif options:
-        given = load_vqa_options(options)
+        named, ckpt, options = resolve_preset(model, ckpt, options, roots)
+        notes.append(f"model {named.name}: {named.description}")
+    given = _given_options(ckpt, options)  # a given option file is checked as a whole before the checkpoint is read
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(roots), notes)
-    obj = load_checkpoint(path, as_weights=True, trust=trust_checkpoint)
+    obj, fmt, info = _read_checkpoint(path, trust_checkpoint)
+    opt, source = _options_for(given, obj, path, roots)
+    sampling = _Sampling.of(opt, stype, decoder, source)
+    notes.append(sampling.describe())
+    dev = pick_device(device)
+    net = _load_model(opt, obj, sampling.sample_types, dev, path, source, notes)
+    cal, cal_note = scoring.calibration_for(info, "samavqa training", "videos")
+    if sampling.overridden:
+        cal, cal_note = None, sampling.overridden
+    preset = PRESETS.get(model) if model is not None else preset_of(path, source)
+    unit = scoring.UnitScale(*preset.unit_mean_std) if preset is not None and preset.unit_mean_std else None
+    provenance = dict(scoring.checkpoint_identity(path), options=source, stype=sampling.stype,
+                      sampling=sampling.sample_types, model=preset.name if preset else None)
+    return VideoScorer(net, sampling.stype, dev, path, fmt, cal, cal_note, bf16, notes, provenance, unit,
+                       sample_types=sampling.sample_types, num_threads=sampling.threads, decoder=sampling.decoder)
+
+
+def _given_options(ckpt: Optional[str], options: Union[None, str, Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The checked options given by the caller (None: none given); a missing checkpoint is said first."""
+    if ckpt is not None:
+        scoring.refuse_folder(ckpt)
+        if not os.path.isfile(os.path.expanduser(ckpt)):
+            raise missing_checkpoint(ckpt)  # (for a released model's file: where to download it)
+    if isinstance(options, Mapping):
+        return check_vqa_options(copy.deepcopy(dict(options)))
+    return load_vqa_options(options) if options else None
+
+
+def _read_checkpoint(path: str, trust: bool) -> Tuple[Any, str, Dict[str, Any]]:
+    """``(object, format, info)``: the checkpoint, its format, and its other keys (``label_stats``, ...)."""
+    obj = load_checkpoint(path, as_weights=True, trust=trust)
     fmt = detect_format_of(obj, path)
     if fmt in BACKBONE_ONLY:
         raise CheckpointError(f"{path} holds backbone weights only ({BACKBONE_ONLY[fmt]}) without a trained quality "
                               "head, so it cannot score videos: pass a trained SAMA / FAST-VQA model")
     info = {k: v for k, v in obj.items() if k != "state_dict"} if isinstance(obj, Mapping) and fmt == "vqa_release" else {}
+    return obj, fmt, info
 
+
+def _options_for(given: Optional[Dict[str, Any]], obj: Any, path: str,
+                 roots: Sequence[str]) -> Tuple[Dict[str, Any], str]:
+    """``(options, where they come from)``: the given ones; else those the checkpoint carries; else the
+    ``options.yml`` of the run that wrote it (by file name); else :data:`DEFAULT_OPTIONS`."""
     if given is not None:
-        opt = given
-    else:
-        opt = load_vqa_options(_run_options_for(path, roots) or DEFAULT_OPTIONS)
-    source = opt.get("_options_path", "the given options")
-    sample_types, threads = scoring_options(opt)
-    decoder = resolve_decoder(decoder or _scoring_block(opt)[1].get("decoder") or "auto", "--decoder")
-    try:
-        st = canonical_sample_type(stype or opt.get("stype") or "sama")
-    except ValueError as e:
-        raise OptionError(f"--stype: {e}") from None
-    desc = ", ".join(f"{k}: {v.get('num_clips')} clips x {v.get('clip_len')} frames (interval "
-                     f"{v.get('frame_interval')}), {v.get('fragments_h', 7)}x{v.get('fragments_w', 7)} grid of "
-                     f"{v.get('fsize_h', 32)}x{v.get('fsize_w', 32)}" for k, v in sample_types.items())
-    notes.append(f"sampling: {st}; {desc} (from {source}); decoder: {decoder}")
+        return given, given.get("_options_path", "the given options")
+    embedded = scoring.embedded_options(obj)
+    if embedded is not None:
+        return check_vqa_options(embedded), f"the options stored in {path}"
+    opt = load_vqa_options(_run_options_for(path, roots) or DEFAULT_OPTIONS)
+    return opt, opt.get("_options_path", DEFAULT_OPTIONS)
 
-    dev = pick_device(device)
-    net = build_model(opt, dev)
+
+@dataclass
+class _Sampling:
+    """The test sampling scoring uses: sample type, ``sample_types`` per branch, threads, decoder, and (when
+    ``--stype`` replaced the options' sample type) the note saying so."""
+
+    stype: str
+    sample_types: Dict[str, Dict[str, Any]]
+    threads: int
+    decoder: str
+    source: str
+    overridden: str = ""
+
+    @classmethod
+    def of(cls, opt: Mapping[str, Any], stype: Optional[str], decoder: Optional[str], source: str) -> "_Sampling":
+        sample_types, threads = scoring_options(opt)
+        decoder = resolve_decoder(decoder or _scoring_block(opt)[1].get("decoder") or "auto", "--decoder")
+        try:
+            trained = canonical_sample_type(opt.get("stype") or "sama")
+            st = canonical_sample_type(stype) if stype else trained
+        except ValueError as e:
+            raise OptionError(f"--stype: {e}") from None
+        overridden = "" if st == trained else (
+            f"sample type overridden: --stype {st} in place of {trained} (from {source}); the checkpoint's "
+            f"calibration was made with {trained} and no longer applies, so calibrated is left empty")
+        return cls(st, sample_types, int(threads or 1), decoder, source, overridden)
+
+    def describe(self) -> str:
+        desc = ", ".join(f"{k}: {v.get('num_clips')} clips x {v.get('clip_len')} frames (interval "
+                         f"{v.get('frame_interval')}), {v.get('fragments_h', 7)}x{v.get('fragments_w', 7)} grid of "
+                         f"{v.get('fsize_h', 32)}x{v.get('fsize_w', 32)}" for k, v in self.sample_types.items())
+        return f"sampling: {self.stype}; {desc} (from {self.source}); decoder: {self.decoder}"
+
+
+def _load_model(opt: Mapping[str, Any], obj: Any, sample_types: Mapping[str, Any], device: str, path: str,
+                source: str, notes: List[str]) -> nn.Module:
+    """The model of ``opt`` with the checkpoint's weights, in eval mode; weights that do not fit the model are
+    one error naming the file, the options and what to pass."""
+    net = build_model(opt, device)
     missing = [k for k in sample_types if k.split("_")[0] not in net.branches]
     if missing:
         raise OptionError(f"sample_types {', '.join(missing)} have no model branch; the model has "
                           f"{', '.join(net.branches)}")
-    report = load_vqa_weights(net, obj)
+    try:
+        report = load_vqa_weights(net, obj)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path} does not fit the model built from {source} ({e}): pass --options FILE (the "
+                              "options it was trained with) or -m NAME (a released model)") from None
     notes += [str(n) for n in getattr(report, "notes", [])]
-    net.eval()
-    cal, cal_note = scoring.calibration_for(info, "samavqa training", "videos")
-    return VideoScorer(net, st, sample_types, dev, path, fmt, cal, cal_note, bf16, int(threads or 1), notes,
-                       decoder)
+    return net.eval()
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -469,4 +547,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     set_verbose(args.verbose)
     return scoring.run_scoring(args, load_scorer, VIDEO_EXTENSIONS, "video",
-                               {"decoder": args.decoder, "model": args.model}, check_given=refuse_images)
+                               {"decoder": args.decoder, "model": args.model}, check_given=refuse_images, argv=argv)

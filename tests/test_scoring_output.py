@@ -1,0 +1,169 @@
+"""Where scores go (samacore.scoring.OutputFile / run_scoring, through IQA/iqa.py with a tiny model): --output
+checked before the model loads, no silent overwrite, one writer at a time, rows written as they come, clean
+stops (Ctrl-C 130, SIGTERM 143) and --resume ending with the rows of one uninterrupted run."""
+import csv
+import fcntl
+import json
+import os
+import signal
+
+import pytest
+
+from samaiqa import score
+from test_iqa_score import make_images, small_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
+
+
+@pytest.fixture
+def job(tmp_path):
+    ckpt, _ = small_checkpoint(tmp_path / "c.pth")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    make_images(str(folder), 5)
+    return tmp_path, ckpt, ["--dir", str(folder), "--ckpt", ckpt, "--batch-size", "1", "--num-workers", "0",
+                            "--no-progress"]
+
+
+def no_model(monkeypatch):
+    """Fail the test if the model is loaded (the checks must come first)."""
+    monkeypatch.setattr(score, "load_scorer", lambda *a, **k: pytest.fail("the model was loaded"))
+
+
+def one_error(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def stop_at(monkeypatch, batch_number, stop):
+    """Make the model's ``batch_number``-th batch call ``stop()`` (a Ctrl-C or a SIGTERM arriving mid-run)."""
+    real, calls = score.ImageScorer.score_batch, []
+
+    def score_batch(self, batch):
+        calls.append(1)
+        if len(calls) == batch_number:
+            stop()
+        return real(self, batch)
+
+    monkeypatch.setattr(score.ImageScorer, "score_batch", score_batch)
+
+
+def test_output_that_cannot_be_written_is_one_line_before_the_model(job, monkeypatch, capsys):
+    tmp, _, args = job
+    no_model(monkeypatch)
+    assert score.main(args + ["--output", str(tmp)]) == 2
+    assert f"--output {tmp} is a folder" in one_error(capsys)
+    (tmp / "plain_file").write_text("x")
+    assert score.main(args + ["--output", str(tmp / "plain_file" / "s.csv")]) == 2
+    assert "cannot create its folder" in one_error(capsys)
+    monkeypatch.setattr("samacore.scoring.tempfile.TemporaryFile", raise_permission)  # a read-only folder
+    assert score.main(args + ["--output", str(tmp / "new.csv")]) == 2
+    assert f"--output {tmp / 'new.csv'}: not writable ({tmp} is read-only" in one_error(capsys)
+
+
+def raise_permission(*args, **kwargs):
+    raise PermissionError(13, "Read-only file system")
+
+
+def test_existing_output_is_refused_unless_resume_or_overwrite(job, monkeypatch, capsys):
+    tmp, _, args = job
+    out = tmp / "s.csv"
+    out.write_text("precious\n")
+    with monkeypatch.context() as m:
+        no_model(m)
+        assert score.main(args + ["--output", str(out)]) == 2
+        assert "exists: pass --resume" in one_error(capsys) and out.read_text() == "precious\n"
+        assert score.main(args + ["--output", str(out), "--resume", "--overwrite"]) == 2
+        assert "exclude each other" in one_error(capsys)
+        assert score.main(args + ["--resume"]) == 2
+        assert "--resume needs --output" in one_error(capsys)
+    assert score.main(args + ["--output", str(out), "--overwrite"]) == 0
+    assert len(list(csv.DictReader(open(out)))) == 5
+
+
+def test_a_second_writer_of_the_same_file_is_refused(job, monkeypatch, capsys):
+    tmp, _, args = job
+    out = tmp / "s.csv"
+    with open(str(out) + ".lock", "a") as held:  # another command writing s.csv
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        no_model(monkeypatch)
+        assert score.main(args + ["--output", str(out)]) == 2
+        line = one_error(capsys)
+    assert f"--output {out} is being written by another command" in line and not out.exists()
+
+
+@pytest.mark.parametrize("how, status, said", [("ctrl-c", 130, "Ctrl-C"), ("sigterm", 143, "SIGTERM")])
+def test_a_stop_keeps_the_rows_and_resume_ends_as_one_run(job, monkeypatch, capsys, how, status, said):
+    tmp, _, args = job
+    whole = tmp / "whole.csv"
+    assert score.main(args + ["--output", str(whole)]) == 0
+    out = tmp / "s.csv"
+
+    def stop():
+        if how == "ctrl-c":
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        stop_at(m, 3, stop)
+        assert score.main(args + ["--output", str(out)]) == status
+    err = capsys.readouterr().err
+    rows = list(csv.reader(open(out)))
+    assert rows[0] == ["name", "score", "calibrated", "error", "note"] and len(rows) == 3  # 2 finished rows kept
+    assert f"stopped by {said}: 2 of 5 scored images" in err and "--resume" in err and "Traceback" not in err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+    assert score.main(args + ["--output", str(out), "--resume"]) == 0
+    assert "2 of 5 images are in" in capsys.readouterr().err
+    assert out.read_text() == whole.read_text()  # every file once, same order, same scores
+
+
+def test_rows_reach_the_file_as_they_are_scored(job, monkeypatch):
+    tmp, _, args = job
+    out, seen = tmp / "s.csv", []
+    stop_at(monkeypatch, 4, lambda: seen.append(len(list(csv.reader(open(out))))))
+    assert score.main(args + ["--output", str(out)]) == 0
+    assert seen == [4]  # header + 3 rows on disk while the 4th image is scored
+
+
+def test_resume_with_another_model_or_options_is_refused(job, capsys):
+    tmp, ckpt, args = job
+    out = tmp / "s.csv"
+    assert score.main(args + ["--output", str(out)]) == 0
+    meta = json.load(open(str(out) + ".meta.json"))
+    assert meta["checkpoint"] == ckpt and meta["stype"] == "sama" and meta["columns"][0] == "name"
+    other, _ = small_checkpoint(tmp / "other.pth", seed=1)
+    capsys.readouterr()
+    assert score.main([a if a != ckpt else other for a in args] + ["--output", str(out), "--resume"]) == 2
+    line = one_error(capsys)
+    assert "--resume" in line and "checkpoint" in line and "other.pth" in line
+    assert score.main(args + ["--output", str(out), "--resume", "--stype", "fragment"]) == 2
+    assert "stype 'sama', now 'fragment'" in one_error(capsys)
+
+
+def test_resume_folds_in_the_parts_a_stopped_torchrun_left(job, capsys):
+    tmp, _, args = job
+    whole = tmp / "whole.csv"
+    assert score.main(args + ["--output", str(whole)]) == 0
+    rows = list(csv.reader(open(whole)))
+    out = tmp / "s.csv"
+    os.replace(str(whole) + ".meta.json", str(out) + ".meta.json")
+    for rank, kept in ((0, [rows[4]]), (1, [rows[2], rows[5][:2]])):  # the last row of part 1 was cut short
+        with open(f"{out}.part{rank}", "w", newline="") as f:
+            csv.writer(f).writerows([rows[0]] + kept)
+    assert score.main(args + ["--output", str(out), "--resume"]) == 0
+    assert "2 of 5 images are in" in capsys.readouterr().err
+    assert out.read_text() == whole.read_text() and not list(tmp.glob("s.csv.part*"))
+
+
+def test_torchrun_splits_the_files_and_merges_them_in_order(job):
+    from helpers import REPO, torchrun
+
+    tmp, _, args = job
+    whole = tmp / "whole.csv"
+    assert score.main(args + ["--output", str(whole)]) == 0
+    out = tmp / "two.csv"
+    r = torchrun(os.path.join(REPO, "IQA", "iqa.py"), args + ["--output", str(out), "--device", "cpu"], tmp)
+    assert out.read_text() == whole.read_text() and not list(tmp.glob("two.csv.part*"))
+    assert r.stderr.count("note: 5 of 5 images scored") == 1  # said once, by rank 0
