@@ -10,6 +10,7 @@ checkpoint / option errors, 1 only if every file failed).
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import glob
 import json
@@ -656,6 +657,12 @@ def scoring_parser(kind: str, flag: str, description: str, released: str, option
     p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_FLAG_HELP)
     p.add_argument("--options", help=options_help)
     p.add_argument("--stype", **stype)
+    p.add_argument("--set", dest="set_options", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="change an option of the scoring options (nested keys dotted; repeatable), e.g. --set "
+                        "data.val.args.sample_types.fragments.num_clips=2; checked like the file")
+    p.add_argument("--onnx", metavar="FILE", help="score with this ONNX graph (sama-export-vqa / sama-export-iqa) on "
+                                                  "ONNX Runtime: the sampling and calibration it was exported with, "
+                                                  "no PyTorch model and no --ckpt needed")
     p.add_argument("--output", help=f"CSV file ({','.join(CSV_COLUMNS)}); '-' for stdout. Default for several "
                                     f"{kind}s: stdout")
     p.add_argument("--resume", action="store_true", help="with --output: score only the files the CSV (and the "
@@ -739,7 +746,7 @@ def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], ex
     Returns the exit status: 2 for usage / checkpoint / option / output errors, 1 if every file failed, 130 /
     143 when stopped by Ctrl-C / SIGTERM (finished rows kept), else 0.
     """
-    D.init_distributed("gloo" if str(args.device or "").startswith("cpu") else None)
+    D.init_distributed(*D.plan_this_process(args.device))
     output: Optional[OutputFile] = None
     try:
         items = media_items(args, extensions, kind)
@@ -748,7 +755,8 @@ def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], ex
                 check_given(path)
         output = _checked_output(args, len(items))
         scorer = load_scorer(args.ckpt, args.options, args.stype, args.device, args.bf16,
-                             trust_checkpoint=args.trust_checkpoint, **dict(scorer_args or {}))
+                             trust_checkpoint=args.trust_checkpoint, sets=args.set_options, onnx=args.onnx,
+                             **dict(scorer_args or {}))
         return _ScoringRun(args, scorer, items, output, kind, argv).run()
     except USAGE_ERRORS as e:
         _say(f"error: {e}")
@@ -912,3 +920,49 @@ class _ScoringRun:
             written = f"; CSV written to {self.output.path}" if self.output is not None else ""
             _say(f"note: {total - bad} of {total} {self.kind}s scored ({bad} failed){speed}{written}")
         return 1 if total and bad == total else 0
+
+
+# ----------------------------------------------------------------------------------------------- options, ONNX
+def with_sets(opt: Mapping[str, Any], source: str, sets: Sequence[str],
+              check: Callable[[Dict[str, Any]], Any]) -> Tuple[Dict[str, Any], str]:
+    """``opt`` with ``--set KEY.PATH=VALUE`` items applied and checked again by the tree's ``check``; the source
+    says so. Without items: ``opt`` and ``source`` as they are."""
+    if not sets:
+        return dict(opt), source
+    from .options import apply_sets
+
+    changed = copy.deepcopy(dict(opt))
+    apply_sets(changed, sets)
+    check(changed)
+    return changed, f"{source} with --set {' '.join(sets)}"
+
+
+def onnx_model(path: str, tree: str) -> Tuple[Any, Dict[str, Any]]:
+    """``(runner, metadata)`` of an ONNX graph written by ``sama-export-vqa`` / ``sama-export-iqa`` for ``tree``
+    (``vqa`` / ``iqa``): an :class:`OptionError` in one line for a missing file, another tree's graph or a file
+    the exporters did not write. ONNX Runtime is imported only here."""
+    if not os.path.isfile(os.path.expanduser(path)):
+        raise OptionError(f"--onnx {path}: file not found")
+    from .onnx_export import ExportError, load_onnx_model
+
+    try:
+        runner = load_onnx_model(path)
+    except ExportError as e:
+        raise OptionError(f"--onnx {e}") from None
+    except Exception as e:  # ONNX Runtime's own errors for a file that is no ONNX graph
+        raise OptionError(f"--onnx {path}: ONNX Runtime cannot load it ({' '.join(str(e).split())[:200]})") from None
+    found = runner.metadata.get("tree")
+    if found != tree:
+        other = {"vqa": "VQA/vqa.py", "iqa": "IQA/iqa.py"}.get(found, "the other tree")
+        raise OptionError(f"--onnx {path} is a {str(found).upper()} model: score it with {other}")
+    return runner, runner.metadata
+
+
+def onnx_calibration(meta: Mapping[str, Any]) -> Tuple[Optional[Calibration], str]:
+    """The calibration an ONNX graph was exported with (its metadata), and the note to print."""
+    cal = meta.get("calibration")
+    if not isinstance(cal, Mapping):
+        return None, "the ONNX graph carries no calibration (its checkpoint had none): calibrated column left empty"
+    calibration = Calibration(**{k: cal[k] for k in ("label_mean", "label_std", "pred_mean", "pred_std", "n")
+                                 if k in cal})
+    return calibration, calibration.describe()

@@ -78,3 +78,19 @@ def test_export_errors_are_one_line(images, tmp_path, capsys):
         load_onnx_model(str(tmp_path / "nothing.onnx"))
     with pytest.raises(Exception, match="not a loadable ONNX model"):
         load_onnx_model(paths[0])
+
+
+def test_iqa_py_scores_with_the_onnx_graph_alone(images, tmp_path, capsys):
+    """``iqa.py --onnx`` needs no checkpoint (sampling and calibration from the graph); a VQA graph is refused."""
+    import csv
+
+    folder, paths = images
+    torch.manual_seed(0)
+    scorer, runner = export_and_compare(folder, paths, "alone", IQAModel(img_size=64, **SMALL_SWIN), GRID, capsys)
+    want = scorer.score_paths(paths, batch_size=2, progress=False)
+    out = tmp_path / "o.csv"
+    assert score.main(["--onnx", runner.path, "-i", *paths, "--output", str(out), "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert [float(r["score"]) for r in rows] == pytest.approx([w.score for w in want], abs=1e-6)
+    assert [float(r["calibrated"]) for r in rows] == pytest.approx([w.calibrated for w in want], abs=1e-5)
+    assert score.load_scorer(onnx=runner.path, exif_transpose=False).calibration == scorer.calibration

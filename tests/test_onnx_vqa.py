@@ -114,3 +114,23 @@ def test_export_errors_are_one_line(videos, tmp_path, capsys):
     assert main(["--ckpt", "x.pth", "--output", str(tmp_path / "no" / "such" / "m.onnx")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not exist" in err[0]
+
+
+def test_vqa_py_scores_with_the_onnx_graph_alone(videos, tmp_path, capsys):
+    """``vqa.py --onnx`` needs no checkpoint: the graph's metadata gives the sampling and the calibration, and the
+    rows equal the PyTorch scorer's with the graph in its place; an IQA graph or a missing file is one line."""
+    import csv
+
+    root, paths = videos
+    scorer, runner = export_and_compare(root, paths, "FAST-VQA-B", True, capsys)
+    want = scorer.score_paths(paths, progress=False)
+    out = tmp_path / "o.csv"
+    assert S.main(["--onnx", runner.path, "-v", *paths, "--output", str(out), "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert [float(r["score"]) for r in rows] == pytest.approx([w.score for w in want], abs=1e-6)
+    assert [float(r["calibrated"]) for r in rows] == pytest.approx([w.calibrated for w in want], abs=1e-5)
+    api = S.load_scorer(onnx=runner.path)
+    assert api.checkpoint_format == "onnx" and api(paths[0]) == pytest.approx(want[0].score, abs=1e-6)
+    capsys.readouterr()
+    assert S.main(["--onnx", str(tmp_path / "none.onnx"), "-v", paths[0]]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: --onnx {tmp_path / 'none.onnx'}: file not found"

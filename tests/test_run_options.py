@@ -126,3 +126,22 @@ def test_set_is_recorded_in_the_run_options(vqa_data, tmp_path, monkeypatch, one
     saved = yaml.safe_load(open(tmp_path / "runs" / "set-run" / "options.yml"))
     assert saved["num_epochs"] == 1 and saved["optimizer"]["lr"] == pytest.approx(0.002)
     assert summary["num_epochs"] == 1
+
+
+def test_scorers_take_set_too(tmp_path, iqa_images):
+    """``--set`` reaches the scorers' options, checked like a file: the sample type, a bad grid value."""
+    import torch
+
+    from helpers import GRID, SMALL_SWIN
+    from samaiqa import score
+    from samaiqa.checkpoints import save_model_checkpoint
+    from samaiqa.model import IQAModel
+
+    torch.manual_seed(0)
+    ckpt = str(tmp_path / "m.pth")
+    save_model_checkpoint(ckpt, IQAModel(img_size=64, **SMALL_SWIN), data=dict(GRID), stype="sama")
+    assert score.load_scorer(ckpt, device="cpu", sets=["stype=fragment"]).stype == "fragment"
+    with pytest.raises(OptionError, match="data.fsize_h must be a positive integer, got 0"):
+        score.load_scorer(ckpt, device="cpu", sets=["data.fsize_h=0"])
+    image = str(iqa_images.parent / "im1.png")
+    assert score.main(["-i", image, "--ckpt", ckpt, "--set", "stype=samma", "--no-progress"]) == 2

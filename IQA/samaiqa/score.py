@@ -224,6 +224,8 @@ def load_scorer(
     search_roots: Optional[Sequence[str]] = None,
     trust_checkpoint: bool = False,
     exif_transpose: bool = True,
+    sets: Sequence[str] = (),
+    onnx: Optional[str] = None,
 ) -> ImageScorer:
     """The documented Python API (also ``samaiqa.load_scorer``): an :class:`ImageScorer` that scores image files,
     lists of files and image tensors. Resolves the checkpoint and options (see the module docstring) and loads
@@ -242,10 +244,12 @@ def load_scorer(
     grid).
     """
     notes: List[str] = []
+    if onnx is not None:  # an exported graph (sama-export-iqa): its metadata gives the sampling and calibration
+        return _onnx_scorer(onnx, stype, exif_transpose, notes)
     given = read_scoring_options(options) if options is not None else None  # checked before the checkpoint is read
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(search_roots), notes)
     obj, fmt, info = _read_checkpoint(path, trust_checkpoint)
-    opt, source = _options_for(given, obj, info)
+    opt, source = scoring.with_sets(*_options_for(given, obj, info), sets, lambda o: check_options(o, "score"))
     data_args = dict(sampling_args(opt["data"]), exif_transpose=bool(exif_transpose))
     try:
         trained = resolve_sample_type(opt.get("stype"), "image")
@@ -264,6 +268,25 @@ def load_scorer(
                                "calibrated is left empty")
     provenance = dict(scoring.checkpoint_identity(path), options=source, stype=st, sampling=data_args)
     return ImageScorer(model, st, dev, path, fmt, cal, cal_note, bf16, notes, provenance, data_args=data_args)
+
+
+def _onnx_scorer(path: str, stype: Optional[str], exif_transpose: bool, notes: List[str]) -> ImageScorer:
+    """A scorer of an exported graph on ONNX Runtime (CPU), with the sample type, grid and calibration it was
+    exported with (``--stype`` may override the sample type: the calibration is then dropped)."""
+    runner, meta = scoring.onnx_model(path, "iqa")
+    data_args = dict(sampling_args(meta["sampling"]), exif_transpose=bool(exif_transpose))
+    try:
+        trained = resolve_sample_type(meta.get("stype"), "image")
+        st = resolve_sample_type(stype, "image") if stype else trained
+    except ValueError as e:
+        raise OptionError(f"stype: {e}") from None
+    cal, cal_note = scoring.onnx_calibration(meta)
+    if st != trained:
+        cal, cal_note = None, f"sample type overridden: --stype {st} in place of {trained}: calibrated left empty"
+    notes.append(f"ONNX Runtime: {path} (exported from {meta.get('checkpoint')}); sampling: {st}, grid "
+                 f"{data_args['fragments_h']}x{data_args['fragments_w']} of {data_args['fsize_h']}x{data_args['fsize_w']}")
+    provenance = dict(scoring.checkpoint_identity(path), stype=st, sampling=data_args)
+    return ImageScorer(runner, st, "cpu", path, "onnx", cal, cal_note, False, notes, provenance, data_args=data_args)
 
 
 def _read_checkpoint(path: str, trust: bool) -> Tuple[Any, str, Dict[str, Any]]:

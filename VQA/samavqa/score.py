@@ -76,7 +76,8 @@ from samacore.utils import pick_device
 from .datasets import VIDEO_EXTENSIONS, VideoReadError, _VideoQualityDataset
 from .decoders import decoder_choices, open_video, pick_frames, resolve_decoder, set_verbose, still_image_reason
 from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
-from .presets import PRESETS, WEIGHT_FOLDERS, list_presets, missing_checkpoint, preset_of, resolve_preset
+from .presets import (PRESETS, WEIGHT_FOLDERS, list_presets, missing_checkpoint, preset_for_weights, preset_of,
+                      resolve_preset)
 from .recipe import build_model, make_predict_fn
 from .sampling import SAMPLE_TYPES, canonical_sample_type
 from .schema import check_vqa_options, load_vqa_options
@@ -361,6 +362,8 @@ def load_scorer(
     trust_checkpoint: bool = False,
     decoder: Optional[str] = None,
     model: Optional[str] = None,
+    sets: Sequence[str] = (),
+    onnx: Optional[str] = None,
 ) -> VideoScorer:
     """The documented Python API (also ``samavqa.load_scorer``): a :class:`VideoScorer` that scores video files,
     lists of files and decoded video tensors. Resolves the checkpoint and options (see the module docstring)
@@ -379,11 +382,15 @@ def load_scorer(
     full unpickle of the checkpoint (``--trust-checkpoint``; :func:`samacore.checkpoint.load_checkpoint`);
     ``decoder`` ``auto``, ``decord`` or ``pyav`` (default: the options' data set ``decoder``, else ``auto``);
     ``model`` a released model by name (:data:`samavqa.presets.PRESETS`: its option file and weight file, each
-    unless ``options`` / ``ckpt`` is given).
+    unless ``options`` / ``ckpt`` is given); ``sets``: ``KEY.PATH=VALUE`` changes of the options (``--set``);
+    ``onnx``: an exported graph (``sama-export-vqa``) scored with ONNX Runtime, with the sampling and calibration
+    it was exported with (no checkpoint read).
     """
     if decoder is not None:
         resolve_decoder(decoder, "--decoder")  # before any work
     notes: List[str] = []
+    if onnx is not None:
+        return _onnx_scorer(onnx, stype, decoder, notes)
     roots = list(search_roots) if search_roots is not None else default_search_roots()
     if model is not None:
         named, ckpt, options = resolve_preset(model, ckpt, options, roots)
@@ -391,7 +398,7 @@ def load_scorer(
     given = _given_options(ckpt, options)  # a given option file is checked as a whole before the checkpoint is read
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(roots), notes)
     obj, fmt, info = _read_checkpoint(path, trust_checkpoint)
-    opt, source = _options_for(given, obj, path, roots)
+    opt, source = scoring.with_sets(*_options_for(given, obj, path, roots), sets, check_vqa_options)
     sampling = _Sampling.of(opt, stype, decoder, source)
     notes.append(sampling.describe())
     dev = pick_device(device)
@@ -404,6 +411,23 @@ def load_scorer(
     provenance = dict(scoring.checkpoint_identity(path), options=source, stype=sampling.stype,
                       sampling=sampling.sample_types, model=preset.name if preset else None)
     return VideoScorer(net, sampling.stype, dev, path, fmt, cal, cal_note, bf16, notes, provenance, unit,
+                       sample_types=sampling.sample_types, num_threads=sampling.threads, decoder=sampling.decoder)
+
+
+def _onnx_scorer(path: str, stype: Optional[str], decoder: Optional[str], notes: List[str]) -> VideoScorer:
+    """A scorer of an exported graph on ONNX Runtime (CPU): its metadata gives the sampling and calibration."""
+    runner, meta = scoring.onnx_model(path, "vqa")
+    opt = {"stype": meta["stype"], "data": {"val": {"args": {"sample_types": meta["sampling"]}}}}
+    sampling = _Sampling.of(opt, stype, decoder, f"the ONNX graph {path}")
+    notes += [f"ONNX Runtime: {path} (exported from {meta.get('checkpoint')})", sampling.describe()]
+    cal, cal_note = scoring.onnx_calibration(meta)
+    if sampling.overridden:
+        cal, cal_note = None, sampling.overridden
+    preset = preset_for_weights(str(meta.get("checkpoint", "")))
+    unit = scoring.UnitScale(*preset.unit_mean_std) if preset is not None and preset.unit_mean_std else None
+    provenance = dict(scoring.checkpoint_identity(path), stype=sampling.stype, sampling=sampling.sample_types,
+                      model=preset.name if preset else None)
+    return VideoScorer(runner, sampling.stype, "cpu", path, "onnx", cal, cal_note, False, notes, provenance, unit,
                        sample_types=sampling.sample_types, num_threads=sampling.threads, decoder=sampling.decoder)
 
 
