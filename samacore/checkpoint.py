@@ -215,6 +215,24 @@ def load_checkpoint(path: str, map_location: Any = "cpu", trust: bool = False, a
     return {"state_dict": obj["ema"] if which == "EMA" else obj["model"]}
 
 
+#: key prefixes that wrappers add to every key of a saved state dict: DistributedDataParallel, torch.compile
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def strip_wrapper_prefixes(state: Mapping[str, Any]) -> Dict[str, Any]:
+    """``state`` without the prefixes of :data:`WRAPPER_PREFIXES` that every key carries (a state dict saved from a
+    DDP- or compile-wrapped model), nested wrappers included; other state dicts as they are."""
+    out = dict(state)
+    changed = True
+    while changed and out:
+        changed = False
+        for prefix in WRAPPER_PREFIXES:
+            if all(str(k).startswith(prefix) for k in out):
+                out = {k[len(prefix):]: v for k, v in out.items()}
+                changed = True
+    return out
+
+
 def patch_embedding_rank(state: Mapping[str, Any]) -> Optional[int]:
     """Rank of the Swin patch-embedding kernel in a state dict: 5 for a video (3D) Swin, 4 for an image Swin,
     None without one. It tells the trees' checkpoints apart whatever their key prefixes."""

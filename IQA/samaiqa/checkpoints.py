@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from samacore.checkpoint import (CheckpointError, LoadReport, load_checkpoint, load_state_dict_checked,
-                                 patch_embedding_rank, save_checkpoint)
+                                 patch_embedding_rank, save_checkpoint, strip_wrapper_prefixes)
 
 from .datasets import sampling_args
 from .model import checkpoint_filter
@@ -40,13 +40,6 @@ StateDict = Dict[str, torch.Tensor]
 
 def _strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> StateDict:
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-
-
-def _unwrap_module_prefix(sd: Mapping[str, Any]) -> Dict[str, Any]:
-    """Drop a ``module.`` prefix that DistributedDataParallel adds to every key."""
-    if sd and all(k.startswith("module.") for k in sd):
-        return {k[len("module."):]: v for k, v in sd.items()}
-    return dict(sd)
 
 
 def _is_tensor_dict(obj: Any) -> bool:
@@ -69,15 +62,15 @@ def detect_format(ckpt: Any) -> Tuple[str, StateDict]:
     """Return ``(format, state_dict)`` for a loaded checkpoint object; raise :class:`CheckpointError` if unknown
     (saying so when it is a VQA checkpoint)."""
     if isinstance(ckpt, Mapping) and ckpt.get("format") == OWN_FORMAT and _is_tensor_dict(ckpt.get("state_dict")):
-        return "samaiqa", _unwrap_module_prefix(ckpt["state_dict"])
+        return "samaiqa", strip_wrapper_prefixes(ckpt["state_dict"])
     if isinstance(ckpt, Mapping) and _is_tensor_dict(ckpt.get("model")):
-        sd = _unwrap_module_prefix(ckpt["model"])
+        sd = strip_wrapper_prefixes(ckpt["model"])
         if any(k.startswith("patch_embed.") for k in sd):
             return "microsoft", sd
     if isinstance(ckpt, Mapping) and _is_tensor_dict(ckpt.get("state_dict")):
-        sd = _unwrap_module_prefix(ckpt["state_dict"])
+        sd = strip_wrapper_prefixes(ckpt["state_dict"])
     elif _is_tensor_dict(ckpt):
-        sd = _unwrap_module_prefix(ckpt)
+        sd = strip_wrapper_prefixes(ckpt)
     else:
         keys = list(ckpt)[:8] if isinstance(ckpt, Mapping) else type(ckpt).__name__
         raise CheckpointError(

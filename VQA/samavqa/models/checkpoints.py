@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from samacore.checkpoint import (CheckpointError, LoadReport, load_checkpoint, load_state_dict_checked,
-                                 patch_embedding_rank)
+                                 patch_embedding_rank, strip_wrapper_prefixes)
 
 from .backbones import is_backbone
 
@@ -41,20 +41,6 @@ BACKBONE_ONLY = {"mmaction_k400": "a Video Swin Kinetics-400 backbone (mmaction 
 _BACKBONE_KEY = re.compile(r"^([A-Za-z0-9-]+)_backbone\.")
 _HEAD_KEY = re.compile(r"^([A-Za-z0-9-]+)_head\.")
 _BACKBONE_ROOTS = ("patch_embed.", "layers.", "norm.")
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel / torch.compile wrappers
-
-
-def _strip_wrappers(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    out = dict(state)
-    changed = True
-    while changed and out:
-        changed = False
-        for p in _WRAPPER_PREFIXES:
-            if all(k.startswith(p) for k in out):
-                out = {k[len(p):]: v for k, v in out.items()}
-                changed = True
-    return out
-
 
 def unwrap_state_dict(obj: Any) -> Tuple[Dict[str, Tensor], bool]:
     """``(state_dict, wrapped)``: the tensors of a loaded checkpoint and whether they sat under ``"state_dict"``."""
@@ -65,7 +51,7 @@ def unwrap_state_dict(obj: Any) -> Tuple[Dict[str, Tensor], bool]:
     tensors = {k: v for k, v in state.items() if isinstance(v, Tensor)}
     if not tensors:
         raise CheckpointError("checkpoint's state dict holds no tensors; top-level keys: " + ", ".join(map(str, list(state)[:8])))
-    return _strip_wrappers(tensors), wrapped
+    return strip_wrapper_prefixes(tensors), wrapped
 
 
 def _image_model_kind(obj: Any, state: Mapping[str, Tensor]) -> Optional[str]:

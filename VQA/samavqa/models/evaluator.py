@@ -159,8 +159,3 @@ class DiViDeAddEvaluator(nn.Module):
                 self.train(was_training)
         self.train()
         return self._run(vclips, return_pooled_feats, reduce_scores, pooled, **kwargs)
-
-    @torch.no_grad()
-    def predict_scores(self, vclips: Mapping[str, Tensor]) -> Tensor:
-        """Inference score per clip, ``[B]``: branches added, then the mean over the score map."""
-        return self(vclips, inference=True, reduce_scores=True, pooled=True)
