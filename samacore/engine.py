@@ -18,7 +18,6 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -197,6 +196,8 @@ class _EpochTotals:
     def train_srcc(self) -> float:
         preds, labels = _flat_all(self.preds), _flat_all(self.labels)
         if len(preds) > 1 and np.std(preds) > 0 and np.std(labels) > 0:
+            from scipy import stats  # imported here: scoring never needs it (a second of start-up)
+
             return float(stats.spearmanr(labels, preds)[0])
         return math.nan
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
-from scipy import stats
 
 METRIC_NAMES = ("srcc", "plcc", "krcc", "rmse")
 # Correlations are better when higher, RMSE when lower.
@@ -40,6 +39,8 @@ def compute_metrics(pred: Sequence[float], gt: Sequence[float]) -> Dict[str, flo
     n = int(pred.size)
     if n < 2 or pred.std() == 0 or gt.std() == 0:
         return {"srcc": math.nan, "plcc": math.nan, "krcc": math.nan, "rmse": math.nan, "n": n}
+    from scipy import stats  # imported here: the scorers import this module but need no scipy (a second)
+
     rescaled = rescale(pred, gt)
     return {
         "srcc": float(stats.spearmanr(gt, rescaled)[0]),

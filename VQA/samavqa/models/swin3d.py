@@ -489,12 +489,12 @@ class SwinTransformer3D(nn.Module):
             return self.window_size
         return adaptive_window_size(self.window_size, input_size, self.base_x_size)
 
-    @torch.compiler.disable
     def stage_geometries(self, input_size: Sequence[int], adaptive: bool, device: torch.device) -> list:
         """Cached (regular, shifted) window geometry of every stage for an input of ``(T, H, W)``.
 
-        Runs outside ``torch.compile`` graphs: its cache look-ups are plain Python, the compiled graph only
-        receives the resulting tensors.
+        Plain Python cache look-ups: under ``torch.compile`` they cost a graph break, the compiled graphs receive
+        the resulting tensors. (Not marked ``torch.compiler.disable``: the decorator imports ``torch._dynamo``,
+        two seconds of every scoring process that never compiles.)
         """
         window = self.window_for(input_size, adaptive)
         size = [math.ceil(n / p) for n, p in zip(input_size, self.config.patch_size)]
