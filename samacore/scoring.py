@@ -893,8 +893,9 @@ class _ScoringRun:
         if self.output is not None:
             parts = " and its .part files" if D.world_size() > 1 else ""
             where = f"; the rows are in {self.output.path}{parts}. To go on: {resume_command(self.argv)}"
-        what = f"this process scored {done}" if D.world_size() > 1 else f"{done} of {len(self.items)} scored"
-        _say(f"stopped by {how}: {what} {self.kind}s{where}")
+        what = (f"this process scored {done} {self.kind}s" if D.world_size() > 1
+                else f"{done} of {len(self.items)} {self.kind}s scored")
+        _say(f"stopped by {how}: {what}{where}")
 
     def _finish(self, seconds: float) -> int:
         """Merge the parts (rank 0), say how it went; the exit status (1: every file failed)."""
