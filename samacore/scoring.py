@@ -770,6 +770,16 @@ def _say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
+def _warn(line: str) -> None:
+    """A line on stderr that leaves the progress bar whole (printed above it)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        print(line, file=sys.stderr, flush=True)
+        return
+    tqdm.write(line, file=sys.stderr)
+
+
 def _checked_output(args: argparse.Namespace, n_files: int) -> Optional[OutputFile]:
     """The ``--output`` file, checked and (rank 0) locked; None when the rows go to stdout / one score is
     printed."""
@@ -884,11 +894,11 @@ class _ScoringRun:
         self.failed += row.score is None
         self.frames += row.frames
         if row.note:
-            print(f"warning: {row.name}: {row.note}", file=sys.stderr, flush=True)
+            _warn(f"warning: {row.name}: {row.note}")
         if writer is not None:
             writer.write(row.csv_row(self.per_clip, self.unit))
             if row.error:
-                print(f"warning: {row.name}: {row.error}", file=sys.stderr, flush=True)
+                _warn(f"warning: {row.name}: {row.error}")
         elif row.score is None:
             print(f"error: {row.error}", file=sys.stderr, flush=True)
         else:
