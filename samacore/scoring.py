@@ -1,11 +1,15 @@
-"""What the image and video scoring commands (``IQA/iqa.py``, ``VQA/vqa.py``) share.
+"""What the image and video scoring commands (``IQA/iqa.py``, ``VQA/vqa.py``) and the test commands share.
 
-The trees supply the model, the data set of one file and how a batch is scored; this module finds the default
-checkpoint, lists the media files (``--dir`` [``--recursive``], ``--list FILE``, or the files given), runs the
-loader (bad files become rows with an ``error``; odd but usable files are scored and get a ``note`` saying what
-was done), writes the ``name,score,calibrated,error,note`` CSV (plus ``clip_scores`` with ``--per-clip``) and
-implements the command line (one file prints its score, several give a CSV; exit status 2 for usage /
-checkpoint / option errors, 1 only if every file failed).
+The trees supply a :class:`Scorer` subclass (the model, the data set of the files, how a batch is scored); this
+module holds the one scoring path, :func:`score_items` (a loader over the files; rows yielded in file order as
+they are scored; bad files become rows with an ``error``, odd but usable ones get a ``note``), used by the
+scorers and, through :func:`score_shards` (torchrun: one block per process), by the test commands. It also
+finds the default checkpoint, lists the media files (``--dir`` [``--recursive``], ``--list FILE``, or the files
+given) and implements the scoring command line: the ``--output`` CSV (:class:`OutputFile`: checked and locked
+before any work, rows written as they come, ``--resume`` / ``--overwrite``, torchrun parts merged in file order),
+clean stops on Ctrl-C / SIGTERM (exit status 130 / 143, finished rows kept), one file printed as a line, and the
+closing line (files, failures, time, files/s). Exit status 2 for usage / checkpoint / option / output errors, 1
+only if every file failed.
 """
 from __future__ import annotations
 
@@ -372,7 +376,8 @@ class RowWriter:
         self.close()
 
 
-def test_metrics(key: str, pairs: Sequence[Tuple[Optional[float], float]], kind: str) -> Tuple[str, Optional[Dict[str, float]]]:
+def test_metrics(key: str, pairs: Sequence[Tuple[Optional[float], float]],
+                 kind: str) -> Tuple[str, Optional[Dict[str, float]]]:
     """``(line to print, metrics or None)`` of one test set's ``(prediction or None, label)`` pairs: metrics over
     the scored items when they are labelled (2 or more)."""
     scored = [(p, g) for p, g in pairs if p is not None]
@@ -626,7 +631,8 @@ class OutputFile:
 
     def merge(self, names: Sequence[str], columns: Sequence[str]) -> int:
         """Rewrite the CSV from the CSV and the parts, one row per name in ``names`` order (those that have one;
-        rows of other names follow, never dropped), and remove the parts; returns the number of rows. Written to a temporary file first, then renamed."""
+        rows of other names follow, never dropped), and remove the parts; returns the number of rows. Written to
+        a temporary file first, then renamed."""
         rows = self.done(columns)
         tmp = self.path + ".tmp"
         with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -772,6 +778,16 @@ def _say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
+def _warn(line: str) -> None:
+    """A line on stderr that leaves the progress bar whole (printed above it)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        print(line, file=sys.stderr, flush=True)
+        return
+    tqdm.write(line, file=sys.stderr)
+
+
 def _checked_output(args: argparse.Namespace, n_files: int) -> Optional[OutputFile]:
     """The ``--output`` file, checked and (rank 0) locked; None when the rows go to stdout / one score is
     printed."""
@@ -805,10 +821,12 @@ class _ScoringRun:
 
     def __init__(self, args: argparse.Namespace, scorer: Scorer, items: Sequence[Tuple[str, str]],
                  output: Optional[OutputFile], kind: str, argv: Optional[Sequence[str]]) -> None:
-        self.args, self.scorer, self.items, self.output, self.kind, self.argv = args, scorer, list(items), output, kind, argv
+        self.args, self.scorer, self.items, self.output = args, scorer, list(items), output
+        self.kind, self.argv = kind, argv
         self.per_clip = bool(getattr(args, "per_clip", False))
         self.unit = scorer.unit_scale is not None
-        self.columns = list(CSV_COLUMNS) + ([CLIP_COLUMN] if self.per_clip else []) + ([UNIT_COLUMN] if self.unit else [])
+        self.columns = (list(CSV_COLUMNS) + ([CLIP_COLUMN] if self.per_clip else [])
+                        + ([UNIT_COLUMN] if self.unit else []))
         self.single = output is None and len(self.items) == 1
         self.done: Dict[str, List[str]] = {}
         self.scored = self.failed = self.frames = 0  # this process's rows of this run
@@ -884,11 +902,11 @@ class _ScoringRun:
         self.failed += row.score is None
         self.frames += row.frames
         if row.note:
-            print(f"warning: {row.name}: {row.note}", file=sys.stderr, flush=True)
+            _warn(f"warning: {row.name}: {row.note}")
         if writer is not None:
             writer.write(row.csv_row(self.per_clip, self.unit))
             if row.error:
-                print(f"warning: {row.name}: {row.error}", file=sys.stderr, flush=True)
+                _warn(f"warning: {row.name}: {row.error}")
         elif row.score is None:
             print(f"error: {row.error}", file=sys.stderr, flush=True)
         else:
@@ -901,8 +919,9 @@ class _ScoringRun:
         if self.output is not None:
             parts = " and its .part files" if D.world_size() > 1 else ""
             where = f"; the rows are in {self.output.path}{parts}. To go on: {resume_command(self.argv)}"
-        what = f"this process scored {done}" if D.world_size() > 1 else f"{done} of {len(self.items)} scored"
-        _say(f"stopped by {how}: {what} {self.kind}s{where}")
+        what = (f"this process scored {done} {self.kind}s" if D.world_size() > 1
+                else f"{done} of {len(self.items)} {self.kind}s scored")
+        _say(f"stopped by {how}: {what}{where}")
 
     def _finish(self, seconds: float) -> int:
         """Merge the parts (rank 0), say how it went; the exit status (1: every file failed)."""

@@ -112,7 +112,7 @@ def test_a_stop_keeps_the_rows_and_resume_ends_as_one_run(job, monkeypatch, caps
     err = capsys.readouterr().err
     rows = list(csv.reader(open(out)))
     assert rows[0] == ["name", "score", "calibrated", "error", "note"] and len(rows) == 3  # 2 finished rows kept
-    assert f"stopped by {said}: 2 of 5 scored images" in err and "--resume" in err and "Traceback" not in err
+    assert f"stopped by {said}: 2 of 5 images scored" in err and "--resume" in err and "Traceback" not in err
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
     assert score.main(args + ["--output", str(out), "--resume"]) == 0
     assert "2 of 5 images are in" in capsys.readouterr().err

@@ -38,7 +38,7 @@ def test_the_bar_counts_files_and_the_closing_line_says_how_fast(setup, tmp_path
 
     assert IS.main(["-i", *imgs, "--ckpt", ckpt, "--output", str(tmp_path / "s.csv"), "--batch-size", "8"]) == 0
     err = capsys.readouterr().err
-    assert "4/4 [" in err and "file/s" in err  # one batch of 4 images: 4 files, not 1 batch
+    assert "/4 [" in err and "file/s" in err and "/1 [" not in err  # one batch of 4 images: 4 files, not 1 batch
     assert "note: 4 of 4 images scored (0 failed) in " in err and " images/s)" in err
     videos = [str(setup / "videos" / n) for n in ("v0.mp4", "broken.mp4")]
     assert S.main(["-v", *videos, "--ckpt", str(setup / "tiny.pth"), "--options", str(setup / "tiny.yml"),

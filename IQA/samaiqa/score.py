@@ -36,8 +36,11 @@ Checkpoint (``--ckpt``; without it, the first of):
 These are looked up in the working directory and in the repository root.
 
 Model, sampling grid and sample type: ``--options`` FILE (its ``model`` and ``data`` blocks and ``stype``);
-else what our checkpoints store (``model_config``, ``data``, ``stype``); else ``IQA/options/fast-sama-iqa.yml``.
-``--stype`` overrides the sample type. A checkpoint of ours always rebuilds its own architecture.
+else the options the checkpoint carries (``obj["sama"]["options"]``); else what our checkpoints store
+(``model_config``, ``data``, ``stype``); else ``IQA/options/fast-sama-iqa.yml``. ``--stype`` overrides the sample
+type (the checkpoint's calibration then no longer applies: ``calibrated`` is left empty and a note says why). A
+checkpoint of ours always rebuilds its own architecture. A video given with ``-i`` is a usage error (exit 2).
+Where the rows go, ``--resume``, ``--overwrite``, torchrun and clean stops: :mod:`samacore.scoring`.
 
 EXIF orientation: scoring turns photos upright by their EXIF orientation (a phone photo is judged as it is
 seen); ``--no-exif-transpose`` scores the stored pixel grid instead. The option ``data.exif_transpose`` is for

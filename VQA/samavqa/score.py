@@ -41,8 +41,17 @@ weight file in ``pretrained_weights/``, each unless ``--options`` / ``--ckpt`` i
 one line saying where to download it. ``--list-models`` lists them and whether their weights are there.
 
 Model and sampling: ``--options`` FILE (its ``model`` block, ``stype``, and the ``sample_types`` of its first
-``val*`` data set); else the ``options.yml`` of the run that wrote the checkpoint (``runs/{name}/``, found by the
-checkpoint's file name); else ``VQA/options/fast-SAMA-test.yml``. ``--stype`` overrides the sample type.
+``val*`` data set); else the options the checkpoint carries (``obj["sama"]["options"]``); else the
+``options.yml`` of the run that wrote the checkpoint (``runs/{name}/``, found by the checkpoint's file name); else
+``VQA/options/fast-SAMA-test.yml``. ``--stype`` overrides the sample type (the checkpoint's calibration then no
+longer applies: ``calibrated`` is left empty and a note says why). Weights that do not fit the model are one
+line naming the file, the options and what to pass.
+
+FAST-VQA's released models (``-m FAST-VQA`` ...) also give FAST-VQA's [0, 1] score, ``fastvqa_score =
+sigmoid((score - mean) / std)`` with the constants of their ``vqa.py`` (:mod:`samavqa.presets`).
+
+Videos are decoded and sampled clip by clip (memory: one clip's frames); where the rows go, ``--resume``,
+``--overwrite``, torchrun and clean stops: :mod:`samacore.scoring`.
 
 Test-mode scores are deterministic: no randomness, and every video's clips are scored by one model call of their
 own, so on CPU a video's score is bit-identical across runs, ``--batch-size`` and ``--num-workers`` (tested).
