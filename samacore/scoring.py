@@ -985,3 +985,25 @@ def onnx_calibration(meta: Mapping[str, Any]) -> Tuple[Optional[Calibration], st
     calibration = Calibration(**{k: cal[k] for k in ("label_mean", "label_std", "pred_mean", "pred_std", "n")
                                  if k in cal})
     return calibration, calibration.describe()
+
+
+def refuse_other_media(flag: str, reason: Callable[[str], Optional[str]]) -> Callable[[str], None]:
+    """A check of the files named with ``flag`` (``-v`` / ``-i``): ``reason(path)`` says why a file is the other
+    tree's medium (a still image given to the video scorer, a video to the image scorer), which is a usage error
+    (exit 2) said before any work starts."""
+    def check(path: str) -> None:
+        why = reason(path) if os.path.isfile(path) else None
+        if why:
+            raise ValueError(f"{flag} {path}: {why}")
+
+    return check
+
+
+def load_fitting(load: Callable[[], Any], path: str, source: str, what_to_pass: str) -> List[str]:
+    """Run ``load()`` (weights of ``path`` into a model built from the options of ``source``) and return its
+    report's notes; weights that do not fit are one error naming the file, the options and ``what_to_pass``."""
+    try:
+        report = load()
+    except CheckpointError as e:
+        raise CheckpointError(f"{path} does not fit the model built from {source} ({e}): pass {what_to_pass}") from None
+    return [str(n) for n in getattr(report, "notes", [])]

@@ -254,23 +254,31 @@ def load_scorer(
     obj, fmt, info = _read_checkpoint(path, trust_checkpoint)
     opt, source = scoring.with_sets(*_options_for(given, obj, info), sets, lambda o: check_options(o, "score"))
     data_args = dict(sampling_args(opt["data"]), exif_transpose=bool(exif_transpose))
-    try:
-        trained = resolve_sample_type(opt.get("stype"), "image")
-        st = resolve_sample_type(stype, "image") if stype else trained
-    except ValueError as e:
-        raise OptionError(f"stype: {e}") from None
+    st, overridden = _sample_type(opt.get("stype"), stype, source)
     notes.append(f"sampling: {st}, grid {data_args['fragments_h']}x{data_args['fragments_w']} of "
                  f"{data_args['fsize_h']}x{data_args['fsize_w']} (from {source})")
     model = _load_model(opt, obj, info, data_args, path, source, notes)
     dev = pick_device(device)
     model.to(dev).eval()
     cal, cal_note = scoring.calibration_for(info, "samaiqa training", "images")
-    if st != trained:
-        cal, cal_note = None, (f"sample type overridden: --stype {st} in place of {trained} (from {source}); the "
-                               f"checkpoint's calibration was made with {trained} and no longer applies, so "
-                               "calibrated is left empty")
+    if overridden:
+        cal, cal_note = None, overridden
     provenance = dict(scoring.checkpoint_identity(path), options=source, stype=st, sampling=data_args)
     return ImageScorer(model, st, dev, path, fmt, cal, cal_note, bf16, notes, provenance, data_args=data_args)
+
+
+def _sample_type(trained: Optional[str], stype: Optional[str], source: str) -> Tuple[str, str]:
+    """``(sample type used, note)``: ``stype`` (``--stype``) or the one the model was trained with (``trained``,
+    from ``source``); the note says when an override drops the calibration (empty otherwise)."""
+    try:
+        was = resolve_sample_type(trained, "image")
+        st = resolve_sample_type(stype, "image") if stype else was
+    except ValueError as e:
+        raise OptionError(f"stype: {e}") from None
+    if st == was:
+        return st, ""
+    return st, (f"sample type overridden: --stype {st} in place of {was} (from {source}); the checkpoint's "
+                f"calibration was made with {was} and no longer applies, so calibrated is left empty")
 
 
 def _onnx_scorer(path: str, stype: Optional[str], exif_transpose: bool, notes: List[str]) -> ImageScorer:
@@ -278,14 +286,10 @@ def _onnx_scorer(path: str, stype: Optional[str], exif_transpose: bool, notes: L
     exported with (``--stype`` may override the sample type: the calibration is then dropped)."""
     runner, meta = scoring.onnx_model(path, "iqa")
     data_args = dict(sampling_args(meta["sampling"]), exif_transpose=bool(exif_transpose))
-    try:
-        trained = resolve_sample_type(meta.get("stype"), "image")
-        st = resolve_sample_type(stype, "image") if stype else trained
-    except ValueError as e:
-        raise OptionError(f"stype: {e}") from None
+    st, overridden = _sample_type(meta.get("stype"), stype, f"the ONNX graph {path}")
     cal, cal_note = scoring.onnx_calibration(meta)
-    if st != trained:
-        cal, cal_note = None, f"sample type overridden: --stype {st} in place of {trained}: calibrated left empty"
+    if overridden:
+        cal, cal_note = None, overridden
     notes.append(f"ONNX Runtime: {path} (exported from {meta.get('checkpoint')}); sampling: {st}, grid "
                  f"{data_args['fragments_h']}x{data_args['fragments_w']} of {data_args['fsize_h']}x{data_args['fsize_w']}")
     provenance = dict(scoring.checkpoint_identity(path), stype=st, sampling=data_args)
@@ -335,12 +339,8 @@ def _load_model(opt: Mapping[str, Any], obj: Any, info: Mapping[str, Any], data_
     if tuple(model.img_size) != want:
         raise OptionError(f"the model takes {model.img_size[0]}x{model.img_size[1]} inputs but the sampling grid gives "
                           f"{want[0]}x{want[1]}: use options whose data grid matches the checkpoint")
-    try:
-        report = load_into_model(model, obj)
-    except CheckpointError as e:
-        raise CheckpointError(f"{path} does not fit the model built from {source} ({e}): pass --options FILE (the "
-                              "options it was trained with)") from None
-    notes += [str(n) for n in report.notes]
+    notes += scoring.load_fitting(lambda: load_into_model(model, obj), path, source,
+                                  "--options FILE (the options it was trained with)")
     return model
 
 
@@ -388,20 +388,13 @@ def video_reason(path: str) -> Optional[str]:
             "PIL reads; videos are scored with VQA/vqa.py)") if kind else None
 
 
-def refuse_videos(path: str) -> None:
-    """A video named on the command line is a usage error (exit 2): say so before any work starts."""
-    reason = video_reason(path) if os.path.isfile(path) else None
-    if reason:
-        raise ValueError(f"-i {path}: {reason}")
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``IQA/iqa.py``; returns the exit status."""
     args = build_parser().parse_args(argv)
     if not args.verbose:  # PIL's own warnings (e.g. on palette transparency): the note column says what was done
         warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
     return scoring.run_scoring(args, load_scorer, IMAGE_EXTENSIONS, "image", {"exif_transpose": args.exif_transpose},
-                               check_given=refuse_videos, argv=argv)
+                               check_given=scoring.refuse_other_media("-i", video_reason), argv=argv)
 
 
 __all__ = [

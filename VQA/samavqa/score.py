@@ -517,12 +517,8 @@ def _load_model(opt: Mapping[str, Any], obj: Any, sample_types: Mapping[str, Any
     if missing:
         raise OptionError(f"sample_types {', '.join(missing)} have no model branch; the model has "
                           f"{', '.join(net.branches)}")
-    try:
-        report = load_vqa_weights(net, obj)
-    except CheckpointError as e:
-        raise CheckpointError(f"{path} does not fit the model built from {source} ({e}): pass --options FILE (the "
-                              "options it was trained with) or -m NAME (a released model)") from None
-    notes += [str(n) for n in getattr(report, "notes", [])]
+    notes += scoring.load_fitting(lambda: load_vqa_weights(net, obj), path, source,
+                                  "--options FILE (the options it was trained with) or -m NAME (a released model)")
     return net.eval()
 
 
@@ -568,16 +564,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def refuse_images(path: str) -> None:
-    """A still image named on the command line is a usage error (exit 2): say so before any work starts."""
-    reason = still_image_reason(path) if os.path.isfile(path) else None
-    if reason:
-        raise ValueError(f"-v {path}: {reason}")
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``VQA/vqa.py``; returns the exit status."""
     args = build_parser().parse_args(argv)
     set_verbose(args.verbose)
     return scoring.run_scoring(args, load_scorer, VIDEO_EXTENSIONS, "video",
-                               {"decoder": args.decoder, "model": args.model}, check_given=refuse_images, argv=argv)
+                               {"decoder": args.decoder, "model": args.model}, check_given=scoring.refuse_other_media("-v", still_image_reason),
+                               argv=argv)
