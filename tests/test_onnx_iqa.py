@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from helpers import GRID, SMALL_SWIN
+from samacore import onnx_export
 from samacore.onnx_export import PARITY_TOLERANCE, OnnxImageModel, load_onnx_model
 from samaiqa import score
 from samaiqa.checkpoints import save_model_checkpoint
@@ -36,6 +37,9 @@ def export_and_compare(folder, paths, name: str, model: IQAModel, grid: dict, ca
     save_model_checkpoint(ckpt, model, data=dict(grid, exif_transpose=False), stype="sama", label_stats=STATS)
     assert main(["--ckpt", ckpt, "--output", out]) == 0
     assert "parity on a random input" in capsys.readouterr().out
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(out).st_mode & 0o777 == 0o666 & ~umask  # a normal file, not the private temporary
     scorer = score.load_scorer(ckpt, device="cpu")
     torch_rows = scorer.score_paths(paths, batch_size=2, progress=False)
     runner = load_onnx_model(out)
@@ -94,3 +98,14 @@ def test_iqa_py_scores_with_the_onnx_graph_alone(images, tmp_path, capsys):
     assert [float(r["score"]) for r in rows] == pytest.approx([w.score for w in want], abs=1e-6)
     assert [float(r["calibrated"]) for r in rows] == pytest.approx([w.calibrated for w in want], abs=1e-5)
     assert score.load_scorer(onnx=runner.path, exif_transpose=False).calibration == scorer.calibration
+
+
+def test_failed_parity_check_is_one_line_and_leaves_no_file(tmp_path, capsys, monkeypatch):
+    torch.manual_seed(0)
+    ckpt, out = str(tmp_path / "small.pth"), tmp_path / "small.onnx"
+    save_model_checkpoint(ckpt, IQAModel(img_size=64, **SMALL_SWIN), data=dict(GRID, exif_transpose=False), stype="sama")
+    monkeypatch.setattr(onnx_export, "PARITY_TOLERANCE", -1.0)  # no graph can pass
+    assert main(["--ckpt", ckpt, "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "differ by up to" in err[0] and "not fit for scoring" in err[0]
+    assert not out.exists() and os.listdir(tmp_path) == ["small.pth"]

@@ -118,8 +118,9 @@ def test_cached_geometry_equals_fresh_build():
     assert window_geometry(*args) is geo  # cache hit
     n = 2 * 3 * 4  # stored with rows padded to 32 elements
     assert geo.gate.shape[-1] == geo.shift_mask.shape[-1] == 32 and geo.rel_index.numel() == n * 32
-    assert torch.equal(geo.gate[..., :n], build_fragment_gate(*args[0:1], *args[2:4]))
-    assert torch.equal(geo.shift_mask[..., :n], build_shift_mask(*args[0:1], *args[2:4]))
+    assert geo.gate.dtype == geo.shift_mask.dtype == torch.int8  # exact for these values, a quarter of the memory
+    assert torch.equal(geo.gate[..., :n].float(), build_fragment_gate(*args[0:1], *args[2:4]))
+    assert torch.equal(geo.shift_mask[..., :n].float(), build_shift_mask(*args[0:1], *args[2:4]))
     assert torch.equal(geo.rel_index.view(n, 32)[:, :n].flatten(), sliced_relative_index((8, 7, 7), (2, 3, 4)))
     # the model computes the same with a cold cache
     bb, x = nano(), torch.randn(1, 3, 8, 64, 64)
@@ -219,7 +220,7 @@ def test_gated_bias_formula_in_attention():
     geo = window_geometry((4, 8, 8), (8, 7, 7), (2, 4, 4), (1, 2, 2), torch.device("cpu"))
     n = 32
     idx = geo.rel_index.view(n, -1)[:, :n]
-    gate, shift_mask = geo.gate[..., :n], geo.shift_mask[..., :n]
+    gate, shift_mask = geo.gate[..., :n].float(), geo.shift_mask[..., :n].float()
     rpb = attn.relative_position_bias_table[idx].permute(2, 0, 1)
     fpb = attn.fragment_position_bias_table[idx].permute(2, 0, 1)
     expect = rpb * gate + fpb * (1 - gate) + shift_mask

@@ -176,14 +176,16 @@ class WindowGeometry(NamedTuple):
 
     The last axis of every ``[.., N, N']`` tensor is padded to ``N' = aligned_length(N)`` (zeros; index 0 in
     ``rel_index``) so that the attention mask built from them has aligned rows; ``[..., :N]`` is the real part.
+    ``gate`` (small integers) and ``shift_mask`` (0 / -100) are stored as int8, exact, a quarter of the memory (and
+    of an exported ONNX file, where they are constants); attention casts them to its dtype.
     A NamedTuple (not a custom class) so that ``torch.compile`` sees plain tensors and ints.
     """
 
     window: Triple
     shift: Triple
     rel_index: Tensor  # [N*N'] long, into the base table
-    gate: Tensor  # [nW, 1, N, N'] float
-    shift_mask: Optional[Tensor]  # [nW, 1, N, N'] float or None
+    gate: Tensor  # [nW, 1, N, N'] int8
+    shift_mask: Optional[Tensor]  # [nW, 1, N, N'] int8 or None
 
 
 _GEOMETRY_CACHE: "OrderedDict[tuple, WindowGeometry]" = OrderedDict()
@@ -202,8 +204,8 @@ def window_geometry(padded: Triple, base_window: Triple, window: Triple, shift: 
                 window=tuple(window),
                 shift=tuple(shift),
                 rel_index=_pad_last(sliced_relative_index(tuple(base_window), tuple(window)).view(n, n)).flatten().to(device),
-                gate=_pad_last(build_fragment_gate(padded, window, shift, device)),
-                shift_mask=None if shift_mask is None else _pad_last(shift_mask),
+                gate=_pad_last(build_fragment_gate(padded, window, shift, device)).to(torch.int8),
+                shift_mask=None if shift_mask is None else _pad_last(shift_mask).to(torch.int8),
             )
         _GEOMETRY_CACHE[key] = geo
         if len(_GEOMETRY_CACHE) > _GEOMETRY_CACHE_SIZE:
@@ -286,13 +288,14 @@ class WindowAttention3D(nn.Module):
         A view of ``[.., N, N']`` storage (rows aligned, see :class:`WindowGeometry`).
         """
         rel = self._gather(self.relative_position_bias_table, geo.rel_index, n)
+        shift_mask = None if geo.shift_mask is None else geo.shift_mask.to(rel.dtype)
         if self.fragment_position_bias_table is not None:
             frag = self._gather(self.fragment_position_bias_table, geo.rel_index, n)
             # rel * g + frag * (1 - g)  ==  frag + g * (rel - frag)
-            base = frag if geo.shift_mask is None else frag + geo.shift_mask
-            bias = torch.addcmul(base, geo.gate, rel - frag)
+            base = frag if shift_mask is None else frag + shift_mask
+            bias = torch.addcmul(base, geo.gate.to(rel.dtype), rel - frag)
         else:
-            bias = rel.unsqueeze(0) if geo.shift_mask is None else rel + geo.shift_mask
+            bias = rel.unsqueeze(0) if shift_mask is None else rel + shift_mask
         return bias[..., :n]
 
     def forward(self, x: Tensor, geo: WindowGeometry) -> Tensor:
