@@ -353,13 +353,14 @@ def list_images(folder: str, recursive: bool = False) -> List[Tuple[str, str]]:
 write_csv = scoring.write_score_csv
 
 
+DESCRIPTION = ("Score images with a SAMA IQA model (raw score and, when the checkpoint allows, the score calibrated "
+               "to its training set's MOS scale).")
+OPTIONS_HELP = "IQA option file for model / grid / stype (default: the checkpoint's, else IQA/options/fast-sama-iqa.yml)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = scoring.scoring_parser(
-        "image", "-i", "Score images with a SAMA IQA model (raw score and, when the checkpoint allows, the score "
-                       "calibrated to its training set's MOS scale).",
-        RELEASED_WEIGHTS, "IQA option file for model / grid / stype (default: the checkpoint's, else "
-                          "IQA/options/fast-sama-iqa.yml)",
-        dict(choices=tuple(IQA_SAMPLE_TYPES), help="sample type (default: from the options, else sama)"), batch_size=8)
+    stype = dict(choices=tuple(IQA_SAMPLE_TYPES), help="sample type (default: from the options, else sama)")
+    p = scoring.scoring_parser("image", "-i", DESCRIPTION, RELEASED_WEIGHTS, OPTIONS_HELP, stype, batch_size=8)
     p.add_argument("--no-exif-transpose", dest="exif_transpose", action="store_false",
                    help="score the stored pixel grid; by default photos are turned upright by their EXIF orientation")
     return p

@@ -542,14 +542,16 @@ class _ListModels(argparse.Action):
         parser.exit(0)
 
 
+DESCRIPTION = ("Score videos with a SAMA VQA model (raw score and, when the checkpoint allows, the score calibrated "
+               "to its training set's MOS scale).")
+OPTIONS_HELP = ("VQA option file for model / test sampling / stype (default: the checkpoint's run options, else "
+                "VQA/options/fast-SAMA-test.yml)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = scoring.scoring_parser(
-        "video", "-v", "Score videos with a SAMA VQA model (raw score and, when the checkpoint allows, the score "
-                       "calibrated to its training set's MOS scale).",
-        RELEASED_WEIGHTS, "VQA option file for model / test sampling / stype (default: the checkpoint's run options, "
-                          "else VQA/options/fast-SAMA-test.yml)",
-        dict(help=f"sample type: {', '.join(SAMPLE_TYPES)} (default: from the options)"),
-        batch_size=1, batch_help="videos per loader batch (scores do not depend on it)")
+    stype = dict(help=f"sample type: {', '.join(SAMPLE_TYPES)} (default: from the options)")
+    p = scoring.scoring_parser("video", "-v", DESCRIPTION, RELEASED_WEIGHTS, OPTIONS_HELP, stype, batch_size=1,
+                               batch_help="videos per loader batch (scores do not depend on it)")
     p.add_argument("-m", "--model", choices=PRESETS.names(), metavar="NAME",
                    help=f"a released model by name: {', '.join(PRESETS)}; it chooses the option file and the weight "
                         "file in pretrained_weights/ (--options / --ckpt override them; --list-models shows them "
