@@ -194,7 +194,8 @@ def test_a_resume_state_scores_as_its_ema_weights(images, iqa_run, tmp_path, cap
     assert f"{run / 'last.pth'} is the resume state of a training run (after epoch 1): using its EMA weights" in \
         capsys.readouterr().err
     from_plain = iqa_cli.test_main(["-o", opt, "--ckpt", str(plain), "--no-progress"])
-    assert from_state["metrics"] == from_plain["metrics"] and from_state["n"] == 10
+    row, plain_row = from_state["results"][0], from_plain["results"][0]
+    assert row["metrics"] == plain_row["metrics"] and row["n"] == 10
     vqa_like = load_checkpoint(str(run / "last.pth"), as_weights=True)
     assert list(vqa_like) == ["state_dict"] and all(torch.equal(vqa_like["state_dict"][k], v)
                                                     for k, v in state["ema"].items())
