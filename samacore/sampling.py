@@ -25,7 +25,7 @@ Video tensors are ``[C, T, H, W]`` (any real dtype, any device); outputs are flo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch

@@ -76,7 +76,6 @@ import torch
 from torch import nn
 
 from samacore import engine, scoring
-from samacore.calibration import Calibration
 from samacore.checkpoint import CheckpointError, load_checkpoint
 from samacore.options import OptionError
 from samacore.scoring import NoCheckpointError, ScoreRow
