@@ -112,8 +112,9 @@ def log_world(log: logging.Logger, per_process_batch: int) -> None:
                  D.world_size() * per_process_batch)
 
 
-def show_progress(opt: Mapping[str, Any], args: argparse.Namespace) -> bool:
-    return bool(opt.get("progress", True)) and not getattr(args, "no_progress", False)
+def show_progress(opt: Mapping[str, Any]) -> bool:
+    """Whether to draw progress bars: option ``progress`` (``--no-progress`` sets it through the option table)."""
+    return bool(opt.get("progress", True))
 
 
 # ----------------------------------------------------------------------------------------------- run folder

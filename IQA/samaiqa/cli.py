@@ -126,7 +126,7 @@ def _setup(argv: Optional[Sequence[str]], description: str, test: bool):
     device = runs.apply_command_line(opt, args, log)
     if test:  # before any work
         runs.check_writable(runs.test_run_dir(opt), "run folder")
-    progress = runs.show_progress(opt, args)
+    progress = runs.show_progress(opt)
     runs.log_world(log, int(opt.get("batch_size", 64)))
     return args, opt, device, progress
 

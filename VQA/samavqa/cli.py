@@ -191,7 +191,7 @@ def _check_load_path(path: str, options_path: str) -> None:
 def _context(opt: Mapping[str, Any], args: argparse.Namespace, run_logger, command: str,
              resumed: Optional[Mapping[str, Any]]) -> runs.RunContext:
     """The loop settings, with the ``--resume`` state :func:`samacore.runs.start_run` read."""
-    return runs.RunContext.for_run(opt, runs.show_progress(opt, args), run_logger.run_dir, resumed, command)
+    return runs.RunContext.for_run(opt, runs.show_progress(opt), run_logger.run_dir, resumed, command)
 
 
 def _open_run(opt: Mapping[str, Any], test: bool = False):
@@ -364,7 +364,7 @@ def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     lines, sets = [], {}
     with scoring.RowWriter(out, columns, enabled=D.is_main()) as csv_out:
         for key, ds in val_sets.items():
-            sets[key] = _test_set(key, ds, model, opt, device, bad, runs.show_progress(opt, args), csv_out,
+            sets[key] = _test_set(key, ds, model, opt, device, bad, runs.show_progress(opt), csv_out,
                                   len(val_sets) > 1)
             line, metrics = scoring.test_metrics(key, sets[key], "videos")
             lines.append(line)
