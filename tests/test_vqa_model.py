@@ -14,6 +14,7 @@ from samavqa.models.swin3d import (
     build_fragment_gate,
     build_shift_mask,
     clamp_window,
+    gather_tokens,
     relative_position_index,
     sliced_relative_index,
     window_geometry,
@@ -129,6 +130,28 @@ def test_cached_geometry_equals_fresh_build():
         swin3d.clear_geometry_cache()
         cold = bb(x)
     assert torch.equal(warm, cold)
+
+
+@pytest.mark.parametrize("shift", [(0, 0, 0), (1, 1, 2)])
+def test_window_gather_is_roll_then_partition_and_back(shift):
+    """The blocks cut the rolled feature map into windows with one gather (``geo.order``) and put the tokens back
+    with its inverse: the same tensors, and the same gradients, as ``roll`` + partition and back."""
+    padded, window = (4, 6, 8), (2, 3, 4)
+    geo = window_geometry(padded, (8, 7, 7), window, shift, torch.device("cpu"))
+    x = torch.randn(2, *padded, 5, requires_grad=True)
+    weight = torch.randn(2 * 4 * 6 * 8, 5)
+
+    def reference(t):
+        rolled = torch.roll(t, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
+        return swin3d._partition(rolled, window).reshape(2, -1, 5)
+
+    ours = gather_tokens(x.reshape(2, -1, 5), geo.order, geo.inverse)
+    theirs = reference(x)
+    assert torch.equal(ours, theirs)
+    assert torch.equal(gather_tokens(ours, geo.inverse, geo.order).view_as(x), x)  # and back: the identity
+    g_ours, = torch.autograd.grad((ours * weight.view(2, -1, 5)).sum(), x)
+    g_theirs, = torch.autograd.grad((theirs * weight.view(2, -1, 5)).sum(), x)
+    assert torch.equal(g_ours, g_theirs)
 
 
 # ------------------------------------------------------------------------------------------ backbone

@@ -22,8 +22,10 @@ Implementation notes (speed, same function):
   instead of being repeated per sample (at batch 12 in stage 1 that repeat was 2.8 GB, kept for backward).
   Its rows are allocated ``N`` rounded up to 16 elements and sliced (N = 392 is not a multiple of 16), so the
   fused GPU kernels take it as is instead of padding a copy on every call.
-* Everything that depends only on geometry (sliced index, fragment gate ``g``, shift mask) is cached per
-  ``(padded size, window, shift, device)``; the learnable tables are gathered on every call.
+* Everything that depends only on geometry (sliced index, fragment gate ``g``, shift mask, the token order of the
+  rolled windows) is cached per ``(padded size, window, shift, device)``; the learnable tables are gathered on
+  every call. The cyclic shift and the window partition are one gather of the tokens (and one back), not a roll
+  (three concatenations) plus a permuted copy.
 * ``checkpoint=True`` recomputes each block in the backward pass (activation memory for compute).
 
 Parameter and buffer names equal the original's, so released checkpoints load unchanged. The model follows
@@ -35,7 +37,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -114,11 +116,35 @@ def _partition(x: Tensor, window: Triple) -> Tensor:
     return x.permute(0, 1, 3, 5, 2, 4, 6, 7).reshape(-1, wd * wh * ww, c)
 
 
-def _unpartition(windows: Tensor, window: Triple, b: int, d: int, h: int, w: int) -> Tensor:
-    """Inverse of :func:`_partition`: ``[B*nW, N, C]`` -> ``[B, D, H, W, C]``."""
-    wd, wh, ww = window
-    x = windows.view(b, d // wd, h // wh, w // ww, wd, wh, ww, -1)
-    return x.permute(0, 1, 4, 2, 5, 3, 6, 7).reshape(b, d, h, w, -1)
+def window_order(padded: Triple, window: Triple, shift: Triple) -> Tensor:
+    """``[Dp*Hp*Wp]`` long: for each position of the windows (``[nW, N]`` flattened, as :func:`_partition` lays them
+    out), the flat index of the token of the padded map ``(Dp, Hp, Wp)`` rolled by ``-shift`` that lands there."""
+    tokens = torch.arange(math.prod(padded)).view(1, *padded, 1)
+    return _partition(torch.roll(tokens, shifts=tuple(-s for s in shift), dims=(1, 2, 3)), window).flatten()
+
+
+class _GatherTokens(torch.autograd.Function):
+    """``x[:, order]`` for a permutation ``order`` of the token axis, whose gradient is the gather by the inverse
+    permutation (``index_select``'s own backward is a scatter-add: atomics on GPUs, not deterministic)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
+        ctx.inverse, ctx.order = inverse, order
+        return x.index_select(1, order)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Tensor, None, None]:
+        return _GatherTokens.apply(grad, ctx.inverse, ctx.order), None, None
+
+
+def gather_tokens(x: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
+    """``[B, L, C]`` -> ``[B, L, C]`` reordered by the permutation ``order`` (``inverse`` is its inverse).
+
+    One pass over the tokens for what a roll (three concatenations in PyTorch) and a window partition copy did.
+    """
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _GatherTokens.apply(x, order, inverse)
+    return x.index_select(1, order)  # inference, tracing and ONNX export: a plain gather
 
 
 def _region_labels(size: int, window: int, shift: int) -> Tensor:
@@ -183,6 +209,8 @@ class WindowGeometry(NamedTuple):
 
     window: Triple
     shift: Triple
+    order: Tensor  # [Dp*Hp*Wp] long: padded-map token at each window position (rolled by -shift), window_order
+    inverse: Tensor  # [Dp*Hp*Wp] long: the inverse permutation (windows back to the map)
     rel_index: Tensor  # [N*N'] long, into the base table
     gate: Tensor  # [nW, 1, N, N'] int8
     shift_mask: Optional[Tensor]  # [nW, 1, N, N'] int8 or None
@@ -200,9 +228,12 @@ def window_geometry(padded: Triple, base_window: Triple, window: Triple, shift: 
         with torch.inference_mode(False):  # cached for later calls, which may train: never inference tensors
             n = math.prod(window)
             shift_mask = build_shift_mask(padded, window, shift, device)
+            order = window_order(padded, window, shift)
             geo = WindowGeometry(
                 window=tuple(window),
                 shift=tuple(shift),
+                order=order.to(device),
+                inverse=torch.argsort(order).to(device),
                 rel_index=_pad_last(sliced_relative_index(tuple(base_window), tuple(window)).view(n, n)).flatten().to(device),
                 gate=_pad_last(build_fragment_gate(padded, window, shift, device)).to(torch.int8),
                 shift_mask=None if shift_mask is None else _pad_last(shift_mask).to(torch.int8),
@@ -331,20 +362,16 @@ class SwinBlock3D(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def _attend(self, x: Tensor, geo: WindowGeometry) -> Tensor:
-        b, d, h, w, _ = x.shape
-        window, shift = geo.window, geo.shift
+        b, d, h, w, c = x.shape
         x = self.norm1(x)
         # pad after the norm (padded tokens are zeros) up to a multiple of the window
-        pd, ph, pw = ((-n) % s for n, s in zip((d, h, w), window))
+        pd, ph, pw = ((-n) % s for n, s in zip((d, h, w), geo.window))
         if pd or ph or pw:
             x = F.pad(x, (0, 0, 0, pw, 0, ph, 0, pd))
-        dp, hp, wp = d + pd, h + ph, w + pw
-        if any(shift):
-            x = torch.roll(x, shifts=(-shift[0], -shift[1], -shift[2]), dims=(1, 2, 3))
-        x = self.attn(_partition(x, window), geo)
-        x = _unpartition(x, window, b, dp, hp, wp)
-        if any(shift):
-            x = torch.roll(x, shifts=shift, dims=(1, 2, 3))
+        # roll by -shift and cut into windows in one gather, attend, then put the tokens back the same way
+        windows = gather_tokens(x.reshape(b, -1, c), geo.order, geo.inverse)
+        x = self.attn(windows.view(-1, math.prod(geo.window), c), geo)
+        x = gather_tokens(x.view(b, -1, c), geo.inverse, geo.order).view(b, d + pd, h + ph, w + pw, c)
         if pd or ph or pw:
             x = x[:, :d, :h, :w]
         return x
