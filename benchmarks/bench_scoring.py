@@ -16,12 +16,15 @@ time by phase: imports, loading the model, decoding, sampling, the forward pass.
     python benchmarks/bench_scoring.py                        # this checkout
     python benchmarks/bench_scoring.py --baseline ../old      # the same commands of another checkout, alternating
     python benchmarks/bench_scoring.py --fastvqa ../FAST-VQA  # also FAST-VQA's own vqa.py, alternating
+    python benchmarks/bench_scoring.py --with bf16,onnx       # also --bf16 and --onnx (exported first), alternating
 
 ``--baseline DIR``: a checkout of this project (e.g. ``git worktree add ../old HEAD~5``), run with this
 interpreter and its own packages first on the path. ``--fastvqa DIR``: a checkout of
 VQAssessment/FAST-VQA-and-FasterVQA; its ``vqa.py -m FAST-VQA -v VIDEO -d cpu`` reads
 ``pretrained_weights/FAST_VQA_B_1*4.pth`` there, which is written with the same random weights when missing, and
-its ``import clip`` (X-CLIP only) is satisfied by an empty module in a temporary folder.
+its ``import clip`` (X-CLIP only) is satisfied by an empty module in a temporary folder. ``--with bf16`` adds
+this checkout's command with ``--bf16`` (bfloat16 autocast), ``--with onnx`` the same command scoring with ONNX
+Runtime (``--onnx``, the model exported by ``sama-export-vqa`` / ``sama-export-iqa`` beforehand, not timed).
 """
 from __future__ import annotations
 
@@ -114,6 +117,30 @@ def fastvqa_command(checkout: str, video: str, vqa_ckpt: str, stub_dir: str) -> 
     return [sys.executable, "vqa.py", "-m", "FAST-VQA", "-v", video, "-d", "cpu"], checkout, env
 
 
+def export_onnx(case: str, inputs: Dict[str, str], tmp: str) -> str:
+    """The case's model exported to ONNX with this checkout's exporter (parity checked by it); the graph's path."""
+    graph = os.path.join(tmp, f"{case}.onnx")
+    if case == "video":
+        cmd = [sys.executable, "VQA/export_onnx.py", "-m", "FAST-VQA", "--ckpt", inputs["vqa_ckpt"]]
+    else:
+        cmd = [sys.executable, "IQA/export_onnx.py", "--options", IQA_OPTIONS, "--ckpt", inputs["iqa_ckpt"]]
+    subprocess.run(cmd + ["--output", graph], cwd=REPO, env=env_for(REPO), check=True, capture_output=True)
+    return graph
+
+
+def without_ckpt(cmd: List[str]) -> List[str]:
+    """``cmd`` without the model's ``--ckpt`` / ``--options`` / ``-m`` (an ONNX graph carries what they give)."""
+    out, skip = [], False
+    for arg in cmd:
+        if skip:
+            skip = False
+        elif arg in ("--ckpt", "--options", "-m"):
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- phases
 def phases(case: str, inputs: Dict[str, str]) -> Dict[str, float]:
     """Run in a fresh process: seconds spent importing, loading the model, decoding, sampling and in the forward
@@ -169,6 +196,8 @@ def main() -> None:
     ap.add_argument("--baseline", help="another checkout of this project, run alternately with this one")
     ap.add_argument("--fastvqa", help="a checkout of FAST-VQA-and-FasterVQA: also time its vqa.py, alternately")
     ap.add_argument("--cases", default="video,image", help="video, image or both (comma-separated)")
+    ap.add_argument("--with", dest="variants", default="", help="also time this checkout with bf16 and / or onnx "
+                                                               "(comma-separated), alternating")
     ap.add_argument("--phases-of", choices=("video", "image"), help=argparse.SUPPRESS)  # the phase worker
     ap.add_argument("--inputs", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -190,6 +219,12 @@ def report_case(case: str, inputs: Dict[str, str], args: argparse.Namespace, tmp
         ours = [sys.executable, "IQA/iqa.py", "--ckpt", inputs["iqa_ckpt"], "--options", IQA_OPTIONS, "-i",
                 inputs["image"], "--no-progress", "--device", "cpu"]
     commands = {"this checkout": (ours, REPO, env_for(REPO))}
+    variants = [v for v in args.variants.split(",") if v]
+    if "bf16" in variants:
+        commands["this checkout --bf16"] = (ours + ["--bf16"], REPO, env_for(REPO))
+    if "onnx" in variants:
+        graph = export_onnx(case, inputs, tmp)
+        commands["this checkout --onnx"] = (without_ckpt(ours) + ["--onnx", graph], REPO, env_for(REPO))
     if args.baseline:
         commands["baseline " + args.baseline] = (ours, os.path.abspath(args.baseline),
                                                   env_for(os.path.abspath(args.baseline)))
