@@ -37,16 +37,10 @@ IQA_CKPT = "runs/examplar-sama-iqa/examplar-sama-iqa_split00_examplar_s_dev.pth"
 IQA_OPTIONS = "IQA/options/examplar-sama-iqa.yml"
 
 
-def labelled(labels: str, folder: str, sep: str) -> Tuple[List[str], np.ndarray]:
-    """Paths and labels of an examplar label file (``name<sep>...<sep>label``, label last)."""
-    paths, values = [], []
-    with open(os.path.join(REPO, labels)) as f:
-        for line in f:
-            if line.strip():
-                fields = line.strip().split(sep)
-                paths.append(os.path.join(REPO, folder, fields[0]))
-                values.append(float(fields[-1]))
-    return paths, np.asarray(values)
+def labelled(formats, labels: str, folder: str) -> Tuple[List[str], np.ndarray]:
+    """Paths and labels of an examplar label file, read by the tree's own label reader (``LABEL_FORMATS``)."""
+    read = formats.read(os.path.join(REPO, labels), os.path.join(REPO, folder))
+    return list(read.paths), np.asarray(read.labels, dtype=np.float64)
 
 
 def scores_both(load_scorer, ckpt: str, options: str, paths: List[str]) -> Dict[str, Tuple[np.ndarray, float]]:
@@ -85,14 +79,16 @@ def main() -> None:
     args = ap.parse_args()
     trees = args.trees.split(",")
     if "vqa" in trees:
+        from samavqa.labels import LABEL_FORMATS
         from samavqa.score import load_scorer
 
-        paths, labels = labelled("examplar_data_labels/examplar_vqa/labels.txt", "data/examplar/vqa", ",")
+        paths, labels = labelled(LABEL_FORMATS, "examplar_data_labels/examplar_vqa/labels.txt", "data/examplar/vqa")
         report("vqa", labels, scores_both(load_scorer, args.vqa_ckpt, VQA_OPTIONS, paths))
     if "iqa" in trees:
+        from samaiqa.labels import LABEL_FORMATS
         from samaiqa.score import load_scorer
 
-        paths, labels = labelled("examplar_data_labels/examplar_iqa/labels.txt", "data/examplar/iqa", " ")
+        paths, labels = labelled(LABEL_FORMATS, "examplar_data_labels/examplar_iqa/labels.txt", "data/examplar/iqa")
         report("iqa", labels, scores_both(load_scorer, args.iqa_ckpt, IQA_OPTIONS, paths))
 
 
