@@ -143,42 +143,42 @@ def without_ckpt(cmd: List[str]) -> List[str]:
 
 # ----------------------------------------------------------------------------------------------- phases
 def phases(case: str, inputs: Dict[str, str]) -> Dict[str, float]:
-    """Run in a fresh process: seconds spent importing, loading the model, decoding, sampling and in the forward
-    pass of scoring one file (the scorers' own functions, called one phase at a time)."""
+    """Run in a fresh process: seconds spent importing, loading the model, decoding and sampling, and in the
+    forward pass of scoring one file, the way the scoring commands do it (their allocator setting, the video read
+    clip by clip as :meth:`samavqa.score.VideoScorer.dataset` items are), one phase at a time."""
     t0 = time.perf_counter()
     import torch
+
+    from samacore.utils import reuse_freed_memory
 
     if case == "video":
         from samavqa import score as tree
     else:
         from samaiqa import score as tree
+    reuse_freed_memory()
     t1 = time.perf_counter()
     if case == "video":
         scorer = tree.load_scorer(inputs["vqa_ckpt"], model="FAST-VQA", device="cpu")
     else:
         scorer = tree.load_scorer(inputs["iqa_ckpt"], IQA_OPTIONS, device="cpu")
     t2 = time.perf_counter()
-    dataset = scorer.dataset([inputs["video"]]) if case == "video" else None
     with torch.inference_mode():
         if case == "video":
-            videos, inds = dataset.decode(inputs["video"])
+            batch = torch.utils.data.default_collate([scorer.dataset([inputs["video"]])[0]])
             t3 = time.perf_counter()
-            item = dataset.make_item(videos, inds, dataset.video_infos[0])
-            t4 = time.perf_counter()
-            scorer.score_batch(torch.utils.data.default_collate([item]))
+            scorer.score_batch(batch)
         else:
             from samaiqa.datasets import build_transform, enlarge, load_image, sampling_args
             from samaiqa.sampling import sample_image
 
             img = load_image(inputs["image"], 0, True)
-            t3 = time.perf_counter()
             args = sampling_args(scorer.data_args)
             sample = sample_image(build_transform(False)(enlarge(img, 256)), scorer.stype, False, **args)
-            t4 = time.perf_counter()
+            t3 = time.perf_counter()
             scorer.model(sample[None])
-    t5 = time.perf_counter()
-    return {"imports": t1 - t0, "load model": t2 - t1, "decode": t3 - t2, "sample": t4 - t3, "forward": t5 - t4,
-            "total": t5 - t0}
+    t4 = time.perf_counter()
+    return {"imports": t1 - t0, "load model": t2 - t1, "decode + sample": t3 - t2, "forward": t4 - t3,
+            "total": t4 - t0}
 
 
 # ----------------------------------------------------------------------------------------------- report

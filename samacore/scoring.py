@@ -42,6 +42,7 @@ from .loaders import ContiguousShardSampler
 from .metrics import evaluate, format_metrics, has_labels
 from .options import OptionError
 from .robust import SkipBadItems, SkipCollate
+from .utils import reuse_freed_memory
 
 CSV_COLUMNS = ("name", "score", "calibrated", "error", "note")
 CLIP_COLUMN = "clip_scores"  # with --per-clip: the raw score of every clip, space-separated, in temporal order
@@ -753,6 +754,7 @@ def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], ex
     143 when stopped by Ctrl-C / SIGTERM (finished rows kept), else 0.
     """
     D.init_distributed(*D.plan_this_process(args.device))
+    reuse_freed_memory()
     output: Optional[OutputFile] = None
     try:
         items = media_items(args, extensions, kind)

@@ -2,6 +2,8 @@
 import json
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +18,8 @@ from samacore.optim import build_optimizer
 from samacore.options import OptionError, check_keys, choice, load_options, resolve_path, typed
 from samacore.runlog import RunLogger
 from samacore.schedules import warmup_constant, warmup_cosine
+
+from helpers import REPO
 
 
 def test_rescale_maps_onto_label_statistics():
@@ -203,3 +207,22 @@ def test_calibration_note_shows_the_sign_once():
     assert "(score - 0) " in Calibration(50.0, 10.0, -0.0, 0.2).describe()
     cal = Calibration(50.0, 10.0, -0.077, 0.2)
     assert cal(0.123) == pytest.approx(50.0 + 10.0 * (0.123 + 0.077) / 0.2)  # the note says what the map does
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the setting is glibc's")
+def test_scoring_processes_serve_big_tensors_from_the_heap():
+    """With :func:`reuse_freed_memory` a 64 MB tensor comes from the heap (whose freed pages serve the next tensor)
+    instead of a mapping of its own that is returned, and zeroed again, at every allocation."""
+    probe = ("import ctypes, sys, torch\n"
+             "from samacore.utils import reuse_freed_memory\n"
+             "class Info(ctypes.Structure):\n"
+             "    _fields_ = [(n, ctypes.c_size_t) for n in ('arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks',"
+             " 'fsmblks', 'uordblks', 'fordblks', 'keepcost')]\n"
+             "libc = ctypes.CDLL('libc.so.6'); libc.mallinfo2.restype = Info\n"
+             "set_ = sys.argv[1] == 'set' and reuse_freed_memory()\n"
+             "x = torch.empty(16 * 2**20)\n"
+             "print(set_, libc.mallinfo2().hblkhd >= x.nbytes)\n")
+    run = lambda arg: subprocess.run([sys.executable, "-c", probe, arg], capture_output=True, text=True, check=True,
+                                     cwd=REPO).stdout.split()
+    assert run("set") == ["True", "False"]  # set, and the tensor is not in a mapping of its own
+    assert run("no") == ["False", "True"]

@@ -31,6 +31,28 @@ def test_clip_by_clip_items_equal_the_datasets_and_read_one_clip_at_a_time(setup
     assert reads == [8, 6] and got["decoded"] == 14
 
 
+@pytest.mark.parametrize("budget", [S.READ_AHEAD_BYTES, 0])
+def test_overlapping_clips_after_the_first_are_read_once_when_they_fit(setup, monkeypatch, budget):
+    path = str(setup / "videos" / "v2.mp4")
+    sample_types = {"fragments": dict(FRAG, num_clips=4, frame_interval=2)}  # 4 clips of 8 frames that overlap
+    ds = FusionDataset(dict(phase="test", anno_file=[{"filename": path, "label": 1.0}], data_prefix=str(setup),
+                            sample_types=sample_types), stype="fragments")
+    want = ds[0]
+    reads, real = [], decoders._Reader.read
+    monkeypatch.setattr(decoders._Reader, "read", lambda self, idx, progress=None: reads.append(list(idx)) or
+                        real(self, idx, progress))
+    monkeypatch.setattr(S, "READ_AHEAD_BYTES", budget)
+    got = S._ScoreDataset([path], sample_types, "fragments")[0]
+    assert torch.equal(got["fragments"], want["fragments"])  # bit-identical whichever way the frames were read
+    clips = [np.unique(c) for c in want["frame_inds"]["fragments"].reshape(4, -1)]
+    rest = np.unique(np.concatenate(clips[1:]))
+    if budget:
+        assert reads == [clips[0].tolist(), rest.tolist()] and got["decoded"] == len(clips[0]) + len(rest)
+        assert len(rest) < sum(len(c) for c in clips[1:])  # the overlap is decoded once
+    else:  # frames over the budget: clip by clip, one clip's frames in memory
+        assert reads == [c.tolist() for c in clips] and got["decoded"] == sum(len(c) for c in clips)
+
+
 def test_the_bar_counts_files_and_the_closing_line_says_how_fast(setup, tmp_path, capsys):
     ckpt, _ = small_checkpoint(tmp_path / "c.pth")
     imgs = make_images(str(tmp_path), 4)

@@ -11,6 +11,7 @@ import cv2
 from samacore.options import OptionError
 from samavqa import FineTuneDataset, FusionDataset, FragmentSampleFrames
 from samavqa.datasets import MEAN, STD, decode_frames, list_videos
+from samavqa.decoders import pick_frames
 from samavqa.decoders import read_frames
 from samavqa.labels import read_label_file
 
@@ -96,6 +97,19 @@ def test_each_frame_decoded_once_in_one_batch(videos, monkeypatch):
     a = vids["fragments"][:, list(inds["fragments"]).index(6)]
     b = vids["fragments_up"][:, list(inds["fragments_up"]).index(6)]
     assert torch.equal(a, b)
+
+
+def test_pick_frames_views_consecutive_rows_and_copies_the_rest():
+    frames = torch.arange(6 * 2 * 2 * 3, dtype=torch.uint8).view(6, 2, 2, 3)
+    reads = []
+    samplers = {"a": lambda n, train: np.array([1, 2, 3]), "b": lambda n, train: np.array([3, 1, 1, 5])}
+    videos, _ = pick_frames(6, samplers, False, lambda idx: reads.append(idx) or frames[idx])
+    assert reads == [[1, 2, 3, 5]]
+    assert torch.equal(videos["a"], frames[[1, 2, 3]].permute(3, 0, 1, 2))
+    assert torch.equal(videos["b"], frames[[3, 1, 1, 5]].permute(3, 0, 1, 2))
+    read = frames[[1, 2, 3, 5]]
+    videos, _ = pick_frames(6, {"a": samplers["a"]}, False, lambda idx: read)
+    assert videos["a"].data_ptr() == read.data_ptr()  # the rows it needs are consecutive: no copy of full frames
 
 
 def test_train_mode_random_and_finetune_dataset(videos):

@@ -85,23 +85,25 @@ def test_adaptive_window_and_clamping():
 def test_fragment_gate_is_l1_distance_of_fragment_cells():
     # (1, 4, 4) fragment grid stretched over 8x8 tokens: token (h, w) is in cell (h // 2, w // 2)
     gate = build_fragment_gate((2, 8, 8), (2, 4, 4), (0, 0, 0))
-    assert gate.shape == (1 * 2 * 2, 1, 32, 32)
+    assert gate.shape == (1 * 2 * 2, 1, 32, 32) and gate.dtype == torch.int8  # small integers, exact
     coords = torch.stack(torch.meshgrid(torch.arange(2), torch.arange(4), torch.arange(4), indexing="ij")).flatten(1)
     # window 0 covers rows/cols 0..3 -> cells 0..1
     cell = coords[1:] // 2
     expect = (cell[:, :, None] - cell[:, None, :]).abs().sum(0).float()
-    assert torch.equal(gate[0, 0], expect)
+    assert torch.equal(gate[0, 0].float(), expect)
     assert set(gate.unique().tolist()) == {0.0, 1.0, 2.0}  # not clipped to {0, 1}
     # a shifted gate is the gate of the rolled coordinate map: window 0 now starts at token (1, 1)
     shifted = build_fragment_gate((2, 8, 8), (2, 4, 4), (0, 1, 1))
     cell = (coords[1:] + 1) // 2
-    assert torch.equal(shifted[0, 0], (cell[:, :, None] - cell[:, None, :]).abs().sum(0).float())
+    assert torch.equal(shifted[0, 0].float(), (cell[:, :, None] - cell[:, None, :]).abs().sum(0).float())
+    with pytest.raises(ValueError, match="int8"):  # gates are stored exactly in int8, which bounds the window
+        build_fragment_gate((1, 128, 128), (1, 64, 66), (0, 0, 0))
 
 
 def test_shift_mask_blocks_only_wrapped_regions():
     assert build_shift_mask((4, 8, 8), (2, 4, 4), (0, 0, 0)) is None
     m = build_shift_mask((4, 8, 8), (2, 4, 4), (1, 2, 2))
-    assert m.shape == (2 * 2 * 2, 1, 32, 32)
+    assert m.shape == (2 * 2 * 2, 1, 32, 32) and m.dtype == torch.int8
     assert set(m.unique().tolist()) == {-100.0, 0.0}
     assert torch.equal(m, m.transpose(-1, -2))
     assert torch.all(m[0] == 0)  # first window never touches the wrapped border
@@ -120,8 +122,8 @@ def test_cached_geometry_equals_fresh_build():
     n = 2 * 3 * 4  # stored with rows padded to 32 elements
     assert geo.gate.shape[-1] == geo.shift_mask.shape[-1] == 32 and geo.rel_index.numel() == n * 32
     assert geo.gate.dtype == geo.shift_mask.dtype == torch.int8  # exact for these values, a quarter of the memory
-    assert torch.equal(geo.gate[..., :n].float(), build_fragment_gate(*args[0:1], *args[2:4]))
-    assert torch.equal(geo.shift_mask[..., :n].float(), build_shift_mask(*args[0:1], *args[2:4]))
+    assert torch.equal(geo.gate[..., :n], build_fragment_gate(*args[0:1], *args[2:4]))
+    assert torch.equal(geo.shift_mask[..., :n], build_shift_mask(*args[0:1], *args[2:4]))
     assert torch.equal(geo.rel_index.view(n, 32)[:, :n].flatten(), sliced_relative_index((8, 7, 7), (2, 3, 4)))
     # the model computes the same with a cold cache
     bb, x = nano(), torch.randn(1, 3, 8, 64, 64)
@@ -152,6 +154,27 @@ def test_window_gather_is_roll_then_partition_and_back(shift):
     g_ours, = torch.autograd.grad((ours * weight.view(2, -1, 5)).sum(), x)
     g_theirs, = torch.autograd.grad((theirs * weight.view(2, -1, 5)).sum(), x)
     assert torch.equal(g_ours, g_theirs)
+
+
+def test_mlp_fuses_gelu_only_in_fp32_cpu_inference(monkeypatch):
+    """fp32 CPU inference runs fc1 + GELU as one oneDNN op (the same GEMM and GELU: equal to a few ulps, the
+    kernels may block the sums differently); training, autocast and other dtypes take the plain modules."""
+    torch.manual_seed(0)
+    mlp, x = swin3d.Mlp(16, 64), torch.randn(2, 3, 5, 5, 16)
+    plain = mlp.fc2(torch.nn.functional.gelu(mlp.fc1(x)))
+    calls = []
+    fused = torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(swin3d.torch.ops.mkldnn, "_linear_pointwise", lambda *a: calls.append(a[3]) or fused(*a),
+                        raising=False)
+    with torch.inference_mode():
+        out = mlp(x)
+    assert calls == ["gelu"] and torch.allclose(out, plain, rtol=0, atol=1e-6)
+    assert torch.equal(mlp(x), plain) and len(calls) == 1  # grad enabled (training): the plain path
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        mlp(x)
+    with torch.no_grad():
+        mlp.double()(x.double())
+    assert len(calls) == 1
 
 
 # ------------------------------------------------------------------------------------------ backbone

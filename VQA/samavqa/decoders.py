@@ -544,8 +544,12 @@ def pick_frames(num_frames: int, samplers: Mapping[str, Any], is_train: bool,
     frames = read(unique.tolist())
     videos, start = {}, 0
     for branch, inds in frame_inds.items():
-        pick = torch.from_numpy(inverse.reshape(-1)[start:start + len(inds)].astype(np.int64))
-        videos[branch] = frames[pick].permute(3, 0, 1, 2)  # [C, T, H, W]
+        rows = inverse.reshape(-1)[start:start + len(inds)].astype(np.int64)
+        if len(rows) and np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows))):
+            picked = frames[int(rows[0]):int(rows[0]) + len(rows)]  # consecutive rows: a view, no full-frame copy
+        else:
+            picked = frames[torch.from_numpy(rows)]
+        videos[branch] = picked.permute(3, 0, 1, 2)  # [C, T, H, W]
         start += len(inds)
     return videos, frame_inds
 

@@ -251,20 +251,19 @@ class _ScoreDataset(_VideoQualityDataset):
         return [{b: np.asarray(inds).reshape(n, -1)[c] for b, inds in frame_inds.items()} for c in range(n)]
 
     def clip_by_clip(self, info: Mapping[str, Any], progress: Optional[Any], index: int) -> Dict[str, Any]:
-        """The item of ``info``'s video, decoded and sampled one clip at a time."""
+        """The item of ``info``'s video, decoded and sampled one clip at a time (the clips after the first read
+        together when their frames fit :data:`READ_AHEAD_BYTES`: overlapping clips then decode each frame once)."""
         with open_video(info["filename"], self.decoder, self.num_threads) as video:
             frame_inds = {b: np.asarray(s(video.num_frames, False), dtype=np.int32) for b, s in self.samplers.items()}
             clips = self.clips(frame_inds)
-            needed = [len(np.unique(np.concatenate(list(c.values())))) for c in clips]
-            parts, decoded = [], 0
-            for clip, n in zip(clips, needed):
-                report = None if progress is None else (lambda done, _, before=decoded: progress(before + done,
-                                                                                                  sum(needed)))
+            needed = [np.unique(np.concatenate(list(c.values()))) for c in clips]
+            reads = _ClipReads(video, needed, progress)
+            parts = []
+            for k, clip in enumerate(clips):
                 videos, inds = pick_frames(video.num_frames, {b: (lambda *_, i=i: i) for b, i in clip.items()},
-                                           False, lambda indices: video.read(indices, report))
+                                           False, lambda indices, k=k: reads.frames(k, indices))
                 parts.append(self.make_item(videos, inds, info))
-                decoded += n
-        item = dict(parts[0], frame_inds=frame_inds, decoded=decoded)
+        item = dict(parts[0], frame_inds=frame_inds, decoded=reads.decoded)
         for branch in frame_inds:
             item[branch] = torch.cat([part[branch] for part in parts], dim=1)  # [C, T, H, W] along T
         return self.with_note(item, index)
@@ -272,6 +271,44 @@ class _ScoreDataset(_VideoQualityDataset):
     def with_note(self, item: Dict[str, Any], index: int) -> Dict[str, Any]:
         item.update(index=index, note=short_video_note(item["frame_inds"], self.sample_types))
         return item
+
+
+#: the most decoded full-resolution frames (bytes) held at once to read the clips after the first in one call
+READ_AHEAD_BYTES = 512 * 2**20
+
+
+class _ClipReads:
+    """The frames of each clip of one open video (``needed[k]``: clip ``k``'s sorted unique frame indices).
+
+    The first clip is read alone (its frames give the frame size); the rest are read in one call when all their
+    frames fit :data:`READ_AHEAD_BYTES` (the test sampler's clips overlap: each frame is then decoded once, not
+    once per clip), else clip by clip, so memory holds one clip's frames whatever the video. ``decoded``: frames
+    decoded so far; ``progress(done, total)`` as in :meth:`samavqa.decoders._Reader.read`.
+    """
+
+    def __init__(self, video: Any, needed: Sequence[np.ndarray], progress: Optional[Any]) -> None:
+        self.video, self.needed, self.progress = video, list(needed), progress
+        self.rest = np.unique(np.concatenate(self.needed[1:])) if len(self.needed) > 1 else np.zeros(0, np.int64)
+        self.total = sum(len(n) for n in self.needed)  # frames to decode (fewer once the rest is read together)
+        self.decoded, self.frame_bytes = 0, 0
+        self.ahead: Optional[torch.Tensor] = None  # frames self.rest, when read together
+
+    def frames(self, k: int, indices: Sequence[int]) -> torch.Tensor:
+        """Clip ``k``'s frames ``indices`` -> uint8 ``[U, H, W, 3]``."""
+        if k == 1 and 0 < self.frame_bytes * len(self.rest) <= READ_AHEAD_BYTES:
+            self.total = self.decoded + len(self.rest)
+            self.ahead = self._read(self.rest.tolist())
+        if k >= 1 and self.ahead is not None:
+            return self.ahead[torch.from_numpy(np.searchsorted(self.rest, np.asarray(indices)).astype(np.int64))]
+        return self._read(list(indices))
+
+    def _read(self, indices: List[int]) -> torch.Tensor:
+        before = self.decoded
+        report = None if self.progress is None else (lambda done, _: self.progress(before + done, self.total))
+        frames = self.video.read(indices, report)
+        self.decoded += len(indices)
+        self.frame_bytes = frames[0].numel() * frames.element_size()
+        return frames
 
 
 def video_frames(x: Any, layout: Optional[str] = None) -> torch.Tensor:
