@@ -11,7 +11,8 @@ Two cases, each with random weights of the released architecture (the time does 
 For each command it runs the whole process several times (``--runs``, after one warm-up), alternating with the
 commands it is compared with, and prints the median wall time (min-max) and the median peak memory (max RSS of the
 process, from the operating system's accounting). Then, in one more process per case, the split of that process's
-time by phase: imports, loading the model, decoding, sampling, the forward pass.
+time by phase: imports, loading the model, decoding and sampling, the forward pass (the interpreter's start and
+end are in the whole-process time only).
 
     python benchmarks/bench_scoring.py                        # this checkout
     python benchmarks/bench_scoring.py --baseline ../old      # the same commands of another checkout, alternating

@@ -775,6 +775,26 @@ def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], ex
         D.cleanup()
 
 
+def command_status(status: int, commands: Sequence[str]) -> int:
+    """``status`` -- or, when this process exists to run one of ``commands`` (its ``__main__`` is that script or
+    console command, e.g. ``vqa.py`` / ``sama-vqa``, not a test runner or a caller's program), the end of the
+    process right here with ``status``.
+
+    By then every row is written and every file closed; what remains is the interpreter's teardown, which in a
+    process that has imported PyTorch takes 0.5-0.7 s (freeing its modules and operator tables) of every scoring
+    run. Standard output and error are flushed first; nothing of ours is registered with ``atexit``.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    ours = bool(path) and os.path.basename(path) in commands and sys.argv and \
+        os.path.realpath(path) == os.path.realpath(sys.argv[0])
+    if not ours:
+        return status
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def _say(line: str) -> None:
     if D.is_main():
         print(line, file=sys.stderr, flush=True)

@@ -167,3 +167,22 @@ def test_torchrun_splits_the_files_and_merges_them_in_order(job):
     r = torchrun(os.path.join(REPO, "IQA", "iqa.py"), args + ["--output", str(out), "--device", "cpu"], tmp)
     assert out.read_text() == whole.read_text() and not list(tmp.glob("two.csv.part*"))
     assert r.stderr.count("note: 5 of 5 images scored") == 1  # said once, by rank 0
+
+
+def test_a_scoring_command_ends_without_the_interpreters_teardown(tmp_path):
+    """``command_status``: in a caller's process (here: pytest) it returns the status; in the command's own process
+    it ends it there with the status, after flushing, skipping the interpreter's teardown (atexit handlers too)."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+    from samacore.scoring import command_status
+
+    assert command_status(3, ("vqa.py", "sama-vqa")) == 3  # pytest runs this process: the status is returned
+    script = tmp_path / "vqa.py"
+    script.write_text("import atexit, sys\nfrom samacore.scoring import command_status\n"
+                      "atexit.register(print, 'teardown ran')\nprint('rows written', end='')\n"
+                      "sys.exit(command_status(3, ('vqa.py', 'sama-vqa')))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=REPO))
+    assert done.returncode == 3 and done.stdout == "rows written"  # flushed (a pipe is block-buffered), no teardown

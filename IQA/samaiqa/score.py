@@ -390,12 +390,14 @@ def video_reason(path: str) -> Optional[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``IQA/iqa.py``; returns the exit status."""
+    """Entry point of ``IQA/iqa.py``; returns the exit status (the command's own process ends at once with it:
+    :func:`samacore.scoring.command_status`)."""
     args = build_parser().parse_args(argv)
     if not args.verbose:  # PIL's own warnings (e.g. on palette transparency): the note column says what was done
         warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
-    return scoring.run_scoring(args, load_scorer, IMAGE_EXTENSIONS, "image", {"exif_transpose": args.exif_transpose},
-                               check_given=scoring.refuse_other_media("-i", video_reason), argv=argv)
+    status = scoring.run_scoring(args, load_scorer, IMAGE_EXTENSIONS, "image", {"exif_transpose": args.exif_transpose},
+                                 check_given=scoring.refuse_other_media("-i", video_reason), argv=argv)
+    return scoring.command_status(status, ("iqa.py", "sama-iqa"))
 
 
 __all__ = [

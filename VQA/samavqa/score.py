@@ -209,8 +209,9 @@ class _ScoreDataset(_VideoQualityDataset):
     """Test-mode items of arbitrary video paths; missing files are per-item errors, not a construction error.
 
     Decoded clip by clip: the frames of one clip are decoded and sampled before the next clip's are read, so
-    memory holds one clip's full-resolution frames, whatever the video's length and the number of clips (test
-    sampling treats clips independently, so the item is bit-identical to sampling all clips at once). Items
+    memory holds one clip's full-resolution frames, whatever the video's length and the number of clips; the clips
+    after the first are read in one call when their frames fit :data:`READ_AHEAD_BYTES` (:class:`_ClipReads`).
+    Test sampling treats clips independently, so the item is bit-identical to sampling all clips at once. Items
     carry ``index``, ``note`` (:func:`short_video_note`) and ``decoded`` (frames decoded); ``frame_progress``: a
     bar over the frames being decoded (for one long file).
     """
@@ -603,9 +604,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``VQA/vqa.py``; returns the exit status."""
+    """Entry point of ``VQA/vqa.py``; returns the exit status (the command's own process ends at once with it:
+    :func:`samacore.scoring.command_status`)."""
     args = build_parser().parse_args(argv)
     set_verbose(args.verbose)
-    return scoring.run_scoring(args, load_scorer, VIDEO_EXTENSIONS, "video",
-                               {"decoder": args.decoder, "model": args.model}, check_given=scoring.refuse_other_media("-v", still_image_reason),
-                               argv=argv)
+    status = scoring.run_scoring(args, load_scorer, VIDEO_EXTENSIONS, "video",
+                                 {"decoder": args.decoder, "model": args.model},
+                                 check_given=scoring.refuse_other_media("-v", still_image_reason), argv=argv)
+    return scoring.command_status(status, ("vqa.py", "sama-vqa"))
