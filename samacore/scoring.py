@@ -42,7 +42,6 @@ from .loaders import ContiguousShardSampler
 from .metrics import evaluate, format_metrics, has_labels
 from .options import OptionError
 from .robust import SkipBadItems, SkipCollate
-from .utils import reuse_freed_memory
 
 CSV_COLUMNS = ("name", "score", "calibrated", "error", "note")
 CLIP_COLUMN = "clip_scores"  # with --per-clip: the raw score of every clip, space-separated, in temporal order
@@ -754,7 +753,6 @@ def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], ex
     143 when stopped by Ctrl-C / SIGTERM (finished rows kept), else 0.
     """
     D.init_distributed(*D.plan_this_process(args.device))
-    reuse_freed_memory()
     output: Optional[OutputFile] = None
     try:
         items = media_items(args, extensions, kind)
@@ -775,20 +773,23 @@ def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], ex
         D.cleanup()
 
 
+def is_command_process(commands: Sequence[str]) -> bool:
+    """Whether this process exists to run one of ``commands``: its ``__main__`` is that script or console command
+    (e.g. ``vqa.py`` / ``sama-vqa``), not a test runner or a caller's program that calls ``main()``."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    return bool(path) and bool(sys.argv) and os.path.basename(path) in commands and \
+        os.path.realpath(path) == os.path.realpath(sys.argv[0])
+
+
 def command_status(status: int, commands: Sequence[str]) -> int:
-    """``status`` -- or, when this process exists to run one of ``commands`` (its ``__main__`` is that script or
-    console command, e.g. ``vqa.py`` / ``sama-vqa``, not a test runner or a caller's program), the end of the
-    process right here with ``status``.
+    """``status`` -- or, in the process of one of ``commands`` (:func:`is_command_process`), the end of the process
+    right here with ``status``.
 
     By then every row is written and every file closed; what remains is the interpreter's teardown, which in a
     process that has imported PyTorch takes 0.5-0.7 s (freeing its modules and operator tables) of every scoring
     run. Standard output and error are flushed first; nothing of ours is registered with ``atexit``.
     """
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    ours = bool(path) and os.path.basename(path) in commands and sys.argv and \
-        os.path.realpath(path) == os.path.realpath(sys.argv[0])
-    if not ours:
+    if not is_command_process(commands):
         return status
     sys.stdout.flush()
     sys.stderr.flush()

@@ -176,13 +176,15 @@ def test_a_scoring_command_ends_without_the_interpreters_teardown(tmp_path):
     import sys
 
     from helpers import REPO
-    from samacore.scoring import command_status
+    from samacore.scoring import command_status, is_command_process
 
-    assert command_status(3, ("vqa.py", "sama-vqa")) == 3  # pytest runs this process: the status is returned
+    assert not is_command_process(("vqa.py", "sama-vqa"))  # pytest runs this process: allocator kept, ...
+    assert command_status(3, ("vqa.py", "sama-vqa")) == 3  # ... and the status is returned
     script = tmp_path / "vqa.py"
-    script.write_text("import atexit, sys\nfrom samacore.scoring import command_status\n"
-                      "atexit.register(print, 'teardown ran')\nprint('rows written', end='')\n"
+    script.write_text("import atexit, sys\nfrom samacore.scoring import command_status, is_command_process\n"
+                      "atexit.register(print, 'teardown ran')\n"
+                      "print('rows written', is_command_process(('vqa.py',)), end='')\n"
                       "sys.exit(command_status(3, ('vqa.py', 'sama-vqa')))\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=REPO,
                           env=dict(os.environ, PYTHONPATH=REPO))
-    assert done.returncode == 3 and done.stdout == "rows written"  # flushed (a pipe is block-buffered), no teardown
+    assert done.returncode == 3 and done.stdout == "rows written True"  # flushed (a pipe is block-buffered), no teardown
