@@ -42,6 +42,7 @@ from .loaders import ContiguousShardSampler
 from .metrics import evaluate, format_metrics, has_labels
 from .options import OptionError
 from .robust import SkipBadItems, SkipCollate
+from .utils import reuse_freed_memory
 
 CSV_COLUMNS = ("name", "score", "calibrated", "error", "note")
 CLIP_COLUMN = "clip_scores"  # with --per-clip: the raw score of every clip, space-separated, in temporal order
@@ -743,15 +744,28 @@ def _agree(error: str) -> str:
 
 def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], extensions: Sequence[str],
                 kind: str, scorer_args: Optional[Mapping[str, Any]] = None,
-                check_given: Optional[Callable[[str], None]] = None, argv: Optional[Sequence[str]] = None) -> int:
+                check_given: Optional[Callable[[str], None]] = None, argv: Optional[Sequence[str]] = None,
+                commands: Sequence[str] = ()) -> int:
     """The body of a scoring command: list the files, check the output, load the scorer, score and write.
 
     ``scorer_args``: the tree's own keyword arguments of ``load_scorer``. ``check_given(path)`` may refuse a
     file named on the command line (e.g. an image given to the video command) with a ``ValueError`` /
     ``RuntimeError`` before any work starts. Under ``torchrun`` the files are split between the processes.
     Returns the exit status: 2 for usage / checkpoint / option / output errors, 1 if every file failed, 130 /
-    143 when stopped by Ctrl-C / SIGTERM (finished rows kept), else 0.
+    143 when stopped by Ctrl-C / SIGTERM (finished rows kept), else 0. ``commands``: the names of the script and
+    console command running this; in their own process (:func:`is_command_process`) freed memory is reused
+    (:func:`samacore.utils.reuse_freed_memory`) and the process ends with the status (:func:`command_status`); a
+    caller's program keeps its allocator and gets the status returned.
     """
+    if is_command_process(commands):
+        reuse_freed_memory()
+    return command_status(_run_scoring(args, load_scorer, extensions, kind, scorer_args, check_given, argv), commands)
+
+
+def _run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], extensions: Sequence[str], kind: str,
+                 scorer_args: Optional[Mapping[str, Any]], check_given: Optional[Callable[[str], None]],
+                 argv: Optional[Sequence[str]]) -> int:
+    """:func:`run_scoring`'s work; returns the exit status."""
     D.init_distributed(*D.plan_this_process(args.device))
     output: Optional[OutputFile] = None
     try:

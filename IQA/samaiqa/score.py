@@ -78,7 +78,7 @@ from samacore.checkpoint import CheckpointError, load_checkpoint
 from samacore.options import OptionError
 from samacore.sampling import resolve_sample_type
 from samacore.scoring import NoCheckpointError, ScoreRow
-from samacore.utils import pick_device, reuse_freed_memory
+from samacore.utils import pick_device
 
 from .checkpoints import detect_format, load_into_model
 from .datasets import ImageReadError, build_transform, enlarge, load_image, sampling_args
@@ -394,15 +394,13 @@ COMMANDS = ("iqa.py", "sama-iqa")  # this script and its console command
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``IQA/iqa.py``; returns the exit status (the command's own process ends at once with it:
-    :func:`samacore.scoring.command_status`)."""
+    :func:`samacore.scoring.run_scoring`)."""
     args = build_parser().parse_args(argv)
-    if scoring.is_command_process(COMMANDS):
-        reuse_freed_memory()  # in the command's own process only: a caller keeps its allocator
     if not args.verbose:  # PIL's own warnings (e.g. on palette transparency): the note column says what was done
         warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
-    status = scoring.run_scoring(args, load_scorer, IMAGE_EXTENSIONS, "image", {"exif_transpose": args.exif_transpose},
-                                 check_given=scoring.refuse_other_media("-i", video_reason), argv=argv)
-    return scoring.command_status(status, COMMANDS)
+    return scoring.run_scoring(args, load_scorer, IMAGE_EXTENSIONS, "image", {"exif_transpose": args.exif_transpose},
+                               check_given=scoring.refuse_other_media("-i", video_reason), argv=argv,
+                               commands=COMMANDS)
 
 
 __all__ = [

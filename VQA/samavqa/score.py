@@ -79,7 +79,7 @@ from samacore import engine, scoring
 from samacore.checkpoint import CheckpointError, load_checkpoint
 from samacore.options import OptionError
 from samacore.scoring import NoCheckpointError, ScoreRow
-from samacore.utils import pick_device, reuse_freed_memory
+from samacore.utils import pick_device
 
 from .datasets import VIDEO_EXTENSIONS, VideoReadError, _VideoQualityDataset
 from .decoders import decoder_choices, open_video, pick_frames, resolve_decoder, set_verbose, still_image_reason
@@ -608,12 +608,10 @@ COMMANDS = ("vqa.py", "sama-vqa")  # this script and its console command
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``VQA/vqa.py``; returns the exit status (the command's own process ends at once with it:
-    :func:`samacore.scoring.command_status`)."""
+    :func:`samacore.scoring.run_scoring`)."""
     args = build_parser().parse_args(argv)
-    if scoring.is_command_process(COMMANDS):
-        reuse_freed_memory()  # in the command's own process only: a caller keeps its allocator
     set_verbose(args.verbose)
-    status = scoring.run_scoring(args, load_scorer, VIDEO_EXTENSIONS, "video",
-                                 {"decoder": args.decoder, "model": args.model},
-                                 check_given=scoring.refuse_other_media("-v", still_image_reason), argv=argv)
-    return scoring.command_status(status, COMMANDS)
+    return scoring.run_scoring(args, load_scorer, VIDEO_EXTENSIONS, "video",
+                               {"decoder": args.decoder, "model": args.model},
+                               check_given=scoring.refuse_other_media("-v", still_image_reason), argv=argv,
+                               commands=COMMANDS)
