@@ -29,3 +29,21 @@ def test_frames_and_scores_do_not_depend_on_the_bridge(setup):
     assert after_score == before_score
     assert torch.equal(after_item["fragments"], before_item["fragments"])
     assert hasattr(decord.VideoReader(path).get_batch([0]), "asnumpy")
+
+
+def test_native_frames_are_taken_over_without_a_copy(setup):
+    # decord's own NDArray becomes a tensor through DLPack: its memory, not a copy (asnumpy copied every frame),
+    # and it stays valid after decord's object is gone
+    import gc
+
+    import decord
+    from samavqa.decoders import _as_tensor
+
+    batch = decord.VideoReader(str(setup / "videos" / "v1.mp4")).get_batch([0, 1, 2])
+    copied = torch.from_numpy(batch.asnumpy())
+    frames = _as_tensor(batch)
+    assert frames.dtype == torch.uint8 and frames.shape == copied.shape and torch.equal(frames, copied)
+    assert frames.data_ptr() == batch.handle.contents.data  # decord's buffer itself
+    del batch
+    gc.collect()
+    assert torch.equal(frames, copied)

@@ -11,7 +11,7 @@ import cv2
 from samacore.options import OptionError
 from samavqa import FineTuneDataset, FusionDataset, FragmentSampleFrames
 from samavqa.datasets import MEAN, STD, decode_frames, list_videos
-from samavqa.decoders import pick_frames
+from samavqa.decoders import pick_frames, take_rows
 from samavqa.decoders import read_frames
 from samavqa.labels import read_label_file
 
@@ -158,3 +158,12 @@ def test_bad_label_line_and_options(videos, tmp_path):
         FusionDataset(dict(phase="test", ano_file="x", data_prefix=str(videos), sample_types=opts(videos)["sample_types"]))
     with pytest.raises(OptionError, match="clip_len"):
         FusionDataset(dict(opts(videos), sample_types={"fragments": {"num_clips": 1, "frame_interval": 1}}))
+
+
+@pytest.mark.parametrize("rows, view", [([3, 4, 5], True), ([1, 3, 5, 7], True), ([6], True), ([2, 5, 6], False),
+                                        ([5, 3, 1], False), ([4, 4], False)])
+def test_take_rows_views_evenly_rising_rows_and_copies_the_rest(rows, view):
+    frames = torch.arange(10 * 4 * 2 * 3, dtype=torch.uint8).view(10, 4, 2, 3)
+    got = take_rows(frames, np.array(rows))
+    assert torch.equal(got, frames[torch.tensor(rows)])
+    assert (got.untyped_storage().data_ptr() == frames.untyped_storage().data_ptr()) == view  # a view shares memory

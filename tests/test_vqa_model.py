@@ -311,6 +311,28 @@ def test_shared_window_mask_is_bit_identical_at_paper_size(full_size_model, monk
     assert shared.shape == (2, 768, 16, 7, 7) and torch.equal(shared, repeated)
 
 
+def test_window_attention_per_sample_calls_equal_the_batched_traceable_call(monkeypatch):
+    # the eager path calls the kernel once per sample on views; a traced / exported graph makes one batched call
+    # (the sample count stays dynamic there): same values, and gradients equal up to summation order
+    torch.manual_seed(0)
+    b, nw, heads, n, hd = 3, 4, 2, 20, 8
+    qkv = torch.randn(b * nw, n, 3, heads, hd, requires_grad=True)
+    mask = torch.randn(nw, heads, n, n, requires_grad=True)
+
+    def run():
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        out = swin3d.window_attention(q, k, v, mask)
+        grads = torch.autograd.grad(out.square().sum(), (qkv, mask))
+        return out, grads
+
+    eager, eager_grads = run()
+    monkeypatch.setattr(torch.jit, "is_tracing", lambda: True)
+    batched, batched_grads = run()
+    assert eager.shape == (b * nw, n, heads, hd) and torch.equal(eager, batched)
+    for got, want in zip(eager_grads, batched_grads):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_drop_path_draws_like_torchvision_stochastic_depth():
     torchvision_ops = pytest.importorskip("torchvision.ops")
     x = torch.randn(64, 5, 3)

@@ -82,7 +82,7 @@ from samacore.scoring import NoCheckpointError, ScoreRow
 from samacore.utils import pick_device
 
 from .datasets import VIDEO_EXTENSIONS, VideoReadError, _VideoQualityDataset
-from .decoders import decoder_choices, open_video, pick_frames, resolve_decoder, set_verbose, still_image_reason
+from .decoders import decoder_choices, open_video, pick_frames, resolve_decoder, set_verbose, still_image_reason, take_rows
 from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
 from .presets import (PRESETS, WEIGHT_FOLDERS, list_presets, missing_checkpoint, preset_for_weights, preset_of,
                       resolve_preset)
@@ -300,7 +300,7 @@ class _ClipReads:
             self.total = self.decoded + len(self.rest)
             self.ahead = self._read(self.rest.tolist())
         if k >= 1 and self.ahead is not None:
-            return self.ahead[torch.from_numpy(np.searchsorted(self.rest, np.asarray(indices)).astype(np.int64))]
+            return take_rows(self.ahead, np.searchsorted(self.rest, np.asarray(indices)))
         return self._read(list(indices))
 
     def _read(self, indices: List[int]) -> torch.Tensor:

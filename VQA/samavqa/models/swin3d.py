@@ -18,8 +18,8 @@ Implementation notes (speed, same function):
 
 * Attention runs through ``F.scaled_dot_product_attention`` with one additive float mask that holds the
   relative/fragment bias and the ``-100`` shifted-window mask.  The mask is per window, ``[nW, nH, N, N]``, and
-  shared by the batch: q/k/v are laid out ``[B, nW*nH, N, hd]`` so that the mask broadcasts over the samples
-  instead of being repeated per sample (at batch 12 in stage 1 that repeat was 2.8 GB, kept for backward).
+  shared by the batch (:func:`window_attention`: one call per sample, q/k/v views of the projection, instead of
+  repeating the mask per sample: at batch 12 in stage 1 that repeat was 2.8 GB, kept for backward).
   Its rows are allocated ``N`` rounded up to 16 elements and sliced (N = 392 is not a multiple of 16), so the
   fused GPU kernels take it as is instead of padding a copy on every call.
 * Everything that depends only on geometry (sliced index, fragment gate ``g``, shift mask, the token order of the
@@ -59,6 +59,7 @@ __all__ = [
     "window_geometry",
     "clear_geometry_cache",
     "DropPath",
+    "window_attention",
 ]
 
 #: mask rows start at multiples of this many elements (what the fused attention kernels need to use it in place)
@@ -306,6 +307,30 @@ class Mlp(nn.Module):
         return self.fc2(hidden)
 
 
+def window_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    """Softmax attention of ``B`` samples' windows with one additive mask per window, shared by the samples.
+
+    q, k, v: ``[B*nW, nH, N, hd]`` (each sample's ``nW`` windows in a row; any strides with a unit last one, e.g.
+    views of the qkv projection); mask: ``[nW or 1, nH, N, N]``. Returns ``[B*nW, N, nH, hd]``.
+    The mask is never repeated per sample (at batch 12 in stage 1 that would be 2.8 GB, kept for backward).
+    """
+    nw, total = mask.shape[0], q.shape[0]
+    if nw == 1:  # one mask for every window: it broadcasts in one call
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        # an exported graph keeps the number of samples dynamic, so no loop over them: q/k/v as [B, nW*nH, N, hd]
+        # (copies) with the mask [1, nW*nH, N, N] broadcast over the samples
+        _, heads, n, hd = q.shape
+        b = total // nw
+        q, k, v = (t.reshape(b, nw * heads, n, hd) for t in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.reshape(1, nw * heads, n, n))
+        return out.view(b, nw, heads, n, hd).transpose(2, 3).reshape(total, n, heads, hd)
+    # One call per sample: q/k/v stay views of the projection, and the CPU kernels write their output as
+    # [nW, N, nH, hd] in memory, so only the concatenation copies (bit-identical to the batched call).
+    return torch.cat([F.scaled_dot_product_attention(q[i:i + nw], k[i:i + nw], v[i:i + nw], attn_mask=mask)
+                      .transpose(1, 2) for i in range(0, total, nw)])
+
+
 class WindowAttention3D(nn.Module):
     """Multi-head self-attention inside 3D windows with (gated) relative position bias.
 
@@ -352,22 +377,12 @@ class WindowAttention3D(nn.Module):
         return bias[..., :n]
 
     def forward(self, x: Tensor, geo: WindowGeometry) -> Tensor:
-        """x: ``[B*nW, N, C]`` windows of ``B`` samples (each sample's ``nW`` windows in a row) -> ``[B*nW, N, C]``.
-
-        With a per-window mask ``[nW, nH, N, N]``, q/k/v become ``[B, nW*nH, N, hd]`` and the mask
-        ``[1, nW*nH, N, N]`` broadcasts over the samples; a mask shared by all windows (``nW = 1``) broadcasts over
-        ``B*nW`` groups the same way.
-        """
+        """x: ``[B*nW, N, C]`` windows of ``B`` samples (each sample's ``nW`` windows in a row) -> ``[B*nW, N, C]``."""
         bn, n, c = x.shape
-        heads, hd = self.num_heads, c // self.num_heads
-        qkv = self.qkv(x)
+        heads = self.num_heads
+        qkv = self.qkv(x).view(bn, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)  # [3, B*nW, nH, N, hd], a view
         mask = self.attention_bias(geo, n).to(qkv.dtype)
-        nw = mask.shape[0]
-        groups = bn // nw  # samples sharing one mask
-        qkv = qkv.view(groups, nw, n, 3, heads, hd).permute(3, 0, 1, 4, 2, 5)  # [3, B, nW, nH, N, hd]
-        q, k, v = (t.reshape(groups, nw * heads, n, hd) for t in qkv.unbind(0))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.view(1, nw * heads, n, n))
-        return self.proj(out.view(groups, nw, heads, n, hd).transpose(2, 3).reshape(bn, n, c))
+        return self.proj(window_attention(*qkv.unbind(0), mask).reshape(bn, n, c))
 
 
 class SwinBlock3D(nn.Module):
