@@ -18,8 +18,9 @@ Implementation notes (speed, same function):
 
 * Attention runs through ``F.scaled_dot_product_attention`` with one additive float mask that holds the
   relative/fragment bias and the ``-100`` shifted-window mask.  The mask is per window, ``[nW, nH, N, N]``, and
-  shared by the batch (:func:`window_attention`: one call per sample, q/k/v views of the projection, instead of
-  repeating the mask per sample: at batch 12 in stage 1 that repeat was 2.8 GB, kept for backward).
+  shared by the batch instead of repeated per sample (at batch 12 in stage 1 that repeat was 2.8 GB, kept for
+  backward): :func:`window_attention` lays q/k/v out ``[B, nW*nH, N, hd]`` for one call, or in CPU inference
+  calls the kernel once per sample on views of the qkv projection (no copies of q/k/v or of the output).
   Its rows are allocated ``N`` rounded up to 16 elements and sliced (N = 392 is not a multiple of 16), so the
   fused GPU kernels take it as is instead of padding a copy on every call.
 * Everything that depends only on geometry (sliced index, fragment gate ``g``, shift mask, the token order of the
@@ -307,6 +308,15 @@ class Mlp(nn.Module):
         return self.fc2(hidden)
 
 
+def _per_sample_calls_apply(q: Tensor) -> bool:
+    """Whether :func:`window_attention` calls the kernel once per sample: CPU inference outside tracing and export.
+    There the copies it saves cost more than the calls; training keeps the one batched call (its gradients, and so
+    every recorded training run, stay as they were), GPUs too (one launch), and an exported graph must not loop
+    over a sample count that stays dynamic."""
+    return (q.device.type == "cpu" and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+            and not torch.onnx.is_in_onnx_export())
+
+
 def window_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     """Softmax attention of ``B`` samples' windows with one additive mask per window, shared by the samples.
 
@@ -317,18 +327,17 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     nw, total = mask.shape[0], q.shape[0]
     if nw == 1:  # one mask for every window: it broadcasts in one call
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        # an exported graph keeps the number of samples dynamic, so no loop over them: q/k/v as [B, nW*nH, N, hd]
-        # (copies) with the mask [1, nW*nH, N, N] broadcast over the samples
-        _, heads, n, hd = q.shape
-        b = total // nw
-        q, k, v = (t.reshape(b, nw * heads, n, hd) for t in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.reshape(1, nw * heads, n, n))
-        return out.view(b, nw, heads, n, hd).transpose(2, 3).reshape(total, n, heads, hd)
-    # One call per sample: q/k/v stay views of the projection, and the CPU kernels write their output as
-    # [nW, N, nH, hd] in memory, so only the concatenation copies (bit-identical to the batched call).
-    return torch.cat([F.scaled_dot_product_attention(q[i:i + nw], k[i:i + nw], v[i:i + nw], attn_mask=mask)
-                      .transpose(1, 2) for i in range(0, total, nw)])
+    if _per_sample_calls_apply(q):
+        # q/k/v stay views of the projection, and the CPU kernel writes its output as [nW, N, nH, hd] in memory,
+        # so only the concatenation copies (bit-identical to the batched call)
+        return torch.cat([F.scaled_dot_product_attention(q[i:i + nw], k[i:i + nw], v[i:i + nw], attn_mask=mask)
+                          .transpose(1, 2) for i in range(0, total, nw)])
+    # one call for all samples: q/k/v as [B, nW*nH, N, hd] (copies), the mask [1, nW*nH, N, N] broadcast over them
+    _, heads, n, hd = q.shape
+    b = total // nw
+    q, k, v = (t.reshape(b, nw * heads, n, hd) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.reshape(1, nw * heads, n, n))
+    return out.view(b, nw, heads, n, hd).transpose(2, 3).reshape(total, n, heads, hd)
 
 
 class WindowAttention3D(nn.Module):
