@@ -40,9 +40,9 @@ import torch
 from samacore.options import OptionError
 from samacore.registry import Registry
 
-__all__ = ["VideoReadError", "VideoNotFoundError", "decode_frames", "read_frames", "open_video", "pick_frames", "take_rows",
-           "still_image_reason", "DECODERS", "decoder_choices", "Decoder", "register_decoder", "resolve_decoder",
-           "set_verbose", "verbose"]
+__all__ = ["VideoReadError", "VideoNotFoundError", "decode_frames", "read_frames", "open_video", "pick_frames",
+           "take_rows", "still_image_reason", "DECODERS", "decoder_choices", "Decoder", "register_decoder",
+           "resolve_decoder", "set_verbose", "verbose"]
 
 
 class VideoReadError(RuntimeError):
@@ -558,7 +558,8 @@ def pick_frames(num_frames: int, samplers: Mapping[str, Any], is_train: bool,
     frames = read(unique.tolist())
     videos, start = {}, 0
     for branch, inds in frame_inds.items():
-        videos[branch] = take_rows(frames, inverse.reshape(-1)[start:start + len(inds)]).permute(3, 0, 1, 2)  # [C, T, H, W]
+        rows = inverse.reshape(-1)[start:start + len(inds)]
+        videos[branch] = take_rows(frames, rows).permute(3, 0, 1, 2)  # [C, T, H, W]
         start += len(inds)
     return videos, frame_inds
 

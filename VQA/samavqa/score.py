@@ -82,7 +82,8 @@ from samacore.scoring import NoCheckpointError, ScoreRow
 from samacore.utils import pick_device
 
 from .datasets import VIDEO_EXTENSIONS, VideoReadError, _VideoQualityDataset
-from .decoders import decoder_choices, open_video, pick_frames, resolve_decoder, set_verbose, still_image_reason, take_rows
+from .decoders import (decoder_choices, open_video, pick_frames, resolve_decoder, set_verbose, still_image_reason,
+                       take_rows)
 from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weights
 from .presets import (PRESETS, WEIGHT_FOLDERS, list_presets, missing_checkpoint, preset_for_weights, preset_of,
                       resolve_preset)
