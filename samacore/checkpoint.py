@@ -18,13 +18,16 @@ rank (nodes need not share a file system).
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import pickle
 import re
+import signal
 import struct
 import sys
 import tempfile
+import threading
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -362,25 +365,50 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
+@contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) while the block runs and deliver it once the block has ended.
+
+    Interrupted inside ``torch.save``, the zip writer's own clean-up raises a ``RuntimeError`` in place of the
+    ``KeyboardInterrupt``, so a command stopped while writing a checkpoint ended with a traceback and status 1, not
+    its one line and 130. Held, the file is finished and renamed into place first. Only the main thread receives
+    signals; elsewhere, or where SIGINT is ignored, the block just runs.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) in (
+            signal.SIG_IGN, None):
+        yield
+        return
+    held: List[int] = []
+    before = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+        if held:
+            signal.raise_signal(signal.SIGINT)  # now to the handler that was there (Python's: KeyboardInterrupt)
+
+
 def save_checkpoint(obj: Any, path: str) -> None:
     """Save atomically (a temporary file beside ``path``, then a rename: a kill never leaves half a file), with
-    CPU tensors and, for a dict, the ``checksum`` of its tensors (:func:`tensor_checksum`)."""
+    CPU tensors and, for a dict, the ``checksum`` of its tensors (:func:`tensor_checksum`). Ctrl-C during the write
+    takes effect once the file is in place (:func:`ctrl_c_held`)."""
     obj = _to_cpu(obj)
     if isinstance(obj, dict):
         obj[CHECKSUM_KEY] = tensor_checksum(obj)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with ctrl_c_held():
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
 
 
 @dataclass

@@ -302,3 +302,26 @@ def test_what_a_download_gone_wrong_is(tmp_path, content, says):
     with pytest.raises(CheckpointError) as e:
         load_checkpoint(str(tmp_path / "w.pth"))
     assert str(e.value).startswith(f"{tmp_path / 'w.pth'} is not a PyTorch checkpoint: it is {says}")
+
+
+def test_ctrl_c_while_a_checkpoint_is_written_ends_after_the_file_is_in_place(tmp_path, monkeypatch):
+    # SIGINT inside torch.save used to surface as the zip writer's RuntimeError (a traceback, status 1); held, the
+    # file is finished and renamed first, then the KeyboardInterrupt comes
+    import signal
+
+    from samacore import checkpoint as ck
+
+    real_save = torch.save
+
+    def interrupted_save(obj, f):
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C as the write starts
+        real_save(obj, f)
+
+    monkeypatch.setattr(ck.torch, "save", interrupted_save)
+    path = tmp_path / "last.pth"
+    with pytest.raises(KeyboardInterrupt):
+        ck.save_checkpoint({"state_dict": {"w": torch.arange(4.0)}}, str(path))
+    monkeypatch.undo()
+    assert torch.equal(ck.load_checkpoint(str(path))["state_dict"]["w"], torch.arange(4.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # no temporary file left
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's handler is back
