@@ -319,9 +319,14 @@ def test_ctrl_c_while_a_checkpoint_is_written_ends_after_the_file_is_in_place(tm
 
     monkeypatch.setattr(ck.torch, "save", interrupted_save)
     path = tmp_path / "last.pth"
-    with pytest.raises(KeyboardInterrupt):
-        ck.save_checkpoint({"state_dict": {"w": torch.arange(4.0)}}, str(path))
+    # Python's own Ctrl-C handler, as in a terminal (a suite run in the background has SIGINT ignored)
+    outside = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ck.save_checkpoint({"state_dict": {"w": torch.arange(4.0)}}, str(path))
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
+    finally:
+        signal.signal(signal.SIGINT, outside)
     monkeypatch.undo()
     assert torch.equal(ck.load_checkpoint(str(path))["state_dict"]["w"], torch.arange(4.0))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # no temporary file left
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's handler is back
