@@ -289,9 +289,9 @@ class _ClipReads:
     """
 
     def __init__(self, video: Any, needed: Sequence[np.ndarray], progress: Optional[Any]) -> None:
-        self.video, self.needed, self.progress = video, list(needed), progress
-        self.rest = np.unique(np.concatenate(self.needed[1:])) if len(self.needed) > 1 else np.zeros(0, np.int64)
-        self.total = sum(len(n) for n in self.needed)  # frames to decode (fewer once the rest is read together)
+        self.video, self.progress = video, progress
+        self.rest = np.unique(np.concatenate(needed[1:])) if len(needed) > 1 else np.zeros(0, np.int64)
+        self.total = sum(len(n) for n in needed)  # frames to decode (fewer once the rest is read together)
         self.decoded, self.frame_bytes = 0, 0
         self.ahead: Optional[torch.Tensor] = None  # frames self.rest, when read together
 

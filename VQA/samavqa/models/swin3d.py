@@ -283,12 +283,18 @@ class DropPath(nn.Module):
         return f"p={self.p}"
 
 
+def _eager_cpu_inference(x: Tensor) -> bool:
+    """Whether ``x`` flows through an eager CPU forward without gradients: not traced, exported or compiled (where the
+    CPU fast paths below have no autograd, no ONNX / dynamo form, or would fix a dimension that stays dynamic)."""
+    return (x.device.type == "cpu" and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+            and not torch.onnx.is_in_onnx_export() and not torch.compiler.is_compiling())
+
+
 def _fused_gelu_applies(x: Tensor) -> bool:
-    """Whether ``gelu(linear(x))`` may run as oneDNN's linear with a GELU epilogue: fp32 CPU inference outside
-    autocast, tracing, export and compilation (the fused op has no autograd and no ONNX / dynamo form)."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
-            and not torch.is_autocast_enabled("cpu") and torch.backends.mkldnn.is_available()
-            and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export() and not torch.compiler.is_compiling())
+    """Whether ``gelu(linear(x))`` may run as oneDNN's linear with a GELU epilogue: fp32 eager CPU inference
+    outside autocast."""
+    return (_eager_cpu_inference(x) and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+            and torch.backends.mkldnn.is_available())
 
 
 class Mlp(nn.Module):
@@ -308,15 +314,6 @@ class Mlp(nn.Module):
         return self.fc2(hidden)
 
 
-def _per_sample_calls_apply(q: Tensor) -> bool:
-    """Whether :func:`window_attention` calls the kernel once per sample: CPU inference outside tracing and export.
-    There the copies it saves cost more than the calls; training keeps the one batched call (its gradients, and so
-    every recorded training run, stay as they were), GPUs too (one launch), and an exported graph must not loop
-    over a sample count that stays dynamic."""
-    return (q.device.type == "cpu" and not torch.is_grad_enabled() and not torch.jit.is_tracing()
-            and not torch.onnx.is_in_onnx_export())
-
-
 def window_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     """Softmax attention of ``B`` samples' windows with one additive mask per window, shared by the samples.
 
@@ -327,9 +324,11 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     nw, total = mask.shape[0], q.shape[0]
     if nw == 1:  # one mask for every window: it broadcasts in one call
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)
-    if _per_sample_calls_apply(q):
-        # q/k/v stay views of the projection, and the CPU kernel writes its output as [nW, N, nH, hd] in memory,
-        # so only the concatenation copies (bit-identical to the batched call)
+    if _eager_cpu_inference(q):
+        # One call per sample: q/k/v stay views of the projection, and the CPU kernel writes its output as
+        # [nW, N, nH, hd] in memory, so only the concatenation copies (bit-identical to the batched call). Training
+        # keeps the batched call (its gradients, so every recorded run, stay as they were), GPUs too (one launch),
+        # and a traced / exported / compiled graph must not loop over a sample count that stays dynamic.
         return torch.cat([F.scaled_dot_product_attention(q[i:i + nw], k[i:i + nw], v[i:i + nw], attn_mask=mask)
                           .transpose(1, 2) for i in range(0, total, nw)])
     # one call for all samples: q/k/v as [B, nW*nH, N, hd] (copies), the mask [1, nW*nH, N, N] broadcast over them
