@@ -8,6 +8,7 @@ returns, so the pickle refers to numpy's scalar constructor and dtype classes. n
 as ``numpy._core.multiarray.scalar``, numpy 1.x as ``numpy.core.multiarray.scalar``.
 """
 import argparse
+import dataclasses
 import pickletools
 import zipfile
 
@@ -17,7 +18,7 @@ import torch
 import yaml
 
 from helpers import GRID, MODEL, SMALL_SWIN
-from samacore.checkpoint import CheckpointError, load_checkpoint
+from samacore.checkpoint import CheckpointError, build_with_weights, load_checkpoint, load_state_dict_checked
 from samacore.runs import run_command
 from samaiqa import cli as iqa_cli
 from samaiqa import score as iqa_score
@@ -330,3 +331,68 @@ def test_ctrl_c_while_a_checkpoint_is_written_ends_after_the_file_is_in_place(tm
     monkeypatch.undo()
     assert torch.equal(ck.load_checkpoint(str(path))["state_dict"]["w"], torch.arange(4.0))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # no temporary file left
+
+
+# ----------------------------------------------------------------------------------------------- build_with_weights
+class _Tiny(torch.nn.Module):
+    """A linear layer with a computed (persistent) buffer: what build_with_weights must keep or rebuild."""
+
+    def __init__(self, needs_values: bool = False):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+        self.register_buffer("index", torch.arange(3, device="cpu"))
+        if needs_values:
+            self.scale = float(torch.ones(1).sum())  # construction that reads a value: impossible on meta
+
+
+def _load_into(state):
+    return lambda model: load_state_dict_checked(model, state, what="tiny")
+
+
+def test_build_with_weights_gives_the_files_tensors_without_random_draws():
+    torch.manual_seed(0)
+    state = _Tiny().state_dict()
+    state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}  # a half-precision file
+    rng = torch.get_rng_state()
+    model, report = build_with_weights(_Tiny, _load_into(state), "cpu")
+    assert torch.equal(torch.get_rng_state(), rng)  # no random initialisation ran
+    assert report.loaded == 3 and not report.missing
+    assert not any(t.is_meta for t in list(model.parameters()) + list(model.buffers()))
+    assert model.fc.weight.dtype == torch.float32 and torch.equal(model.fc.weight, state["fc.weight"].float())
+    assert torch.equal(model.index, torch.arange(3))
+
+
+def test_build_with_weights_builds_as_usual_where_meta_cannot_work():
+    torch.manual_seed(0)
+    full = _Tiny().state_dict()
+    # a file without the buffer leaves it without a value on meta: the usual build keeps its computed value
+    without_buffer = {k: v for k, v in full.items() if k != "index"}
+    model, report = build_with_weights(_Tiny, _load_into(without_buffer), "cpu")
+    assert report.missing == ["index"] and torch.equal(model.index, torch.arange(3))
+    assert torch.equal(model.fc.weight, full["fc.weight"])
+    # construction that reads values: built as usual, weights loaded
+    model, _ = build_with_weights(lambda: _Tiny(needs_values=True), _load_into(full), "cpu")
+    assert model.scale == 1.0 and torch.equal(model.fc.bias, full["fc.bias"])
+    # a load that checks values (torch.equal has no meta kernel): built as usual
+    def checking_load(model):
+        assert torch.equal(model.fc.bias, model.fc.bias)
+        return load_state_dict_checked(model, full, what="tiny")
+
+    model, _ = build_with_weights(_Tiny, checking_load, "cpu")
+    assert torch.equal(model.fc.weight, full["fc.weight"])
+    # a file that does not fit is the loader's error, as with a usual build
+    with pytest.raises(CheckpointError, match="wrong shape"):
+        build_with_weights(_Tiny, _load_into({**full, "fc.weight": torch.zeros(2, 4)}), "cpu")
+
+
+def test_vqa_scorer_loads_without_random_draws_and_scores_as_a_usual_build(vqa):
+    root, model, paths = vqa
+    torch.manual_seed(0)
+    rng = torch.get_rng_state()
+    scorer = vqa_score.load_scorer(paths["numpy2"], str(root / "tiny.yml"), device="cpu")
+    assert torch.equal(torch.get_rng_state(), rng)  # built on the meta device: no random initialisation
+    mine, theirs = scorer.model.state_dict(), model.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert not any(m.training for m in scorer.model.modules())
+    usual = dataclasses.replace(scorer, model=model.eval())
+    assert scorer(str(root / "a.mp4")) == usual(str(root / "a.mp4"))

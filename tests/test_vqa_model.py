@@ -59,6 +59,12 @@ def test_relative_position_index_encodes_offsets():
     assert torch.all(idx.diagonal() == centre)
     assert torch.equal(idx + idx.t(), torch.full_like(idx, 2 * centre))  # offset(p,q) = -offset(q,p)
     assert int(idx.max()) == (2 * 3 - 1) * (2 * 4 - 1) * (2 * 5 - 1) - 1 and int(idx.min()) == 0
+    # built once per window and handed out as copies: a caller that changes its index changes no other
+    idx.zero_()
+    again = relative_position_index(win)
+    assert int(again.max()) > 0 and again.data_ptr() != idx.data_ptr()
+    with torch.device("meta"):  # a model built on the meta device still gets the values
+        assert torch.equal(relative_position_index(win), again)
 
 
 def test_sliced_index_keeps_each_offset_on_its_table_row():

@@ -8,7 +8,7 @@ video's score is the mean of its score maps over clips and positions.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -24,10 +24,11 @@ from .models import DiViDeAddEvaluator
 __all__ = ["build_model", "make_predict_fn", "make_step_fn", "schedule", "split_clips"]
 
 
-def build_model(opt: Mapping[str, Any], device: str) -> DiViDeAddEvaluator:
+def build_model(opt: Mapping[str, Any], device: Optional[str] = None) -> DiViDeAddEvaluator:
     """The evaluator of ``model.args`` (checked by :mod:`samavqa.schema` when the options were loaded), on
-    ``device``."""
-    return DiViDeAddEvaluator(**dict(opt["model"].get("args") or {})).to(device)
+    ``device`` (None: where torch builds it, e.g. the meta device of :func:`samacore.checkpoint.build_with_weights`)."""
+    net = DiViDeAddEvaluator(**dict(opt["model"].get("args") or {}))
+    return net if device is None else net.to(device)
 
 
 def schedule(opt: Mapping[str, Any]) -> Callable[[List[int]], Callable[[int], float]]:

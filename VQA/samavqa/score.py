@@ -76,7 +76,7 @@ import torch
 from torch import nn
 
 from samacore import engine, scoring
-from samacore.checkpoint import CheckpointError, load_checkpoint
+from samacore.checkpoint import CheckpointError, build_with_weights, load_checkpoint
 from samacore.options import OptionError
 from samacore.scoring import NoCheckpointError, ScoreRow
 from samacore.utils import pick_device
@@ -550,13 +550,21 @@ def _load_model(opt: Mapping[str, Any], obj: Any, sample_types: Mapping[str, Any
                 source: str, notes: List[str]) -> nn.Module:
     """The model of ``opt`` with the checkpoint's weights, in eval mode; weights that do not fit the model are
     one error naming the file, the options and what to pass."""
-    net = build_model(opt, device)
-    missing = [k for k in sample_types if k.split("_")[0] not in net.branches]
-    if missing:
-        raise OptionError(f"sample_types {', '.join(missing)} have no model branch; the model has "
-                          f"{', '.join(net.branches)}")
-    notes += scoring.load_fitting(lambda: load_vqa_weights(net, obj), path, source,
-                                  "--options FILE (the options it was trained with) or -m NAME (a released model)")
+    def build() -> nn.Module:
+        net = build_model(opt)
+        missing = [k for k in sample_types if k.split("_")[0] not in net.branches]
+        if missing:
+            raise OptionError(f"sample_types {', '.join(missing)} have no model branch; the model has "
+                              f"{', '.join(net.branches)}")
+        return net
+
+    def load(net: nn.Module) -> List[str]:
+        return scoring.load_fitting(lambda: load_vqa_weights(net, obj), path, source,
+                                    "--options FILE (the options it was trained with) or -m NAME (a released model)")
+
+    # every learnable tensor comes from the file (a checkpoint lacking one is refused), so no random init
+    net, load_notes = build_with_weights(build, load, device)
+    notes += load_notes
     return net.eval()
 
 

@@ -35,6 +35,7 @@ the backbone interface of :mod:`samavqa.models.backbones` (``forward_features``,
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -89,13 +90,23 @@ def clamp_window(feat_size: Sequence[int], window: Sequence[int], shift: Sequenc
 
 
 def relative_position_index(window: Sequence[int]) -> Tensor:
-    """Standard 3D Swin index ``[N, N]`` (``N = Wd*Wh*Ww``) into a ``(2Wd-1)(2Wh-1)(2Ww-1)`` table."""
+    """Standard 3D Swin index ``[N, N]`` (``N = Wd*Wh*Ww``) into a ``(2Wd-1)(2Wh-1)(2Ww-1)`` table (a new tensor)."""
+    return _relative_position_index(tuple(window)).clone()
+
+
+@functools.lru_cache(maxsize=8)
+def _relative_position_index(window: Triple) -> Tensor:
+    # Every block of a model registers the same index: built once (20 ms per block for an 8x7x7 window), handed
+    # out as clones so that no caller can alter the cached one. On the CPU also while a model is built on the meta
+    # device (samacore.checkpoint.build_with_weights): the cache must hold values.
     wd, wh, ww = window
-    grid = torch.stack(torch.meshgrid(torch.arange(wd), torch.arange(wh), torch.arange(ww), indexing="ij"))
+    cpu = torch.device("cpu")
+    grid = torch.stack(torch.meshgrid(torch.arange(wd, device=cpu), torch.arange(wh, device=cpu),
+                                      torch.arange(ww, device=cpu), indexing="ij"))
     flat = grid.flatten(1)  # [3, N]
     rel = (flat[:, :, None] - flat[:, None, :]).permute(1, 2, 0)  # [N, N, 3], p - q
-    rel = rel + torch.tensor([wd - 1, wh - 1, ww - 1])
-    strides = torch.tensor([(2 * wh - 1) * (2 * ww - 1), 2 * ww - 1, 1])
+    rel = rel + torch.tensor([wd - 1, wh - 1, ww - 1], device=cpu)
+    strides = torch.tensor([(2 * wh - 1) * (2 * ww - 1), 2 * ww - 1, 1], device=cpu)
     return (rel * strides).sum(-1)
 
 
@@ -533,7 +544,8 @@ class SwinTransformer3D(nn.Module):
         self.base_x_size = tuple(config.base_x_size)
         self.patch_embed = PatchEmbed3D(config.patch_size, config.in_chans, config.embed_dim, config.patch_norm)
         n_blocks = sum(config.depths)
-        rates = torch.linspace(0, config.drop_path_rate, n_blocks).tolist()  # stochastic depth grows with depth
+        # stochastic depth grows with depth (computed on the CPU, also when the model is built on the meta device)
+        rates = torch.linspace(0, config.drop_path_rate, n_blocks, device="cpu").tolist()
         self.layers = nn.ModuleList()
         start = 0
         for i, depth in enumerate(config.depths):
