@@ -6,7 +6,9 @@ import sys
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(_here), _here]  # the repo's packages, also when not installed
 
-from samaiqa.cli import train_command  # noqa: E402
+from samacore.startup import COMMANDS, launch  # noqa: E402  (standard library only)
+
+COMMAND = "sama-train-iqa"  # the same as this console command: samaiqa.cli:train_command
 
 if __name__ == "__main__":
-    train_command()
+    sys.exit(launch(COMMANDS[COMMAND]))

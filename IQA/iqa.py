@@ -6,7 +6,9 @@ import sys
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(_here), _here]  # the repo's packages, also when not installed
 
-from samaiqa.score import main  # noqa: E402
+from samacore.startup import COMMANDS, launch  # noqa: E402  (standard library only)
+
+COMMAND = "sama-iqa"  # the same as this console command: samaiqa.score:main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(launch(COMMANDS[COMMAND]))

@@ -6,7 +6,7 @@ import sys
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(_here), _here]  # the repo's packages, also when not installed
 
-from samaiqa.visualize import main  # noqa: E402
+from samacore.startup import launch  # noqa: E402  (standard library only)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(launch("samaiqa.visualize:main"))

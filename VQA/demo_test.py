@@ -6,9 +6,9 @@ import sys
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(_here), _here]  # the repo's packages, also when not installed
 
-import torch  # noqa: E402,F401  (torch before decord: the other order can hang)
+from samacore.startup import COMMANDS, launch  # noqa: E402  (standard library only)
 
-from samavqa.cli import test_command  # noqa: E402
+COMMAND = "sama-test-vqa"  # the same as this console command: samavqa.cli:test_command
 
 if __name__ == "__main__":
-    test_command()
+    sys.exit(launch(COMMANDS[COMMAND]))

@@ -6,9 +6,9 @@ import sys
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(_here), _here]  # the repo's packages, also when not installed
 
-import torch  # noqa: E402,F401  (torch before decord: the other order can hang)
+from samacore.startup import COMMANDS, launch  # noqa: E402  (standard library only)
 
-from samavqa.export_onnx import main  # noqa: E402
+COMMAND = "sama-export-vqa"  # the same as this console command: samavqa.export_onnx:main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(launch(COMMANDS[COMMAND]))

@@ -10,9 +10,7 @@ import sys
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(_here), _here]  # the repo's packages, also when not installed
 
-import torch  # noqa: E402,F401  (torch before decord: the other order can hang)
-
-from samavqa.visualize import main  # noqa: E402
+from samacore.startup import launch  # noqa: E402  (standard library only)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(launch("samavqa.visualize:main"))

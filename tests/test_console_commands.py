@@ -3,9 +3,11 @@ each is the very function its script runs, `--help` works and equals the functio
 ends in one line with exit status 2, and `sama-iqa` scores an image exactly as `IQA/iqa.py` does."""
 import os
 import runpy
+import signal
 import subprocess
 import sys
 import sysconfig
+import time
 from importlib.metadata import entry_points
 from types import SimpleNamespace
 from typing import Dict, List, Sequence
@@ -13,6 +15,7 @@ from typing import Dict, List, Sequence
 import pytest
 
 from helpers import REPO
+from samacore import startup
 from test_iqa_score import make_images, small_checkpoint
 
 # command -> (entry point, its script, the name the script calls)
@@ -66,12 +69,56 @@ def test_each_command_is_the_function_its_script_runs(monkeypatch):
     for ep in entry_points(group="console_scripts"):
         eps.setdefault(ep.name, ep)
     monkeypatch.setattr(sys, "path", list(sys.path))  # the scripts put the repository on sys.path
+    assert set(startup.COMMANDS) == set(COMMANDS)
     for name, (target, script, attr) in COMMANDS.items():
         assert name in eps, f"no console command {name}: reinstall the project (pip install -e .)"
-        assert eps[name].value == target and eps[name].dist.name == "sama-quality"
+        assert eps[name].dist.name == "sama-quality"
+        assert eps[name].value == f"samacore.startup:{name.replace('-', '_')}", "reinstall (pip install -e .)"
+        assert startup.COMMANDS[name] == target and target.endswith(":" + attr)
         script_globals = runpy.run_path(os.path.join(REPO, script), run_name="not_main")
-        assert script_globals[attr] is eps[name].load(), f"{script} does not run {target}"
+        assert startup.COMMANDS[script_globals["COMMAND"]] == target, f"{script} does not run {target}"
         executable(name)
+
+
+def wait_until_torch_loads(pid: int) -> None:
+    """Until PyTorch's C++ library is mapped into the process: it is then inside ``import torch``, which goes on
+    for half a second or more after that (its Python modules)."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with open(f"/proc/{pid}/maps") as f:
+            if "libtorch_cpu" in f.read():
+                return
+        time.sleep(0.01)
+    raise AssertionError("the command did not start importing PyTorch within 120 s")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="watches the process's memory map in /proc")
+def test_ctrl_c_while_a_command_starts_is_one_line(tmp_path):
+    """SIGINT while PyTorch is being imported (the first second of every command): one line, exit status 130."""
+    for command in ([executable("sama-vqa"), "--help"], [sys.executable, os.path.join(REPO, "IQA", "iqa.py"), "--help"]):
+        # SIGINT handled as in a terminal even when pytest runs in the background (where the shell ignores it)
+        proc = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        wait_until_torch_loads(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130 and out == "", (command, err[-2000:])
+        assert err.splitlines() == [startup.STARTING_MESSAGE], (command, err[-2000:])
+
+
+def test_starting_gives_the_previous_handler_back():
+    # Python's own handler for the test's duration: where pytest runs in the background SIGINT is ignored, and
+    # starting() then leaves it so
+    outside = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with startup.starting():
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with startup.starting():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, outside)
 
 
 BAD_OPTIONS = "name: x\ndata: {val: 1\n"  # an unclosed mapping
