@@ -6,7 +6,8 @@
 * Failing together: a rank whose training or evaluation raises publishes the reason in the process group's
   store (:func:`failing_together`); the other ranks end within seconds with ``error: rank R failed: <reason>``,
   either when their next collective fails (gloo notices a peer that exited) or, when blocked in a collective
-  that never returns (NCCL), through a watcher thread that polls the store.
+  that never returns, through a watcher thread that polls the store. The failing rank exits once they have read
+  the reason (a counter in the store; at most :data:`READ_WAIT_S` s): torchrun stops the others when it exits.
 * :func:`wrap_ddp` wraps a model in DistributedDataParallel with settings read off the model.
 """
 from __future__ import annotations
@@ -37,6 +38,10 @@ EXIT_DEADLINE_S = 20
 #: how often the watcher thread looks for a peer's failure, and how long it lets the main thread end by itself
 WATCH_EVERY_S = 1.0
 WATCH_GRACE_S = 3.0
+#: the store counter of ranks that have read a published failure, and how long the failing rank waits for all
+#: of them: its exit makes torchrun stop the others, which must have said why first
+READ_KEY = "sama/failure-read"
+READ_WAIT_S = WATCH_EVERY_S + WATCH_GRACE_S + 2.0
 
 
 def is_dist() -> bool:
@@ -200,12 +205,30 @@ def failing_together() -> Iterator[None]:
         peer = published_failure() or _wait_for_peer_failure(error)
         _exit_by(EXIT_DEADLINE_S)
         if peer is not None:
+            _count_as_read()
             raise RankFailed(peer) from None
         try:
             _store().set(FAIL_KEY, f"{rank()}\t{_reason(error)}")
+            _wait_until_read()
         except Exception:
             pass  # the store's host is gone: the others learn from their collectives
         raise
+
+
+def _count_as_read() -> None:
+    try:
+        _store().add(READ_KEY, 1)
+    except Exception:  # the store went away with its host
+        pass
+
+
+def _wait_until_read() -> None:
+    """Until every other rank has read this rank's published failure (at most :data:`READ_WAIT_S` s): once it
+    exits, torchrun stops the others, and one still blocked in a collective would end without saying why."""
+    store, end = _store(), time.monotonic() + READ_WAIT_S
+    while store.add(READ_KEY, 0) < world_size() - 1 and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(0.5)  # a reader counts itself just before it prints and exits
 
 
 def _wait_for_peer_failure(error: BaseException, wait_s: float = 2.0) -> Optional[str]:
@@ -235,6 +258,7 @@ def _start_failure_watcher() -> None:
             if peer is not None:
                 time.sleep(WATCH_GRACE_S)
                 print(f"error: {peer}", file=sys.stderr, flush=True)
+                _count_as_read()
                 os._exit(1)
 
     threading.Thread(target=watch, name="sama-failure-watcher", daemon=True).start()

@@ -57,3 +57,26 @@ def test_skipping_loader_counts_the_samplers_share():
     shard = DataLoader(data, sampler=ContiguousShardSampler(10, 1, 4), batch_size=2)
     assert _share(SkippingLoader(shard, BadItemLog(), "val")) == 3  # rank 1 of 4 over 10 items: [2, 5)
     assert _share(SkippingLoader(DataLoader(data, batch_size=2), BadItemLog(), "val")) == 10
+
+
+def test_the_failing_rank_waits_until_the_others_have_read_why(monkeypatch):
+    """Its exit makes torchrun stop the others: they must have read (and said) the reason first. The wait ends
+    when every other rank has counted itself, or after READ_WAIT_S."""
+    import threading
+
+    import torch.distributed as dist
+
+    store = dist.HashStore()
+    monkeypatch.setattr(D, "_store", lambda: store)
+    monkeypatch.setattr(D, "world_size", lambda: 3)
+    readers = [threading.Timer(0.3, D._count_as_read), threading.Timer(0.6, D._count_as_read)]
+    for r in readers:
+        r.start()
+    tic = time.monotonic()
+    D._wait_until_read()
+    assert 0.6 + 0.5 <= time.monotonic() - tic < D.READ_WAIT_S  # both read, then a moment to print and exit
+    monkeypatch.setattr(D, "READ_WAIT_S", 1.0)
+    monkeypatch.setattr(D, "world_size", lambda: 4)  # a third reader never comes: the wait is bounded
+    tic = time.monotonic()
+    D._wait_until_read()
+    assert 1.0 <= time.monotonic() - tic < 2.5
