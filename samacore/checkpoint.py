@@ -484,9 +484,10 @@ def build_with_weights(build: Callable[[], M], load: Callable[[M], T], device: s
     ``build()`` makes the model, ``load(model)`` puts the file's weights into it (through
     :func:`load_state_dict_checked`). The model is first built on the meta device: no storage, no random
     initialisation (a third of a second for FAST-VQA-B on a CPU, thrown away by the load), and the load hands it
-    the file's tensors. Where that cannot work it is built as usual: a model whose construction or checks need
-    values, a file that leaves a tensor of the model without a value (a missing buffer, ``allow_partial``), or
-    weights that do not fit (the usual build then raises the error, as it would have anyway).
+    the file's tensors; buffers that a module computes are then computed (timm's ``init_non_persistent_buffers``,
+    e.g. Swin-V2's coordinate tables). Where that cannot work it is built as usual: a model whose construction or
+    checks need values, a file that leaves a tensor of the model without a value (a missing buffer,
+    ``allow_partial``), or weights that do not fit (the usual build then raises the error, as it would anyway).
     """
     try:
         with torch.device("meta"):
@@ -495,7 +496,20 @@ def build_with_weights(build: Callable[[], M], load: Callable[[M], T], device: s
     except Exception:  # only a shortcut: the usual build below does the same and raises any real error
         pass
     else:
-        if not any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
+        if _computed_buffers_filled(model):
             return model.to(device), result
     model = build().to(device)
     return model, load(model)
+
+
+def _computed_buffers_filled(model: nn.Module) -> bool:
+    """Give storage (on the CPU, where the file's tensors are) and values to the buffers still on the meta device
+    of every module that computes its own (``init_non_persistent_buffers()``, timm's convention for models built
+    on the meta device); whether every tensor of the model has a value then."""
+    for module in model.modules():
+        names = [n for n, b in module._buffers.items() if b is not None and b.is_meta]
+        if names and callable(getattr(module, "init_non_persistent_buffers", None)):
+            for n in names:  # in place of _buffers: the buffer stays persistent or not, as registered
+                module._buffers[n] = torch.empty_like(module._buffers[n], device="cpu")
+            module.init_non_persistent_buffers()
+    return not any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers()))

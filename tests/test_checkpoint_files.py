@@ -396,3 +396,23 @@ def test_vqa_scorer_loads_without_random_draws_and_scores_as_a_usual_build(vqa):
     assert not any(m.training for m in scorer.model.modules())
     usual = dataclasses.replace(scorer, model=model.eval())
     assert scorer(str(root / "a.mp4")) == usual(str(root / "a.mp4"))
+
+
+def test_iqa_scorer_loads_without_random_draws_and_scores_as_a_usual_build(iqa):
+    """timm's Swin-V2 computes its coordinate tables and masks (buffers no file holds): on the meta device they
+    are computed once the file's tensors are in (init_non_persistent_buffers). SAMA's own files (Microsoft's
+    layout) are checked against those tables while they are converted, so they are built as usual."""
+    root, paths = iqa
+    image = str(root / "im0.png")
+    for name in ("plain", "numpy2"):  # our layout; SAMA's file (Microsoft's layout, converted)
+        torch.manual_seed(0)
+        rng = torch.get_rng_state()
+        scorer = iqa_score.load_scorer(paths[name], str(root / "o.yml"), device="cpu")
+        assert torch.equal(torch.get_rng_state(), rng) == (name == "plain"), name
+        usual = IQAModel(img_size=64, **SMALL_SWIN)
+        iqa_score.load_into_model(usual, paths[name])
+        mine, theirs = dict(scorer.model.named_buffers()), dict(usual.named_buffers())
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+        mine, theirs = scorer.model.state_dict(), usual.state_dict()
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+        assert scorer(image) == dataclasses.replace(scorer, model=usual.eval())(image)

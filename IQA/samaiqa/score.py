@@ -74,7 +74,7 @@ from torch.utils.data import Dataset
 
 from samacore import engine, scoring
 from samacore.calibration import Calibration, calibration_from_info
-from samacore.checkpoint import CheckpointError, load_checkpoint
+from samacore.checkpoint import CheckpointError, build_with_weights, load_checkpoint
 from samacore.options import OptionError
 from samacore.sampling import resolve_sample_type
 from samacore.scoring import NoCheckpointError, ScoreRow
@@ -328,19 +328,27 @@ def _load_model(opt: Mapping[str, Any], obj: Any, info: Mapping[str, Any], data_
                 source: str, notes: List[str]) -> IQAModel:
     """The checkpoint's own architecture (``model_config``) or the options' model, with the checkpoint's weights;
     weights that do not fit are one error naming the file, the options and what to pass."""
-    if isinstance(info.get("model_config"), Mapping):
-        try:
-            model = IQAModel(**dict(info["model_config"]))
-        except (TypeError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{path}: cannot rebuild the model from its model_config: {e}") from None
-    else:
-        model = build_model(opt)
-    want = (data_args["fragments_h"] * data_args["fsize_h"], data_args["fragments_w"] * data_args["fsize_w"])
-    if tuple(model.img_size) != want:
-        raise OptionError(f"the model takes {model.img_size[0]}x{model.img_size[1]} inputs but the sampling grid gives "
-                          f"{want[0]}x{want[1]}: use options whose data grid matches the checkpoint")
-    notes += scoring.load_fitting(lambda: load_into_model(model, obj), path, source,
-                                  "--options FILE (the options it was trained with)")
+    def build() -> IQAModel:
+        if isinstance(info.get("model_config"), Mapping):
+            try:
+                model = IQAModel(**dict(info["model_config"]))
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise CheckpointError(f"{path}: cannot rebuild the model from its model_config: {e}") from None
+        else:
+            model = build_model(opt)
+        want = (data_args["fragments_h"] * data_args["fsize_h"], data_args["fragments_w"] * data_args["fsize_w"])
+        if tuple(model.img_size) != want:
+            raise OptionError(f"the model takes {model.img_size[0]}x{model.img_size[1]} inputs but the sampling grid "
+                              f"gives {want[0]}x{want[1]}: use options whose data grid matches the checkpoint")
+        return model
+
+    def load(model: IQAModel) -> List[str]:
+        return scoring.load_fitting(lambda: load_into_model(model, obj), path, source,
+                                    "--options FILE (the options it was trained with)")
+
+    # the file's tensors without a random initialisation first, where the file holds them all
+    model, load_notes = build_with_weights(build, load, "cpu")
+    notes += load_notes
     return model
 
 
