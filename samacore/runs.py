@@ -34,14 +34,13 @@ from .precision import amp_mode, set_deterministic
 from .resume import RESUME_FILE, load_resume, run_options_text
 from .robust import BadItemLog, TooManyBadItems
 from .runlog import RunLogger
+from .startup import INTERRUPTED_STATUS
 
 #: what a user can fix (an option, a label file, a checkpoint, a missing file, too many unreadable items): the
 #: commands end with its message in one line instead of a traceback
 USER_ERRORS = (OptionError, LabelError, CheckpointError, FileNotFoundError, TooManyBadItems)
 
 
-#: exit status after Ctrl-C (128 + SIGINT), as a shell reports it
-INTERRUPTED_STATUS = 130
 
 
 def run_command(fn: Callable[[], Any]) -> None:

@@ -42,6 +42,7 @@ from .loaders import ContiguousShardSampler
 from .metrics import evaluate, format_metrics, has_labels
 from .options import OptionError
 from .robust import SkipBadItems, SkipCollate
+from .startup import INTERRUPTED_STATUS
 from .utils import reuse_freed_memory
 
 CSV_COLUMNS = ("name", "score", "calibrated", "error", "note")
@@ -924,7 +925,7 @@ class _ScoringRun:
                 row.name = todo[row.index][0]
                 self._emit(row, writer)
         except KeyboardInterrupt:
-            return 130
+            return INTERRUPTED_STATUS
         except Stopped as e:
             return e.status
         finally:
@@ -950,7 +951,7 @@ class _ScoringRun:
             print(_score_line(row), flush=True)
 
     def _say_stopped(self, status: int) -> None:
-        how = "Ctrl-C" if status == 130 else "SIGTERM"
+        how = "Ctrl-C" if status == INTERRUPTED_STATUS else "SIGTERM"
         done = len(self.done) + self.scored + self.failed
         where = ""
         if self.output is not None:

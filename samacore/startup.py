@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 __all__ = ["COMMANDS", "launch", "starting"]
 
-#: exit status of a command stopped by Ctrl-C (as ``samacore.runs.INTERRUPTED_STATUS``; a shell's 128 + SIGINT)
+#: exit status of a command stopped by Ctrl-C, at any time (128 + SIGINT, as a shell reports it)
 INTERRUPTED_STATUS = 130
 STARTING_MESSAGE = "interrupted (Ctrl-C) while starting: nothing was done"
 
