@@ -28,7 +28,6 @@ import signal
 import struct
 import sys
 import tempfile
-import threading
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -41,6 +40,7 @@ import yaml
 from torch import nn
 
 from . import distributed as D
+from .startup import sigint_handled
 
 
 class CheckpointError(RuntimeError):
@@ -374,18 +374,13 @@ def ctrl_c_held() -> Iterator[None]:
     Interrupted inside ``torch.save``, the zip writer's own clean-up raises a ``RuntimeError`` in place of the
     ``KeyboardInterrupt``, so a command stopped while writing a checkpoint ended with a traceback and status 1, not
     its one line and 130. Held, the file is finished and renamed into place first. Only the main thread receives
-    signals; elsewhere, or where SIGINT is ignored, the block just runs.
+    signals; elsewhere, or where SIGINT is ignored, the block just runs (:func:`samacore.startup.sigint_handled`).
     """
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) in (
-            signal.SIG_IGN, None):
-        yield
-        return
     held: List[int] = []
-    before = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
     try:
-        yield
+        with sigint_handled(lambda signum, frame: held.append(signum)):
+            yield
     finally:
-        signal.signal(signal.SIGINT, before)
         if held:
             signal.raise_signal(signal.SIGINT)  # now to the handler that was there (Python's: KeyboardInterrupt)
 

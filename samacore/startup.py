@@ -13,9 +13,9 @@ import importlib
 import signal
 import sys
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-__all__ = ["COMMANDS", "launch", "starting"]
+__all__ = ["COMMANDS", "launch", "sigint_handled", "starting"]
 
 #: exit status of a command stopped by Ctrl-C, at any time (128 + SIGINT, as a shell reports it)
 INTERRUPTED_STATUS = 130
@@ -36,23 +36,31 @@ COMMANDS = {
 
 
 @contextlib.contextmanager
-def starting() -> Iterator[None]:
-    """Within the block, Ctrl-C prints :data:`STARTING_MESSAGE` and exits with status 130; afterwards the handler
-    that was there is back (Python's, which the commands turn into their own one-line messages). Nothing changes
-    outside the main thread or where SIGINT is ignored (a background job)."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+def sigint_handled(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """SIGINT (Ctrl-C) goes to ``handler`` while the block runs; afterwards the handler that was there is back.
+    Nothing changes outside the main thread (only it receives signals) or where SIGINT is ignored (a background
+    job, which must stay deaf to it)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) in (
+            signal.SIG_IGN, None):
         yield
         return
-
-    def stop(signum: int, frame: Any) -> None:
-        print(STARTING_MESSAGE, file=sys.stderr)
-        raise SystemExit(INTERRUPTED_STATUS)
-
-    previous = signal.signal(signal.SIGINT, stop)
+    previous = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def starting() -> Iterator[None]:
+    """Within the block, Ctrl-C prints :data:`STARTING_MESSAGE` and exits with status 130; afterwards the handler
+    that was there is back (Python's, which the commands turn into their own one-line messages)."""
+    def stop(signum: int, frame: Any) -> None:
+        print(STARTING_MESSAGE, file=sys.stderr)
+        raise SystemExit(INTERRUPTED_STATUS)
+
+    with sigint_handled(stop):
+        yield
 
 
 def launch(target: str) -> Any:
