@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,8 +19,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import distributed as D
-from .checkpoint import (RESUME_FORMAT, CheckpointError, load_checkpoint, load_on_main, load_state_dict_checked,
-                         plain_options, save_checkpoint)
+from .checkpoint import (RESUME_FORMAT, CheckpointError, ctrl_c_held, load_checkpoint, load_on_main,
+                         load_state_dict_checked, plain_options, save_checkpoint)
 from .ema import unwrap
 from .metrics import BestTracker
 from .options import OptionError
@@ -239,11 +239,17 @@ class TrainState:
         state.update(extra)
         return state
 
-    def save(self, path: str, epoch: int, **extra: Any) -> None:
-        """Atomically write :meth:`state_dict` to ``path`` (rank 0); every rank must call it."""
+    def save(self, path: str, epoch: int, on_saved: Callable[[], None] = lambda: None, **extra: Any) -> None:
+        """Atomically write :meth:`state_dict` to ``path`` (rank 0), then ``on_saved()``; every rank must call it.
+
+        A Ctrl-C that comes meanwhile takes effect after both (:func:`samacore.checkpoint.ctrl_c_held`), so what
+        ``on_saved`` notes (the run context's last saved epoch, named by the Ctrl-C message) is the file that is
+        there; not held over the barrier, where another rank may hang."""
         state = self.state_dict(epoch, **extra)
-        if D.is_main():
-            save_checkpoint(state, path)
+        with ctrl_c_held():
+            if D.is_main():
+                save_checkpoint(state, path)
+            on_saved()
         D.barrier()
 
     def restore(self, state: Mapping[str, Any]) -> int:

@@ -243,8 +243,7 @@ def _save_state(state: TrainState, job: Job, ctx: RunContext, epoch: int) -> Non
     extra = dict(job.state_extra, sama=job.checkpoints.extra(None).get("sama"))
     if job.bad_log is not None:
         extra["bad_items"] = bad_log_state(job.bad_log)
-    state.save(ctx.state_path, epoch, **extra)
-    ctx.state_saved(epoch, job.where(epoch))
+    state.save(ctx.state_path, epoch, on_saved=lambda: ctx.state_saved(epoch, job.where(epoch)), **extra)
 
 
 # ----------------------------------------------------------------------------------------------- splits

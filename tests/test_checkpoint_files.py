@@ -416,3 +416,34 @@ def test_iqa_scorer_loads_without_random_draws_and_scores_as_a_usual_build(iqa):
         mine, theirs = scorer.model.state_dict(), usual.state_dict()
         assert all(torch.equal(mine[k], theirs[k]) for k in mine)
         assert scorer(image) == dataclasses.replace(scorer, model=usual.eval())(image)
+
+
+def test_ctrl_c_while_the_resume_state_is_written_names_that_state(tmp_path, monkeypatch):
+    """The Ctrl-C message names the epoch whose state was being written when Ctrl-C came: the hold lasts until the
+    run context has noted it (before, the KeyboardInterrupt left save_checkpoint first and the message said that
+    no state was saved, with the file in place)."""
+    import signal
+
+    from samacore import checkpoint as ck
+    from samacore.context import RunContext, interrupted_message
+    from samacore.resume import TrainState
+
+    model = torch.nn.Linear(2, 1)
+    state = TrainState(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    ctx = RunContext(state_path=str(tmp_path / "run" / "last.pth"))
+    monkeypatch.setattr(RunContext, "current", ctx)
+    real_save = torch.save
+
+    def interrupted_save(obj, f):
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C as the write starts
+        real_save(obj, f)
+
+    monkeypatch.setattr(ck.torch, "save", interrupted_save)
+    outside = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            state.save(ctx.state_path, 2, on_saved=lambda: ctx.state_saved(2))
+    finally:
+        signal.signal(signal.SIGINT, outside)
+    assert (tmp_path / "run" / "last.pth").is_file()
+    assert interrupted_message("sama-train-vqa").startswith("interrupted (Ctrl-C): the state after epoch 2 is saved")
