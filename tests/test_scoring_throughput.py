@@ -24,6 +24,7 @@ def test_clip_by_clip_items_equal_the_datasets_and_read_one_clip_at_a_time(setup
     reads, real = [], decoders._Reader.read
     monkeypatch.setattr(decoders._Reader, "read", lambda self, idx, progress=None: reads.append(len(idx)) or
                         real(self, idx, progress))
+    monkeypatch.setattr(S, "READ_AHEAD_BYTES", 0)  # frames over the budget
     got = S._ScoreDataset([path], sample_types, stype)[0]
     assert torch.equal(got["fragments"], want["fragments"]) and got["fragments"].shape[1] == 16
     assert all(np.array_equal(got["frame_inds"][k], v) for k, v in want["frame_inds"].items())
@@ -31,26 +32,38 @@ def test_clip_by_clip_items_equal_the_datasets_and_read_one_clip_at_a_time(setup
     assert reads == [8, 6] and got["decoded"] == 14
 
 
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
 @pytest.mark.parametrize("budget", [S.READ_AHEAD_BYTES, 0])
-def test_overlapping_clips_after_the_first_are_read_once_when_they_fit(setup, monkeypatch, budget):
+def test_overlapping_clips_are_read_in_one_pass_when_they_fit(setup, monkeypatch, budget, decoder):
     path = str(setup / "videos" / "v2.mp4")
     sample_types = {"fragments": dict(FRAG, num_clips=4, frame_interval=2)}  # 4 clips of 8 frames that overlap
     ds = FusionDataset(dict(phase="test", anno_file=[{"filename": path, "label": 1.0}], data_prefix=str(setup),
-                            sample_types=sample_types), stype="fragments")
+                            sample_types=sample_types, decoder=decoder), stype="fragments")
     want = ds[0]
     reads, real = [], decoders._Reader.read
     monkeypatch.setattr(decoders._Reader, "read", lambda self, idx, progress=None: reads.append(list(idx)) or
                         real(self, idx, progress))
     monkeypatch.setattr(S, "READ_AHEAD_BYTES", budget)
-    got = S._ScoreDataset([path], sample_types, "fragments")[0]
+    got = S._ScoreDataset([path], sample_types, "fragments", decoder=decoder)[0]
     assert torch.equal(got["fragments"], want["fragments"])  # bit-identical whichever way the frames were read
     clips = [np.unique(c) for c in want["frame_inds"]["fragments"].reshape(4, -1)]
-    rest = np.unique(np.concatenate(clips[1:]))
-    if budget:
-        assert reads == [clips[0].tolist(), rest.tolist()] and got["decoded"] == len(clips[0]) + len(rest)
-        assert len(rest) < sum(len(c) for c in clips[1:])  # the overlap is decoded once
+    union = np.unique(np.concatenate(clips))
+    if budget:  # every frame decoded once, in one call
+        assert reads == [union.tolist()] and got["decoded"] == len(union) < sum(len(c) for c in clips)
     else:  # frames over the budget: clip by clip, one clip's frames in memory
         assert reads == [c.tolist() for c in clips] and got["decoded"] == sum(len(c) for c in clips)
+
+
+def test_the_frame_size_is_known_before_decoding_and_a_failure_reads_clip_by_clip(setup, monkeypatch):
+    path = str(setup / "videos" / "v2.mp4")
+    for decoder in ("decord", "pyav"):
+        with decoders.open_video(path, decoder) as video:
+            assert video.frame_bytes() == video.read([0])[0].numel()
+    monkeypatch.setattr(decoders._DecordVideo, "frame_size", lambda self: 1 / 0)
+    sample_types = {"fragments": dict(FRAG, num_clips=4, frame_interval=2)}
+    got = S._ScoreDataset([path], sample_types, "fragments", decoder="decord")[0]
+    clips = [np.unique(c) for c in got["frame_inds"]["fragments"].reshape(4, -1)]
+    assert got["decoded"] == sum(len(c) for c in clips) > len(np.unique(np.concatenate(clips)))  # clip by clip
 
 
 def test_the_bar_counts_files_and_the_closing_line_says_how_fast(setup, tmp_path, capsys):
