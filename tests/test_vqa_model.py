@@ -162,25 +162,43 @@ def test_window_gather_is_roll_then_partition_and_back(shift):
     assert torch.equal(g_ours, g_theirs)
 
 
-def test_mlp_fuses_gelu_only_in_fp32_cpu_inference(monkeypatch):
-    """fp32 CPU inference runs fc1 + GELU as one oneDNN op (the same GEMM and GELU: equal to a few ulps, the
-    kernels may block the sums differently); training, autocast and other dtypes take the plain modules."""
+def test_linears_run_as_onednn_only_in_fp32_cpu_inference(monkeypatch):
+    """fp32 CPU inference runs every linear layer as oneDNN's (fc1 + GELU as one op): the same GEMMs, equal to a few
+    ulps (the libraries may block the sums differently); training, autocast and other dtypes take nn.Linear's path."""
     torch.manual_seed(0)
     mlp, x = swin3d.Mlp(16, 64), torch.randn(2, 3, 5, 5, 16)
-    plain = mlp.fc2(torch.nn.functional.gelu(mlp.fc1(x)))
+    assert isinstance(mlp.fc2, torch.nn.Linear) and set(mlp.state_dict()) == {"fc1.weight", "fc1.bias", "fc2.weight",
+                                                                              "fc2.bias"}
+    plain = torch.nn.functional.linear(torch.nn.functional.gelu(torch.nn.functional.linear(
+        x, mlp.fc1.weight, mlp.fc1.bias)), mlp.fc2.weight, mlp.fc2.bias)
     calls = []
-    fused = torch.ops.mkldnn._linear_pointwise
-    monkeypatch.setattr(swin3d.torch.ops.mkldnn, "_linear_pointwise", lambda *a: calls.append(a[3]) or fused(*a),
+    onednn = torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(swin3d.torch.ops.mkldnn, "_linear_pointwise", lambda *a: calls.append(a[3]) or onednn(*a),
                         raising=False)
     with torch.inference_mode():
         out = mlp(x)
-    assert calls == ["gelu"] and torch.allclose(out, plain, rtol=0, atol=1e-6)
-    assert torch.equal(mlp(x), plain) and len(calls) == 1  # grad enabled (training): the plain path
+    assert calls == ["gelu", "none"] and torch.allclose(out, plain, rtol=0, atol=1e-6)
+    assert torch.equal(mlp(x), plain) and len(calls) == 2  # grad enabled (training): the plain path
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         mlp(x)
     with torch.no_grad():
         mlp.double()(x.double())
-    assert len(calls) == 1
+    assert len(calls) == 2
+
+
+def test_the_cpu_inference_paths_give_the_plain_paths_output(monkeypatch):
+    """The whole backbone in CPU inference (oneDNN linears, attention per sample) against the same model with every
+    fast path off: within float rounding, on a paper-layout (shifted, gated) model of two samples."""
+    torch.manual_seed(0)
+    net = build_backbone(NANO).eval()
+    x = torch.randn(2, 3, 16, 64, 64)
+    with torch.inference_mode():
+        fast = net(x)
+    monkeypatch.setattr(swin3d, "_eager_cpu_inference", lambda x: False)
+    with torch.inference_mode():
+        plain = net(x)
+    assert fast.shape == plain.shape and not torch.equal(fast, plain)
+    assert torch.allclose(fast, plain, rtol=0, atol=1e-5 * float(plain.abs().max()))
 
 
 # ------------------------------------------------------------------------------------------ backbone
