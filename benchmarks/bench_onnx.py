@@ -72,7 +72,7 @@ def macs_per_forward(module, clips) -> float:
     def _cpu_sdpa(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
         return sdpa_flop_count(query_shape, key_shape, value_shape)
 
-    # nor oneDNN's linear + GELU that fp32 CPU inference uses for the MLPs' first layer: a plain GEMM's count
+    # nor oneDNN's linear (with or without its GELU) that fp32 CPU inference uses: a plain GEMM's count
     @register_flop_formula(torch.ops.mkldnn._linear_pointwise)
     def _fused_linear(x_shape, w_shape, *args, out_shape=None, **kwargs):
         return 2 * math.prod(x_shape[:-1]) * w_shape[0] * w_shape[1]
