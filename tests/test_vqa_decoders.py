@@ -149,6 +149,17 @@ def test_pyav_gives_decords_frames(media, name):
     assert int(diff.max()) == 0, f"max abs diff {int(diff.max())}, {float((diff > 0).float().mean()):.4f} differ"
 
 
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+@pytest.mark.parametrize("name", ["h264", "mpeg4_odd_width", "vp9_webm", "rot90"])
+def test_the_frame_size_is_known_before_decoding(media, name, decoder):
+    """What a reader may allocate before decoding (the scorer's one-pass read): the bytes of one decoded frame, also
+    for a rotated video (its frames turn, their pixels stay) and a container without a frame count."""
+    with D.open_video(media[name], decoder) as video:
+        want = video.read([0])[0].numel()
+    with D.open_video(media[name], decoder) as video:
+        assert video.frame_bytes() == want
+
+
 def test_unknown_frame_count_is_counted(media):
     with av.open(media["vp9_webm"]) as c:
         assert c.streams.video[0].frames == 0  # the container does not say

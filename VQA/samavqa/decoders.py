@@ -199,8 +199,8 @@ class OpenVideo(Protocol):
     def frames(self, indices: Sequence[int]) -> torch.Tensor:
         """Frames ``indices`` (sorted, unique, each < num_frames) -> uint8 ``[U, H, W, 3]`` RGB."""
 
-    def frame_size(self) -> Tuple[int, int]:
-        """``(H, W)`` of the frames :meth:`frames` gives (optional: lets a reader size its buffers up front)."""
+    def frame_pixels(self) -> int:
+        """``H * W`` of the frames :meth:`frames` gives (optional: lets a reader size its buffers up front)."""
 
     def close(self) -> None: ...
 
@@ -306,9 +306,10 @@ class _DecordVideo:
             frames = _decode_opencv(self.path, indices)
         return frames
 
-    def frame_size(self) -> Tuple[int, int]:
+    def frame_pixels(self) -> int:
         # decord has no call for the size: decode the stream's first frame (milliseconds; the next get_batch seeks)
-        return tuple(self.reader.next().shape[:2])  # type: ignore[return-value]
+        h, w = self.reader.next().shape[:2]
+        return int(h) * int(w)
 
     def close(self) -> None:
         self.reader = None
@@ -382,8 +383,8 @@ class _PyAVVideo:
         self._decoding: Optional[Iterator[Tuple[int, Any]]] = None  # frames from the decoder's current position
         self._pos = -1  # number of the last frame it gave
 
-    def frame_size(self) -> Tuple[int, int]:
-        return self.size[1], self.size[0]
+    def frame_pixels(self) -> int:
+        return self.size[0] * self.size[1]  # the stream's size; a rotation turns frames, it keeps their pixels
 
     def close(self) -> None:
         """Close the file and drop the decoding state now: the generator and this object reference each other,
@@ -503,12 +504,12 @@ class _Reader:
     def frame_bytes(self) -> Optional[int]:
         """Bytes of one decoded frame (uint8 RGB), or None where the decoder cannot tell before decoding (the
         frames are then read and reported as usual: a broken file fails on :meth:`read`, with its reason)."""
-        size = getattr(self.video, "frame_size", None)
+        pixels = getattr(self.video, "frame_pixels", None)
         try:
-            h, w = size() if size is not None else (0, 0)
+            n = int(pixels()) if pixels is not None else 0
         except Exception:
             return None
-        return int(h) * int(w) * 3 if h > 0 and w > 0 else None
+        return 3 * n if n > 0 else None
 
     def read(self, indices: Sequence[int], progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
         """Frames ``indices`` (sorted, unique) -> uint8 ``[U, H, W, 3]``; ``progress(done, total)``: reads them in
