@@ -162,7 +162,17 @@ def test_window_gather_is_roll_then_partition_and_back(shift):
     assert torch.equal(g_ours, g_theirs)
 
 
-def test_linears_run_as_onednn_only_in_fp32_cpu_inference(monkeypatch):
+@pytest.fixture
+def onednn_calls(monkeypatch):
+    """The post-op name (``"gelu"``, ``"none"``) of every oneDNN linear call the model makes, in order."""
+    calls = []
+    onednn = torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(swin3d.torch.ops.mkldnn, "_linear_pointwise", lambda *a: calls.append(a[3]) or onednn(*a),
+                        raising=False)
+    return calls
+
+
+def test_linears_run_as_onednn_only_in_fp32_cpu_inference(onednn_calls):
     """fp32 CPU inference runs every linear layer as oneDNN's (fc1 + GELU as one op): the same GEMMs, equal to a few
     ulps (the libraries may block the sums differently); training, autocast and other dtypes take nn.Linear's path."""
     torch.manual_seed(0)
@@ -171,35 +181,27 @@ def test_linears_run_as_onednn_only_in_fp32_cpu_inference(monkeypatch):
                                                                               "fc2.bias"}
     plain = torch.nn.functional.linear(torch.nn.functional.gelu(torch.nn.functional.linear(
         x, mlp.fc1.weight, mlp.fc1.bias)), mlp.fc2.weight, mlp.fc2.bias)
-    calls = []
-    onednn = torch.ops.mkldnn._linear_pointwise
-    monkeypatch.setattr(swin3d.torch.ops.mkldnn, "_linear_pointwise", lambda *a: calls.append(a[3]) or onednn(*a),
-                        raising=False)
     with torch.inference_mode():
         out = mlp(x)
-    assert calls == ["gelu", "none"] and torch.allclose(out, plain, rtol=0, atol=1e-6)
-    assert torch.equal(mlp(x), plain) and len(calls) == 2  # grad enabled (training): the plain path
+    assert onednn_calls == ["gelu", "none"] and torch.allclose(out, plain, rtol=0, atol=1e-6)
+    assert torch.equal(mlp(x), plain) and len(onednn_calls) == 2  # grad enabled (training): the plain path
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         mlp(x)
     with torch.no_grad():
         mlp.double()(x.double())
-    assert len(calls) == 2
+    assert len(onednn_calls) == 2
 
 
-def test_the_cpu_inference_paths_give_the_plain_paths_output(monkeypatch):
+def test_the_cpu_inference_paths_give_the_plain_paths_output(onednn_calls, monkeypatch):
     """The whole backbone in CPU inference (oneDNN linears, attention per sample) against the same model with every
     fast path off: within float rounding, on a paper-layout (shifted, gated) model of two samples."""
     torch.manual_seed(0)
     net = build_backbone(NANO).eval()
     x = torch.randn(2, 3, 16, 64, 64)
-    calls = []
-    onednn = torch.ops.mkldnn._linear_pointwise
-    monkeypatch.setattr(swin3d.torch.ops.mkldnn, "_linear_pointwise", lambda *a: calls.append(a[3]) or onednn(*a),
-                        raising=False)
     with torch.inference_mode():
         fast = net(x)
     # one oneDNN call per linear layer (each MLP's fc1 with its GELU)
-    assert len(calls) == sum(isinstance(m, torch.nn.Linear) for m in net.modules()) > 0
+    assert len(onednn_calls) == sum(isinstance(m, torch.nn.Linear) for m in net.modules()) > 0
     monkeypatch.setattr(swin3d, "_eager_cpu_inference", lambda x: False)
     with torch.inference_mode():
         plain = net(x)
