@@ -148,14 +148,17 @@ def phases(case: str, inputs: Dict[str, str]) -> Dict[str, float]:
     forward pass of scoring one file, the way the scoring commands do it (their allocator setting, the video read
     clip by clip as :meth:`samavqa.score.VideoScorer.dataset` items are), one phase at a time."""
     t0 = time.perf_counter()
-    import torch
+    from samacore.startup import imports_uncollected
 
-    from samacore.utils import reuse_freed_memory
+    with imports_uncollected():  # as the commands import (samacore.startup.launch)
+        import torch
 
-    if case == "video":
-        from samavqa import score as tree
-    else:
-        from samaiqa import score as tree
+        from samacore.utils import reuse_freed_memory
+
+        if case == "video":
+            from samavqa import score as tree
+        else:
+            from samaiqa import score as tree
     reuse_freed_memory()
     t1 = time.perf_counter()
     if case == "video":

@@ -1,6 +1,7 @@
 """The console commands `pip install -e .` installs (pyproject [project.scripts]), run through pip's entry points:
 each is the very function its script runs, `--help` works and equals the function's own help, a bad option file
 ends in one line with exit status 2, and `sama-iqa` scores an image exactly as `IQA/iqa.py` does."""
+import gc
 import os
 import runpy
 import signal
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import weakref
 from importlib.metadata import entry_points
 from types import SimpleNamespace
 from typing import Dict, List, Sequence
@@ -61,6 +63,8 @@ def call(name: str, argv: Sequence[str], monkeypatch) -> int:
         rc = ep.load()()
     except SystemExit as e:
         rc = e.code
+    finally:
+        gc.unfreeze()  # the command froze what the imports made (startup.imports_uncollected): pytest's objects too
     return int(rc or 0)
 
 
@@ -119,6 +123,37 @@ def test_starting_gives_the_previous_handler_back():
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, outside)
+
+
+class _Node:
+    other: "_Node"
+
+
+def _cycle() -> "weakref.ref":
+    """A weak reference to a pair of objects that refer to each other (only the cyclic collector frees them)."""
+    first, second = _Node(), _Node()
+    first.other, second.other = second, first
+    return weakref.ref(first)
+
+
+def test_imports_uncollected_pauses_the_collector_and_freezes_what_the_block_made():
+    was_enabled = gc.isenabled()
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            with startup.imports_uncollected():
+                assert not gc.isenabled()
+                made_inside = _cycle()
+            assert gc.isenabled() is enabled  # as it was before the block
+            made_after = _cycle()
+            gc.collect()
+            assert made_inside() is not None and made_after() is None  # frozen: left alone; later objects: freed
+            gc.unfreeze()
+            gc.collect()
+            assert made_inside() is None  # nothing else kept it
+    finally:
+        gc.unfreeze()
+        (gc.enable if was_enabled else gc.disable)()
 
 
 BAD_OPTIONS = "name: x\ndata: {val: 1\n"  # an unclosed mapping
