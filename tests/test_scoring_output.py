@@ -5,6 +5,7 @@ import csv
 import fcntl
 import json
 import os
+import shutil
 import signal
 
 import pytest
@@ -137,9 +138,55 @@ def test_resume_with_another_model_or_options_is_refused(job, capsys):
     capsys.readouterr()
     assert score.main([a if a != ckpt else other for a in args] + ["--output", str(out), "--resume"]) == 2
     line = one_error(capsys)
-    assert "--resume" in line and "checkpoint" in line and "other.pth" in line
+    assert "--resume" in line and f"checkpoint {ckpt} (sha256 " in line and f"now {other} (sha256 " in line
+    assert "checkpoint_size" not in line  # the digests say it
     assert score.main(args + ["--output", str(out), "--resume", "--stype", "fragment"]) == 2
     assert "stype 'sama', now 'fragment'" in one_error(capsys)
+
+
+def stopped_run(job, monkeypatch, capsys):
+    """``(out, whole)``: an output stopped by Ctrl-C after 2 of the 5 images, and the CSV of a whole run."""
+    tmp, _, args = job
+    whole, out = tmp / "whole.csv", tmp / "s.csv"
+    assert score.main(args + ["--output", str(whole)]) == 0
+    with monkeypatch.context() as m:
+        stop_at(m, 3, lambda: (_ for _ in ()).throw(KeyboardInterrupt))
+        assert score.main(args + ["--output", str(out)]) == 130
+    capsys.readouterr()
+    return out, whole
+
+
+def test_resume_goes_on_with_the_same_checkpoint_read_from_elsewhere(job, monkeypatch, capsys):
+    """A copy of the checkpoint in another folder (another machine's path, a new modification time) is the same
+    model: --resume goes on and says where it reads it now; the record compares the content's sha256."""
+    tmp, ckpt, args = job
+    out, whole = stopped_run(job, monkeypatch, capsys)
+    meta = json.load(open(str(out) + ".meta.json"))
+    assert meta["checkpoint"] == ckpt and len(meta["checkpoint_sha256"]) == 64
+    (tmp / "elsewhere").mkdir()
+    moved = shutil.copy(ckpt, tmp / "elsewhere" / "c.pth")
+    os.utime(moved, (1, 1))
+    assert score.main([a if a != ckpt else str(moved) for a in args] + ["--output", str(out), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"--resume: checkpoint now {moved} (was {ckpt})" in err and "2 of 5 images are in" in err
+    assert out.read_text() == whole.read_text()
+
+
+def test_resume_of_a_record_without_a_digest_compares_it_as_written(job, monkeypatch, capsys):
+    """A record written before checkpoints were compared by content (no digest, no architecture): the same path,
+    size and time go on, a copy elsewhere is refused (nothing says it is the same file)."""
+    tmp, ckpt, args = job
+    out, whole = stopped_run(job, monkeypatch, capsys)
+    record = str(out) + ".meta.json"
+    meta = json.load(open(record))
+    del meta["checkpoint_sha256"], meta["architecture"]
+    json.dump(meta, open(record, "w"))
+    moved = shutil.copy(ckpt, tmp / "c2.pth")
+    assert score.main([a if a != ckpt else str(moved) for a in args] + ["--output", str(out), "--resume"]) == 2
+    line = one_error(capsys)
+    assert f"checkpoint {ckpt!r}, now {str(moved)!r}" in line and "checkpoint_mtime" in line
+    assert score.main(args + ["--output", str(out), "--resume"]) == 0
+    assert out.read_text() == whole.read_text()
 
 
 def test_resume_folds_in_the_parts_a_stopped_torchrun_left(job, capsys):

@@ -263,7 +263,8 @@ def load_scorer(
     cal, cal_note = scoring.calibration_for(info, "samaiqa training", "images")
     if overridden:
         cal, cal_note = None, overridden
-    provenance = dict(scoring.checkpoint_identity(path), options=source, stype=st, sampling=data_args)
+    provenance = dict(scoring.checkpoint_identity(path), options=source, stype=st, sampling=data_args,
+                      architecture=opt.get("model"))
     return ImageScorer(model, st, dev, path, fmt, cal, cal_note, bf16, notes, provenance, data_args=data_args)
 
 

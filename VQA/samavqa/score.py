@@ -458,7 +458,8 @@ def load_scorer(
     preset = PRESETS.get(model) if model is not None else preset_of(path, source)
     unit = scoring.UnitScale(*preset.unit_mean_std) if preset is not None and preset.unit_mean_std else None
     provenance = dict(scoring.checkpoint_identity(path), options=source, stype=sampling.stype,
-                      sampling=sampling.sample_types, model=preset.name if preset else None)
+                      sampling=sampling.sample_types, model=preset.name if preset else None,
+                      architecture=opt.get("model"))
     return VideoScorer(net, sampling.stype, dev, path, fmt, cal, cal_note, bf16, notes, provenance, unit,
                        sample_types=sampling.sample_types, num_threads=sampling.threads, decoder=sampling.decoder)
 
