@@ -546,6 +546,17 @@ def _writable(path: str) -> bool:
     return True
 
 
+def _differences(keys: Sequence[str], before: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """``key before, now after; ...`` for an output record's differing keys; a checkpoint of other content is
+    named by its paths and digests (its size then says nothing more)."""
+    said = []
+    if "checkpoint_sha256" in keys:
+        said.append(f"checkpoint {before.get('checkpoint')} (sha256 {str(before.get('checkpoint_sha256'))[:12]}...), "
+                    f"now {now.get('checkpoint')} (sha256 {str(now.get('checkpoint_sha256'))[:12]}...)")
+        keys = [k for k in keys if k not in ("checkpoint_sha256", "checkpoint_size")]
+    return "; ".join(said + [f"{k} {before.get(k)!r}, now {now.get(k)!r}" for k in keys])
+
+
 class OutputFile:
     """The ``--output`` CSV of a scoring command: checked before any work, locked while written, resumable.
 
@@ -839,17 +850,6 @@ def command_status(status: int, commands: Sequence[str]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
-
-
-def _differences(keys: Sequence[str], before: Mapping[str, Any], now: Mapping[str, Any]) -> str:
-    """``key before, now after; ...`` for an output record's differing keys; a checkpoint of other content is
-    named by its paths and digests (its size then says nothing more)."""
-    said = []
-    if "checkpoint_sha256" in keys:
-        said.append(f"checkpoint {before.get('checkpoint')} (sha256 {str(before.get('checkpoint_sha256'))[:12]}...), "
-                    f"now {now.get('checkpoint')} (sha256 {str(now.get('checkpoint_sha256'))[:12]}...)")
-        keys = [k for k in keys if k not in ("checkpoint_sha256", "checkpoint_size")]
-    return "; ".join(said + [f"{k} {before.get(k)!r}, now {now.get(k)!r}" for k in keys])
 
 
 def _say(line: str) -> None:
