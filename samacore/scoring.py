@@ -662,7 +662,8 @@ class OutputFile:
         if not moved:
             return None
         said = "; ".join(f"{k} now {meta.get(k)} (was {before.get(k)})" for k in moved)
-        return f"--resume: {said}: the same checkpoint content (sha256 {meta[self.CONTENT_KEY][:12]}...) and settings"
+        digest = str(meta.get(self.CONTENT_KEY))[:12]
+        return f"--resume: {said}: the same checkpoint content (sha256 {digest}...) and settings"
 
     def done(self, columns: Sequence[str]) -> Dict[str, List[str]]:
         """``name -> row`` of the rows already written (the CSV, then any parts)."""

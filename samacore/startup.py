@@ -5,8 +5,7 @@ a Ctrl-C then surfaced as Python's ``KeyboardInterrupt`` traceback from deep ins
 (``VQA/vqa.py``, ``IQA/demo_train_iqa_baseline.py``, ...) and each console command (``sama-vqa``, ...) runs its
 command through :func:`launch`, which imports the command under :func:`starting`. This module imports the standard
 library only, so it is in place within milliseconds of the interpreter's start. :func:`launch` also keeps Python's
-garbage collector off those imports (:func:`imports_uncollected`): about half a second of every command's start
-and end.
+garbage collector off those imports (:func:`imports_uncollected`): 0.15-0.4 s of every command's start.
 """
 from __future__ import annotations
 
@@ -75,8 +74,8 @@ def imports_uncollected() -> Iterator[None]:
     Why: importing PyTorch and the trees makes a few hundred thousand objects that live as long as the process.
     The collector walks them again and again while they are being made (measured here: 0.15-0.4 s of the 1.3 s a
     scoring command spends importing), then at every full collection, and once more when the interpreter ends
-    (0.35-0.4 s of a scoring process's end). Frozen objects are still freed when nothing refers to them; only
-    reference cycles among them stay until the process ends."""
+    (0.3-0.4 s of a training or test command's end; the scoring commands skip that teardown). Frozen objects are
+    still freed when nothing refers to them; only reference cycles among them stay until the process ends."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
