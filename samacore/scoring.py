@@ -659,6 +659,9 @@ class OutputFile:
             raise OutputError(f"--resume: {self.path} was made with other settings ({said}); use the same model and "
                               "options, or pass --overwrite to start it again")
         moved = [k for k in ("checkpoint", "options") if meta.get(k) != before.get(k)]
+        if moved == ["checkpoint", "options"] and meta.get("options") == str(before.get("options")).replace(
+                str(before["checkpoint"]), str(meta["checkpoint"])):
+            moved.remove("options")  # "the options stored in <checkpoint>": they moved with it
         if not moved:
             return None
         said = "; ".join(f"{k} now {meta.get(k)} (was {before.get(k)})" for k in moved)

@@ -1,5 +1,6 @@
 """VQA scoring (VQA/vqa.py, samavqa.score): single / many videos, CSV rows, calibration, determinism, defaults."""
 import csv
+import json
 import math
 import os
 
@@ -295,3 +296,27 @@ def test_short_video_note_rules():
                        "of its last frame"
     assert note(100) == note(240) == note(300) == ""  # 240 (8 s at 30 fps): one copy, 300: none
     assert (FragmentSampleFrames(32, 4, 2)(240) == 239).sum() == 2
+
+
+def test_resume_with_the_checkpoint_moved_says_where_it_is_read_now(setup, tmp_path, capsys):
+    """Options stored in the checkpoint move with it: after a copy elsewhere, --resume goes on, and its note names
+    the checkpoint's new path only (the options' source changed with it, not their content)."""
+    ckpt = tmp_path / "here" / "c.pth"
+    ckpt.parent.mkdir()
+    obj = torch.load(setup / "tiny.pth", weights_only=True)
+    torch.save(dict(obj, sama={"options": options(data_prefix=str(setup / "videos"))}), ckpt)
+    args = ["--dir", str(setup / "videos"), "--no-progress"]
+    whole, out = tmp_path / "whole.csv", tmp_path / "s.csv"
+    assert S.main(args + ["--ckpt", str(ckpt), "--output", str(whole)]) == 0
+    lines = whole.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:-1]))  # the last row not yet written
+    os.rename(str(whole) + ".meta.json", str(out) + ".meta.json")
+    (tmp_path / "there").mkdir()
+    moved = tmp_path / "there" / "c.pth"
+    os.rename(ckpt, moved)
+    capsys.readouterr()
+    assert S.main(args + ["--ckpt", str(moved), "--output", str(out), "--resume"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "--resume: checkpoint now" in line]
+    assert notes == [f"note: --resume: checkpoint now {moved} (was {ckpt}): the same checkpoint content (sha256 "
+                     f"{json.load(open(str(out) + '.meta.json'))['checkpoint_sha256'][:12]}...) and settings"]
+    assert out.read_text() == "".join(lines)
