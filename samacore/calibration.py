@@ -81,7 +81,12 @@ def calibration_from_info(info: Mapping[str, Any], trainer: str = "this project'
     """
     stats = info.get("label_stats") if isinstance(info, Mapping) else None
     if not isinstance(stats, Mapping):
-        return None, f"the checkpoint has no label_stats (not written by {trainer}): calibrated column left empty"
+        if isinstance(info, Mapping) and isinstance(info.get("sama"), Mapping):  # this project's file, mid-run
+            why = ("training stores them when it ends; this file was saved before that: a resume state or an "
+                   "unfinished run's model")
+        else:
+            why = f"not written by {trainer}"
+        return None, f"the checkpoint has no label_stats ({why}): calibrated column left empty"
     missing = [k for k in CALIBRATION_KEYS
                if isinstance(stats.get(k), bool) or not isinstance(stats.get(k), (int, float))]
     if missing:

@@ -189,8 +189,9 @@ def load_checkpoint(path: str, map_location: Any = "cpu", trust: bool = False, a
         map_location: as :func:`torch.load`.
         trust: full unpickle (``weights_only=False``) for a file the user trusts; a warning says so.
         as_weights: the caller wants model weights: a training run's resume state (``last.pth``) then becomes
-            ``{"state_dict": weights}``, its EMA weights where the run kept an EMA (those are the ones it
-            validated and saved), with a warning saying so. Without it, a resume state is returned as it is.
+            ``{"state_dict": weights, "sama": ...}``, its EMA weights where the run kept an EMA (those are the
+            ones it validated and saved) and the run's options and test sampling as a model file carries them
+            (``sama``), with a warning saying so. Without it, a resume state is returned as it is.
 
     Raises:
         CheckpointError: one line naming the file and what is wrong: missing, not a PyTorch checkpoint (and what
@@ -216,7 +217,10 @@ def load_checkpoint(path: str, map_location: Any = "cpu", trust: bool = False, a
     which = "EMA" if obj.get("ema") is not None else "model"
     print(f"warning: {path} is the resume state of a training run (after epoch {obj.get('epoch')}): using its "
           f"{which} weights", file=sys.stderr)
-    return {"state_dict": obj["ema"] if which == "EMA" else obj["model"]}
+    weights = {"state_dict": obj["ema"] if which == "EMA" else obj["model"]}
+    if isinstance(obj.get("sama"), Mapping):  # the run's options and test sampling, as a model file carries them
+        weights["sama"] = obj["sama"]
+    return weights
 
 
 #: key prefixes that wrappers add to every key of a saved state dict: DistributedDataParallel, torch.compile

@@ -128,6 +128,15 @@ def test_vqa_scores_a_resume_state_with_its_ema_weights(vqa_data, vqa_run, tmp_p
         scores[name] = [r["score"] for r in csv.DictReader(open(tmp_path / f"{name}.csv"))]
     assert "is the resume state of a training run (after epoch 1): using its EMA weights" in capsys.readouterr().err
     assert scores["state"] == scores["plain"] and len(scores["state"]) == 1
+    # without --options: the options the run stored in its state (the same as the run's options.yml), not the
+    # default option file (whose model the tiny run's weights do not fit)
+    for name, ckpt, given in (("state-alone", vqa_run / "runs" / "out" / "last.pth", []),
+                              ("plain-with-run-options", plain, ["--options", str(vqa_run / "train.yml")])):
+        assert chdir_run(vqa_run, vqa_score.main, ["-v", video, "--ckpt", str(ckpt), *given, "--no-progress",
+                                                   "--output", str(tmp_path / f"{name}.csv")]) == 0
+        scores[name] = [r["score"] for r in csv.DictReader(open(tmp_path / f"{name}.csv"))]
+    assert f"from the options stored in {vqa_run / 'runs' / 'out' / 'last.pth'}" in capsys.readouterr().err
+    assert scores["state-alone"] == scores["plain-with-run-options"] and scores["state-alone"][0] != ""
 
 
 # ----------------------------------------------------------------------------------------------- IQA
@@ -197,8 +206,9 @@ def test_a_resume_state_scores_as_its_ema_weights(images, iqa_run, tmp_path, cap
     row, plain_row = from_state["results"][0], from_plain["results"][0]
     assert row["metrics"] == plain_row["metrics"] and row["n"] == 10
     vqa_like = load_checkpoint(str(run / "last.pth"), as_weights=True)
-    assert list(vqa_like) == ["state_dict"] and all(torch.equal(vqa_like["state_dict"][k], v)
-                                                    for k, v in state["ema"].items())
+    assert list(vqa_like) == ["state_dict", "sama"] and all(torch.equal(vqa_like["state_dict"][k], v)
+                                                            for k, v in state["ema"].items())
+    assert vqa_like["sama"] == state["sama"]  # the run's options travel with the weights
 
 
 # ----------------------------------------------------------------------------------------------- failures / resume
