@@ -149,8 +149,11 @@ def stopped_run(job, monkeypatch, capsys):
     tmp, _, args = job
     whole, out = tmp / "whole.csv", tmp / "s.csv"
     assert score.main(args + ["--output", str(whole)]) == 0
+    def ctrl_c():
+        raise KeyboardInterrupt
+
     with monkeypatch.context() as m:
-        stop_at(m, 3, lambda: (_ for _ in ()).throw(KeyboardInterrupt))
+        stop_at(m, 3, ctrl_c)
         assert score.main(args + ["--output", str(out)]) == 130
     capsys.readouterr()
     return out, whole
@@ -177,10 +180,10 @@ def test_resume_of_a_record_without_a_digest_compares_it_as_written(job, monkeyp
     size and time go on, a copy elsewhere is refused (nothing says it is the same file)."""
     tmp, ckpt, args = job
     out, whole = stopped_run(job, monkeypatch, capsys)
-    record = str(out) + ".meta.json"
-    meta = json.load(open(record))
+    record = tmp / "s.csv.meta.json"
+    meta = json.loads(record.read_text())
     del meta["checkpoint_sha256"], meta["architecture"]
-    json.dump(meta, open(record, "w"))
+    record.write_text(json.dumps(meta))
     moved = shutil.copy(ckpt, tmp / "c2.pth")
     assert score.main([a if a != ckpt else str(moved) for a in args] + ["--output", str(out), "--resume"]) == 2
     line = one_error(capsys)
