@@ -317,6 +317,7 @@ def test_resume_with_the_checkpoint_moved_says_where_it_is_read_now(setup, tmp_p
     capsys.readouterr()
     assert S.main(args + ["--ckpt", str(moved), "--output", str(out), "--resume"]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if "--resume: checkpoint now" in line]
+    digest = json.loads((tmp_path / "s.csv.meta.json").read_text())["checkpoint_sha256"]
     assert notes == [f"note: --resume: checkpoint now {moved} (was {ckpt}): the same checkpoint content (sha256 "
-                     f"{json.load(open(str(out) + '.meta.json'))['checkpoint_sha256'][:12]}...) and settings"]
+                     f"{digest[:12]}...) and settings"]
     assert out.read_text() == "".join(lines)
