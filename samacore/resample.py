@@ -227,13 +227,14 @@ def plan_taps(video: torch.Tensor, sources: Sequence[TapSource], parts: Sequence
     plan = TapPlan(a * p, b * q, (a, p, b, q), (row_h, row_w), (h, w), [], **tables)
 
     # which row and column taps every output pixel reads, and where it lies in the frame plane
-    rows, cols = a * p * b, a * b * q
-    row_of = torch.arange(rows).view(a, p, b, 1).expand(a, p, b, q)
-    col_of = torch.arange(cols).view(a, 1, b, q).expand(a, p, b, q)
-    dest_of = torch.arange(a * p * b * q).view(a, p, b, q)
+    # (every table on the video's device: a CUDA video's plan is checked against it like a CPU one's)
+    rows, cols, dev = a * p * b, a * b * q, video.device
+    row_of = torch.arange(rows, device=dev).view(a, p, b, 1).expand(a, p, b, q)
+    col_of = torch.arange(cols, device=dev).view(a, 1, b, q).expand(a, p, b, q)
+    dest_of = torch.arange(a * p * b * q, device=dev).view(a, p, b, q)
     if choice is not None:  # one part, a source per run of pixels
         run = _run_length(choice, q)
-        second = (~choice.cpu()).view(a, p, b, q).to(torch.int64)  # 1 where sources[1] is read
+        second = (~choice.to(dev)).view(a, p, b, q).to(torch.int64)  # 1 where sources[1] is read
         kind = [("copy" if c else "blend") for c in (taps["copy"][0] & taps["copy"][1]).tolist()]
         plan.parts.append(_part_plan(whole, (a, p, b, q // run, run), row_of + second * rows, col_of + second * cols,
                                      dest_of, kind))
@@ -282,7 +283,7 @@ def _pixel_taps(plan: TapPlan, part: PartPlan) -> _PixelTaps:
     dev = plan.top.device
     run = part.run
     taps = _PixelTaps([part.kind[:i].count(kind) for i, kind in enumerate(part.kind)])
-    row, col = part.row.to(dev), (part.col[:, None] + torch.arange(run)).to(dev)  # [R], [R, run]
+    row, col = part.row.to(dev), part.col[:, None].to(dev) + torch.arange(run, device=dev)  # [R], [R, run]
     ids = {kind: torch.tensor([i for i, k in enumerate(part.kind) if k == kind], dtype=torch.int64, device=dev)
            for kind in ("copy", "blend")}
     if len(ids["copy"]):

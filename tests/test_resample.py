@@ -250,3 +250,26 @@ def test_tables_on_another_device_are_refused():
     part = dataclasses.replace(plan.parts[0], dest=plan.parts[0].dest.to("meta"))
     with pytest.raises(ValueError, match="tables are on meta"):
         resample(video, dataclasses.replace(plan, parts=[part] + list(plan.parts[1:])), [0, 1], [0, 1])
+
+
+def test_every_table_is_made_on_the_videos_device():
+    """A plan's tables are made on its video's device, never on the default one: a CUDA video's plan once kept its
+    run tables on the CPU, so every sampling of a CUDA tensor was refused as a plan on another device. No GPU is
+    lent to the tests, so the default device stands in for the CPU of that case (``meta``: tables made without
+    naming the video's device land there), with all three kinds of parts and both engines."""
+    grid = FragmentGrid(2, 2, 8, 8)
+    video = channels_last(2, 40, 50, seed=4)
+    gen = torch.Generator().manual_seed(5)
+    full = random_source(grid, [(40, 50)] * 2, 2, gen)
+    scaled = random_source(grid, [(20, 25), (33, 41)], 2, gen)
+    odd = torch.rand(16, 16, generator=gen) < 0.5
+    plans = {"one source": lambda: plan_taps(video, [full]),
+             "parts": lambda: plan_taps(video, [full, scaled], _mask_parts("window", grid)),
+             "irregular mask": lambda: plan_taps(video, [full, scaled], choice=odd)}
+    for name, make in plans.items():
+        want = resample(video, make(), [0, 1], [1, 0])
+        with torch.device("meta"):
+            plan = make()
+            assert engine.plan_devices(plan) == {torch.device("cpu")}, name
+            got = resample(video, plan, [0, 1], [1, 0])
+        assert got.device == video.device and torch.equal(got, want), name
