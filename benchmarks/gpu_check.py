@@ -117,10 +117,20 @@ def run(argv: Sequence[str], cwd: str, env: Optional[Dict[str, str]] = None, tim
     environ["PYTHONPATH"] = os.pathsep.join([REPO, os.path.join(REPO, "VQA"), environ.get("PYTHONPATH", "")])
     r = subprocess.run(list(argv), cwd=cwd, env=environ, capture_output=True, text=True, timeout=timeout)
     if check and r.returncode != 0:
-        tail = (r.stderr.strip() or r.stdout.strip()).splitlines()[-1:] or ["(no output)"]
-        raise RuntimeError(f"{os.path.basename(str(argv[2 if argv[1] == '-m' else 1]))} exited {r.returncode}: "
-                           f"{tail[0]}")
+        script = os.path.basename(str(argv[argv.index("--exec") + 1] if "--exec" in argv else argv[1]))
+        why = failure_line("\n".join([r.stderr, r.stdout]))
+        raise RuntimeError(f"{script} exited {r.returncode}: {why}")
     return r
+
+
+def failure_line(output: str) -> str:
+    """The line of a failed command's output that says why: the project's ``error: ...`` line, else the last line
+    of a Python traceback (``SomeError: ...``), else the last line (torchrun ends its own report with a rule of
+    ``=``, and prints the worker's error above it)."""
+    lines = [x.strip() for x in output.splitlines() if x.strip()]
+    said = [x for x in lines if x.startswith("error:")]
+    raised = [x for x in lines if re.match(r"^[A-Za-z_.]*(Error|Exception|Interrupt|Exit)\b:?", x)]
+    return (said or raised or lines or ["(no output)"])[-1]
 
 
 def peak_mib(output: str) -> Optional[float]:
@@ -253,10 +263,16 @@ def tiny_setup(work: str, device: str = "cpu", multi: bool = False) -> Setup:
 
 
 # ----------------------------------------------------------------------------------------------- steps
+def train_folder(setup: Setup, amp: str, nproc: int = 0) -> str:
+    """Where step (a) (one process, ``nproc`` 0) or (b) (``torchrun`` with ``nproc`` processes) trains: a folder
+    of its own for each, also on a one-GPU host where (b) runs one process too."""
+    return os.path.join(setup.work, f"train-{amp}" + (f"-torchrun{nproc}" if nproc else ""))
+
+
 def train_step(setup: Setup, amp: str, nproc: int = 0) -> Callable[[], Row]:
     """(a) / (b): one epoch of ``VQA/demo_train.py`` in its own folder."""
     def check() -> Row:
-        cwd = os.path.join(setup.work, f"train-{amp}-{nproc or 1}p")
+        cwd = train_folder(setup, amp, nproc)
         os.makedirs(cwd, exist_ok=True)
         args = ["-o", setup.train_opt, "--no-progress", "--device", setup.device]
         args += ["--bf16"] if amp == "bf16" else []
@@ -269,7 +285,7 @@ def train_step(setup: Setup, amp: str, nproc: int = 0) -> Callable[[], Row]:
 
 
 def best_checkpoint(setup: Setup) -> str:
-    found = sorted(glob.glob(os.path.join(setup.work, "train-fp32-1p", "pretrained_weights", "*_s_dev_v0.0.pth")))
+    found = sorted(glob.glob(os.path.join(train_folder(setup, "fp32"), "pretrained_weights", "*_s_dev_v0.0.pth")))
     if not found:
         raise FileNotFoundError("no checkpoint from the fp32 training step (a) to score with")
     return found[0]
@@ -428,8 +444,9 @@ def multi_gpu_steps(report: Report, setup: Setup) -> None:
 def check_all(report: Report, setup: Setup) -> None:
     report.run("a. train 1 epoch fp32", train_step(setup, "fp32"))
     report.run("a. train 1 epoch bf16", train_step(setup, "bf16"))
-    if setup.nproc >= 1:
-        report.run(f"b. torchrun {setup.nproc} processes ({'gloo' if setup.dry else 'NCCL'}) fp32",
+    if setup.nproc >= 1:  # one GPU: torchrun's launch and environment, but no process group to test
+        group = ("gloo" if setup.dry else "NCCL") if setup.nproc >= 2 else "no process group"
+        report.run(f"b. torchrun {setup.nproc} process{'es' if setup.nproc > 1 else ''} ({group}) fp32",
                    train_step(setup, "fp32", setup.nproc))
     report.run(f"c. scores {setup.device} vs cpu", score_step(setup))
     report.run(f"d. sampling {setup.device} vs cpu", sampling_step(setup))
