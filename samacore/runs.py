@@ -30,7 +30,7 @@ from .checkpoint import CheckpointError, load_on_main
 from .context import RunContext, interrupted_message
 from .labels import LabelError
 from .options import OptionError
-from .precision import amp_mode, set_deterministic
+from .precision import DETERMINISTIC_CUBLAS, amp_mode, set_deterministic
 from .resume import RESUME_FILE, load_resume, run_options_text
 from .robust import BadItemLog, TooManyBadItems
 from .runlog import RunLogger
@@ -144,7 +144,13 @@ def options_file(args: argparse.Namespace) -> str:
         return args.default_opt
     # rank 0 reads the state; the process group follows the --device given (the run's own device option is not
     # known before its options are read)
-    D.init_distributed(*D.plan_this_process(run_options.flag_overrides(args).get("device")))
+    device, backend = D.plan_this_process(run_options.flag_overrides(args).get("device"))
+    if device.startswith("cuda"):
+        # CUDA starts here, before the run's options can say `deterministic: true`, which needs this set before
+        # cuBLAS starts (set_deterministic refuses otherwise): set as such a run needs (a workspace of a few MB per
+        # stream, whatever the run); a value the user set stays
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", DETERMINISTIC_CUBLAS[0])
+    D.init_distributed(device, backend)
     text = run_options_text(args.resume)
     target = os.path.abspath(os.path.expanduser(args.resume))
     beside = os.path.join(target if os.path.isdir(target) else os.path.dirname(target), "options.yml")

@@ -80,3 +80,47 @@ def test_disabled_changes_nothing(monkeypatch, restore_torch_flags):
     torch.use_deterministic_algorithms(False)
     precision.set_deterministic(False)
     assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ and not torch.are_deterministic_algorithms_enabled()
+
+
+def test_resuming_a_run_on_cuda_sets_cublas_before_cuda_starts(monkeypatch, restore_torch_flags, tmp_path):
+    """``--resume RUN`` without ``-o`` starts CUDA (the device of the process group) before the run's own options,
+    read through that group, can say ``deterministic: true``; the workspace setting must be in place by then, or
+    every resumed deterministic run on a GPU was refused. CUDA's start is simulated: the planned device is cuda:0
+    and starting the process group marks CUDA as started."""
+    from argparse import Namespace
+
+    from samacore import distributed as D
+    from samacore import runs
+
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "unset")  # recorded, so what the test sets is undone
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    seen = {}
+
+    def start_cuda(device, backend):
+        seen.update(device=device, workspace=os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+        monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+
+    monkeypatch.setattr(D, "plan_this_process", lambda requested: ("cuda:0", None))
+    monkeypatch.setattr(D, "init_distributed", start_cuda)
+    monkeypatch.setattr(runs, "run_options_text", lambda path: "name: resumed\ndeterministic: true\n")
+    path = runs.options_file(Namespace(opt=None, resume=str(tmp_path), default_opt="unused.yml"))
+    assert seen == {"device": "cuda:0", "workspace": ":4096:8"}
+    precision.set_deterministic(True)  # CUDA started with the deterministic workspace: no refusal
+    assert torch.are_deterministic_algorithms_enabled()
+    with open(path, encoding="utf-8") as f:
+        assert "deterministic: true" in f.read()
+
+
+def test_resuming_keeps_a_workspace_the_user_set(monkeypatch, tmp_path):
+    from argparse import Namespace
+
+    from samacore import distributed as D
+    from samacore import runs
+
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    monkeypatch.setattr(D, "plan_this_process", lambda requested: ("cuda:0", None))
+    monkeypatch.setattr(D, "init_distributed", lambda device, backend: None)
+    monkeypatch.setattr(runs, "run_options_text", lambda path: "name: resumed\n")
+    runs.options_file(Namespace(opt=None, resume=str(tmp_path), default_opt="unused.yml"))
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
