@@ -306,6 +306,17 @@ def test_gated_bias_formula_in_attention():
     assert bias.stride(-2) % swin3d.MASK_ALIGN == 0  # rows aligned for the fused kernels (n = 32 is already)
 
 
+def test_bias_in_another_dtype_keeps_its_aligned_rows():
+    """Under bf16 autocast the mask takes q's dtype: cast whole and then cut, its rows stay aligned (the cut view,
+    cast, was a copy with rows of N = 18 elements, which the fused attention kernels pad again on every call)."""
+    attn = nano().layers[1].blocks[1].attn
+    geo = window_geometry((4, 6, 6), (8, 7, 7), (2, 3, 3), (1, 1, 1), torch.device("cpu"))
+    bias, half = attn.attention_bias(geo, 18), attn.attention_bias(geo, 18, torch.bfloat16)
+    assert half.dtype == torch.bfloat16 and half.shape == bias.shape == (geo.gate.shape[0], attn.num_heads, 18, 18)
+    assert torch.equal(half, bias.to(torch.bfloat16))
+    assert bias.stride(-2) % swin3d.MASK_ALIGN == 0 and half.stride(-2) % swin3d.MASK_ALIGN == 0
+
+
 def _per_sample_mask_attention(self, x, geo):
     """The attention as it was before the shared-mask layout: the per-window mask repeated for every sample."""
     bn, n, c = x.shape

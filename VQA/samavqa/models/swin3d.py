@@ -390,10 +390,13 @@ class WindowAttention3D(nn.Module):
         # [L, nH] -> [nH, N, N']; gathering along the rows of the transposed table avoids a permute copy.
         return table.t().index_select(1, index).view(self.num_heads, n, -1)
 
-    def attention_bias(self, geo: WindowGeometry, n: int) -> Tensor:
-        """Additive float mask ``[nW or 1, nH, N, N]``: relative/fragment bias (+ shift mask).
+    def attention_bias(self, geo: WindowGeometry, n: int, dtype: Optional[torch.dtype] = None) -> Tensor:
+        """Additive float mask ``[nW or 1, nH, N, N]``: relative/fragment bias (+ shift mask), in ``dtype``
+        (default: the tables').
 
-        A view of ``[.., N, N']`` storage (rows aligned, see :class:`WindowGeometry`).
+        A view of ``[.., N, N']`` storage (rows aligned, see :class:`WindowGeometry`), also in another dtype: cast
+        whole, then cut (a cut view cast would be a copy with rows of N, unaligned, which the fused kernels pad
+        again on every call).
         """
         rel = self._gather(self.relative_position_bias_table, geo.rel_index, n)
         if self.fragment_position_bias_table is not None:
@@ -406,14 +409,14 @@ class WindowAttention3D(nn.Module):
                 bias.add_(geo.shift_mask)
         else:
             bias = rel.unsqueeze(0) if geo.shift_mask is None else rel + geo.shift_mask.to(rel.dtype)
-        return bias[..., :n]
+        return bias.to(dtype or bias.dtype)[..., :n]
 
     def forward(self, x: Tensor, geo: WindowGeometry) -> Tensor:
         """x: ``[B*nW, N, C]`` windows of ``B`` samples (each sample's ``nW`` windows in a row) -> ``[B*nW, N, C]``."""
         bn, n, c = x.shape
         heads = self.num_heads
         qkv = self.qkv(x).view(bn, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)  # [3, B*nW, nH, N, hd], a view
-        mask = self.attention_bias(geo, n).to(qkv.dtype)
+        mask = self.attention_bias(geo, n, qkv.dtype)
         return self.proj(window_attention(*qkv.unbind(0), mask).reshape(bn, n, c))
 
 
