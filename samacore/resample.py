@@ -44,6 +44,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
+from .options import OptionError
 
 
 def _load_kernel():
@@ -594,11 +595,12 @@ def backend() -> str:
 
 
 def _check_backend(name: str, where: str) -> None:
+    """A choice the user makes (the environment variable, ``set_backend``): an :class:`OptionError` when bad."""
     if name not in BACKENDS:
-        raise ValueError(f"{where}: unknown resampling backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+        raise OptionError(f"{where}: unknown resampling backend {name!r}; choose one of: {', '.join(BACKENDS)}")
     if name == "native" and _cresample is None:
-        raise RuntimeError(f"{where}: the C kernel samacore._cresample is not built (it is compiled by "
-                           "`pip install -e .` where a C compiler exists); use 'auto' or 'torch' without it")
+        raise OptionError(f"{where}: the C kernel samacore._cresample is not built (it is compiled by "
+                          "`pip install -e .` where a C compiler exists); use 'auto' or 'torch' without it")
 
 
 # ------------------------------------------------------------------------------------------- threading

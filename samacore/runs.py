@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 
 from . import distributed as D
-from . import run_options
+from . import resample, run_options
 from .checkpoint import CheckpointError, load_on_main
 from .context import RunContext, interrupted_message
 from .labels import LabelError
@@ -49,6 +49,7 @@ def run_command(fn: Callable[[], Any]) -> None:
     exit status 130."""
     RunContext.current = None
     try:
+        resample.backend()  # a bad SAMA_RESAMPLE_BACKEND is said before any work, not inside a loader worker
         fn()
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)

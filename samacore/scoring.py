@@ -37,6 +37,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from . import distributed as D
+from . import resample
 from .calibration import Calibration, calibration_from_info
 from .checkpoint import TRUST_FLAG_HELP, CheckpointError
 from .loaders import ContiguousShardSampler
@@ -54,6 +55,11 @@ CHECKPOINT_FOLDERS = ("runs", "pretrained_weights")  # searched recursively for 
 
 class NoCheckpointError(CheckpointError):
     """No checkpoint given and none found in the usual places."""
+
+
+class UsageError(ValueError):
+    """A command line that cannot run as given: a flag that does not apply, a ``--list`` naming no files, a file
+    of the other tree's medium."""
 
 
 # ----------------------------------------------------------------------------------------------- rows / CSV
@@ -142,7 +148,7 @@ def read_file_list(list_file: str, kind: str) -> List[Tuple[str, str]]:
     except FileNotFoundError:
         raise FileNotFoundError(f"--list {list_file!r}: file not found") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"--list {list_file!r}: cannot read it as a text file ({e})") from None
+        raise UsageError(f"--list {list_file!r}: cannot read it as a text file ({e})") from None
     base = os.path.dirname(os.path.abspath(list_file))
     out = []
     for line in lines:
@@ -150,7 +156,7 @@ def read_file_list(list_file: str, kind: str) -> List[Tuple[str, str]]:
         if name and not name.startswith("#"):
             out.append((name, os.path.join(base, os.path.expanduser(name))))
     if not out:
-        raise ValueError(f"--list {list_file!r} names no {kind} files (one path per line; lines starting with # are "
+        raise UsageError(f"--list {list_file!r} names no {kind} files (one path per line; lines starting with # are "
                          "comments)")
     return out
 
@@ -523,8 +529,12 @@ class OutputError(ValueError):
 
 def _rows_of(path: str, columns: Sequence[str]) -> List[List[str]]:
     """The complete rows of a CSV this command wrote (a last row cut short by a kill is dropped)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError:
+        raise OutputError(f"--resume: {path} is not a CSV this command wrote (not UTF-8 text); pass --overwrite to "
+                          "start it again, or another --output") from None
     if rows and rows[0] != list(columns):
         raise OutputError(f"--resume: {path} has the columns {','.join(rows[0])}, this command writes "
                           f"{','.join(columns)}; pass --overwrite to start it again")
@@ -736,7 +746,7 @@ def media_items(args: argparse.Namespace, extensions: Sequence[str], kind: str) 
     """``(name for the CSV, path)`` of the files a command line names: ``--dir`` [``--recursive``], ``--list`` or
     the files themselves."""
     if args.recursive and not args.dir:
-        raise ValueError("--recursive applies to --dir only")
+        raise UsageError("--recursive applies to --dir only")
     if args.dir:
         return list_media(args.dir, extensions, kind, recursive=args.recursive)
     if args.list:
@@ -780,7 +790,17 @@ def resume_command(argv: Optional[Sequence[str]]) -> str:
     return shlex.join(head + rest + ([] if "--resume" in rest else ["--resume"]))
 
 
-USAGE_ERRORS = (OptionError, CheckpointError, FileNotFoundError, RuntimeError, ValueError)
+#: what ends a scoring command with ``error: <message>`` and exit status 2: a bad option, checkpoint, output or
+#: command line, a missing file (and running out of memory: :func:`out_of_memory`). Anything else is a fault of the
+#: program, shown with its traceback (unreadable media are rows with an error, not these).
+USAGE_ERRORS = (OptionError, CheckpointError, OutputError, UsageError, FileNotFoundError)
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is PyTorch running out of memory: ``torch.OutOfMemoryError`` (GPUs) or the CPU allocator's
+    plain ``RuntimeError``, which only its message tells apart."""
+    return isinstance(e, torch.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(e))
 
 
 def _agree(error: str) -> str:
@@ -795,11 +815,11 @@ def run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], ex
     """The body of a scoring command: list the files, check the output, load the scorer, score and write.
 
     ``scorer_args``: the tree's own keyword arguments of ``load_scorer``. ``check_given(path)`` may refuse a
-    file named on the command line (e.g. an image given to the video command) with a ``ValueError`` /
-    ``RuntimeError`` before any work starts. Under ``torchrun`` the files are split between the processes.
-    Returns the exit status: 2 for usage / checkpoint / option / output errors, 1 if every file failed, 130 /
-    143 when stopped by Ctrl-C / SIGTERM (finished rows kept), else 0. ``commands``: the names of the script and
-    console command running this; in their own process (:func:`is_command_process`) freed memory is reused
+    file named on the command line (e.g. an image given to the video command) with a :class:`UsageError` before
+    any work starts. Under ``torchrun`` the files are split between the processes. Returns the exit status: 2 for
+    usage / checkpoint / option / output errors and running out of memory, 1 if every file failed, 130 / 143 when
+    stopped by Ctrl-C / SIGTERM (finished rows kept), else 0. ``commands``: the names of the script and console
+    command running this; in their own process (:func:`is_command_process`) freed memory is reused
     (:func:`samacore.utils.reuse_freed_memory`) and the process ends with the status (:func:`command_status`); a
     caller's program keeps its allocator and gets the status returned.
     """
@@ -812,9 +832,10 @@ def _run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], e
                  scorer_args: Optional[Mapping[str, Any]], check_given: Optional[Callable[[str], None]],
                  argv: Optional[Sequence[str]]) -> int:
     """:func:`run_scoring`'s work; returns the exit status."""
-    D.init_distributed(*D.plan_this_process(args.device))
     output: Optional[OutputFile] = None
     try:
+        D.init_distributed(*D.plan_this_process(args.device))  # an impossible --device is a usage error
+        resample.backend()  # and so is a bad SAMA_RESAMPLE_BACKEND, said before any work
         items = media_items(args, extensions, kind)
         if check_given is not None and args.files:
             for path in args.files:
@@ -826,6 +847,12 @@ def _run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], e
         return _ScoringRun(args, scorer, items, output, kind, argv).run()
     except USAGE_ERRORS as e:
         _say(f"error: {e}")
+        return 2
+    except RuntimeError as e:
+        if not out_of_memory(e):
+            raise
+        _say(f"error: out of memory ({' '.join(str(e).split())}): score with a smaller --batch-size or fewer "
+             "--num-workers, or on another --device")
         return 2
     finally:
         if output is not None:
@@ -1080,7 +1107,7 @@ def refuse_other_media(flag: str, reason: Callable[[str], Optional[str]]) -> Cal
     def check(path: str) -> None:
         why = reason(path) if os.path.isfile(path) else None
         if why:
-            raise ValueError(f"{flag} {path}: {why}")
+            raise UsageError(f"{flag} {path}: {why}")
 
     return check
 

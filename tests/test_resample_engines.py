@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from samacore import resample as engine
+from samacore.options import OptionError
 from samavqa.sampling import get_single_sample
 
 NATIVE_BUILT = engine._cresample is not None
@@ -48,10 +49,10 @@ def test_backend_choice_is_checked(chosen_engine):
         assert engine.backend() == name
     engine.set_backend("auto")
     assert engine.backend() == ("native" if NATIVE_BUILT else "torch")
-    with pytest.raises(ValueError, match="choose one of: auto, native, torch"):
+    with pytest.raises(OptionError, match="choose one of: auto, native, torch"):
         engine.set_backend("fast")
     if not NATIVE_BUILT:
-        with pytest.raises(RuntimeError, match="not built"):
+        with pytest.raises(OptionError, match="not built"):
             engine.set_backend("native")
 
 

@@ -70,3 +70,78 @@ def test_iqa_hint_names_the_examplar_options_and_make_demo(tmp_path):
     with pytest.raises(IS.NoCheckpointError) as e:
         IS.find_default_checkpoint([str(tmp_path)])
     assert "IQA/options/examplar-sama-iqa.yml" in str(e.value) and "make demo" in str(e.value)
+
+
+def test_an_impossible_device_is_one_line(setup, tmp_path, monkeypatch, capsys):
+    """``--device`` is checked inside the command's error handling (it was a traceback): one line on any host."""
+    img = make_images(str(tmp_path), 1)[0]
+    monkeypatch.setattr(IS, "load_scorer", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(VS, "load_scorer", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert IS.main(["-i", img, "--ckpt", "x.pth", "--device", "cuda:99"]) == 2
+    assert one_error(capsys).startswith("error: --device cuda:99: ")
+    assert VS.main(["-v", str(setup / "videos" / "v0.mp4"), "--ckpt", "x.pth", "--device", "cuda:99"]) == 2
+    assert one_error(capsys).startswith("error: --device cuda:99: ")
+
+
+def test_a_bad_resampling_engine_setting_is_one_line_before_any_work(setup, monkeypatch, capsys):
+    """``SAMA_RESAMPLE_BACKEND`` (read when samacore.resample is imported) is checked when a command starts, not
+    when the first frame is sampled (in a loader worker, whose error would come wrapped in its traceback)."""
+    from samacore import resample
+    from samavqa import cli
+
+    monkeypatch.setattr(resample, "_CHOSEN", "fastest")
+    monkeypatch.setattr(VS, "load_scorer", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert VS.main(["-v", str(setup / "videos" / "v0.mp4"), "--ckpt", str(setup / "tiny.pth")]) == 2
+    assert one_error(capsys) == ("error: SAMA_RESAMPLE_BACKEND: unknown resampling backend 'fastest'; choose one "
+                                 "of: auto, native, torch")
+    monkeypatch.setattr("sys.argv", ["demo_train.py", "-o", str(setup / "tiny.yml")])
+    monkeypatch.setattr(cli, "train_main", lambda: pytest.fail("the training started"))
+    with pytest.raises(SystemExit) as stop:
+        cli.train_command()
+    assert stop.value.code == 2 and "unknown resampling backend 'fastest'" in one_error(capsys)
+
+
+def test_a_fault_of_the_program_keeps_its_traceback(setup, monkeypatch):
+    """Only what a user can fix (options, checkpoint, output, command line, a missing file, GPU memory) ends as one
+    ``error:`` line; a ValueError / RuntimeError from the program itself propagates, traceback and all (it was
+    shown as a usage error with exit status 2)."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(VS, "load_scorer", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        VS.main(["-v", str(setup / "videos" / "v0.mp4"), "--ckpt", str(setup / "tiny.pth")])
+
+
+def test_resuming_into_a_file_that_is_not_text_is_one_line(setup, tmp_path, capsys):
+    """--resume reads the rows already written: a CSV replaced by something that is not text (its record still
+    there) is one line (it was a UnicodeDecodeError shown as a usage error by accident)."""
+    out = tmp_path / "scores.csv"
+    args = ["-v", str(setup / "videos" / "v0.mp4"), str(setup / "videos" / "v1.mp4"), "--ckpt",
+            str(setup / "tiny.pth"), "--options", str(setup / "tiny.yml"), "--output", str(out), "--no-progress"]
+    assert VS.main(args) == 0
+    out.write_bytes(b"\xff\xfe\x00binary\x00")
+    capsys.readouterr()
+    assert VS.main(args + ["--resume"]) == 2
+    assert one_error(capsys) == (f"error: --resume: {out} is not a CSV this command wrote (not UTF-8 text); pass "
+                                 "--overwrite to start it again, or another --output")
+
+
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 8 GiB"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                 "tried to allocate 9000000000 bytes. Error code 12 (Cannot allocate memory)"),
+])
+def test_running_out_of_memory_is_one_line(setup, monkeypatch, capsys, error):
+    """Out of memory (GPU, or the CPU allocator's plain RuntimeError) is what the user changes settings for: one
+    line saying so and what to change, not a traceback."""
+    def score_batch(self, batch, per_clip=False):
+        raise error
+
+    monkeypatch.setattr(VS.VideoScorer, "score_batch", score_batch)
+    args = ["-v", str(setup / "videos" / "v0.mp4"), "--ckpt", str(setup / "tiny.pth"), "--options",
+            str(setup / "tiny.yml"), "--no-progress"]
+    assert VS.main(args) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("error: out of memory (") and str(error).split(".")[0] in line
+    assert line.endswith("): score with a smaller --batch-size or fewer --num-workers, or on another --device")
