@@ -106,6 +106,8 @@ def _read_yaml(resolved: str) -> dict:
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
             problem = " ".join(str(getattr(e, "problem", None) or e).split())
             raise OptionError(f"option file {resolved} is not valid YAML{where}: {problem}") from None
+        except (ValueError, RecursionError) as e:  # values PyYAML cannot build (a date 2020-13-45), or nesting too deep
+            raise OptionError(f"option file {resolved} holds a value that cannot be read: {e}") from None
     if not isinstance(opt, dict):
         raise OptionError(f"option file {resolved} must hold a mapping of options, got {type(opt).__name__}")
     return opt
@@ -123,7 +125,7 @@ def parse_set(item: str) -> Tuple[str, Any]:
         raise OptionError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set optimizer.lr=3e-4")
     try:
         value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):  # not YAML, or a value PyYAML cannot build: the text itself
         value = text
     if isinstance(value, str) and _FLOAT.match(value.strip()):
         value = float(value)
@@ -195,6 +197,13 @@ def positive_int(value: Any, where: str) -> int:
     number in YAML is a string: said so, since ``'4'`` reads as if 4 were refused)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise OptionError(f"{where} must be a positive integer, got {refused_value(value)}")
+    return value
+
+
+def non_negative_int(value: Any, where: str) -> int:
+    """``value`` if it is an integer >= 0 (a count where 0 means automatic); else an :class:`OptionError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise OptionError(f"{where} must be an integer >= 0, got {refused_value(value)}")
     return value
 
 

@@ -41,6 +41,8 @@ def write(tmp_path, opt, patch):
     ({"num_epoch": 3}, "unknown option options.num_epoch (did you mean 'num_epochs'?)"),
     ({"stype": "sama_spm"}, "unknown sample type 'sama_spm' (did you mean 'sama-spm'?)"),
     ({"max_bad_fraction": 2}, "max_bad_fraction must be a number in [0, 1]"),
+    ({"data.val.args.num_threads": "abc"}, "data.val.args.num_threads must be an integer >= 0, got the string 'abc'"),
+    ({"data.val.args.num_threads": -1}, "data.val.args.num_threads must be an integer >= 0, got -1"),
 ])
 def test_vqa_option_file_faults(tmp_path, patch, message):
     with pytest.raises(OptionError) as e:
@@ -79,3 +81,36 @@ def test_sample_option_faults_are_caught_when_the_dataset_is_built(patch, messag
 def test_valid_paper_options_pass():
     for stype in ("fragments", "sama", "sama-c", "sama-mix", "sama-spm", "sama-swm"):
         check_sample_options(stype, FRAG)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("name: t\nwhen: 2020-13-45\n", "month must be in 1..12"),  # a date PyYAML cannot build
+    ("name: t\ncount: !!int abc\n", "invalid literal for int()"),
+    ("name: t\nlr: !!float fast\n", "could not convert string to float"),
+])
+def test_values_yaml_cannot_build_are_one_option_error_naming_the_file(tmp_path, text, problem):
+    """PyYAML raises a plain ValueError for these (not a YAMLError): an OptionError naming the file, not an error
+    without the file's name (or, in a scoring command, a traceback)."""
+    path = tmp_path / "o.yml"
+    path.write_text(text)
+    with pytest.raises(OptionError) as e:
+        load_vqa_options(str(path))
+    assert str(e.value).startswith(f"option file {path} holds a value that cannot be read: ") and problem in str(e.value)
+
+
+def test_a_set_value_yaml_cannot_build_is_kept_as_text():
+    from samacore.options import parse_set
+
+    assert parse_set("data.when=2020-13-45") == ("data.when", "2020-13-45")
+    assert parse_set("optimizer.lr=3e-4") == ("optimizer.lr", 3e-4)
+
+
+def test_a_grid_option_given_twice_differently_is_an_option_error():
+    """The original's ``fwin_h`` and ``fragments_h`` for one option with two values: an OptionError wherever the
+    data block comes from (options stored in an older checkpoint reach it without the schema's check)."""
+    from samaiqa.datasets import sampling_args
+
+    with pytest.raises(OptionError, match=r"data.fwin_h and data.fragments_h name the same grid option with "
+                                          r"different values \(4, 8\): keep one"):
+        sampling_args({"fwin_h": 4, "fragments_h": 8})
+    assert sampling_args({"fwin_h": 4, "fragments_h": 4})["fragments_h"] == 4

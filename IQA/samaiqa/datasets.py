@@ -37,7 +37,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from samacore.options import positive_int
+from samacore.options import OptionError, positive_int
 from samacore.registry import Registry
 from samacore.sampling import GRID_ALIASES, GRID_KEYS, resolve_sample_type
 
@@ -184,8 +184,8 @@ def sampling_args(data_opts: Optional[Mapping[str, Any]] = None) -> Dict[str, in
     for alias, key in GRID_ALIASES.items():
         if alias in data_opts:
             if key in data_opts and data_opts[key] != data_opts[alias]:
-                raise ValueError(f"data.{alias} and data.{key} name the same grid option with different values "
-                                 f"({data_opts[alias]!r}, {data_opts[key]!r}): keep one")
+                raise OptionError(f"data.{alias} and data.{key} name the same grid option with different values "
+                                  f"({data_opts[alias]!r}, {data_opts[key]!r}): keep one")
             data_opts[key], written[key] = data_opts.pop(alias), alias
     out = dict(DEFAULT_SAMPLING)
     for k in GRID_KEYS:

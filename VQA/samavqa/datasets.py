@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from samacore import loaders
-from samacore.options import REPO_ROOT, OptionError, check_keys, choice, resolve_path
+from samacore.options import REPO_ROOT, OptionError, check_keys, choice, non_negative_int, resolve_path
 from samacore.registry import Registry
 from samacore.sampling import DEFAULT_SAMPLE_TYPE
 
@@ -129,6 +129,8 @@ class _VideoQualityDataset(torch.utils.data.Dataset):
             raise OptionError(f"{where}.sample_types must map branch names (e.g. fragments) to sampling options")
         choice(opt.get("data_backend", "disk"), ["disk"], f"{where}.data_backend")
         resolve_decoder(opt.get("decoder", "auto"), f"{where}.decoder")
+        if "num_threads" in opt:  # decoder threads; 0: the decoder's own choice
+            non_negative_int(opt["num_threads"], f"{where}.num_threads")
         for branch, sopt in opt["sample_types"].items():
             bwhere = f"{where}.sample_types.{branch}"
             check_keys(sopt, BRANCH_KEYS, bwhere, required=("clip_len", "num_clips", "frame_interval"))

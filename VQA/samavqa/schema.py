@@ -18,7 +18,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from samacore import run_options
 from samacore.options import (
-    REPO_ROOT, OptionError, check_keys, choice, load_options, load_plugins, option_file_dirs, resolve_path,
+    REPO_ROOT, OptionError, check_keys, choice, load_options, load_plugins, non_negative_int, option_file_dirs,
+    resolve_path,
 )
 from samacore.runlog import get_logger
 
@@ -169,6 +170,8 @@ def _check_finetune_data(opt: Mapping[str, Any], branches: list) -> None:
     data = opt["data"]
     check_keys(data, FINETUNE_DATA_KEYS, "data", required=("anno_file", "data_prefix", "train", "test"))
     choice(data.get("type", "FineTuneDataset"), ["FineTuneDataset"], "data.type")
+    if "num_threads" in data:
+        non_negative_int(data["num_threads"], "data.num_threads")
     for phase in ("train", "test"):
         FineTuneDataset.check_options(data[phase], opt["stype"], f"data.{phase}")
         _check_branches(branches, data[phase]["sample_types"], f"data.{phase}")

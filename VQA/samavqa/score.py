@@ -77,7 +77,7 @@ from torch import nn
 
 from samacore import engine, scoring
 from samacore.checkpoint import CheckpointError, build_with_weights, load_checkpoint
-from samacore.options import OptionError
+from samacore.options import OptionError, non_negative_int
 from samacore.scoring import NoCheckpointError, ScoreRow
 from samacore.utils import pick_device
 
@@ -161,7 +161,9 @@ def scoring_options(opt: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], 
     if not isinstance(st, Mapping) or not st:
         raise OptionError(f"{where}.sample_types must map branch names to sampling options")
     threads = block.get("num_threads", (opt.get("data") or {}).get("num_threads"))
-    return {k: dict(v or {}) for k, v in st.items()}, (int(threads) if threads else None)
+    if threads is not None:  # (options stored in a checkpoint are not checked by the schema)
+        non_negative_int(threads, f"{where}.num_threads")
+    return {k: dict(v or {}) for k, v in st.items()}, (threads or None)
 
 
 def _scoring_block(opt: Mapping[str, Any]) -> Tuple[str, Mapping[str, Any]]:
