@@ -35,6 +35,7 @@ from .resume import RESUME_FILE, load_resume, run_options_text
 from .robust import BadItemLog, TooManyBadItems
 from .runlog import RunLogger
 from .startup import INTERRUPTED_STATUS
+from .utils import memory_message, out_of_memory
 
 #: what a user can fix (an option, a label file, a checkpoint, a missing file, too many unreadable items): the
 #: commands end with its message in one line instead of a traceback
@@ -44,15 +45,22 @@ USER_ERRORS = (OptionError, LabelError, CheckpointError, FileNotFoundError, TooM
 
 
 def run_command(fn: Callable[[], Any]) -> None:
-    """Run a command; the :data:`USER_ERRORS` end with ``error: <message>`` on stderr and exit status 2, Ctrl-C
-    with one line saying what was saved and how to continue (:func:`samacore.context.interrupted_message`) and
-    exit status 130."""
+    """Run a command; the :data:`USER_ERRORS` and running out of memory end with ``error: <message>`` on stderr
+    and exit status 2, Ctrl-C with one line saying what was saved and how to continue
+    (:func:`samacore.context.interrupted_message`) and exit status 130; any other exception keeps its traceback."""
     RunContext.current = None
     try:
         resample.backend()  # a bad SAMA_RESAMPLE_BACKEND is said before any work, not inside a loader worker
         fn()
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except RuntimeError as e:  # any other is a fault of the program: its traceback stays
+        if not out_of_memory(e):
+            raise
+        print(f"error: out of memory ({memory_message(e)}): use a smaller batch (the option train_batch_size, "
+              "batch_size or test_batch_size, e.g. --set train_batch_size=4), bf16 (--bf16) or another --device",
+              file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print(interrupted_message(resume_command()), file=sys.stderr)

@@ -45,7 +45,7 @@ from .metrics import evaluate, format_metrics, has_labels
 from .options import OptionError
 from .robust import SkipBadItems, SkipCollate
 from .startup import INTERRUPTED_STATUS
-from .utils import reuse_freed_memory
+from .utils import memory_message, out_of_memory, reuse_freed_memory
 
 CSV_COLUMNS = ("name", "score", "calibrated", "error", "note")
 CLIP_COLUMN = "clip_scores"  # with --per-clip: the raw score of every clip, space-separated, in temporal order
@@ -791,16 +791,9 @@ def resume_command(argv: Optional[Sequence[str]]) -> str:
 
 
 #: what ends a scoring command with ``error: <message>`` and exit status 2: a bad option, checkpoint, output or
-#: command line, a missing file (and running out of memory: :func:`out_of_memory`). Anything else is a fault of the
-#: program, shown with its traceback (unreadable media are rows with an error, not these).
+#: command line, a missing file (and running out of memory: :func:`samacore.utils.out_of_memory`). Anything else is
+#: a fault of the program, shown with its traceback (unreadable media are rows with an error, not these).
 USAGE_ERRORS = (OptionError, CheckpointError, OutputError, UsageError, FileNotFoundError)
-
-
-def out_of_memory(e: BaseException) -> bool:
-    """Whether ``e`` is PyTorch running out of memory: ``torch.OutOfMemoryError`` (GPUs) or the CPU allocator's
-    plain ``RuntimeError``, which only its message tells apart."""
-    return isinstance(e, torch.OutOfMemoryError) or (
-        isinstance(e, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(e))
 
 
 def _agree(error: str) -> str:
@@ -851,8 +844,8 @@ def _run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], e
     except RuntimeError as e:
         if not out_of_memory(e):
             raise
-        _say(f"error: out of memory ({' '.join(str(e).split())}): score with a smaller --batch-size or fewer "
-             "--num-workers, or on another --device")
+        _say(f"error: out of memory ({memory_message(e)}): score with a smaller --batch-size or fewer --num-workers, "
+             "or on another --device")
         return 2
     finally:
         if output is not None:

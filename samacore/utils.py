@@ -1,4 +1,4 @@
-"""Small helpers: seeding, device choice and the process's memory allocator."""
+"""Small helpers: seeding, device choice, the process's memory allocator and telling out-of-memory errors."""
 from __future__ import annotations
 
 import ctypes
@@ -27,6 +27,18 @@ def pick_device(requested: Optional[str] = None) -> str:
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
     return device
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is PyTorch running out of memory: ``torch.OutOfMemoryError`` (GPUs) or the CPU allocator's
+    plain ``RuntimeError``, which only its message tells apart."""
+    return isinstance(e, torch.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(e))
+
+
+def memory_message(e: BaseException) -> str:
+    """``e``'s message on one line, for ``error: out of memory (...)``."""
+    return " ".join(str(e).split())
 
 
 _M_MMAP_MAX = -4  # glibc's mallopt parameter: how many allocations may be served by their own mmap

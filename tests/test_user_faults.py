@@ -202,3 +202,29 @@ def test_every_iqa_entry_point_rejects_the_whole_file_at_load(tmp_path, capsys, 
     assert score.main(["-i", str(tmp_path / "a.png"), "--ckpt", str(tmp_path / "w.pth"), "--options", bad]) == 2
     errors.append(capsys.readouterr().err.strip().splitlines()[-1])
     assert errors[0] == errors[1] == errors[2] and errors[0].startswith(f"error: {message}"), errors
+
+
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 8 GiB"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                 "tried to allocate 9000000000 bytes. Error code 12 (Cannot allocate memory)"),
+])
+def test_a_command_out_of_memory_is_one_line(capsys, error):
+    """A training / test command that runs out of memory (GPU, or the CPU allocator's plain RuntimeError) ends with
+    one line naming the settings that change it; any other exception keeps its traceback."""
+    def command():
+        raise error
+
+    with pytest.raises(SystemExit) as stop:
+        run_command(command)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and err[0].startswith("error: out of memory (")
+    assert str(error).split(".")[0] in err[0] and err[0].endswith(
+        "): use a smaller batch (the option train_batch_size, batch_size or test_batch_size, e.g. --set "
+        "train_batch_size=4), bf16 (--bf16) or another --device")
+
+    def faulty():
+        raise RuntimeError("index out of range in self")  # a fault of the program: not said as a user's error
+
+    with pytest.raises(RuntimeError, match="index out of range"):
+        run_command(faulty)
