@@ -145,3 +145,14 @@ def test_running_out_of_memory_is_one_line(setup, monkeypatch, capsys, error):
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("error: out of memory (") and str(error).split(".")[0] in line
     assert line.endswith("): score with a smaller --batch-size or fewer --num-workers, or on another --device")
+
+
+def test_model_options_the_layers_refuse_are_one_line(setup, capsys):
+    """Values inside ``model.args`` that the schema leaves to the layers (a head dropout of 1.5) are an option
+    error naming the options, not the layer's ValueError."""
+    args = ["-v", str(setup / "videos" / "v0.mp4"), "--ckpt", str(setup / "tiny.pth"), "--options",
+            str(setup / "tiny.yml"), "--no-progress", "--set", "model.args.vqa_head.dropout_ratio=1.5"]
+    assert VS.main(args) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("error: cannot build the model from options.model.args {") and line.endswith(
+        "dropout probability has to be between 0 and 1, but got 1.5")

@@ -16,6 +16,7 @@ from torch import nn
 from samacore import engine
 from samacore.engine import PredictFn, StepFn
 from samacore.losses import vqa_loss
+from samacore.options import OptionError
 from samacore.precision import full_precision
 from samacore.schedules import warmup_cosine
 
@@ -26,8 +27,13 @@ __all__ = ["build_model", "make_predict_fn", "make_step_fn", "schedule", "split_
 
 def build_model(opt: Mapping[str, Any], device: Optional[str] = None) -> DiViDeAddEvaluator:
     """The evaluator of ``model.args`` (checked by :mod:`samavqa.schema` when the options were loaded), on
-    ``device`` (None: where torch builds it, e.g. the meta device of :func:`samacore.checkpoint.build_with_weights`)."""
-    net = DiViDeAddEvaluator(**dict(opt["model"].get("args") or {}))
+    ``device`` (None: where torch builds it, e.g. the meta device of :func:`samacore.checkpoint.build_with_weights`).
+    Values the schema does not check (inside ``vqa_head``, say) that the layers refuse are an :class:`OptionError`."""
+    args = dict(opt["model"].get("args") or {})
+    try:
+        net = DiViDeAddEvaluator(**args)
+    except (TypeError, ValueError, RuntimeError) as e:  # the layers' own checks (a dropout of 1.5, a size of -1)
+        raise OptionError(f"cannot build the model from options.model.args {args}: {e}") from None
     return net if device is None else net.to(device)
 
 
