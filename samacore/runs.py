@@ -58,8 +58,8 @@ def run_command(fn: Callable[[], Any]) -> None:
     except RuntimeError as e:  # any other is a fault of the program: its traceback stays
         if not out_of_memory(e):
             raise
-        print(f"error: out of memory ({memory_message(e)}): use a smaller batch (the option train_batch_size, "
-              "batch_size or test_batch_size, e.g. --set train_batch_size=4), bf16 (--bf16) or another --device",
+        print(f"error: out of memory ({memory_message(e)}): use a smaller batch (the option train_batch_size "
+              "(VQA) / batch_size (IQA) or test_batch_size: --set KEY=N), bf16 (--bf16) or another --device",
               file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

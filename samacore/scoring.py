@@ -844,8 +844,12 @@ def _run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], e
     except RuntimeError as e:
         if not out_of_memory(e):
             raise
-        _say(f"error: out of memory ({memory_message(e)}): score with a smaller --batch-size or fewer --num-workers, "
-             "or on another --device")
+        said = (f"out of memory ({memory_message(e)}): score with a smaller --batch-size or fewer --num-workers, "
+                "or on another --device")
+        if D.world_size() > 1:  # a rank runs out on its own: said by that rank, whichever it is
+            print(f"error: rank {D.rank()}: {said}", file=sys.stderr, flush=True)
+        else:
+            _say(f"error: {said}")
         return 2
     finally:
         if output is not None:

@@ -29,16 +29,26 @@ def pick_device(requested: Optional[str] = None) -> str:
     return device
 
 
+#: how the out-of-memory errors that are plain ``RuntimeError`` say so: the CPU allocator's, and CUDA's outside
+#: PyTorch's caching allocator (a kernel, cuBLAS or cuDNN asking for memory of their own)
+_OUT_OF_MEMORY_SAYS = ("DefaultCPUAllocator: can't allocate memory", "CUDA error: out of memory",
+                       "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
+
+
 def out_of_memory(e: BaseException) -> bool:
-    """Whether ``e`` is PyTorch running out of memory: ``torch.OutOfMemoryError`` (GPUs) or the CPU allocator's
-    plain ``RuntimeError``, which only its message tells apart."""
+    """Whether ``e`` is running out of memory: ``torch.OutOfMemoryError`` (PyTorch's GPU allocator) or a plain
+    ``RuntimeError`` whose message says so (:data:`_OUT_OF_MEMORY_SAYS`; also as a DataLoader worker's error)."""
     return isinstance(e, torch.OutOfMemoryError) or (
-        isinstance(e, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(e))
+        isinstance(e, RuntimeError) and any(says in str(e) for says in _OUT_OF_MEMORY_SAYS))
 
 
 def memory_message(e: BaseException) -> str:
-    """``e``'s message on one line, for ``error: out of memory (...)``."""
-    return " ".join(str(e).split())
+    """``e``'s message on one line, for ``error: out of memory (...)``: a DataLoader worker's error carries the
+    worker's traceback, of which only the last line (the error itself) is kept."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if len(lines) > 1 and "Original Traceback" in str(e):
+        return lines[-1]
+    return " ".join(lines)
 
 
 _M_MMAP_MAX = -4  # glibc's mallopt parameter: how many allocations may be served by their own mmap

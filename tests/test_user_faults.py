@@ -208,6 +208,7 @@ def test_every_iqa_entry_point_rejects_the_whole_file_at_load(tmp_path, capsys, 
     torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 8 GiB"),
     RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
                  "tried to allocate 9000000000 bytes. Error code 12 (Cannot allocate memory)"),
+    RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported"),
 ])
 def test_a_command_out_of_memory_is_one_line(capsys, error):
     """A training / test command that runs out of memory (GPU, or the CPU allocator's plain RuntimeError) ends with
@@ -219,12 +220,25 @@ def test_a_command_out_of_memory_is_one_line(capsys, error):
         run_command(command)
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and len(err) == 1 and err[0].startswith("error: out of memory (")
-    assert str(error).split(".")[0] in err[0] and err[0].endswith(
-        "): use a smaller batch (the option train_batch_size, batch_size or test_batch_size, e.g. --set "
-        "train_batch_size=4), bf16 (--bf16) or another --device")
+    assert str(error).split(".")[0].splitlines()[0] in err[0] and err[0].endswith(
+        "): use a smaller batch (the option train_batch_size (VQA) / batch_size (IQA) or test_batch_size: --set "
+        "KEY=N), bf16 (--bf16) or another --device")
 
     def faulty():
         raise RuntimeError("index out of range in self")  # a fault of the program: not said as a user's error
 
     with pytest.raises(RuntimeError, match="index out of range"):
         run_command(faulty)
+
+
+def test_a_loader_workers_out_of_memory_is_said_by_its_own_last_line():
+    from samacore.utils import memory_message, out_of_memory
+
+    wrapped = RuntimeError("Caught RuntimeError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                           "last):\n  File \"fetch.py\", line 52, in fetch\nRuntimeError: [enforce fail at "
+                           "alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes.")
+    assert out_of_memory(wrapped) and not out_of_memory(RuntimeError("index out of range in self"))
+    assert memory_message(wrapped) == ("RuntimeError: [enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't "
+                                       "allocate memory: you tried to allocate 8 bytes.")
+    assert memory_message(RuntimeError("CUDA error: out of memory\nCompile with TORCH_USE_CUDA_DSA")) == \
+        "CUDA error: out of memory Compile with TORCH_USE_CUDA_DSA"
