@@ -125,11 +125,12 @@ def run(argv: Sequence[str], cwd: str, env: Optional[Dict[str, str]] = None, tim
 
 def failure_line(output: str) -> str:
     """The line of a failed command's output that says why: the project's ``error: ...`` line, else the last line
-    of a Python traceback (``SomeError: ...``), else the last line (torchrun ends its own report with a rule of
-    ``=``, and prints the worker's error above it)."""
-    lines = [x.strip() for x in output.splitlines() if x.strip()]
+    of a Python traceback (``SomeError: ...``, also behind torch's ``[rankN]:`` prefix), else the last line.
+    torchrun's own report (its ``ChildFailedError`` and a rule of ``=``) comes after the worker's error: skipped."""
+    lines = [re.sub(r"^\[rank\d+\]:\s*", "", x.strip()) for x in output.splitlines() if x.strip()]
     said = [x for x in lines if x.startswith("error:")]
-    raised = [x for x in lines if re.match(r"^[A-Za-z_.]*(Error|Exception|Interrupt|Exit)\b:?", x)]
+    raised = [x for x in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b:", x)
+              and "ChildFailedError" not in x]
     return (said or raised or lines or ["(no output)"])[-1]
 
 

@@ -58,5 +58,9 @@ def test_a_failed_command_is_reported_by_its_reason():
     assert failure_line(torchrun) == "error: rank 1 failed: RuntimeError: out of memory"
     traceback = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: bad value\n\n'
     assert failure_line(traceback) == "ValueError: bad value"
+    workers = ('[rank1]: Traceback (most recent call last):\n[rank1]:   File "x.py", line 1\n[rank1]: KeyError: '
+               "'fragments'\nException ignored in: <function _after_fork>\ntorch.distributed.elastic.multiprocessing."
+               "errors.ChildFailedError:\n" + "=" * 40 + "\n")  # a worker's fault under torchrun, behind its prefix
+    assert failure_line(workers) == "KeyError: 'fragments'"
     assert failure_line("just this\nand this last\n") == "and this last"
     assert failure_line("") == "(no output)"

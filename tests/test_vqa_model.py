@@ -317,6 +317,22 @@ def test_bias_in_another_dtype_keeps_its_aligned_rows():
     assert bias.stride(-2) % swin3d.MASK_ALIGN == 0 and half.stride(-2) % swin3d.MASK_ALIGN == 0
 
 
+def test_the_attention_gets_aligned_masks_under_bf16_autocast(monkeypatch):
+    """What the attention receives in a bf16 forward: masks of q's dtype whose rows stay aligned (windows of
+    4x7x7 = 196 tokens here, not a multiple of the alignment)."""
+    seen, real = [], swin3d.window_attention
+
+    def spy(q, k, v, mask):
+        seen.append((q.dtype, mask.dtype, mask.shape[-1], mask.stride(-2)))
+        return real(q, k, v, mask)
+
+    monkeypatch.setattr(swin3d, "window_attention", spy)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        nano()(torch.randn(1, 3, 8, 64, 64))
+    assert any(n % swin3d.MASK_ALIGN for *_, n, _ in seen)
+    assert all(q == m == torch.bfloat16 and row % swin3d.MASK_ALIGN == 0 for q, m, _, row in seen), seen
+
+
 def _per_sample_mask_attention(self, x, geo):
     """The attention as it was before the shared-mask layout: the per-window mask repeated for every sample."""
     bn, n, c = x.shape

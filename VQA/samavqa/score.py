@@ -160,9 +160,10 @@ def scoring_options(opt: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], 
     st = block["sample_types"]
     if not isinstance(st, Mapping) or not st:
         raise OptionError(f"{where}.sample_types must map branch names to sampling options")
-    threads = block.get("num_threads", (opt.get("data") or {}).get("num_threads"))
-    if threads is not None:  # (options stored in a checkpoint are not checked by the schema)
-        non_negative_int(threads, f"{where}.num_threads")
+    key, threads = (f"{where}.num_threads", block["num_threads"]) if "num_threads" in block else \
+        ("data.num_threads", (opt.get("data") or {}).get("num_threads"))
+    if threads is not None:  # (an ONNX graph's metadata or a caller's mapping is not checked by the schema)
+        non_negative_int(threads, key)
     return {k: dict(v or {}) for k, v in st.items()}, (threads or None)
 
 
