@@ -1066,6 +1066,17 @@ def with_sets(opt: Mapping[str, Any], source: str, sets: Sequence[str],
     return changed, f"{source} with --set {' '.join(sets)}"
 
 
+def refuse_beside_onnx(given: Mapping[str, Any]) -> None:
+    """A :class:`UsageError` when settings that an ONNX graph replaces come with ``--onnx`` (``given``: the flag
+    -> its value; None, False and empty values count as not given): the graph carries its weights, sampling and
+    calibration and runs in fp32 on ONNX Runtime's CPU provider, so they would be ignored without a word."""
+    extra = [flag for flag, value in given.items() if value not in (None, False, "", (), [])]
+    if extra:
+        verb, pronoun = ("does", "it") if len(extra) == 1 else ("do", "them")
+        raise UsageError(f"--onnx scores with the graph alone (its weights, sampling and calibration are stored in it; "
+                         f"fp32 on the CPU): {', '.join(extra)} {verb} not apply, leave {pronoun} out")
+
+
 def onnx_model(path: str, tree: str) -> Tuple[Any, Dict[str, Any]]:
     """``(runner, metadata)`` of an ONNX graph written by ``sama-export-vqa`` / ``sama-export-iqa`` for ``tree``
     (``vqa`` / ``iqa``): an :class:`OptionError` in one line for a missing file, another tree's graph or a file

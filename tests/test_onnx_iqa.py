@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from helpers import GRID, SMALL_SWIN
-from samacore import onnx_export
+from samacore import onnx_export, scoring
 from samacore.onnx_export import PARITY_TOLERANCE, OnnxImageModel, load_onnx_model
 from samaiqa import score
 from samaiqa.checkpoints import save_model_checkpoint
@@ -98,6 +98,8 @@ def test_iqa_py_scores_with_the_onnx_graph_alone(images, tmp_path, capsys):
     assert [float(r["score"]) for r in rows] == pytest.approx([w.score for w in want], abs=1e-6)
     assert [float(r["calibrated"]) for r in rows] == pytest.approx([w.calibrated for w in want], abs=1e-5)
     assert score.load_scorer(onnx=runner.path, exif_transpose=False).calibration == scorer.calibration
+    with pytest.raises(scoring.UsageError, match=r"\): --set does not apply, leave it out"):
+        score.load_scorer(onnx=runner.path, sets=["data.fragments_h=4"])
 
 
 def test_failed_parity_check_is_one_line_and_leaves_no_file(tmp_path, capsys, monkeypatch):

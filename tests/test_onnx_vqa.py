@@ -12,6 +12,7 @@ import yaml
 
 from conftest import write_video
 from helpers import REPO
+from samacore import scoring
 from samacore.onnx_export import PARITY_TOLERANCE, OnnxVideoModel, load_onnx_model
 from samavqa import score as S
 from samavqa.export_onnx import main
@@ -134,3 +135,10 @@ def test_vqa_py_scores_with_the_onnx_graph_alone(videos, tmp_path, capsys):
     capsys.readouterr()
     assert S.main(["--onnx", str(tmp_path / "none.onnx"), "-v", paths[0]]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: --onnx {tmp_path / 'none.onnx'}: file not found"
+    # what the graph replaces is refused beside it (it was ignored without a word)
+    assert S.main(["--onnx", runner.path, "-v", paths[0], "--bf16", "--ckpt", "x.pth", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: --onnx scores with the graph alone (its weights, sampling and calibration are stored in it; fp32 on "
+        "the CPU): --ckpt, --bf16 do not apply, leave them out")
+    with pytest.raises(scoring.UsageError, match=r"\): -m does not apply, leave it out"):
+        S.load_scorer(onnx=runner.path, model="FAST-VQA")
