@@ -42,6 +42,10 @@ WATCH_GRACE_S = 3.0
 #: of them: its exit makes torchrun stop the others, which must have said why first
 READ_KEY = "sama/failure-read"
 READ_WAIT_S = WATCH_EVERY_S + WATCH_GRACE_S + 2.0
+#: how long a rank that has said a peer's failure waits before it ends: the failing rank (done waiting for its
+#: readers) ends first with its own report (its traceback, or its one line), which torchrun then names as the root
+#: cause; ending first instead would make torchrun stop the failing rank before it said anything
+PEER_EXIT_DELAY_S = 2.0
 
 
 def is_dist() -> bool:
@@ -206,6 +210,7 @@ def failing_together() -> Iterator[None]:
         _exit_by(EXIT_DEADLINE_S)
         if peer is not None:
             _count_as_read()
+            time.sleep(PEER_EXIT_DELAY_S)
             raise RankFailed(peer) from None
         try:
             _store().set(FAIL_KEY, f"{rank()}\t{_reason(error)}")
@@ -259,6 +264,7 @@ def _start_failure_watcher() -> None:
                 time.sleep(WATCH_GRACE_S)
                 print(f"error: {peer}", file=sys.stderr, flush=True)
                 _count_as_read()
+                time.sleep(PEER_EXIT_DELAY_S)
                 os._exit(1)
 
     threading.Thread(target=watch, name="sama-failure-watcher", daemon=True).start()

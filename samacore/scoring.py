@@ -943,11 +943,15 @@ class _ScoringRun:
         for note in self.scorer.notes + [self.scorer.calibration_note]:
             _say(f"note: {note}")
         started = time.time()
-        status = self._stream(todo)
-        if status:
-            self._say_stopped(status)
-            return status
-        return self._finish(time.time() - started)
+        # Each process scores its own files: one that fails there (out of memory, a fault) publishes why, so the
+        # others end within seconds saying so (samacore.distributed.failing_together) instead of waiting in the
+        # closing collectives until a launcher or a timeout stops them. (What _todo refuses, every process refuses.)
+        with D.failing_together():
+            status = self._stream(todo)
+            if status:
+                self._say_stopped(status)
+                return status
+            return self._finish(time.time() - started)
 
     def _todo(self) -> List[Tuple[str, str]]:
         """This process's share of the files the output lacks (all of them without ``--resume``)."""

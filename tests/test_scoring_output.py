@@ -5,6 +5,7 @@ import csv
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 
@@ -238,3 +239,45 @@ def test_a_scoring_command_ends_without_the_interpreters_teardown(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=REPO,
                           env=dict(os.environ, PYTHONPATH=REPO))
     assert done.returncode == 3 and done.stdout == "rows written True"  # flushed (a pipe is block-buffered), no teardown
+
+
+FAILING_RANK = """import os, sys
+from samaiqa import score
+
+scored = score.ImageScorer.score_batch
+
+
+def score_batch(self, batch, *args, **kwargs):
+    if os.environ.get("RANK") == "1":
+        raise RuntimeError("planned failure of rank 1")
+    return scored(self, batch, *args, **kwargs)
+
+
+score.ImageScorer.score_batch = score_batch
+sys.exit(score.main())
+"""
+
+
+def test_a_rank_that_fails_while_scoring_ends_every_rank_with_the_reason(job):
+    """Under torchrun each process scores its own files: one failing there ends the others within seconds, saying
+    why (before, they waited in the closing collectives until the launcher stopped them, saying nothing); the
+    failing one keeps its traceback and the rows already written stay in the parts."""
+    import time
+
+    from helpers import torchrun
+
+    tmp, _, args = job
+    (tmp / "launch.py").write_text(FAILING_RANK)
+    out = tmp / "two.csv"
+    tic = time.monotonic()
+    r = torchrun(tmp / "launch.py", args + ["--output", str(out), "--device", "cpu"], tmp, check=False, timeout=240)
+    elapsed = time.monotonic() - tic
+    assert r.returncode != 0 and elapsed < 120, (r.returncode, elapsed)
+    said = r.stdout + r.stderr
+    own = [line for line in said.splitlines() if re.fullmatch(r"(\[rank1\]: )?RuntimeError: planned failure of rank 1",
+                                                               line)]
+    assert own and "Traceback (most recent call last)" in said  # the failing rank's own traceback, said before ...
+    assert "error: rank 1 failed: RuntimeError: planned failure of rank 1" in said  # ... rank 0 says why it stops
+    assert re.search(r"Root Cause \(first observed failure\):\n\[\d\]:\n.*\n.*\n +rank +: 1 ", said)  # torchrun's
+    part = tmp / "two.csv.part0"
+    assert part.exists() and part.read_text().startswith("name,score")  # rank 0's rows as they came
