@@ -35,7 +35,7 @@ from .resume import RESUME_FILE, load_resume, run_options_text
 from .robust import BadItemLog, TooManyBadItems
 from .runlog import RunLogger
 from .startup import INTERRUPTED_STATUS
-from .utils import memory_message, out_of_memory
+from .utils import out_of_memory, out_of_memory_said
 
 #: what a user can fix (an option, a label file, a checkpoint, a missing file, too many unreadable items): the
 #: commands end with its message in one line instead of a traceback
@@ -58,9 +58,9 @@ def run_command(fn: Callable[[], Any]) -> None:
     except RuntimeError as e:  # any other is a fault of the program: its traceback stays
         if not out_of_memory(e):
             raise
-        print(f"error: out of memory ({memory_message(e)}): use a smaller batch (the option train_batch_size "
-              "(VQA) / batch_size (IQA) or test_batch_size: --set KEY=N), bf16 (--bf16) or another --device",
-              file=sys.stderr)
+        remedy = ("use a smaller batch (the option train_batch_size (VQA) / batch_size (IQA) or test_batch_size: "
+                  "--set KEY=N), bf16 (--bf16) or another --device")
+        print(f"error: {out_of_memory_said(e, remedy)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print(interrupted_message(resume_command()), file=sys.stderr)

@@ -45,7 +45,7 @@ from .metrics import evaluate, format_metrics, has_labels
 from .options import OptionError
 from .robust import SkipBadItems, SkipCollate
 from .startup import INTERRUPTED_STATUS
-from .utils import memory_message, out_of_memory, reuse_freed_memory
+from .utils import out_of_memory, out_of_memory_said, reuse_freed_memory
 
 CSV_COLUMNS = ("name", "score", "calibrated", "error", "note")
 CLIP_COLUMN = "clip_scores"  # with --per-clip: the raw score of every clip, space-separated, in temporal order
@@ -844,8 +844,8 @@ def _run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], e
     except RuntimeError as e:
         if not out_of_memory(e):
             raise
-        said = (f"out of memory ({memory_message(e)}): score with a smaller --batch-size or fewer --num-workers, "
-                "or on another --device")
+        said = out_of_memory_said(e, "score with a smaller --batch-size or fewer --num-workers, or on another "
+                                     "--device")
         if D.world_size() > 1:  # a rank runs out on its own: said by that rank, whichever it is
             print(f"error: rank {D.rank()}: {said}", file=sys.stderr, flush=True)
         else:
@@ -1070,11 +1070,14 @@ def with_sets(opt: Mapping[str, Any], source: str, sets: Sequence[str],
     return changed, f"{source} with --set {' '.join(sets)}"
 
 
-def refuse_beside_onnx(given: Mapping[str, Any]) -> None:
-    """A :class:`UsageError` when settings that an ONNX graph replaces come with ``--onnx`` (``given``: the flag
-    -> its value; None, False and empty values count as not given): the graph carries its weights, sampling and
-    calibration and runs in fp32 on ONNX Runtime's CPU provider, so they would be ignored without a word."""
-    extra = [flag for flag, value in given.items() if value not in (None, False, "", (), [])]
+def refuse_beside_onnx(ckpt: Optional[str], options: Any, sets: Sequence[str], bf16: bool, trust_checkpoint: bool,
+                       device: Optional[str], model: Optional[str] = None) -> None:
+    """A :class:`UsageError` when settings that an ONNX graph replaces come with ``--onnx`` (``load_scorer``'s
+    arguments of those names; the CPU as device is fine): the graph carries its weights, sampling and calibration
+    and runs in fp32 on ONNX Runtime's CPU provider, so they would be ignored without a word."""
+    given = {"--ckpt": ckpt, "--options": options, "-m": model, "--set": list(sets), "--bf16": bf16,
+             "--trust-checkpoint": trust_checkpoint, "--device": None if device in (None, "cpu") else device}
+    extra = [flag for flag, value in given.items() if value not in (None, False, "", [])]
     if extra:
         verb, pronoun = ("does", "it") if len(extra) == 1 else ("do", "them")
         raise UsageError(f"--onnx scores with the graph alone (its weights, sampling and calibration are stored in it; "

@@ -42,13 +42,12 @@ def out_of_memory(e: BaseException) -> bool:
         isinstance(e, RuntimeError) and any(says in str(e) for says in _OUT_OF_MEMORY_SAYS))
 
 
-def memory_message(e: BaseException) -> str:
-    """``e``'s message on one line, for ``error: out of memory (...)``: a DataLoader worker's error carries the
-    worker's traceback, of which only the last line (the error itself) is kept."""
+def out_of_memory_said(e: BaseException, remedy: str) -> str:
+    """``out of memory (<e's message on one line>): <remedy>``; a DataLoader worker's error carries the worker's
+    traceback, of which only the last line (the error itself) is kept."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    if len(lines) > 1 and "Original Traceback" in str(e):
-        return lines[-1]
-    return " ".join(lines)
+    message = lines[-1] if len(lines) > 1 and "Original Traceback" in str(e) else " ".join(lines)
+    return f"out of memory ({message}): {remedy}"
 
 
 _M_MMAP_MAX = -4  # glibc's mallopt parameter: how many allocations may be served by their own mmap

@@ -232,7 +232,10 @@ def test_a_command_out_of_memory_is_one_line(capsys, error):
 
 
 def test_a_loader_workers_out_of_memory_is_said_by_its_own_last_line():
-    from samacore.utils import memory_message, out_of_memory
+    from samacore.utils import out_of_memory, out_of_memory_said
+
+    def memory_message(e):  # the message part of the line
+        return out_of_memory_said(e, "remedy")[len("out of memory ("):-len("): remedy")]
 
     wrapped = RuntimeError("Caught RuntimeError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
                            "last):\n  File \"fetch.py\", line 52, in fetch\nRuntimeError: [enforce fail at "

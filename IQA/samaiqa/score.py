@@ -248,9 +248,7 @@ def load_scorer(
     """
     notes: List[str] = []
     if onnx is not None:  # an exported graph (sama-export-iqa): its metadata gives the sampling and calibration
-        scoring.refuse_beside_onnx({"--ckpt": ckpt, "--options": options, "--set": list(sets), "--bf16": bf16,
-                                    "--trust-checkpoint": trust_checkpoint,
-                                    "--device": None if device in (None, "cpu") else device})
+        scoring.refuse_beside_onnx(ckpt, options, sets, bf16, trust_checkpoint, device)
         return _onnx_scorer(onnx, stype, exif_transpose, notes)
     given = read_scoring_options(options) if options is not None else None  # checked before the checkpoint is read
     path = scoring.checkpoint_path(ckpt, lambda: find_default_checkpoint(search_roots), notes)

@@ -442,9 +442,7 @@ def load_scorer(
         resolve_decoder(decoder, "--decoder")  # before any work
     notes: List[str] = []
     if onnx is not None:
-        scoring.refuse_beside_onnx({"--ckpt": ckpt, "--options": options, "-m": model, "--set": list(sets),
-                                    "--bf16": bf16, "--trust-checkpoint": trust_checkpoint,
-                                    "--device": None if device in (None, "cpu") else device})
+        scoring.refuse_beside_onnx(ckpt, options, sets, bf16, trust_checkpoint, device, model)
         return _onnx_scorer(onnx, stype, decoder, notes)
     roots = list(search_roots) if search_roots is not None else default_search_roots()
     if model is not None:
