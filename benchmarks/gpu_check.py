@@ -16,6 +16,11 @@ With 2+ GPUs also (on small synthetic videos and the nano Swin): NCCL training w
 ``--resume``, a deterministic pair of runs compared bit for bit, and a run whose rank 1 fails (both ranks must end
 within seconds, with the reason). It prints one table; the exit status is 1 if any step failed.
 
+A card too small for batch 12 (about 20 GiB in fp32) trains and times at the largest of 6, 3, 1 that fits, and the
+row says so; bf16 rows are skipped on GPUs without native bfloat16 (compute capability below 8.0). A GPU that this
+PyTorch cannot use (a driver too old for its CUDA, a CPU-only build, an architecture it has no kernels for) is one
+line and exit status 1, not a dry run.
+
 On a machine without CUDA it says so in one line and runs the same steps on the CPU at tiny size (nano Swin,
 four synthetic videos; a few seconds each) as a dry run of this script, then exits 0 if they passed
 (``--multi``: also the 2+ GPU steps, on 2 CPU processes with gloo; ``--dry-run``: the dry run on a CUDA machine).
@@ -31,13 +36,14 @@ import os
 import re
 import runpy
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import yaml
@@ -47,7 +53,13 @@ FULL_OPT = os.path.join(REPO, "VQA", "options", "examplar-SAMA-train-full.yml")
 FP32_TOL = 5e-3   # cuDNN runs the patch-embedding convolution in TF32 by default
 BF16_TOL = 5e-2   # bfloat16 keeps 8 bits of mantissa
 SAMPLE_TOL = 1e-2  # on the 0..255 scale: bilinear blends in float32 on two devices
-PEAK_TAG = "gpu-check peak bytes:"
+PEAK_TAG = "gpu-check peak bytes (allocated, reserved):"
+#: the batches a training or timing step falls back to, in turn, when the one before ran out of GPU memory
+SMALLER_BATCHES = (6, 3, 1)
+#: a launcher's variables (torchrun, Kubeflow, a shell that exported them): never passed to the commands run here,
+#: so a one-process command cannot wait for peers that do not exist
+LAUNCHER_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                 "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT")
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -57,7 +69,8 @@ class Row:
     ok: Optional[bool]          # None: skipped
     detail: str = ""
     s_per_step: Optional[float] = None
-    peak_mib: Optional[float] = None
+    peak_mib: Optional[float] = None      # torch.cuda.max_memory_allocated
+    reserved_mib: Optional[float] = None  # max_memory_reserved: what the card must hold (plus the CUDA context)
     seconds: float = 0.0
 
 
@@ -80,10 +93,11 @@ class Report:
         return row
 
     def table(self) -> str:
-        head = ["step", "result", "s/step", "peak GPU MiB", "time (s)", "detail"]
+        head = ["step", "result", "s/step", "peak GPU MiB alloc/reserved", "time (s)", "detail"]
         body = [[r.step, "ok" if r.ok else "skip" if r.ok is None else "FAIL",
                  "" if r.s_per_step is None else f"{r.s_per_step:.3f}",
-                 "" if r.peak_mib is None else f"{r.peak_mib:.0f}", f"{r.seconds:.0f}", r.detail] for r in self.rows]
+                 "" if r.peak_mib is None else f"{r.peak_mib:.0f} / {r.reserved_mib or 0:.0f}", f"{r.seconds:.0f}",
+                 r.detail] for r in self.rows]
         widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
         lines = [" | ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in [head] + body]
         lines.insert(1, "-+-".join("-" * w for w in widths))
@@ -111,16 +125,70 @@ def command(script: str, args: Sequence[str], nproc: int = 0) -> List[str]:
             f"--master_port={free_port()}", *inner]
 
 
+class CommandFailed(RuntimeError):
+    """A command of a step exited non-zero; ``reason``: its :func:`failure_line`."""
+
+    def __init__(self, script: str, status: int, reason: str) -> None:
+        super().__init__(f"{script} exited {status}: {reason}")
+        self.reason = reason
+
+
 def run(argv: Sequence[str], cwd: str, env: Optional[Dict[str, str]] = None, timeout: int = 3600,
         check: bool = True) -> subprocess.CompletedProcess:
-    environ = dict(os.environ, **(env or {}))
+    environ = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS and not k.startswith("TORCHELASTIC_")}
+    environ.update(env or {})
     environ["PYTHONPATH"] = os.pathsep.join([REPO, os.path.join(REPO, "VQA"), environ.get("PYTHONPATH", "")])
-    r = subprocess.run(list(argv), cwd=cwd, env=environ, capture_output=True, text=True, timeout=timeout)
+    script = os.path.basename(str(argv[argv.index("--exec") + 1] if "--exec" in argv else argv[1]))
+    p = subprocess.Popen(list(argv), cwd=cwd, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except BaseException as e:
+        # SIGTERM first: torchrun passes it on to its workers (started in sessions of their own, which killing
+        # torchrun alone would leave holding the GPUs); what has not ended after 30 s is killed
+        p.terminate()
+        try:
+            p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+        if isinstance(e, subprocess.TimeoutExpired):
+            raise RuntimeError(f"{script} did not end within {timeout} s (stopped)") from None
+        raise
+    r = subprocess.CompletedProcess(list(argv), p.returncode, out, err)
     if check and r.returncode != 0:
-        script = os.path.basename(str(argv[argv.index("--exec") + 1] if "--exec" in argv else argv[1]))
-        why = failure_line("\n".join([r.stderr, r.stdout]))
-        raise RuntimeError(f"{script} exited {r.returncode}: {why}")
+        raise CommandFailed(script, r.returncode, failure_line("\n".join([r.stderr, r.stdout])))
     return r
+
+
+def fresh_folder(path: str) -> str:
+    """``path`` made empty (a second run with the same ``--keep DIR`` starts over, as the first did)."""
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
+
+
+def ran_out_of_memory(e: BaseException) -> bool:
+    """Whether a step's command (its reason) or call ran out of memory."""
+    from samacore.utils import out_of_memory
+
+    return "out of memory" in getattr(e, "reason", "") or out_of_memory(e)
+
+
+def gpu_gib(setup: "Setup") -> str:
+    return "CPU" if setup.dry else f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB GPU"
+
+
+def smaller_batches(batch: int) -> List[int]:
+    """``batch``, then the smaller :data:`SMALLER_BATCHES` to fall back to."""
+    return [batch] + [b for b in SMALLER_BATCHES if b < batch]
+
+
+def no_native_bf16(setup: "Setup") -> Optional[str]:
+    """Why the bf16 rows are skipped on this host's GPU (None: native bfloat16, or the CPU dry run)."""
+    if setup.dry or torch.cuda.get_device_capability(0) >= (8, 0):
+        return None
+    major, minor = torch.cuda.get_device_capability(0)
+    return f"no native bfloat16 on {torch.cuda.get_device_name(0)} (compute capability {major}.{minor} < 8.0)"
 
 
 def failure_line(output: str) -> str:
@@ -134,9 +202,10 @@ def failure_line(output: str) -> str:
     return (said or raised or lines or ["(no output)"])[-1]
 
 
-def peak_mib(output: str) -> Optional[float]:
-    peaks = [int(x) for x in re.findall(re.escape(PEAK_TAG) + r" (\d+)", output)]
-    return max(peaks) / 2**20 if peaks else None
+def peak_mib(output: str) -> Tuple[Optional[float], Optional[float]]:
+    """The largest (allocated, reserved) peak GPU memory, MiB, that the processes of a command reported."""
+    peaks = [(int(a), int(r)) for a, r in re.findall(re.escape(PEAK_TAG) + r" (\d+) (\d+)", output)]
+    return (max(a for a, _ in peaks) / 2**20, max(r for _, r in peaks) / 2**20) if peaks else (None, None)
 
 
 def seconds_per_step(run_dir: str) -> Optional[float]:
@@ -157,7 +226,8 @@ def exec_script(argv: List[str]) -> None:
 
     def report() -> None:
         if torch.cuda.is_initialized():
-            print(f"{PEAK_TAG} {torch.cuda.max_memory_allocated()}", file=sys.stderr, flush=True)
+            print(f"{PEAK_TAG} {torch.cuda.max_memory_allocated()} {torch.cuda.max_memory_reserved()}",
+                  file=sys.stderr, flush=True)
 
     atexit.register(report)
     sys.argv = list(argv)
@@ -175,6 +245,7 @@ class Setup:
     train_opt: str               # a training option file (written into work)
     videos: List[str]            # videos to score and sample
     nproc: int                   # torchrun processes
+    train_batch: int             # (a), (b): the option file's train_batch_size (per process)
     step_batch: int              # (e) batch, clip frames, size
     step_input: tuple
     step_model: Dict[str, Any]
@@ -206,7 +277,7 @@ def full_setup(work: str) -> Setup:
     videos = [os.path.join(opt["data"]["val-examplar"]["args"]["data_prefix"], n) for n in names[:4]]
     model = dict(opt["model"]["args"])
     return Setup(work, "cuda", write_options(os.path.join(work, "train.yml"), opt), videos, torch.cuda.device_count(),
-                 12, (32, 224, 224), model)
+                 int(opt["train_batch_size"]), 12, (32, 224, 224), model)
 
 
 def tiny_videos(folder: str, n: int = 4) -> List[str]:
@@ -259,7 +330,7 @@ def tiny_setup(work: str, device: str = "cpu", multi: bool = False) -> Setup:
     opt = write_options(os.path.join(work, "train.yml"), tiny_options(folder, "gpu-check"))
     # the dry run shows the CPU nothing but one thread per process: tiny models, and a machine possibly shared
     env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"} if device == "cpu" else {}
-    return Setup(work, device, opt, videos, 2 if device == "cpu" else torch.cuda.device_count(), 2, (8, 64, 64),
+    return Setup(work, device, opt, videos, 2 if device == "cpu" else torch.cuda.device_count(), 2, 2, (8, 64, 64),
                  NANO_MODEL, env, multi)
 
 
@@ -271,29 +342,46 @@ def train_folder(setup: Setup, amp: str, nproc: int = 0) -> str:
 
 
 def train_step(setup: Setup, amp: str, nproc: int = 0) -> Callable[[], Row]:
-    """(a) / (b): one epoch of ``VQA/demo_train.py`` in its own folder."""
+    """(a) / (b): one epoch of ``VQA/demo_train.py`` in its own folder; out of GPU memory, again at a smaller
+    batch (the row says which)."""
     def check() -> Row:
-        cwd = train_folder(setup, amp, nproc)
-        os.makedirs(cwd, exist_ok=True)
-        args = ["-o", setup.train_opt, "--no-progress", "--device", setup.device]
-        args += ["--bf16"] if amp == "bf16" else []
-        r = run(command("VQA/demo_train.py", args, nproc), cwd, setup.env)
+        if amp == "bf16" and no_native_bf16(setup):
+            return Row("", None, no_native_bf16(setup))
+        cwd, too_big = train_folder(setup, amp, nproc), []
+        for batch in smaller_batches(setup.train_batch):
+            args = ["-o", setup.train_opt, "--no-progress", "--device", setup.device]
+            args += (["--bf16"] if amp == "bf16" else []) + (["--set", f"train_batch_size={batch}"] if too_big else [])
+            try:
+                r = run(command("VQA/demo_train.py", args, nproc), fresh_folder(cwd), setup.env)
+                break
+            except CommandFailed as e:
+                if not ran_out_of_memory(e) or batch == 1:
+                    raise
+                too_big.append(batch)
         summary = json.load(open(os.path.join(cwd, "runs", "gpu-check", "summary.json")))
         final = next(row for row in summary["results"] if row["set"] == "val-examplar")["final"]
-        return Row("", True, f"val SRCC {final['srcc']:.3f} PLCC {final['plcc']:.3f}",
-                   seconds_per_step(os.path.join(cwd, "runs", "gpu-check")), peak_mib(r.stderr))
+        detail = f"val SRCC {final['srcc']:.3f} PLCC {final['plcc']:.3f}"
+        if nproc > 1:
+            detail += f"; batch {batch} per process, {batch * nproc} per step"
+        if too_big:
+            detail += f"; batch {batch}: {', '.join(map(str, too_big))} ran out of memory on a {gpu_gib(setup)}"
+        return Row("", True, detail, seconds_per_step(os.path.join(cwd, "runs", "gpu-check")), *peak_mib(r.stderr))
     return check
 
 
 def best_checkpoint(setup: Setup) -> str:
-    found = sorted(glob.glob(os.path.join(train_folder(setup, "fp32"), "pretrained_weights", "*_s_dev_v0.0.pth")))
-    if not found:
-        raise FileNotFoundError("no checkpoint from the fp32 training step (a) to score with")
-    return found[0]
+    """The best checkpoint of step (a)'s fp32 training, else of its bf16 training."""
+    for amp in ("fp32", "bf16"):
+        found = sorted(glob.glob(os.path.join(train_folder(setup, amp), "pretrained_weights", "*_s_dev_v0.0.pth")))
+        if found:
+            return found[0]
+    raise FileNotFoundError("no checkpoint from the training step (a) to score with")
 
 
 def scores(setup: Setup, device: str, bf16: bool) -> List[float]:
     out = os.path.join(setup.work, f"scores-{device}{'-bf16' if bf16 else ''}.csv")
+    if os.path.exists(out):  # from an earlier check in the same --keep folder
+        os.remove(out)
     args = ["-v", *setup.videos, "--ckpt", best_checkpoint(setup), "--options", setup.train_opt, "--output", out,
             "--device", device, "--no-progress"] + (["--bf16"] if bf16 else [])
     hidden = {"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {}
@@ -325,52 +413,75 @@ def sampling_step(setup: Setup) -> Callable[[], Row]:
         grid = dict(fragments_h=2, fragments_w=2, fsize_h=32, fsize_w=32, aligned=8) if setup.dry else {}
         worst = 0.0
         for stype in ("sama", "sama-spm", "sama-swm", "sama-c", "fragments"):
-            torch.manual_seed(0)
-            on_cpu = get_single_sample(video, stype, **grid)
-            torch.manual_seed(0)
-            on_device = get_single_sample(video.to(setup.device), stype, **grid)
-            if on_device.device.type != torch.device(setup.device).type:
-                raise RuntimeError(f"{stype}: a {setup.device} video was sampled into {on_device.device}")
-            worst = max(worst, (on_device.cpu() - on_cpu).abs().max().item())
-        return Row("", worst <= SAMPLE_TOL,
-                   f"5 sample types, max |device - cpu| {worst:.1e} (0..255; tol {SAMPLE_TOL:g})")
+            for is_train in (False, True):  # training draws its grid offsets on the CPU's generator: the same
+                torch.manual_seed(0)
+                on_cpu = get_single_sample(video, stype, is_train, **grid)
+                torch.manual_seed(0)
+                on_device = get_single_sample(video.to(setup.device), stype, is_train, **grid)
+                if on_device.device.type != torch.device(setup.device).type:
+                    raise RuntimeError(f"{stype}: a {setup.device} video was sampled into {on_device.device}")
+                worst = max(worst, (on_device.cpu() - on_cpu).abs().max().item())
+        return Row("", worst <= SAMPLE_TOL, f"5 sample types, test and training draws, max |device - cpu| "
+                   f"{worst:.1e} (0..255; tol {SAMPLE_TOL:g})")
     return check
 
 
 def timing_step(setup: Setup, amp: Optional[str]) -> Callable[[], Row]:
     """(e): one training step (forward, PLCC + rank loss, backward, AdamW) of the configured batch and input."""
     def check() -> Row:
-        from samacore.precision import autocast
-        from samavqa.models import DiViDeAddEvaluator
-        from samavqa.recipe import make_step_fn
-
+        if amp == "bf16" and no_native_bf16(setup):
+            return Row("", None, no_native_bf16(setup))
         device = "cuda" if setup.device == "cuda" else "cpu"
-        model = DiViDeAddEvaluator(**setup.step_model).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        step = make_step_fn(["fragments"])
+        too_big = []
+        try:
+            for batch in smaller_batches(setup.step_batch):
+                try:
+                    loss, seconds = timed_steps(setup, amp, device, batch)
+                    break
+                except Exception as e:
+                    if not ran_out_of_memory(e) or batch == 1:
+                        raise
+                    too_big.append(batch)
+            peak = (torch.cuda.max_memory_allocated() / 2**20, torch.cuda.max_memory_reserved() / 2**20) \
+                if device == "cuda" else (None, None)
+        finally:
+            if device == "cuda":  # the next steps' commands need this GPU's memory
+                torch.cuda.empty_cache()
         t, h, w = setup.step_input
-        batch = {"fragments": torch.randn(setup.step_batch, 3, t, h, w), "gt_label": torch.rand(setup.step_batch)}
-        times = []
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        for _ in range(4):  # the first step (allocation, autotuning) is left out
-            tic = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            try:
-                with autocast(device, amp):
-                    loss = step(model, batch, device)[0]
-                loss.backward()
-            except torch.OutOfMemoryError:
-                total = torch.cuda.get_device_properties(0).total_memory / 2**30
-                raise RuntimeError(f"out of GPU memory at batch {setup.step_batch} on a {total:.0f} GiB GPU") from None
-            optimizer.step()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - tic)
-        peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
-        return Row("", bool(torch.isfinite(loss)), f"batch {setup.step_batch} x {t}x{h}x{w}, "
-                   f"{setup.step_model['backbone_size']}", sum(times[1:]) / 3, peak)
+        detail = f"batch {batch} x {t}x{h}x{w}, {setup.step_model['backbone_size']}"
+        if too_big:
+            detail += f"; {', '.join(map(str, too_big))} ran out of memory on a {gpu_gib(setup)}"
+        return Row("", bool(torch.isfinite(loss)), detail, seconds, *peak)
     return check
+
+
+def timed_steps(setup: Setup, amp: Optional[str], device: str, batch_size: int) -> Tuple[torch.Tensor, float]:
+    """The last loss and mean seconds of steps 2-4 (the first, with allocation and autotuning, left out) of a new
+    model and optimizer at ``batch_size``, its input already on ``device``."""
+    from samacore.precision import autocast
+    from samavqa.models import DiViDeAddEvaluator
+    from samavqa.recipe import make_step_fn
+
+    model = DiViDeAddEvaluator(**setup.step_model).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    step = make_step_fn(["fragments"])
+    t, h, w = setup.step_input
+    batch = {"fragments": torch.randn(batch_size, 3, t, h, w, device=device),
+             "gt_label": torch.rand(batch_size, device=device)}
+    times = []
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(4):
+        tic = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, amp):
+            loss = step(model, batch, device)[0]
+        loss.backward()
+        optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - tic)
+    return loss.detach(), sum(times[1:]) / 3
 
 
 # ----------------------------------------------------------------------------------------------- 2+ GPUs
@@ -405,7 +516,8 @@ def multi_gpu_steps(report: Report, setup: Setup) -> None:
     def train(name: str, extra: Sequence[str] = (), **over: Any) -> subprocess.CompletedProcess:
         opt = write_options(os.path.join(tiny.work, f"{name}.yml"), tiny_options(folder, name, **over))
         cwd = os.path.join(tiny.work, name)
-        os.makedirs(cwd, exist_ok=True)
+        if "--resume" not in extra:
+            fresh_folder(cwd)
         args = ["-o", opt, "--no-progress", "--device", tiny.device, *extra]
         return run(command("VQA/demo_train.py", args, nproc), cwd, tiny.env, timeout=600, check=not over.get("plugins"))
 
@@ -442,6 +554,30 @@ def multi_gpu_steps(report: Report, setup: Setup) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- main
+def unusable_gpu() -> Optional[str]:
+    """Why this machine's NVIDIA GPU cannot be checked (None: usable, or none here, or hidden on purpose with an
+    empty ``CUDA_VISIBLE_DEVICES``): a GPU that PyTorch does not see must not pass as a CPU dry run."""
+    from samacore.distributed import refuse_unsupported_gpu
+    from samacore.options import OptionError
+
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            try:
+                refuse_unsupported_gpu(f"cuda:{index}")
+            except OptionError as e:
+                return str(e)
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if (visible is not None and visible.strip() in ("", "-1")) or not (
+            os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi")):
+        return None
+    if torch.version.cuda is None:
+        return f"this machine has an NVIDIA GPU, but PyTorch {torch.__version__} is a CPU-only build"
+    shown = f" (CUDA_VISIBLE_DEVICES={visible})" if visible else ""
+    return (f"this machine has an NVIDIA GPU, but PyTorch {torch.__version__} (built for CUDA {torch.version.cuda}) "
+            f"cannot use it{shown}: is the NVIDIA driver new enough for CUDA {torch.version.cuda} (nvidia-smi)?")
+
+
 def check_all(report: Report, setup: Setup) -> None:
     report.run("a. train 1 epoch fp32", train_step(setup, "fp32"))
     report.run("a. train 1 epoch bf16", train_step(setup, "bf16"))
@@ -468,6 +604,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                                          "processes (a minute or two more)")
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary folder, removed)")
     args = p.parse_args(argv)
+    problem = None if args.dry_run else unusable_gpu()
+    if problem:
+        print(f"gpu-check: {problem}")
+        return 1
     dry = args.dry_run or not torch.cuda.is_available()
     if dry and not args.dry_run:
         print("gpu-check: no CUDA device on this machine; running a CPU dry run of the same steps at tiny size")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import re
 import signal
 import sys
 import threading
@@ -84,13 +85,15 @@ def plan_device(requested: Optional[str], env: Mapping[str, str], cuda_count: in
     ``requested``: ``--device`` / option ``device`` (None or "": automatic); ``env``: the launcher's variables
     (``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``); ``cuda_count``: the CUDA devices this process sees.
     Automatic and ``cuda`` take the process's own GPU: ``cuda:LOCAL_RANK``, or ``cuda:0`` when the launcher shows
-    each process one GPU (Slurm's per-task binding: LOCAL_RANK > 0 with one visible device). ``cuda:N`` is honoured
+    each process one GPU (Slurm's per-task binding: LOCAL_RANK > 0 with one visible device; never under torchrun,
+    ``TORCHELASTIC_RUN_ID`` set, which shows every worker all GPUs of its node). ``cuda:N`` is honoured
     as asked, but not when several processes on this node would all land on GPU N. The backend is NCCL for a CUDA
     device and gloo for the CPU; None without a multi-process launch (WORLD_SIZE <= 1). Impossible requests
     (``cuda`` without CUDA, ``cuda:7`` of 2 devices, more processes than GPUs) are an :class:`OptionError`.
     """
     world, local_rank = int(env.get("WORLD_SIZE", 1) or 1), int(env.get("LOCAL_RANK", 0) or 0)
     local_world = int(env.get("LOCAL_WORLD_SIZE", 1) or 1)
+    torchrun = bool(env.get("TORCHELASTIC_RUN_ID"))
     requested = (requested or "").strip().lower()
     if requested == "cpu" or (not requested and cuda_count == 0):
         device = "cpu"
@@ -105,8 +108,11 @@ def plan_device(requested: Optional[str], env: Mapping[str, str], cuda_count: in
             if world > 1 and local_world > 1:
                 raise OptionError(f"--device {requested} under torchrun would put all {local_world} processes of this "
                                   f"node on GPU {index}; use --device cuda (each process takes its LOCAL_RANK's GPU)")
+        elif torchrun and local_world > cuda_count:  # torchrun shows every worker all of the node's GPUs
+            raise OptionError(f"torchrun started {local_world} processes on this node but only {cuda_count} CUDA "
+                              f"device(s) are visible: use --nproc_per_node {cuda_count} at most, or --device cpu")
         elif cuda_count == 1:
-            index = 0  # one visible GPU per process (or a single process): it is this process's GPU
+            index = 0  # one visible GPU per process (Slurm's per-task binding) or a single process: its GPU
         elif local_rank < cuda_count:
             index = local_rank
         else:
@@ -128,11 +134,46 @@ def init_distributed(device: str = "cpu", backend: Optional[str] = None) -> Tupl
     process group with ``backend`` (from :func:`plan_device`; None: no process group); returns (rank, world,
     local_rank). Under a process group a watcher thread ends this rank when another rank fails."""
     if device.startswith("cuda"):
+        refuse_unsupported_gpu(device)
         torch.cuda.set_device(torch.device(device))
     if backend is not None and not is_dist():
         dist.init_process_group(backend=backend)
         _start_failure_watcher()
+    elif backend is not None and dist.get_backend() != backend:
+        # `--resume RUN` starts the group before the run's options are read, from the command line's --device
+        raise OptionError(f"device {device} needs the {backend} backend, but this command's processes were started "
+                          f"with {dist.get_backend()} for another device: give --device {device.split(':')[0]} on "
+                          f"the command line")
     return rank(), world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def gpu_supported(capability: Tuple[int, int], arch_list: List[str]) -> bool:
+    """Whether a PyTorch build with kernels for ``arch_list`` (``torch.cuda.get_arch_list()``: ``sm_80``,
+    ``sm_90a``, ``compute_120`` ...) runs on a GPU of compute ``capability``: a cubin ``sm_XY`` runs on X.Y' with
+    Y' >= Y (``sm_XYa``: on X.Y only), PTX ``compute_XY`` on anything from X.Y up. An empty list: unknown, True."""
+    for arch in arch_list:
+        parsed = re.fullmatch(r"(sm|compute)_(\d+)(\d)([a-z]?)", arch)
+        if parsed is None:
+            continue
+        kind, major, minor, suffix = parsed.groups()
+        built = (int(major), int(minor))
+        if kind == "compute" and capability >= built:
+            return True
+        if kind == "sm" and capability[0] == built[0] and (capability[1] == built[1] if suffix else
+                                                            capability[1] >= built[1]):
+            return True
+    return not arch_list
+
+
+def refuse_unsupported_gpu(device: str) -> None:
+    """One line instead of "no kernel image is available" at the first kernel: ``device``'s GPU is older (or
+    newer) than every architecture this PyTorch build has kernels for (e.g. a V100, 7.0, with a CUDA 13 build)."""
+    index = torch.device(device).index or 0
+    capability, arch_list = torch.cuda.get_device_capability(index), torch.cuda.get_arch_list()
+    if not gpu_supported(capability, arch_list):
+        raise OptionError(f"--device {device}: {torch.cuda.get_device_name(index)} (compute capability "
+                          f"{capability[0]}.{capability[1]}) is not supported by this PyTorch {torch.__version__} "
+                          f"(kernels for {', '.join(arch_list)}): install a PyTorch build for it, or use --device cpu")
 
 
 def barrier() -> None:

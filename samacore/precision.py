@@ -89,7 +89,26 @@ def autocast(device: str, amp: Optional[str] = None):
     """
     if amp is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    where = torch.device(device)
+    if where.type == "cuda":
+        _warn_if_bf16_is_emulated(where.index if where.index is not None else torch.cuda.current_device())
+    return torch.autocast(device_type=where.type, dtype=torch.bfloat16)
+
+
+_BF16_CHECKED: set = set()  # the GPUs whose bfloat16 support was looked at (once per process)
+
+
+def _warn_if_bf16_is_emulated(index: int) -> None:
+    """Once per GPU: below compute capability 8.0 (T4, V100) bfloat16 has no tensor-core kernels; PyTorch emulates
+    it, so bf16 runs slower than fp32 there and attention falls back to kernels that keep more memory."""
+    if index in _BF16_CHECKED:
+        return
+    _BF16_CHECKED.add(index)
+    capability = torch.cuda.get_device_capability(index)
+    if capability < (8, 0):
+        warnings.warn(f"bf16 on GPU {index} ({torch.cuda.get_device_name(index)}, compute capability "
+                      f"{capability[0]}.{capability[1]} < 8.0) is emulated: slower than fp32 there; leave out "
+                      f"--bf16 / amp: bf16 on this GPU")
 
 
 def full_precision(device: str):

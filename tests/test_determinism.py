@@ -124,3 +124,26 @@ def test_resuming_keeps_a_workspace_the_user_set(monkeypatch, tmp_path):
     monkeypatch.setattr(runs, "run_options_text", lambda path: "name: resumed\n")
     runs.options_file(Namespace(opt=None, resume=str(tmp_path), default_opt="unused.yml"))
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+def test_bf16_on_a_gpu_without_native_bfloat16_warns_once(monkeypatch):
+    """Below compute capability 8.0 (T4, V100) PyTorch emulates bfloat16: ``--bf16`` runs slower than fp32 there,
+    which a user should hear once, not find out from the timings. CUDA is simulated (capability and name)."""
+    import warnings
+
+    monkeypatch.setattr(precision, "_BF16_CHECKED", set())
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=0: (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Tesla T4")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            precision.autocast("cuda:0", "bf16")
+        precision.autocast("cuda:0", None)
+    said = [str(w.message) for w in seen if "emulated" in str(w.message)]
+    assert said == ["bf16 on GPU 0 (Tesla T4, compute capability 7.5 < 8.0) is emulated: slower than fp32 there; "
+                    "leave out --bf16 / amp: bf16 on this GPU"]
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=0: (8, 0))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        precision.autocast("cuda:1", "bf16")  # an A100: native
+    assert not [w for w in seen if "emulated" in str(w.message)]

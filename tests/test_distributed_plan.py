@@ -48,6 +48,74 @@ def test_more_processes_than_gpus_is_one_line():
         plan_device(None, env(world=4, local_rank=2, local_world=4), 2)
 
 
+def test_torchrun_with_more_workers_than_visible_gpus_is_refused_on_every_rank():
+    # the fault: one visible GPU counted as Slurm's per-task binding, so torchrun's 2 workers both took cuda:0 and
+    # NCCL failed at the first collective ("Duplicate GPU detected") with a traceback
+    torchrun = dict(TORCHELASTIC_RUN_ID="none")
+    for local_rank in range(2):
+        with pytest.raises(OptionError, match=r"^torchrun started 2 processes on this node but only 1 CUDA device\(s\) "
+                                              r"are visible: use --nproc_per_node 1 at most, or --device cpu$"):
+            plan_device(None, dict(env(world=2, local_rank=local_rank, local_world=2), **torchrun), 1)
+    for local_rank in range(3):  # every rank says so, not only the one without a GPU
+        with pytest.raises(OptionError, match=r"torchrun started 3 processes on this node but only 2"):
+            plan_device("cuda", dict(env(world=3, local_rank=local_rank, local_world=3), **torchrun), 2)
+    assert plan_device(None, dict(env(world=2, local_rank=0, local_world=1), **torchrun), 1) == ("cuda:0", "nccl")
+    assert plan_device("cpu", dict(env(world=4, local_rank=3, local_world=4), **torchrun), 1) == ("cpu", "gloo")
+
+
+@pytest.mark.parametrize("capability, arch_list, supported", [
+    ((7, 0), ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"], False),  # V100 with a CUDA 13 build
+    ((7, 5), ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"], True),   # T4
+    ((8, 9), ["sm_75", "sm_80", "sm_86", "sm_90"], True),                        # L4: sm_86 cubins run on 8.9
+    ((9, 0), ["sm_75", "sm_80", "sm_86"], False),                                # no sm_9x cubin, no PTX
+    ((9, 0), ["sm_80", "compute_80"], True),                                     # PTX is compiled for newer GPUs
+    ((9, 0), ["sm_90a"], True),
+    ((9, 1), ["sm_90a"], False),                                                 # "a" cubins: exactly 9.0
+    ((12, 1), ["sm_100", "sm_120"], True),
+    ((6, 1), ["sm_75"], False),
+    ((8, 0), [], True),                                                          # unknown: not refused
+])
+def test_which_gpus_a_pytorch_build_runs_on(capability, arch_list, supported):
+    from samacore.distributed import gpu_supported
+
+    assert gpu_supported(capability, arch_list) is supported
+
+
+def test_a_gpu_the_build_has_no_kernels_for_is_one_line(monkeypatch):
+    import torch
+
+    from samacore import distributed as D
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=0: (7, 0))
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_75", "sm_80"])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Tesla V100-SXM2-16GB")
+    with pytest.raises(OptionError, match=r"^--device cuda:1: Tesla V100-SXM2-16GB \(compute capability 7\.0\) is not "
+                                          r"supported by this PyTorch .* \(kernels for sm_75, sm_80\): install a "
+                                          r"PyTorch build for it, or use --device cpu$"):
+        D.refuse_unsupported_gpu("cuda:1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(OptionError, match="is not supported by this PyTorch"):  # before CUDA starts on it
+        pick_device("cuda:1")
+
+
+def test_a_process_group_of_another_backend_is_refused(monkeypatch):
+    """``--resume RUN`` under torchrun starts the group from the command line's ``--device`` before the run's
+    options are read; a run whose options say another device got DDP over the wrong backend (a traceback)."""
+    import torch.distributed as dist
+
+    from samacore import distributed as D
+
+    monkeypatch.setattr(D, "is_dist", lambda: True)  # a process group of 2, started with NCCL
+    monkeypatch.setattr(D, "rank", lambda: 1)
+    monkeypatch.setattr(D, "world_size", lambda: 2)
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "nccl")
+    with pytest.raises(OptionError, match=r"^device cpu needs the gloo backend, but this command's processes were "
+                                          r"started with nccl for another device: give --device cpu on the command"):
+        D.init_distributed("cpu", "gloo")
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "gloo")
+    assert D.init_distributed("cpu", "gloo")[:2] == (1, 2)  # the same backend: the group is kept
+
+
 def test_cuda_index_is_honoured_for_one_process_per_node():
     assert plan_device("cuda:1", {}, 2) == ("cuda:1", None)
     assert plan_device("cuda:1", env(world=2, local_rank=0, local_world=1), 2) == ("cuda:1", "nccl")  # one per node
