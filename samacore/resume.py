@@ -128,26 +128,39 @@ def resume_path(run_or_checkpoint: str) -> str:
 
 
 def load_resume(run_or_checkpoint: str, opt: Optional[Mapping[str, Any]] = None,
-                command: Optional[str] = None) -> Dict[str, Any]:
+                command: Optional[str] = None, tree: Optional[str] = None) -> Dict[str, Any]:
     """Read a resumable state (run folder or ``last.pth``) and check that it continues ``opt``'s run.
 
     Read on rank 0 and broadcast (:func:`samacore.checkpoint.load_on_main`: nodes need not share the run folder).
     Stale temporary files of an interrupted save (``.tmp-*.pth``) beside it are removed. Raises
     :class:`CheckpointError` for files that are not resumable states (e.g. a best-model checkpoint) or that were
-    written by another ``command``, and :class:`OptionError` naming the options that differ from the run's
-    (but for :data:`RESUME_HARMLESS_KEYS`).
+    written by another ``command`` or ``tree`` ("vqa" / "iqa"), and :class:`OptionError` naming the options that
+    differ from the run's (but for :data:`RESUME_HARMLESS_KEYS`).
     """
-    return load_on_main(lambda: _read_resume(run_or_checkpoint, opt, command))
+    return load_on_main(lambda: _read_resume(run_or_checkpoint, opt, command, tree))
 
 
-def _read_resume(run_or_checkpoint: str, opt: Optional[Mapping[str, Any]], command: Optional[str]) -> Dict[str, Any]:
+def check_origin(path: str, state: Mapping[str, Any], command: Optional[str], tree: Optional[str]) -> None:
+    """A state saved by the other tree or another command is refused as such, before its options are read as this
+    command's (which would name option keys the user never wrote)."""
+    meta = state.get("sama")
+    saved_tree = meta.get("tree") if isinstance(meta, Mapping) else None
+    if tree is not None and saved_tree not in (None, tree):
+        raise CheckpointError(f"{path} was saved by the {saved_tree.upper()} {state.get('command') or 'train'} "
+                              f"command; it cannot resume {tree.upper()} {command or 'training'}: resume it with the "
+                              f"{saved_tree.upper()} tree's command")
+    if command is not None and state.get("command") not in (None, command):
+        raise CheckpointError(f"{path} was saved by the {state.get('command')} command; it cannot resume {command}")
+
+
+def _read_resume(run_or_checkpoint: str, opt: Optional[Mapping[str, Any]], command: Optional[str],
+                 tree: Optional[str]) -> Dict[str, Any]:
     path = resume_path(run_or_checkpoint)
     state = load_checkpoint(path)
     if not isinstance(state, Mapping) or state.get("format") != RESUME_FORMAT:
         raise CheckpointError(f"{path} is not a resumable training state (those are the {RESUME_FILE} files in "
                               "run folders; model checkpoints such as *_s_dev_v0.0.pth hold weights only)")
-    if command is not None and state.get("command") not in (None, command):
-        raise CheckpointError(f"{path} was saved by the {state.get('command')} command; it cannot resume {command}")
+    check_origin(path, state, command, tree)
     if opt is not None and state.get("options"):
         diff = options_diff(yaml.safe_load(state["options"]), opt)
         if diff:
@@ -164,15 +177,16 @@ def _read_resume(run_or_checkpoint: str, opt: Optional[Mapping[str, Any]], comma
     return state
 
 
-def run_options_text(run_or_checkpoint: str) -> str:
-    """The options (YAML) of the run a ``--resume`` target continues: its resumable state's ``options``.
-    Read on rank 0 and broadcast."""
+def run_options_text(run_or_checkpoint: str, command: Optional[str] = None, tree: Optional[str] = None) -> str:
+    """The options (YAML) of the run a ``--resume`` target continues: its resumable state's ``options`` (a state
+    of another ``command`` or ``tree`` is refused, :func:`check_origin`). Read on rank 0 and broadcast."""
     def read() -> str:
         path = resume_path(run_or_checkpoint)
         state = load_checkpoint(path)
         if not isinstance(state, Mapping) or state.get("format") != RESUME_FORMAT or not state.get("options"):
             raise CheckpointError(f"{path} is not a resumable training state holding its run's options (those are the "
                                   f"{RESUME_FILE} files in run folders); give the option file with -o")
+        check_origin(path, state, command, tree)
         return str(state["options"])
 
     return load_on_main(read)

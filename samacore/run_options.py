@@ -57,13 +57,21 @@ class RunOption:
     flag_const: Any = None
     flag_commands: Tuple[str, ...] = ("train", "test")
     metavar: Optional[str] = None
+    nullable: bool = False  # an empty value (YAML null, ``--set KEY=``) means something: "none" / "automatic"
 
     def check(self, opt: Mapping[str, Any], where: str = "options") -> None:
-        """Type, bounds and choices of this key in ``opt`` (absent or ``None``: nothing to check)."""
+        """Type, bounds and choices of this key in ``opt`` (absent: nothing to check; an empty value is refused
+        unless ``nullable``: the trees would read it as a number later)."""
         parent, key = _parent(opt, self.key)
-        if parent is None or parent.get(key) is None:
+        if parent is None or key not in parent:
             return
         path = f"{where}.{self.key}"
+        if parent[key] is None:
+            if self.nullable:
+                return
+            kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+            raise OptionError(f"{path} is empty: give it a value ({' or '.join(k.__name__ for k in kinds)}) or "
+                              f"leave the key out")
         value = typed(parent, key, self.kind, path.rsplit(".", 1)[0])
         if self.low is not None and self.high is not None and not self.low <= value <= self.high:
             raise OptionError(f"{path} must be a number in [{self.low:g}, {self.high:g}], got {value!r}")
@@ -100,14 +108,14 @@ for _o in (
               default=0, ignored_in=_IQA),
     RunOption("warmup_epochs", float, "epochs of linear learning-rate warm-up (IQA default 5)", low=0),
     RunOption("constant_epochs", float, "the original IQA schedule's constant phase (it has no effect there)",
-              low=0, trees=_IQA, ignored_in=_IQA),
+              low=0, trees=_IQA, ignored_in=_IQA, nullable=True),
     RunOption("ema", bool, "evaluate and save an exponential moving average of the weights", default=True),
     RunOption("ema_decay", float, "EMA decay per step", low=0, high=1, default=0.999),
     RunOption("ema_warmup", bool, "EMA decay ramp min(decay, (1+t)/(10+t)) for short runs", default=False),
     RunOption("save_model", bool, "save the best checkpoint of each validation set", default=True),
     RunOption("seed", int, "random seed (VQA default 42, IQA 44442: the original's)", low=0),
     RunOption("split_seed", int, "finetuning: > 0 gives num_splits random 80/20 splits (the original's)",
-              trees=_VQA),
+              trees=_VQA, nullable=True),
     RunOption("num_splits", int, "random train/test splits (IQA default 10; VQA finetuning with split_seed > 0)",
               low=1),
     RunOption("train_batch_size", int, "training batch per process", low=1, trees=_VQA),
@@ -116,31 +124,32 @@ for _o in (
     RunOption("train_num_workers", int, "loader worker processes for training", low=0, trees=_VQA),
     RunOption("test_num_workers", int, "loader worker processes for evaluation", low=0),
     RunOption("num_workers", int, "loader worker processes for training (IQA)", low=0, trees=_IQA),
-    RunOption("prefetch_factor", int, "batches each loader worker prepares ahead", low=1),
-    RunOption("pin_memory", bool, "pinned host memory for the loaders (default: on with CUDA)"),
+    RunOption("prefetch_factor", int, "batches each loader worker prepares ahead", low=1, nullable=True),
+    RunOption("pin_memory", bool, "pinned host memory for the loaders (default: on with CUDA)", nullable=True),
     RunOption("persistent_workers", bool, "keep loader workers alive between epochs", default=False),
     RunOption("load_path", str, "weights to start from (training) or to test: a checkpoint file", flag="--ckpt",
-              flag_commands=("test",), metavar="FILE"),
+              flag_commands=("test",), metavar="FILE", nullable=True),
     RunOption("allow_partial_load", bool, "let load_path leave learnable tensors at their initial values",
               default=False),
     RunOption("trust_checkpoint", bool, "full unpickle of load_path (only for a file you trust: it can run code)",
               default=False, flag="--trust-checkpoint", flag_const=True),
     RunOption("init_fragment_bias_from_relative", bool, "K400 init: copy the relative bias tables into the "
                                                         "fragment tables (FAST-VQA's recipe)", trees=_VQA),
-    RunOption("run_dir", str, "run folder (default runs/{name})"),
-    RunOption("save_dir", str, "where checkpoints go (VQA default pretrained_weights/, IQA the run folder)"),
-    RunOption("device", str, "cpu, cuda or cuda:N (default: CUDA when available)", flag="--device"),
+    RunOption("run_dir", str, "run folder (default runs/{name})", nullable=True),
+    RunOption("save_dir", str, "where checkpoints go (VQA default pretrained_weights/, IQA the run folder)",
+              nullable=True),
+    RunOption("device", str, "cpu, cuda or cuda:N (default: CUDA when available)", flag="--device", nullable=True),
     RunOption("amp", (str, bool), "mixed precision: none or bf16 (bfloat16 autocast; losses stay fp32)",
-              flag="--bf16", flag_const="bf16"),
+              flag="--bf16", flag_const="bf16", nullable=True),
     RunOption("deterministic", bool, "deterministic kernels and per-item seeded sampling", default=False),
     RunOption("progress", bool, "tqdm progress bars", default=True, flag="--no-progress", flag_const=False),
     RunOption("max_bad_steps", int, "non-finite training losses in a row before the run stops", low=1, default=10),
     RunOption("max_bad_fraction", float, "share of a data set's items that may be unreadable before the run stops",
               low=0, high=1, default=0.05),
     RunOption("stop_after_epochs", int, "save the resumable state and stop after N epochs (0: never)", low=0,
-              flag="--stop-after-epochs", flag_commands=("train",), metavar="N"),
+              flag="--stop-after-epochs", flag_commands=("train",), metavar="N", nullable=True),
     RunOption("plugins", (list, str), "Python files or modules to import first (they register sample types, "
-                                      "backbones, data set types, label formats)"),
+                                      "backbones, data set types, label formats)", nullable=True),
     RunOption("loss", str, "training objective (IQA; default smooth_l1, the original's)", trees=_IQA),
     RunOption("lr_schedule", str, "learning rate after the warm-up (IQA; default constant, the original's)",
               trees=_IQA),
@@ -148,9 +157,12 @@ for _o in (
     RunOption("optimizer.backbone_lr_mult", float, "backbone learning rate = lr x this", low=0, default=0.1),
     RunOption("optimizer.wd", float, "AdamW weight decay", low=0, default=0.05),
     # keys of the original option files that change nothing here (accepted so those files load as they are)
-    RunOption("need_upsampled", bool, "the original's feature flag (no effect)", trees=_VQA, ignored_in=_VQA),
-    RunOption("need_feat", bool, "the original's feature flag (no effect)", trees=_VQA, ignored_in=_VQA),
-    RunOption("need_fused", bool, "the original's feature flag (no effect)", trees=_VQA, ignored_in=_VQA),
+    RunOption("need_upsampled", bool, "the original's feature flag (no effect)", trees=_VQA, ignored_in=_VQA,
+              nullable=True),
+    RunOption("need_feat", bool, "the original's feature flag (no effect)", trees=_VQA, ignored_in=_VQA,
+              nullable=True),
+    RunOption("need_fused", bool, "the original's feature flag (no effect)", trees=_VQA, ignored_in=_VQA,
+              nullable=True),
 ):
     run_option(_o)
 

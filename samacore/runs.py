@@ -97,8 +97,16 @@ def command_parser(description: str, default_opt: str, opt_help: str, test: bool
 
 def option_overrides(args: argparse.Namespace) -> Dict[str, Any]:
     """Options the command line replaces before the option file is checked: the table's flags (``--ckpt``:
-    ``load_path``, ``--bf16``: ``amp``, ...)."""
-    return run_options.flag_overrides(args)
+    ``load_path``, ``--bf16``: ``amp``, ...), and with ``--resume`` the run folder: the one resumed (its options'
+    ``runs/{name}`` is relative to the working directory, so a run resumed from elsewhere, or from a copy, would
+    continue in another folder, over whatever run is there)."""
+    overrides = run_options.flag_overrides(args)
+    if getattr(args, "resume", None):
+        target = os.path.abspath(os.path.expanduser(args.resume))
+        # a last.pth given, or a folder (also on a node that does not hold it: rank 0 reads the state)
+        is_file = os.path.isfile(target) or (not os.path.isdir(target) and target.endswith(".pth"))
+        overrides["run_dir"] = os.path.dirname(target) if is_file else target
+    return overrides
 
 
 def apply_command_line(opt: Dict[str, Any], args: argparse.Namespace, log: logging.Logger) -> str:
@@ -144,9 +152,10 @@ RUN_MARKERS = (RESUME_FILE, "summary.json", "results.json")
 RUN_FILES = RUN_MARKERS + ("metrics.csv", "metrics.jsonl", "skipped.txt", "splits.json", "curves.png")
 
 
-def options_file(args: argparse.Namespace) -> str:
+def options_file(args: argparse.Namespace, command: Optional[str] = None, tree: Optional[str] = None) -> str:
     """The option file of a command: ``-o``; without it, with ``--resume``, the resumed run's own options (from
-    its state; a file written for them when the run folder is not on this node); else the command's default."""
+    its state, which must be of this ``command`` and ``tree``; a file written for them when the run folder is not
+    on this node); else the command's default."""
     if args.opt is not None:
         return args.opt
     if not getattr(args, "resume", None):
@@ -160,7 +169,7 @@ def options_file(args: argparse.Namespace) -> str:
         # stream, whatever the run); a value the user set stays
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", DETERMINISTIC_CUBLAS[0])
     D.init_distributed(device, backend)
-    text = run_options_text(args.resume)
+    text = run_options_text(args.resume, command, tree)
     target = os.path.abspath(os.path.expanduser(args.resume))
     beside = os.path.join(target if os.path.isdir(target) else os.path.dirname(target), "options.yml")
     if os.path.isfile(beside):
@@ -199,7 +208,8 @@ def _existing_run(folder: str) -> List[str]:
     return [f for f in RUN_MARKERS if os.path.isfile(os.path.join(folder, f))]
 
 
-def start_run(opt: Mapping[str, Any], args: argparse.Namespace, folder: str, command: str) -> Optional[Dict[str, Any]]:
+def start_run(opt: Mapping[str, Any], args: argparse.Namespace, folder: str, command: str,
+              tree: Optional[str] = None) -> Optional[Dict[str, Any]]:
     """Before a training run touches anything: its run folder (and checkpoint folder ``save_dir``) can be written;
     with ``--resume`` the state is read and must continue these options (returned); without it a run folder that
     holds a run is refused unless ``--overwrite`` (which removes that run's files)."""
@@ -207,7 +217,7 @@ def start_run(opt: Mapping[str, Any], args: argparse.Namespace, folder: str, com
     if opt.get("save_dir"):
         check_writable(os.path.abspath(str(opt["save_dir"])), "checkpoint folder (save_dir)")
     if getattr(args, "resume", None):
-        return load_resume(args.resume, opt, command)
+        return load_resume(args.resume, opt, command, tree)
     found = load_on_main(lambda: _existing_run(folder))
     if found and not getattr(args, "overwrite", False):
         raise OptionError(f"run folder {folder} already holds a run ({', '.join(found)}): continue it with --resume "

@@ -7,7 +7,7 @@ import pytest
 
 from helpers import result_row, GRID, SMALL_SWIN, vqa_train_options, write_yaml
 from samacore import runs, trainer
-from samacore.checkpoint import load_checkpoint
+from samacore.checkpoint import CheckpointError, load_checkpoint
 from samacore.options import OptionError
 
 from samaiqa import cli as iqa_cli  # imported here: their loggers hold the stdout of import time
@@ -34,6 +34,41 @@ def test_vqa_resume_alone_continues_with_the_runs_options(vqa_data, tmp_path, mo
     done = vqa_cli.train_main(["--resume", "runs/alone"])
     assert "stopped" not in done and result_row(done, "val-small")["final_epoch"] == 1
     assert load_checkpoint("runs/alone/last.pth")["epoch"] == 1
+
+
+def test_a_run_resumed_from_elsewhere_continues_in_its_own_folder(vqa_data, tmp_path, monkeypatch):
+    """``--resume DIR`` went on in ``runs/{name}`` of the working directory: a copy of a run, or a run resumed from
+    another folder, overwrote the ``last.pth`` of whatever run was there (and left DIR as it was)."""
+    monkeypatch.chdir(tmp_path)
+    opt = vqa_options(vqa_data, tmp_path, num_epochs=2)
+    vqa_cli.train_main(["-o", opt, "--stop-after-epochs", "1"])
+    shutil.copytree("runs/alone", "copies/alone-copy")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    done = vqa_cli.train_main(["--resume", "../copies/alone-copy"])
+    assert result_row(done, "val-small")["final_epoch"] == 1
+    assert load_checkpoint(str(tmp_path / "copies/alone-copy/last.pth"))["epoch"] == 1  # continued where asked
+    assert load_checkpoint(str(tmp_path / "runs/alone/last.pth"))["epoch"] == 0        # the original untouched
+    assert not (tmp_path / "elsewhere" / "runs").exists()
+    rows = (tmp_path / "copies/alone-copy/metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 2  # header + 2 epochs of the one run (train and val rows)
+
+
+def test_a_state_of_the_other_tree_or_command_is_named_as_such(vqa_data, iqa_images, tmp_path, monkeypatch):
+    """Resuming another tree's run read its options as this tree's (``unknown option options.loss``), or with
+    ``-o`` listed every key as a difference."""
+    monkeypatch.chdir(tmp_path)
+    vqa_cli.train_main(["-o", vqa_options(vqa_data, tmp_path, num_epochs=1)])
+    iqa = {"name": "ia", "num_epochs": 1, "batch_size": 4, "num_workers": 0, "num_splits": 1, "run_dir": "runs/ia",
+           "data": {"database": "syn", "data_info": str(iqa_images), "data_prefix": str(iqa_images.parent), **GRID},
+           "model": {"backbone_args": SMALL_SWIN}}
+    said = r"runs/alone/last\.pth was saved by the VQA train command; it cannot resume IQA train: resume it with the " \
+           r"VQA tree's command$"
+    for argv in (["--resume", "runs/alone"], ["-o", write_yaml(tmp_path / "ia.yml", iqa), "--resume", "runs/alone"]):
+        with pytest.raises(CheckpointError, match=said):
+            iqa_cli.train_main(argv)
+    with pytest.raises(CheckpointError, match=r"was saved by the train command; it cannot resume finetune$"):
+        vqa_cli.finetune_main(["--resume", "runs/alone"])
 
 
 def test_vqa_options_of_another_run_are_refused(vqa_data, tmp_path, monkeypatch):

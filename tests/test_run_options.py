@@ -42,6 +42,23 @@ def test_set_is_checked_like_the_file(item, message):
     assert message in str(e.value)
 
 
+@pytest.mark.parametrize("item", ["num_epochs=", "seed=", "name=", "optimizer.lr=", "warmup_epochs=", "ema_decay=",
+                                  "train_batch_size="])
+def test_an_empty_value_is_refused_where_the_trees_need_one(item, tmp_path):
+    """``seed:`` left blank in a file, or ``--set seed=``, loads as null: it passed the checks (``absent or None:
+    nothing to check``) and ended as ``int(None)``'s traceback mid-run, or a run folder ``runs/None``."""
+    key = item[:-1]
+    with pytest.raises(OptionError, match=rf"^options\.{key.replace('.', '[.]')} is empty: give it a value \((int|float|"
+                                          rf"str)\) or leave the key out$"):
+        load_vqa_options(PAPER_TRAIN, "train", sets=[item])
+    text = open(PAPER_IQA).read() + "\nseed:\n"  # blank in the file itself
+    with pytest.raises(OptionError, match=r"^options\.seed is empty"):
+        load_iqa_options(write_yaml(tmp_path / "blank.yml", yaml.safe_load(text)), train=True)
+    # where empty means something (load_path: none, device: automatic ...), it stays allowed
+    opt = load_vqa_options(PAPER_TRAIN, "train", sets=["load_path=", "device=", "stop_after_epochs="])
+    assert opt["load_path"] is None and opt["device"] is None
+
+
 def test_every_table_key_is_accepted_by_its_trees_and_refused_elsewhere():
     from samaiqa.schema import top_keys as iqa_keys
     from samavqa.schema import top_keys as vqa_keys

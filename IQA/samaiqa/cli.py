@@ -121,7 +121,9 @@ def _setup(argv: Optional[Sequence[str]], description: str, test: bool):
     p = runs.command_parser(description, DEFAULT_OPTIONS, option_file_help("IQA"),
                             test, "predictions CSV (name,pred,gt,error); default runs/{name}/test/predictions.csv")
     args = p.parse_args(argv)
-    opt = load_iqa_options(runs.options_file(args), train=not test, overrides=runs.option_overrides(args),
+    command = "test" if test else "train"
+    opt = load_iqa_options(runs.options_file(args, command, "iqa"), train=not test,
+                           overrides=runs.option_overrides(args),
                            sets=args.set_options)
     device = runs.apply_command_line(opt, args, log)
     if test:  # before any work
@@ -266,7 +268,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         splits = make_splits(len(labels), num_splits, groups)
         protocol = "random.Random(split * 123) shuffle, first 80% train" + (" (by reference image)" if groups else "")
     run_dir = runs.run_dir(opt)
-    resumed = runs.start_run(opt, args, run_dir, "train")  # before the run folder is touched
+    resumed = runs.start_run(opt, args, run_dir, "train", "iqa")  # before the run folder is touched
     run_logger = runs.open_run(run_dir, opt)
     run_logger.write_json("splits.json", {
         "protocol": protocol,

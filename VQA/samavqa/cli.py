@@ -165,7 +165,7 @@ def _setup(argv, command: str, default_opt: str, description: str):
                             command == "test",
                             "predictions CSV (name,pred,gt[,set],error); default runs/{name}/test/predictions.csv")
     args = p.parse_args(argv)
-    opt = load_vqa_options(runs.options_file(args), command, overrides=runs.option_overrides(args),
+    opt = load_vqa_options(runs.options_file(args, command, "vqa"), command, overrides=runs.option_overrides(args),
                            sets=args.set_options)
     # said before any work; a resumed training takes its weights from the state (finetuning starts every later
     # split from load_path again)
@@ -233,7 +233,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Train from K400 (or any) weights on ``train*`` sets, validating on every ``val*`` set each epoch."""
     args, opt, device = _setup(argv, "train", "./options/fast-SAMA-train.yml", "SAMA VQA training")
     train_sets, val_sets = _data_sets(opt, "train"), _data_sets(opt, "val")  # label files first: cheap to check
-    resumed = runs.start_run(opt, args, runs.run_dir(opt), "train")  # before the model and the run folder
+    resumed = runs.start_run(opt, args, runs.run_dir(opt), "train", "vqa")  # before the model and the run folder
     model = build_model(opt, device)
     if resumed is None:  # (a resumed run gets its weights from the state)
         load_weights(model, opt, "model")
@@ -287,7 +287,7 @@ def finetune_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             sub.setdefault("num_threads", data["num_threads"])
         sub_opts[phase] = sub
     seed = int(opt.get("seed", 42))
-    resumed = runs.start_run(opt, args, runs.run_dir(opt), "finetune")  # before the run folder is touched
+    resumed = runs.start_run(opt, args, runs.run_dir(opt), "finetune", "vqa")  # before the run folder is touched
     run_logger = _open_run(opt)
     ctx = _context(opt, args, run_logger, "finetune", resumed)
     bad = runs.bad_item_log(opt, run_logger.run_dir, log)
