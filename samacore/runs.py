@@ -190,6 +190,18 @@ def check_writable(folder: str, what: str) -> None:
     load_on_main(lambda: _check_writable(folder, what))
 
 
+def check_test_output(path: Optional[str]) -> None:
+    """A test command's ``--output`` must not exist yet (as the scorers' ``--output``): a finished predictions CSV
+    is never overwritten. Its own default (``runs/{name}/test/predictions.csv``) is the test run's to rewrite.
+    Checked on rank 0, the one that writes."""
+    def check() -> None:
+        if path and os.path.lexists(path):
+            raise OptionError(f"--output {path} exists: a test command does not overwrite it; remove it or give "
+                              f"another file")
+
+    load_on_main(check)
+
+
 def _check_writable(folder: str, what: str) -> None:
     existing = os.path.abspath(folder)
     while not os.path.exists(existing) and os.path.dirname(existing) != existing:

@@ -215,12 +215,12 @@ def test_other_objects_are_refused_by_name_unless_trusted(vqa, tmp_path, capsys)
     (tmp_path / "test.yml").write_text(yaml.safe_dump(opt))
     with pytest.raises(CheckpointError, match="refused argparse.Namespace"):
         vqa_cli.test_main(["-o", str(tmp_path / "test.yml"), "--no-progress"])
-    for argv, trusted in ((["--trust-checkpoint"], opt), ([], opt | {"trust_checkpoint": True})):
+    for k, (argv, trusted) in enumerate(((["--trust-checkpoint"], opt), ([], opt | {"trust_checkpoint": True}))):
         (tmp_path / "test.yml").write_text(yaml.safe_dump(trusted))
         got = vqa_cli.test_main(["-o", str(tmp_path / "test.yml"), "--no-progress", "--output",
-                                 str(tmp_path / "p.csv"), *argv])
+                                 str(tmp_path / f"p{k}.csv"), *argv])
         assert got["checkpoint"] == path
-        pred = float(open(tmp_path / "p.csv").read().splitlines()[1].split(",")[1])
+        pred = float(open(tmp_path / f"p{k}.csv").read().splitlines()[1].split(",")[1])
         assert f"score {pred:.6f}" in plain  # demo_test.py's pred is vqa.py's score
 
 

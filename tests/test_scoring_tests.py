@@ -89,3 +89,29 @@ def test_vqa_test_command_streams_its_rows_and_draws(vqa_data, tmp_path):
     assert list(rows[0]) == ["name", "pred", "gt", "error"] and len(rows) == vqa_data.n // 2
     assert summary["results"][0]["metrics"]["n"] == len(rows)
     assert (tmp_path / "run" / "test" / "scatter.png").stat().st_size > 1000
+
+
+def test_an_existing_output_is_not_overwritten(test_options, vqa_data, tmp_path):
+    """``demo_test*.py --output FILE`` replaced an existing CSV (e.g. a scorer's, whose ``.meta.json`` then lay beside
+    the wrong rows); it is refused before any work, as the scorers refuse theirs. The command's own default file in
+    its test run folder is still rewritten by a second test."""
+    from helpers import vqa_train_options, write_yaml
+    from samacore.options import OptionError
+    from samavqa import cli as vqa_cli
+
+    tmp, opt = test_options
+    from samavqa.recipe import build_model
+
+    vqa = vqa_train_options(vqa_data.root, "tiny-test", run_dir=str(tmp / "vqa-run"))
+    torch.save({"state_dict": build_model(vqa, "cpu").state_dict()}, tmp / "v.pth")
+    vqa["load_path"] = str(tmp / "v.pth")
+    kept = tmp / "kept.csv"
+    kept.write_text("name,score\na.png,0.5\n")
+    for test_main, options in ((cli.test_main, opt), (vqa_cli.test_main, write_yaml(tmp / "v.yml", vqa))):
+        with pytest.raises(OptionError, match=rf"^--output {kept} exists: a test command does not overwrite it; "
+                                              rf"remove it or give another file$"):
+            test_main(["-o", options, "--output", str(kept), "--no-progress"])
+    assert kept.read_text() == "name,score\na.png,0.5\n"
+    for _ in range(2):
+        cli.test_main(["-o", opt, "--no-progress"])
+    assert len(list(csv.DictReader(open(tmp / "run" / "test" / "predictions.csv")))) == 6

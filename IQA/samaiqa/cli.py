@@ -128,6 +128,7 @@ def _setup(argv: Optional[Sequence[str]], description: str, test: bool):
     device = runs.apply_command_line(opt, args, log)
     if test:  # before any work
         runs.check_writable(runs.test_run_dir(opt), "run folder")
+        runs.check_test_output(args.output)
     progress = runs.show_progress(opt)
     runs.log_world(log, int(opt.get("batch_size", 64)))
     return args, opt, device, progress

@@ -174,6 +174,7 @@ def _setup(argv, command: str, default_opt: str, description: str):
     device = runs.apply_command_line(opt, args, log)
     if command == "test":  # before any work
         runs.check_writable(runs.test_run_dir(opt), "run folder")
+        runs.check_test_output(args.output)
     seed_everything(int(opt.get("seed", 42)) + D.rank())
     log.info("options %s, device %s, sampling %s%s%s", opt["_options_path"], device, opt["stype"],
              ", bf16 autocast" if opt["amp"] else "", ", deterministic" if opt.get("deterministic") else "")
