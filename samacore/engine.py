@@ -99,6 +99,11 @@ class _GatherWithGrad(torch.autograd.Function):
         return grad[start:start + ctx.sizes[ctx.rank]]
 
 
+class TrainingDiverged(FloatingPointError):
+    """The training loss was not finite for ``max_bad_steps`` steps in a row: the run stops with one line saying
+    what to change (learning rate, labels, amp), not a traceback."""
+
+
 class BadStepGuard:
     """Skips training steps whose loss is NaN/inf and stops the run after ``max_bad_steps`` of them in a row.
 
@@ -124,7 +129,7 @@ class BadStepGuard:
         self.in_a_row += 1
         self.total += 1
         if self.in_a_row >= self.max_bad_steps:
-            raise FloatingPointError(
+            raise TrainingDiverged(
                 f"training loss was not finite ({value}) for {self.in_a_row} steps in a row (last: epoch {epoch}, "
                 f"iteration {iteration}); stopping the run. Lower the learning rate, check the labels for NaN, try "
                 f"without amp, or raise max_bad_steps (now {self.max_bad_steps})")

@@ -28,6 +28,7 @@ from . import distributed as D
 from . import resample, run_options
 from .checkpoint import CheckpointError, load_on_main
 from .context import RunContext, interrupted_message
+from .engine import TrainingDiverged
 from .labels import LabelError
 from .options import OptionError
 from .precision import DETERMINISTIC_CUBLAS, amp_mode, set_deterministic
@@ -37,9 +38,9 @@ from .runlog import RunLogger
 from .startup import INTERRUPTED_STATUS
 from .utils import out_of_memory, out_of_memory_said
 
-#: what a user can fix (an option, a label file, a checkpoint, a missing file, too many unreadable items): the
-#: commands end with its message in one line instead of a traceback
-USER_ERRORS = (OptionError, LabelError, CheckpointError, FileNotFoundError, TooManyBadItems)
+#: what a user can fix (an option, a label file, a checkpoint, a missing file, too many unreadable items, a loss
+#: that stays NaN): the commands end with its message in one line instead of a traceback
+USER_ERRORS = (OptionError, LabelError, CheckpointError, FileNotFoundError, TooManyBadItems, TrainingDiverged)
 
 
 

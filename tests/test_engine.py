@@ -95,6 +95,22 @@ def test_nonfinite_loss_skips_steps_then_stops():
         engine.train_one_epoch(model, loader, bad, opt, None, None, "cpu", 3, progress=False, guard=guard)
 
 
+def test_a_loss_that_stays_nan_ends_a_command_in_one_line(capsys):
+    """What to change (learning rate, labels, amp) is the user's to fix: one line and exit status 2, not a traceback
+    under a PyTorch warning."""
+    from samacore.runs import run_command
+
+    def training():
+        engine.BadStepGuard(max_bad_steps=1).check(torch.tensor(float("nan")), epoch=0, iteration=4)
+
+    with pytest.raises(SystemExit) as e:
+        run_command(training)
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: training loss was not finite (nan) for 1 steps in a row (last: epoch 0, iteration 4); stopping the run. "
+        "Lower the learning rate, check the labels for NaN, try without amp, or raise max_bad_steps (now 1)"]
+
+
 def test_bf16_autocast_runs_matmuls_in_bf16_and_loss_in_fp32():
     torch.manual_seed(0)
     model = Tiny()

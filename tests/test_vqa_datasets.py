@@ -132,6 +132,15 @@ def test_label_free_folder(videos):
     assert [i["fileid"] for i in list_videos(str(videos / "clips"))] == [f"v{i}.mp4" for i in range(4)]
 
 
+def test_a_training_set_without_labels_is_refused(videos):
+    """``anno_file: null`` lists a folder's videos unlabelled: as a training set every loss was NaN, every step
+    skipped, and the run ended in a traceback after max_bad_steps."""
+    with pytest.raises(OptionError, match=r"^dataset\.anno_file: a training set needs its labels .* which only a test "
+                                          r"set can be$"):
+        FusionDataset(dict(phase="train", data_prefix=str(videos / "clips"),
+                           sample_types={"fragments": dict(FRAG, num_clips=1)}))
+
+
 def test_missing_label_file_names_path(videos):
     bad = str(videos / "nope.txt")
     with pytest.raises(FileNotFoundError, match="nope.txt"):

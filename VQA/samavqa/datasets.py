@@ -214,6 +214,10 @@ class FusionDataset(_VideoQualityDataset):
         super().check_options(opt, stype, where)
         if "data_prefix" not in opt or opt["data_prefix"] is None:
             raise OptionError(f"missing required option {where}.data_prefix (the folder holding the videos)")
+        if opt.get("phase") == "train" and opt.get("anno_file") is None:  # NaN labels: every step would be skipped
+            raise OptionError(f"{where}.anno_file: a training set needs its labels (a label file, or a list of "
+                              f"{{filename, label}}); without one it lists data_prefix's videos unlabelled, which only "
+                              f"a test set can be")
 
     def __init__(self, opt: Mapping[str, Any], stype: str = DEFAULT_SAMPLE_TYPE) -> None:
         super().__init__()
