@@ -175,8 +175,10 @@ def bad_files(tmp_path_factory, vqa):
     iqa = IQAModel(img_size=64, **SMALL_SWIN)
     torch.save({"state_dict": {f"backbone.{k}": v for k, v in to_microsoft(iqa.backbone.state_dict(), iqa).items()}
                 | {f"vqa_head.{k}": v for k, v in iqa.vqa_head.state_dict().items()}}, folder / "sama-iqa.pth")
-    torch.save({"state_dict": {f"backbone.{k}": v for k, v in build_backbone("swin_nano_grpb").state_dict().items()}},
-               folder / "k400.pth")
+    k400 = {f"backbone.{k}": v for k, v in build_backbone("swin_nano_grpb").state_dict().items()}
+    # mmaction's file also holds its Kinetics classifier (it was taken for a SAMA model's '<branch>_head.*')
+    k400 |= {"cls_head.fc_cls.weight": torch.zeros(400, 192), "cls_head.fc_cls.bias": torch.zeros(400)}
+    torch.save({"state_dict": k400}, folder / "k400.pth")
     return folder
 
 

@@ -48,7 +48,8 @@ def _is_tensor_dict(obj: Any) -> bool:
 
 def _video_model_kind(sd: Mapping[str, Any]) -> Optional[str]:
     """What a VQA-tree checkpoint (a video Swin) is, in a few words; None for anything else."""
-    if any(re.match(r"[A-Za-z0-9-]+_(backbone|head)\.", str(k)) for k in sd):  # fragments_backbone.*, vqa_head.*
+    # fragments_backbone.*, vqa_head.* (not mmaction's classifier cls_head.*, beside its backbone.*)
+    if any(re.match(r"[A-Za-z0-9-]+_(backbone|head)\.", str(k)) and not str(k).startswith("cls_head.") for k in sd):
         if not any(str(k).startswith("vqa_head.fc1.") for k in sd):  # (the IQA head is vqa_head.fc1/fc2)
             return "a SAMA / FAST-VQA video model: '<branch>_backbone.*' with a 'vqa_head'"
     if patch_embedding_rank(sd) == 5:  # a 3D patch embedding: a video Swin
