@@ -110,6 +110,13 @@ def option_overrides(args: argparse.Namespace) -> Dict[str, Any]:
     return overrides
 
 
+def load_path_source(args: argparse.Namespace, opt: Mapping[str, Any]) -> str:
+    """What gave ``load_path``, for messages about its file: ``--ckpt`` or the option file."""
+    if run_options.flag_overrides(args).get("load_path"):
+        return "--ckpt"
+    return f"load_path of the option file {opt['_options_path']}"
+
+
 def apply_command_line(opt: Dict[str, Any], args: argparse.Namespace, log: logging.Logger) -> str:
     """Normalise ``amp``, switch on determinism (before any CUDA work) and torchrun, keep the log on rank 0;
     returns the device. (The flags themselves reached ``opt`` through :func:`option_overrides`.)"""

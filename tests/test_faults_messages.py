@@ -74,7 +74,8 @@ def test_read_only_checkpoint_folder_is_said_too(vqa_data, read_only, tmp_path, 
 
 
 def test_read_only_iqa_test_folder(iqa_images, read_only, tmp_path, capsys, monkeypatch):
-    opt = {"name": "t", "stype": "sama", "run_dir": str(read_only), "load_path": str(tmp_path / "none.pth"),
+    (tmp_path / "m.pth").write_bytes(b"")  # there (a missing one is said first), never read: the folder is refused
+    opt = {"name": "t", "stype": "sama", "run_dir": str(read_only), "load_path": str(tmp_path / "m.pth"),
            "data": {"data_info": str(iqa_images), "data_prefix": str(iqa_images.parent), **GRID},
            "model": {"backbone_args": SMALL_SWIN}}
     monkeypatch.setattr("sys.argv", ["demo_test_iqa.py", "-o", write_yaml(tmp_path / "t.yml", opt)])
@@ -158,3 +159,23 @@ def test_alpha_is_noted_only_when_some_pixel_is_not_opaque(tmp_path, see_through
     load_image(path, notes=notes)
     assert notes[0] == "animated (2 frames): only the first frame is scored"
     assert any(n.startswith("alpha channel dropped") for n in notes) == noted
+
+
+def test_iqa_missing_weights_are_named_before_the_run_folder_with_the_download(iqa_images, tmp_path, monkeypatch,
+                                                                               capsys):
+    """The IQA commands said ``load_path '...' not found (looked in: X, X)`` after creating the run folder, without
+    the download link VQA gives; a missing ``--ckpt`` was named as the option file's ``load_path``."""
+    monkeypatch.chdir(tmp_path)
+    opt = {"name": "w", "stype": "sama", "num_epochs": 1, "run_dir": str(tmp_path / "run"),
+           "load_path": "pretrained_weights/swinv2_tiny_patch4_window8_256.pth",
+           "data": {"data_info": str(iqa_images), "data_prefix": str(iqa_images.parent), **GRID}}
+    monkeypatch.setattr("sys.argv", ["train", "-o", write_yaml(tmp_path / "w.yml", opt)])
+    line = one_line_error(iqa_cli.train_main, capsys)
+    assert line == (f"error: checkpoint file not found: pretrained_weights/swinv2_tiny_patch4_window8_256.pth "
+                    f"(load_path of the option file {tmp_path / 'w.yml'}); download it from https://github.com/"
+                    f"SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window8_256.pth into "
+                    f"pretrained_weights/ (see pretrained_weights/README.md)")
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setattr("sys.argv", ["test", "-o", str(tmp_path / "w.yml"), "--ckpt", str(tmp_path / "none.pth")])
+    said = one_line_error(iqa_cli.test_main, capsys)
+    assert said == f"error: checkpoint file not found: {tmp_path / 'none.pth'} (--ckpt)"

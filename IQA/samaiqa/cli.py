@@ -44,7 +44,7 @@ from torch import nn
 
 from samacore import distributed as D
 from samacore import engine, loaders, plots, runs, scoring, summary, trainer
-from samacore.checkpoint import CheckpointError, checkpoint_meta
+from samacore.checkpoint import CheckpointError, checkpoint_meta, download_hint
 from samacore.labels import check_folder
 from samacore.metrics import METRIC_NAMES, aggregate, format_metrics
 from samacore.options import option_file_help
@@ -125,6 +125,9 @@ def _setup(argv: Optional[Sequence[str]], description: str, test: bool):
     opt = load_iqa_options(runs.options_file(args, command, "iqa"), train=not test,
                            overrides=runs.option_overrides(args),
                            sets=args.set_options)
+    # said before any work (the run folder included); a resumed run's weights come from its state
+    if opt.get("load_path") and not (not test and getattr(args, "resume", None)):
+        _check_load_path(str(opt["load_path"]), runs.load_path_source(args, opt))
     device = runs.apply_command_line(opt, args, log)
     if test:  # before any work
         runs.check_writable(runs.test_run_dir(opt), "run folder")
@@ -132,6 +135,12 @@ def _setup(argv: Optional[Sequence[str]], description: str, test: bool):
     progress = runs.show_progress(opt)
     runs.log_world(log, int(opt.get("batch_size", 64)))
     return args, opt, device, progress
+
+
+def _check_load_path(given: str, source: str) -> None:
+    """A missing ``load_path`` named with what asked for it and where to download it (as in VQA)."""
+    if not os.path.isfile(path_option(given)):
+        raise CheckpointError(f"checkpoint file not found: {given} ({source}){download_hint(given)}")
 
 
 # ----------------------------------------------------------------------------------------------- train

@@ -61,7 +61,8 @@ def existing_path(p: str, what: str, error: type = OptionError) -> str:
     """:func:`path_option` for a file that must exist; the error names the option and where it was looked for."""
     resolved = path_option(p)
     if not os.path.exists(resolved):
-        where = "" if os.path.isabs(os.path.expanduser(str(p))) else f" (looked in: {os.getcwd()}, {REPO_ROOT})"
+        places = dict.fromkeys([os.getcwd(), REPO_ROOT])  # once each, when the working directory is the root
+        where = "" if os.path.isabs(os.path.expanduser(str(p))) else f" (looked in: {', '.join(places)})"
         raise error(f"{what} {p!r} not found{where}")
     return resolved
 

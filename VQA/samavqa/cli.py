@@ -170,7 +170,7 @@ def _setup(argv, command: str, default_opt: str, description: str):
     # said before any work; a resumed training takes its weights from the state (finetuning starts every later
     # split from load_path again)
     if opt.get("load_path") and not (command == "train" and getattr(args, "resume", None)):
-        _check_load_path(option_path(opt["load_path"]), opt["_options_path"])
+        _check_load_path(option_path(opt["load_path"]), runs.load_path_source(args, opt))
     device = runs.apply_command_line(opt, args, log)
     if command == "test":  # before any work
         runs.check_writable(runs.test_run_dir(opt), "run folder")
@@ -182,10 +182,10 @@ def _setup(argv, command: str, default_opt: str, description: str):
     return args, opt, device
 
 
-def _check_load_path(path: str, options_path: str) -> None:
-    """A missing ``load_path`` named with the option file that asks for it and where to download it."""
+def _check_load_path(path: str, source: str) -> None:
+    """A missing ``load_path`` named with what asked for it and where to download it."""
     if not os.path.isfile(path):
-        error = missing_checkpoint(path, f" (load_path of the option file {options_path})")
+        error = missing_checkpoint(path, f" ({source})")
         raise CheckpointError(f"{error}{download_hint(path)}")
 
 
