@@ -108,6 +108,9 @@ def test_two_split_training_smoke_run_and_demo_test(tmp_path, one_thread):
     assert meta["label_stats"]["std"] == pytest.approx(train_labels.std(), rel=1e-5)
     assert meta["split"] == 0 and meta["validation_results"]["srcc"] == pytest.approx(
         result_row(results, split=0)["selected"]["srcc"])
+    for s in range(2):  # each split's summary row carries its checkpoint's calibration, as VQA's rows do
+        row = result_row(results, split=s)
+        assert row["calibration"] == read_checkpoint_info(row["checkpoint"])["label_stats"]
 
     # demo_test with that checkpoint: one name,pred,gt row per listed image, raw scores of the model
     test_opt = base_options(tmp_path, info, load_path=ckpt)

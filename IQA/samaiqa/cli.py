@@ -195,12 +195,14 @@ def _checkpoint_extra(opt: Mapping[str, Any], model: nn.Module, split: int, trai
 
 
 def _calibrate_split(opt: Mapping[str, Any], split: int, path: str, train_set: ImageDataset, device: str,
-                     ctx: runs.RunContext, bad_log: BadItemLog) -> None:
-    """The split's training images scored in test mode by its best model: calibration stored in ``path``."""
+                     ctx: runs.RunContext, bad_log: BadItemLog) -> Dict[str, Any]:
+    """The split's training images scored in test mode by its best model: calibration stored in ``path`` (and
+    returned, for the split's summary row)."""
     scored = ImageDataset(train_set.paths, train_set.labels, train_set.names,
                           dict(train_set.args, exif_transpose=train_set.exif_transpose), train_set.stype, is_train=False)
     loader = skipping_loader(scored, opt, False, bad_log, f"training images of split {split:02d} (calibration)")
-    trainer.calibrate_checkpoint(path, build_model(opt), [loader], predict_fn, device, ctx, CALIBRATION_SOURCE)
+    return trainer.calibrate_checkpoint(path, build_model(opt), [loader], predict_fn, device, ctx,
+                                        CALIBRATION_SOURCE)
 
 
 def train_split(
@@ -215,9 +217,10 @@ def train_split(
     bad_log: BadItemLog,
     more_after: bool = False,
     results: Sequence[Mapping[str, Any]] = (),
-) -> trainer.BestCheckpointer:
+) -> Tuple[trainer.BestCheckpointer, Optional[Dict[str, Any]]]:
     """Train one split from ``load_path`` for ``num_epochs`` (:func:`samacore.trainer.fit`); evaluate the EMA
-    model after every epoch; store the calibration statistics in the split's best checkpoint.
+    model after every epoch; store the calibration statistics in the split's best checkpoint. Returns the
+    split's best checkpoints and that calibration (None when nothing was saved).
 
     Unreadable images are skipped and recorded in ``bad_log``. With ``ctx.state_path`` the resumable state is
     saved after every epoch (with ``results``, the finished splits'); ``ctx.resume`` (a state of this split) is
@@ -242,19 +245,25 @@ def train_split(
         state_extra={"split": split, "num_splits": int(opt.get("num_splits", 10)), "per_split": list(results)})
     if ctx.resume is not None:  # the split's own log holds the rows of the state it continues
         restore_log_rows(split_logger, [r for r in ctx.resume.get("log_rows", []) if r.get("split") == split])
+    calibration = None
     try:
         best = trainer.fit(opt, job, device, run_logger, ctx, more_after=more_after)
         if database in best.saved:
-            _calibrate_split(opt, split, best.saved[database], train_set, device, ctx, bad_log)
+            calibration = _calibrate_split(opt, split, best.saved[database], train_set, device, ctx, bad_log)
     finally:
         split_logger.close()
-    return best
+    return best, calibration
 
 
-def _split_result(best: trainer.BestCheckpointer, split: int, n_train: int, n_test: int) -> Optional[Dict[str, Any]]:
-    """The split's row of the run summary (:func:`samacore.summary.best_rows`); None when nothing was evaluated."""
+def _split_result(best: trainer.BestCheckpointer, split: int, n_train: int, n_test: int,
+                  calibration: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The split's row of the run summary (:func:`samacore.summary.best_rows`, with its ``calibration`` as VQA's
+    rows have it); None when nothing was evaluated."""
     rows = summary.best_rows(best, split, n_train=n_train, n_test=n_test)
-    return rows[0] if rows else None
+    if not rows:
+        return None
+    rows[0]["calibration"] = calibration
+    return rows[0]
 
 
 def _given_split(opt: Mapping[str, Any], labels: LabelSet):
@@ -303,11 +312,11 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         tr, te = labels.subset(train_idx), labels.subset(test_idx)
         train_set = ImageDataset(tr.paths, tr.labels, tr.names, opt["data"], opt["stype"], is_train=True)
         test_set = ImageDataset(te.paths, te.labels, te.names, opt["data"], opt["stype"], is_train=False)
-        best = train_split(opt, s, train_set, test_set, device, run_logger, run_dir, ctx, bad_log,
-                           more_after=s < num_splits - 1, results=results)
+        best, calibration = train_split(opt, s, train_set, test_set, device, run_logger, run_dir, ctx, bad_log,
+                                        more_after=s < num_splits - 1, results=results)
         for line in best.summary_lines():
             log.info("split %02d %s", s, line)
-        result = _split_result(best, s, len(train_idx), len(test_idx))
+        result = _split_result(best, s, len(train_idx), len(test_idx), calibration)
         done = results + ([result] if result is not None else [])
         run_logger.write_json(summary.SUMMARY_FILE, _train_summary(opt, run_dir, num_splits, done, bad_log, None))
         return result
