@@ -465,7 +465,7 @@ def load_state_dict_checked(
         shown = ", ".join(fatal[:8]) + (f", ... ({len(fatal)} in all)" if len(fatal) > 8 else "")
         raise CheckpointError(
             f"{what}: the checkpoint lacks {len(fatal)} learnable tensors: {shown}. "
-            "Set allow_partial (option `allow_partial_load: true`) to keep their initial values."
+            "Set the option allow_partial_load: true (--set allow_partial_load=true) to keep their initial values."
         )
     if any(t.is_meta for t in own.values()):
         # a model built without storage (build_with_weights) takes the file's tensors themselves: no copy; cast

@@ -58,6 +58,7 @@ class RunOption:
     flag_commands: Tuple[str, ...] = ("train", "test")
     metavar: Optional[str] = None
     nullable: bool = False  # an empty value (YAML null, ``--set KEY=``) means something: "none" / "automatic"
+    flag_help: Optional[str] = None  # what a flag without an argument does (``help`` says what the option is)
 
     def check(self, opt: Mapping[str, Any], where: str = "options") -> None:
         """Type, bounds and choices of this key in ``opt`` (absent: nothing to check; an empty value is refused
@@ -132,7 +133,8 @@ for _o in (
     RunOption("allow_partial_load", bool, "let load_path leave learnable tensors at their initial values",
               default=False),
     RunOption("trust_checkpoint", bool, "full unpickle of load_path (only for a file you trust: it can run code)",
-              default=False, flag="--trust-checkpoint", flag_const=True),
+              default=False, flag="--trust-checkpoint", flag_const=True,
+              flag_help="unpickle the checkpoint fully (only a file you trust: it can run code)"),
     RunOption("init_fragment_bias_from_relative", bool, "K400 init: copy the relative bias tables into the "
                                                         "fragment tables (FAST-VQA's recipe)", trees=_VQA),
     RunOption("run_dir", str, "run folder (default runs/{name})", nullable=True),
@@ -140,9 +142,11 @@ for _o in (
               nullable=True),
     RunOption("device", str, "cpu, cuda or cuda:N (default: CUDA when available)", flag="--device", nullable=True),
     RunOption("amp", (str, bool), "mixed precision: none or bf16 (bfloat16 autocast; losses stay fp32)",
-              flag="--bf16", flag_const="bf16", nullable=True),
+              flag="--bf16", flag_const="bf16", nullable=True,
+              flag_help="bfloat16 autocast for the model (losses stay fp32)"),
     RunOption("deterministic", bool, "deterministic kernels and per-item seeded sampling", default=False),
-    RunOption("progress", bool, "tqdm progress bars", default=True, flag="--no-progress", flag_const=False),
+    RunOption("progress", bool, "tqdm progress bars", default=True, flag="--no-progress", flag_const=False,
+              flag_help="no progress bars (for logs)"),
     RunOption("max_bad_steps", int, "non-finite training losses in a row before the run stops", low=1, default=10),
     RunOption("max_bad_fraction", float, "share of a data set's items that may be unreadable before the run stops",
               low=0, high=1, default=0.05),
@@ -208,7 +212,9 @@ def add_run_flags(parser: argparse.ArgumentParser, command: str) -> None:
     for key, option in RUN_OPTIONS.items():
         if option.flag is None or command not in option.flag_commands:
             continue
-        help_text = f"{option.help} (option {key})"
+        const = str(option.flag_const).lower() if isinstance(option.flag_const, bool) else option.flag_const
+        help_text = (f"{option.flag_help} (option {key}: {const})" if option.flag_help
+                     else f"{option.help} (option {key})")
         dest = _dest(key)
         if option.flag_const is None:
             kind = option.kind[0] if isinstance(option.kind, tuple) else option.kind
