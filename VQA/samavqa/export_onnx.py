@@ -19,6 +19,7 @@ from samacore.runs import USER_ERRORS
 
 from .models import DiViDeAddEvaluator
 from .presets import PRESETS
+from .schema import refuse_video_shaped_for
 
 __all__ = ["ClipScoreMap", "clip_shape", "exportable", "main"]
 
@@ -55,6 +56,11 @@ def exportable(args: argparse.Namespace) -> Tuple[nn.Module, Dict[str, Tensor], 
 
     scorer = load_scorer(args.ckpt, args.options, stype=args.stype, device="cpu",
                          trust_checkpoint=args.trust_checkpoint, model=getattr(args, "model", None))
+    # a graph has one clip shape: sampling whose clips follow each video (arp_resize, arp_fragments, original, resize
+    # with arp: true) is refused whatever the backbone (load_scorer already refuses it for Video Swin ones)
+    refuse_video_shaped_for(scorer.stype, scorer.sample_types,
+                            f"--stype {args.stype}" if args.stype else f"stype {scorer.stype}",
+                            "an ONNX graph takes one fixed clip shape")
     keys = list(scorer.sample_types)
     inputs = {k: torch.randn(clip_shape(k, scorer.sample_types[k])) for k in keys}
     meta = onnx_export.scorer_metadata("vqa", scorer.stype, scorer.sample_types, scorer.calibration,

@@ -24,7 +24,7 @@ from samacore.sampling import (
 )
 
 __all__ = ["SAMPLE_TYPES", "SAMA_TYPES", "check_sample_options", "get_single_sample", "canonical_sample_type",
-           "is_grid_type"]
+           "is_grid_type", "own_sample_options", "unknown_sample_options", "video_shaped_reason"]
 
 #: the video sample types and the SAMA variants among them (live views of samacore.sampling.SAMPLE_TYPES)
 SAMPLE_TYPES = sample_type_names("video")
@@ -56,6 +56,34 @@ def _allowed_keys(stype: str) -> tuple:
     if sama_variant(stype) is not None:
         return _OWN_KEYS["fragments"]
     return _ORIGINAL_KEYS if stype == "original" else _OWN_KEYS[stype]
+
+
+def own_sample_options(sample_type: str) -> tuple:
+    """The spatial option keys ``sample_type`` itself takes (not the temporal or ignored ones every type accepts)."""
+    return tuple(k for k in _allowed_keys(canonical_sample_type(sample_type)) if k not in _COMMON_KEYS)
+
+
+def unknown_sample_options(sample_type: str, opts: Mapping[str, Any]) -> list:
+    """The keys of ``opts`` that ``sample_type`` does not take (what :func:`check_sample_options` refuses first)."""
+    allowed = _allowed_keys(canonical_sample_type(sample_type))
+    return [k for k in opts if k not in allowed]
+
+
+def video_shaped_reason(sample_type: str, opts: Mapping[str, Any]) -> str:
+    """Why clips of ``sample_type`` (branch options ``opts``) take their height and width from each video, not
+    from the options; "" when the options fix the clip shape. Such clips fit neither a fixed-shape ONNX graph nor
+    a Video Swin backbone beyond its base input size (its windows grow with the input, its bias tables do not)."""
+    stype = canonical_sample_type(sample_type)
+    if stype == "arp_fragments":
+        return "its fragment grid follows each video's aspect ratio (short_fragments cells on the short side, more " \
+               "on the long one)"
+    if stype == "arp_resize":
+        return "it scales each video to short_edge on its short side, keeping the aspect ratio"
+    if stype == "original":
+        return "it passes each video on at its own resolution"
+    if stype == "resize" and opts.get("arp"):
+        return "with arp: true it keeps each video's aspect ratio"
+    return ""
 
 
 def canonical_sample_type(sample_type: str) -> str:

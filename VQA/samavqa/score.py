@@ -7,7 +7,9 @@ video in the order given (``--dir``: the folder's video files, sorted, names rel
 map), space-separated in temporal order; ``score`` is their mean. Python: :func:`load_scorer`.
 
 **note** says what was done to an odd but usable video: one shorter than a clip is scored with its last frame
-repeated, and the note (also printed as a warning) says how many of the sampled frames are such copies. A still
+repeated, and the note (also printed as a warning) says how many of the sampled frames are such copies (with
+FAST-VQA's sampling, ``frame_overflow: wrap`` / ``t_frag``: how many repeat overlapping temporal fragments or wrap
+around to its first frames). A still
 image given with ``-v`` is a usage error (exit 2). One file gets a progress bar over the frames being decoded.
 Decoding: ``--decoder auto|decord|pyav`` (:mod:`samavqa.decoders`); FFmpeg's and decord's own log lines are
 hidden unless ``--verbose``.
@@ -44,8 +46,10 @@ Model and sampling: ``--options`` FILE (its ``model`` block, ``stype``, and the 
 ``val*`` data set); else the options the checkpoint carries (``obj["sama"]["options"]``); else the
 ``options.yml`` of the run that wrote the checkpoint (``runs/{name}/``, found by the checkpoint's file name); else
 ``VQA/options/fast-SAMA-test.yml``. ``--stype`` overrides the sample type (the checkpoint's calibration then no
-longer applies: ``calibrated`` is left empty and a note says why). Weights that do not fit the model are one
-line naming the file, the options and what to pass.
+longer applies: ``calibrated`` is left empty and a note says why); one the options' sampling does not fit, or whose
+clips follow each video's shape (``arp_resize``, ``arp_fragments``, ``original``, ``resize`` with ``arp: true``)
+for a Video Swin model or an ONNX graph, is one line before any output, naming what fits. Weights that do not fit
+the model are one line naming the file, the options and what to pass.
 
 FAST-VQA's released models (``-m FAST-VQA`` ...) also give FAST-VQA's [0, 1] score, ``fastvqa_score =
 sigmoid((score - mean) / std)`` with the constants of their ``vqa.py`` (:mod:`samavqa.presets`).
@@ -88,8 +92,11 @@ from .models.checkpoints import BACKBONE_ONLY, detect_format_of, load_vqa_weight
 from .presets import (PRESETS, WEIGHT_FOLDERS, list_presets, missing_checkpoint, preset_for_weights, preset_of,
                       resolve_preset)
 from .recipe import build_model, make_predict_fn
-from .sampling import SAMPLE_TYPES, canonical_sample_type
-from .schema import check_vqa_options, load_vqa_options
+from .sampling import (SAMPLE_TYPES, canonical_sample_type, check_sample_options, own_sample_options,
+                       unknown_sample_options)
+from .schema import (check_vqa_options, fitting_types_phrase, load_vqa_options, refuse_video_shaped,
+                     refuse_video_shaped_for, swin_input_sizes)
+from .temporal import build_frame_sampler
 
 VQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_ROOT = os.path.dirname(VQA_DIR)
@@ -186,17 +193,27 @@ def _scoring_block(opt: Mapping[str, Any]) -> Tuple[str, Mapping[str, Any]]:
 
 
 # ----------------------------------------------------------------------------------------------- scoring
-def short_video_note(frame_inds: Mapping[str, np.ndarray], sample_types: Mapping[str, Mapping[str, Any]]) -> str:
-    """What was done to a short video, whose clips were filled with copies of its last frame; "" otherwise.
+def short_video_note(frame_inds: Mapping[str, np.ndarray], sample_types: Mapping[str, Mapping[str, Any]],
+                     num_frames: Optional[int] = None) -> str:
+    """What was done to a short video's frame indices (test sampling, ``num_frames`` frames); "" when nothing was.
 
-    Said when the video is shorter than one clip spans (``(clip_len - 1) * frame_interval + 1`` frames), or when
-    the copies are a quarter or more of the sampled frames (a video long enough for one clip but not for
-    ``num_clips`` segments: the later clips run past its end). A few copies at the end of the last clip go
-    unremarked.
+    SAMA's layout (``clip_len`` frames per clip, indices past the end clamped): said when the video is shorter than
+    one clip spans (``(clip_len - 1) * frame_interval + 1`` frames), or when the copies of its last frame are a
+    quarter or more of the sampled frames (a video long enough for one clip but not for ``num_clips`` segments: the
+    later clips run past its end). A few copies at the end of the last clip go unremarked. FAST-VQA's layouts
+    (``frame_overflow: wrap``, ``t_frag``; :func:`_fragments_note`) say what happened to the indices instead:
+    overlapping temporal fragments, indices that wrap around to the start. ``num_frames`` (None: found from the
+    indices) is needed there, as wrapped indices do not show the frame count.
     """
     for branch, inds in frame_inds.items():
         inds = np.asarray(inds).reshape(-1)
-        clip_len, interval = int(sample_types[branch]["clip_len"]), int(sample_types[branch]["frame_interval"])
+        opts = sample_types[branch]
+        if opts.get("frame_overflow", "clamp") != "clamp" or "t_frag" in opts:
+            note = _fragments_note(inds, opts, num_frames)
+            if note:
+                return note
+            continue
+        clip_len, interval = int(opts["clip_len"]), int(opts["frame_interval"])
         copies = sum(len(c) - len(np.unique(c)) for c in inds.reshape(-1, clip_len))
         n = int(inds.max()) + 1  # the last frame is sampled whenever there are copies
         if copies and n < (clip_len - 1) * interval + 1:  # the frames one clip spans
@@ -207,6 +224,67 @@ def short_video_note(frame_inds: Mapping[str, np.ndarray], sample_types: Mapping
             return (f"only {n} frames for {inds.size // clip_len} clips of {clip_len} frames (every {interval}): "
                     f"{copies} of the {inds.size} sampled frames are copies of its last frame")
     return ""
+
+
+def _fragments_note(inds: np.ndarray, opts: Mapping[str, Any], num_frames: Optional[int]) -> str:
+    """:func:`short_video_note` of one branch sampled with ``frame_overflow: wrap`` and / or ``t_frag``.
+
+    The indices before the overflow rule are the sampler's own (test mode) for ``num_frames``. A video shorter
+    than the sampler's segments need (``fragments_t * fsize_t * frame_interval`` frames; FasterVQA: 8 x 4 x 2 = 64)
+    gets runs that overlap (with ``t_frag``: frames sampled twice in one clip) or go past its end (wrapped around to
+    the start, or clamped to the last frame). Said as for SAMA: always below one clip's span (with ``t_frag`` a
+    clip spans the whole video), else from a quarter of such frames on.
+    """
+    sampler = build_frame_sampler(opts)
+    need = sampler.fragments_t * sampler.fsize_t * sampler.frame_interval  # no overlap, nothing past the end
+
+    def raw(n: int) -> np.ndarray:  # the test sampler's indices for n frames, before the overflow rule
+        return np.concatenate([sampler.get_frame_indices(n) for _ in range(sampler.num_clips)])
+
+    counts = [num_frames] if num_frames is not None else \
+        [n for n in range(int(inds.max()) + 1, need) if np.array_equal(sampler(n), inds)]
+    if not counts or counts[0] >= need:  # long enough (or, counted from the indices, not the test sampler's)
+        return ""
+    # several counts can give the same indices (those of the smallest describe them all): say the range
+    n, clip_len, interval = int(counts[0]), int(opts["clip_len"]), sampler.frame_interval
+    unwrapped = raw(n)
+    repeats = past = copies = 0
+    for clip in unwrapped.reshape(-1, clip_len):
+        inside = clip[clip < n]
+        repeats += len(inside) - len(np.unique(inside))  # overlapping temporal fragments
+        over = int((clip >= n).sum())
+        past += over
+        copies += over - (0 if not over or n - 1 in inside else 1)  # (clamp) the last frame, shown again
+    wrapped = np.unique(unwrapped[unwrapped >= n] % n)
+    total = inds.size
+
+    def some(k: int) -> str:  # "k of the 32 sampled frames", or "k other(s)" after the first part
+        return f"{k} other{'s' if k != 1 else ''}" if parts else f"{k} of the {total} sampled frames"
+
+    parts: List[str] = []
+    if repeats:
+        parts.append(f"its temporal fragments overlap, so {some(repeats)} repeat{'s' if repeats == 1 else ''} ones "
+                     "sampled before")
+    if past and sampler.overflow == "wrap":
+        targets = ", ".join(map(str, wrapped[:4])) + (", ..." if len(wrapped) > 4 else "")
+        parts.append(f"{some(past)} run{'s' if past == 1 else ''} past its end and wrap{'s' if past == 1 else ''} "
+                     f"around to frame{'s' if len(wrapped) > 1 else ''} {targets}")
+    elif copies:
+        parts.append(f"{some(copies)} {'is a copy' if copies == 1 else 'are copies'} of its last frame")
+    odd = repeats + (past if sampler.overflow == "wrap" else copies)
+    if not odd:
+        return ""
+    frames = f"only {n} frame{'s' if n != 1 else ''}" if len(counts) == 1 else f"only {n} to {counts[-1]} frames"
+    if "t_frag" in opts:  # one clip spans the whole video: shorter than its span is always said
+        head = (f"{frames}, fewer than one clip spans ({sampler.fragments_t} temporal fragments of {sampler.fsize_t} "
+                f"frames, every {interval}: {need} frames)")
+    elif n < (clip_len - 1) * interval + 1:
+        head = f"{frames}, fewer than one clip spans ({clip_len} frames, every {interval})"
+    elif odd >= total / 4:
+        head = f"{frames} for {total // clip_len} clips of {clip_len} frames (every {interval})"
+    else:  # a few at the end of the last clip, as for SAMA
+        return ""
+    return f"{head}: {', and '.join(parts)}"
 
 
 class _ScoreDataset(_VideoQualityDataset):
@@ -259,6 +337,7 @@ class _ScoreDataset(_VideoQualityDataset):
         """The item of ``info``'s video, decoded and sampled one clip at a time (all clips' frames read together
         when they fit :data:`READ_AHEAD_BYTES`: overlapping clips then decode each frame once)."""
         with open_video(info["filename"], self.decoder, self.num_threads) as video:
+            num_frames = video.num_frames
             frame_inds = {b: np.asarray(s(video.num_frames, False), dtype=np.int32) for b, s in self.samplers.items()}
             clips = self.clips(frame_inds)
             needed = [np.unique(np.concatenate(list(c.values()))) for c in clips]
@@ -271,10 +350,11 @@ class _ScoreDataset(_VideoQualityDataset):
         item = dict(parts[0], frame_inds=frame_inds, decoded=reads.decoded)
         for branch in frame_inds:
             item[branch] = torch.cat([part[branch] for part in parts], dim=1)  # [C, T, H, W] along T
-        return self.with_note(item, index)
+        return self.with_note(item, index, num_frames)
 
-    def with_note(self, item: Dict[str, Any], index: int) -> Dict[str, Any]:
-        item.update(index=index, note=short_video_note(item["frame_inds"], self.sample_types))
+    def with_note(self, item: Dict[str, Any], index: int, num_frames: Optional[int] = None) -> Dict[str, Any]:
+        """``item`` with its ``index`` and ``note`` (:func:`short_video_note`; ``num_frames``: the video's)."""
+        item.update(index=index, note=short_video_note(item["frame_inds"], self.sample_types, num_frames))
         return item
 
 
@@ -385,7 +465,7 @@ class VideoScorer(scoring.Scorer):
         frames = video_frames(x, layout)
         ds = self.dataset(["tensor"])
         videos, frame_inds = pick_frames(frames.shape[0], ds.samplers, False, lambda idx: take_rows(frames, idx))
-        item = ds.with_note(ds.make_item(videos, frame_inds, ds.video_infos[0]), 0)
+        item = ds.with_note(ds.make_item(videos, frame_inds, ds.video_infos[0]), 0, frames.shape[0])
         self.model.eval()
         with torch.inference_mode():
             score = self.score_batch(torch.utils.data.default_collate([item]))[0]
@@ -472,7 +552,7 @@ def _onnx_scorer(path: str, stype: Optional[str], decoder: Optional[str], notes:
     """A scorer of an exported graph on ONNX Runtime (CPU): its metadata gives the sampling and calibration."""
     runner, meta = scoring.onnx_model(path, "vqa")
     opt = {"stype": meta["stype"], "data": {"val": {"args": {"sample_types": meta["sampling"]}}}}
-    sampling = _Sampling.of(opt, stype, decoder, f"the ONNX graph {path}")
+    sampling = _Sampling.of(opt, stype, decoder, f"the ONNX graph {path}", onnx=True)
     notes += [f"ONNX Runtime: {path} (exported from {meta.get('checkpoint')})", sampling.describe()]
     cal, cal_note = scoring.onnx_calibration(meta)
     if sampling.overridden:
@@ -533,7 +613,9 @@ class _Sampling:
     overridden: str = ""
 
     @classmethod
-    def of(cls, opt: Mapping[str, Any], stype: Optional[str], decoder: Optional[str], source: str) -> "_Sampling":
+    def of(cls, opt: Mapping[str, Any], stype: Optional[str], decoder: Optional[str], source: str,
+           onnx: bool = False) -> "_Sampling":
+        """``onnx``: for an exported graph (``opt`` holds its sampling only; its clip shape is fixed)."""
         sample_types, threads = scoring_options(opt)
         decoder = resolve_decoder(decoder or _scoring_block(opt)[1].get("decoder") or "auto", "--decoder")
         try:
@@ -541,6 +623,9 @@ class _Sampling:
             st = canonical_sample_type(stype) if stype else trained
         except ValueError as e:
             raise OptionError(f"--stype: {e}") from None
+        # refused here, before any output: the data set would refuse the options only when the first video is read
+        _check_sampling_fits(st, sample_types, f"--stype {stype}" if stype else f"stype {st} (from {source})",
+                             source, None if onnx else swin_input_sizes(opt), trained)
         overridden = "" if st == trained else (
             f"sample type overridden: --stype {st} in place of {trained} (from {source}); the checkpoint's "
             f"calibration was made with {trained} and no longer applies, so calibrated is left empty")
@@ -551,6 +636,32 @@ class _Sampling:
                          f"{v.get('frame_interval')}), {v.get('fragments_h', 7)}x{v.get('fragments_w', 7)} grid of "
                          f"{v.get('fsize_h', 32)}x{v.get('fsize_w', 32)}" for k, v in self.sample_types.items())
         return f"sampling: {self.stype}; {desc} (from {self.source}); decoder: {self.decoder}"
+
+
+def _check_sampling_fits(stype: str, sample_types: Mapping[str, Mapping[str, Any]], flag: str, source: str,
+                         swin_sizes: Optional[Mapping[str, tuple]], trained: str) -> None:
+    """One :class:`OptionError` naming ``flag`` (what the user gave) and what fits instead, when ``stype`` cannot
+    score with these options: clips whose shape follows each video for a Video Swin branch (``swin_sizes``:
+    :func:`samavqa.schema.swin_input_sizes`) or an ONNX graph (``swin_sizes`` None: its clip shape is fixed; made
+    for ``trained``), or branch options that are not ``stype``'s (e.g. a grid's ``fragments_h`` for ``--stype
+    resize``)."""
+    graph = f"score with the graph's own sample type, {trained} (no --stype)"
+    if swin_sizes is not None:
+        refuse_video_shaped(stype, sample_types, swin_sizes, flag)
+    else:
+        refuse_video_shaped_for(stype, sample_types, flag, "an ONNX graph takes one fixed clip shape", instead=graph)
+    for branch, opts in sample_types.items():
+        foreign = unknown_sample_options(stype, opts)
+        if foreign:
+            instead = graph if swin_sizes is None else (f"{fitting_types_phrase(sample_types, bool(swin_sizes))}, "
+                                                        f"or give options written for {stype} (--options)")
+            raise OptionError(f"{flag}: the sampling options of branch {branch} in {source} set {', '.join(foreign)}, "
+                              f"which {stype} does not take (its own: {', '.join(own_sample_options(stype))}); "
+                              f"{instead}")
+        try:
+            check_sample_options(stype, opts, f"branch {branch}")
+        except ValueError as e:
+            raise OptionError(f"{flag}: {e}") from None
 
 
 def _load_model(opt: Mapping[str, Any], obj: Any, sample_types: Mapping[str, Any], device: str, path: str,
