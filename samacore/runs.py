@@ -237,6 +237,9 @@ def start_run(opt: Mapping[str, Any], args: argparse.Namespace, folder: str, com
     if opt.get("save_dir"):
         check_writable(os.path.abspath(str(opt["save_dir"])), "checkpoint folder (save_dir)")
     if getattr(args, "resume", None):
+        if getattr(args, "overwrite", False):  # it was ignored without a word: which did the user mean?
+            raise OptionError(f"--resume and --overwrite contradict each other: --resume {args.resume} continues "
+                              f"that run, --overwrite starts afresh over it; give one of them")
         return load_resume(args.resume, opt, command, tree)
     found = load_on_main(lambda: _existing_run(folder))
     if found and not getattr(args, "overwrite", False):

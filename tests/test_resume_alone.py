@@ -71,6 +71,17 @@ def test_a_state_of_the_other_tree_or_command_is_named_as_such(vqa_data, iqa_ima
         vqa_cli.finetune_main(["--resume", "runs/alone"])
 
 
+def test_resume_with_overwrite_is_refused(vqa_data, tmp_path, monkeypatch):
+    """``--resume RUN --overwrite`` went on with the run, ignoring ``--overwrite`` without a word."""
+    monkeypatch.chdir(tmp_path)
+    opt = vqa_options(vqa_data, tmp_path, num_epochs=2)
+    vqa_cli.train_main(["-o", opt, "--stop-after-epochs", "1"])
+    with pytest.raises(OptionError, match=r"^--resume and --overwrite contradict each other: --resume runs/alone "
+                                          r"continues that run, --overwrite starts afresh over it; give one of them$"):
+        vqa_cli.train_main(["--resume", "runs/alone", "--overwrite"])
+    assert load_checkpoint("runs/alone/last.pth")["epoch"] == 0  # untouched
+
+
 def test_vqa_options_of_another_run_are_refused(vqa_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     vqa_cli.train_main(["-o", vqa_options(vqa_data, tmp_path, "a", num_epochs=1)])
