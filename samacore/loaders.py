@@ -5,11 +5,15 @@ needs no state to resume; with ``deterministic: true`` each item is loaded throu
 random sampling depends only on (seed, epoch, index). Evaluation keeps the data set's order and shards it
 contiguously (:class:`ContiguousShardSampler`), so gathering the ranks' results restores that order and counts
 every item once. :func:`skipping_loader` adds the skipping of unreadable items (:mod:`samacore.robust`).
+Every worker process starts with :func:`worker_started` (the scoring commands' loaders too).
 """
 from __future__ import annotations
 
+import os
 import random
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
+import signal
+import sys
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, Type
 
 import numpy as np
 import torch
@@ -19,7 +23,8 @@ from torch.utils.data.distributed import DistributedSampler
 from . import distributed as D
 from .robust import BadItemLog, SkipBadItems, SkipCollate, SkippingLoader
 
-__all__ = ["ContiguousShardSampler", "ItemSeeded", "TrainSampler", "build_loader", "item_seed", "skipping_loader"]
+__all__ = ["ContiguousShardSampler", "ItemSeeded", "TrainSampler", "build_loader", "item_seed", "keep_from_workers",
+           "skipping_loader", "worker_started"]
 
 
 class ContiguousShardSampler(Sampler):
@@ -105,9 +110,61 @@ class ItemSeeded(Dataset):
             torch.set_rng_state(saved[2])
 
 
+#: descriptors of this process that its DataLoader workers close first (:func:`keep_from_workers`)
+_PARENT_ONLY: Set[int] = set()
+
+
+def keep_from_workers(fd: int, keep: bool = True) -> None:
+    """Have DataLoader workers started from now on close their copy of ``fd`` (``keep=False``: no longer).
+
+    A forked worker gets a copy of every descriptor, close-on-exec or not; one holding an :func:`fcntl.flock` lock
+    (a scoring command's ``<output>.lock``) would keep the file locked for as long as the worker lives -- after a
+    ``kill -9`` of the command, until the orphan notices (seconds). Closing the copy leaves the parent's lock held.
+    """
+    (_PARENT_ONLY.add if keep else _PARENT_ONLY.discard)(fd)
+
+
+def worker_started(worker_id: int) -> None:
+    """What every DataLoader worker of this project does first (its ``worker_init_fn``, or part of it).
+
+    SIGTERM is made to end the worker as Ctrl-C does (``KeyboardInterrupt``, which PyTorch's worker loop takes as
+    the end, exit status 0). A SIGTERM sent to the whole process group (``kill -TERM -- -PGID``, a job scheduler)
+    reaches the workers as well as the command; killed by it, they made the command's loader report "worker
+    killed by signal" while it was stopping cleanly. The loader's own shutdown (which may end a worker with
+    SIGTERM) still ends them. A command stopped while it was taking a batch from a worker leaves that worker's
+    handover of the batch's shared memory cut off: that is not reported either (:func:`_quiet_handover`). Then the
+    descriptors :func:`keep_from_workers` names are closed.
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    sys.excepthook = _quiet_handover(sys.excepthook)
+    for fd in list(_PARENT_ONLY):
+        try:
+            os.close(fd)
+        except OSError:  # (already closed: nothing of the parent's is held)
+            pass
+
+
+def _quiet_handover(report: Callable[..., Any]) -> Callable[..., Any]:
+    """A :data:`sys.excepthook` for a worker: a connection error in :mod:`multiprocessing`'s resource sharer (the
+    thread that hands the shared memory of a batch to the loading process, and reports its errors through this
+    hook) is that process stopping (Ctrl-C, SIGTERM) as it took the batch, and says nothing; anything else goes to
+    ``report``."""
+    def hook(kind: type, error: BaseException, tb: Any) -> None:
+        frames, sharer = tb, False
+        while frames is not None:
+            sharer = sharer or frames.tb_frame.f_code.co_filename.endswith(
+                os.path.join("multiprocessing", "resource_sharer.py"))
+            frames = frames.tb_next
+        if not (sharer and issubclass(kind, (ConnectionError, EOFError))):
+            report(kind, error, tb)
+
+    return hook
+
+
 def _seed_worker(worker_id: int) -> None:
     """Seed Python and NumPy in a DataLoader worker from torch's per-worker seed (itself drawn from the loader's
-    seeded generator), so worker randomness is reproducible too."""
+    seeded generator), so worker randomness is reproducible too (after :func:`worker_started`)."""
+    worker_started(worker_id)
     s = torch.initial_seed() % 2**32
     random.seed(s)
     np.random.seed(s)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import os
 import sys
@@ -107,7 +108,10 @@ def export_onnx(module: nn.Module, inputs: Mapping[str, Tensor], output_name: st
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
-            os.remove(tmp)
+            try:
+                os.remove(tmp)
+            except OSError:  # (what stopped the export is what is said)
+                pass
 
 
 def _shrink_integer_constants(model: Any, min_bytes: int = 1 << 20) -> None:
@@ -279,7 +283,12 @@ def run_export(args: argparse.Namespace, exportable: Exportable, user_errors: tu
         torch.manual_seed(0)
         check = {k: torch.randn(v.shape) for k, v in inputs.items()}
         want = torch_outputs(module, check)  # before tracing: also fills caches the trace then reads as constants
-        export_onnx(module, inputs, output_name, "clips" if meta["tree"] == "vqa" else "batch", out, meta)
+        try:
+            export_onnx(module, inputs, output_name, "clips" if meta["tree"] == "vqa" else "batch", out, meta)
+        except OSError as e:  # a full disk, a quota, an I/O error: the part file is gone, the output untouched
+            fix = ("free space, then export again" if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                   else "export again once it can be written")
+            raise ExportError(f"--output {out}: cannot write ({e.strerror or e}); nothing was written: {fix}") from None
         try:
             diff = parity_check(want, out, check, args.threads)
         except ExportError:

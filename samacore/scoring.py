@@ -7,17 +7,20 @@ scorers and, through :func:`score_shards` (torchrun: one block per process), by 
 finds the default checkpoint, lists the media files (``--dir`` [``--recursive``], ``--list FILE``, or the files
 given) and implements the scoring command line: the ``--output`` CSV (:class:`OutputFile`: checked and locked
 before any work, rows written as they come, ``--resume`` / ``--overwrite``, torchrun parts merged in file order),
-clean stops on Ctrl-C / SIGTERM (exit status 130 / 143, finished rows kept), one file printed as a line, and the
-closing line (files, failures, time, files/s). Exit status 2 for usage / checkpoint / option / output errors, 1
-only if every file failed.
+clean stops on Ctrl-C / SIGTERM (exit status 130 / 143, finished rows kept), an output that cannot be written (a
+full disk: :class:`WriteFailed`) said in one line with how to go on (finished rows kept), one file printed as a
+line, and the closing line (files, failures, time, files/s). Exit status 2 for usage / checkpoint / option / output
+errors, 1 only if every file failed.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import csv
+import errno
 import glob
 import hashlib
+import io
 import json
 import math
 import os
@@ -40,7 +43,7 @@ from . import distributed as D
 from . import resample
 from .calibration import Calibration, calibration_from_info
 from .checkpoint import TRUST_FLAG_HELP, CheckpointError
-from .loaders import ContiguousShardSampler
+from .loaders import ContiguousShardSampler, keep_from_workers, worker_started
 from .metrics import evaluate, format_metrics, has_labels
 from .options import OptionError
 from .robust import SkipBadItems, SkipCollate
@@ -305,7 +308,8 @@ def score_items(
     position = {index: k for k, index in enumerate(order)}
     wrapped = SkipBadItems(_Indexed(dataset, order), errors=read_errors, name_fn=_NameOf(names, order))
     loader = DataLoader(wrapped, batch_size=max(1, int(batch_size)), shuffle=False,
-                        num_workers=max(0, int(num_workers)), collate_fn=SkipCollate())
+                        num_workers=max(0, int(num_workers)), collate_fn=SkipCollate(),
+                        worker_init_fn=worker_started)  # (a SIGTERM to the process group: see worker_started)
     with file_bar(len(order), desc, progress) as bar:
         for batch, bad in loader:
             rows = [ScoreRow(names(order[b.index]), error=b.reason, index=order[b.index]) for b in bad]
@@ -363,37 +367,85 @@ def score_shards(
 
 class RowWriter:
     """A CSV written row by row (``-``: stdout): the header first (unless appending to a non-empty file), each
-    row flushed as it is written, so a stopped command leaves every finished row. ``enabled=False``: writes
-    nothing (ranks other than 0)."""
+    row written whole as it comes (no buffer), so a stopped command leaves every finished row. ``enabled=False``:
+    writes nothing (ranks other than 0).
+
+    A file that cannot be written (an :class:`OSError`: the disk full, a quota reached, an I/O error, a file system
+    turned read-only) raises :class:`WriteFailed`, once: a row written in part is cut off again (the file ends
+    with its last complete row) and nothing more is written, :meth:`close` included. ``rows``: the rows written
+    whole (the header not counted).
+    """
 
     def __init__(self, path: str, columns: Sequence[str], append: bool = False, enabled: bool = True) -> None:
-        self.path, self.file = path, None
+        self.path, self.file, self.rows, self.end = path, None, 0, 0
+        self.stdout = path == "-"
+        self._line = io.StringIO()
+        self._csv = csv.writer(self._line)
         if not enabled:
             return
-        if path == "-":
+        if self.stdout:
             self.file = sys.stdout
         else:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            self.file = open(path, "a" if append else "w", newline="", encoding="utf-8")
-        self.csv = csv.writer(self.file)
-        if path == "-" or self.file.tell() == 0:  # (appending: the file's end)
-            self.write(columns)
+            try:
+                # unbuffered bytes: a failed write leaves nothing in a buffer that closing would write again
+                self.file = open(path, "ab" if append else "wb", buffering=0)
+                self.end = os.fstat(self.file.fileno()).st_size  # (appending: the file's end)
+            except OSError as e:
+                self._fail(e)
+        if self.stdout or self.end == 0:
+            self._put(columns)
 
     def write(self, row: Sequence[Any]) -> None:
         if self.file is not None:
-            self.csv.writerow(row)
-            self.file.flush()
+            self._put(row)
+            self.rows += 1
 
-    def close(self) -> None:
-        if self.file is not None and self.file is not sys.stdout:
-            self.file.close()
-        self.file = None
+    def _put(self, row: Sequence[Any]) -> None:
+        self._line.seek(0)
+        self._line.truncate()
+        self._csv.writerow(row)
+        if self.stdout:
+            self.file.write(self._line.getvalue())  # type: ignore[union-attr]
+            self.file.flush()  # type: ignore[union-attr]
+            return
+        data = self._line.getvalue().encode("utf-8")
+        try:
+            done = 0
+            while done < len(data):  # (after a short write, the next one says why it cannot go on)
+                done += self.file.write(data[done:]) or 0  # type: ignore[union-attr]
+        except OSError as e:
+            self._fail(e)
+        self.end += len(data)
+
+    def _fail(self, error: OSError) -> None:
+        """Cut a row written in part off again and close the file, writing nothing more; :class:`WriteFailed`."""
+        if self.file is not None:
+            try:
+                os.ftruncate(self.file.fileno(), self.end)  # (needs no space)
+            except (OSError, AttributeError, ValueError):
+                pass  # left as it is: --resume drops an unterminated last row (_rows_of)
+            self.close(quiet=True)
+        raise WriteFailed(self.path, error) from None
+
+    def close(self, quiet: bool = False) -> None:
+        """Close the file; a write error that the file system reports only now (network file systems) is
+        :class:`WriteFailed` too, unless ``quiet`` (a stop or an error is being said). Nothing to do once the
+        writer failed."""
+        file, self.file = self.file, None
+        if file is None or self.stdout:
+            return
+        try:
+            file.close()
+        except OSError as e:
+            if not quiet:
+                raise WriteFailed(self.path, e) from None
 
     def __enter__(self) -> "RowWriter":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, kind: Any, *exc: Any) -> None:
+        self.close(quiet=kind is not None)  # (what ended the block is what is said)
 
 
 def test_metrics(key: str, pairs: Sequence[Tuple[Optional[float], float]],
@@ -527,11 +579,26 @@ class OutputError(ValueError):
     """The ``--output`` CSV cannot be used as asked (not writable, exists, locked, made with another model)."""
 
 
+class WriteFailed(OutputError):
+    """Writing a file of the ``--output`` failed (an :class:`OSError`: ENOSPC, EDQUOT, EIO, EROFS, ...); ``path``
+    the file, ``reason`` the system's words. The scoring command says it in one line with how to go on
+    (:meth:`_ScoringRun.cannot_write`); the complete rows stay."""
+
+    def __init__(self, path: str, error: OSError) -> None:
+        self.path, self.errno = path, error.errno
+        self.reason = error.strerror or str(error)
+        super().__init__(f"cannot write {path} ({self.reason})")
+
+
 def _rows_of(path: str, columns: Sequence[str]) -> List[List[str]]:
-    """The complete rows of a CSV this command wrote (a last row cut short by a kill is dropped)."""
+    """The complete rows of a CSV this command wrote: a last row cut short (by a kill, a full disk) is dropped --
+    one without its line end too, as its last field may be cut short (a score's last digits)."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+            text = f.read()
+        rows = list(csv.reader(io.StringIO(text)))
+        if text and not text.endswith(("\n", "\r")):
+            rows = rows[:-1] if len(rows) > 1 else rows  # (the header alone: a column check says what it is)
     except UnicodeDecodeError:
         raise OutputError(f"--resume: {path} is not a CSV this command wrote (not UTF-8 text); pass --overwrite to "
                           "start it again, or another --output") from None
@@ -612,7 +679,10 @@ class OutputFile:
         import fcntl
 
         while True:
-            f = open(self.path + ".lock", "a")
+            try:
+                f = open(self.path + ".lock", "a")
+            except OSError as e:  # (a folder with no room for one more file)
+                raise OutputError(f"--output {self.path}: cannot create {self.path}.lock ({e.strerror})") from None
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -621,11 +691,13 @@ class OutputFile:
                                   f"{self.path}.lock); wait for it to finish or write another file") from None
             if os.path.exists(f.name) and os.stat(f.name).st_ino == os.fstat(f.fileno()).st_ino:
                 self.lock_file = f
+                keep_from_workers(f.fileno())  # (a loader worker outliving a kill -9 must not hold it)
                 return
             f.close()  # the holder removed the file as we opened it: take the new one
 
     def unlock(self) -> None:
         if self.lock_file is not None:
+            keep_from_workers(self.lock_file.fileno(), keep=False)
             os.remove(self.lock_file.name)  # removed while held, so a waiting opener retries (see lock)
             self.lock_file.close()
             self.lock_file = None
@@ -650,8 +722,11 @@ class OutputFile:
         for old in [self.path] + self.parts():
             if os.path.exists(old):
                 os.remove(old)
-        with open(self.meta_path, "w") as f:
-            json.dump(meta, f, indent=1)
+        try:
+            with open(self.meta_path, "w") as f:
+                json.dump(meta, f, indent=1)
+        except OSError as e:
+            raise WriteFailed(self.meta_path, e) from None
         return None
 
     def _same_as_before(self, meta: Mapping[str, Any]) -> Optional[str]:
@@ -692,12 +767,19 @@ class OutputFile:
         a temporary file first, then renamed."""
         rows = self.done(columns)
         tmp = self.path + ".tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(columns)
-            w.writerows(rows[n] for n in names if n in rows)
-            listed = set(names)
-            w.writerows(r for n, r in rows.items() if n not in listed)  # rows of files not asked for now: kept
+        try:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(columns)
+                w.writerows(rows[n] for n in names if n in rows)
+                listed = set(names)
+                w.writerows(r for n, r in rows.items() if n not in listed)  # rows of files not asked for now: kept
+        except OSError as e:  # the CSV and the parts are as they were: --resume merges them
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            raise WriteFailed(self.path, e) from None
         os.replace(tmp, self.path)
         for part in self.parts():
             os.remove(part)
@@ -838,6 +920,12 @@ def _run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], e
                              trust_checkpoint=args.trust_checkpoint, sets=args.set_options, onnx=args.onnx,
                              **dict(scorer_args or {}))
         return _ScoringRun(args, scorer, items, output, kind, argv).run()
+    except WriteFailed as e:  # while scoring: said by the process that failed (under torchrun: any rank)
+        if D.world_size() > 1:
+            print(f"error: rank {D.rank()}: {e}", file=sys.stderr, flush=True)
+        else:
+            _say(f"error: {e}")
+        return 2
     except USAGE_ERRORS as e:
         _say(f"error: {e}")
         return 2
@@ -961,6 +1049,8 @@ class _ScoringRun:
         if D.is_main():
             try:
                 moved = self.output.start(self.scorer.provenance, self.columns)
+            except WriteFailed as e:
+                error = self.cannot_write(e, 0)
             except OutputError as e:
                 error = str(e)
             else:
@@ -971,9 +1061,14 @@ class _ScoringRun:
             raise OutputError(error)
         self.done = self.output.done(self.columns)
         D.barrier()
-        if D.is_main() and (self.done or self.output.parts()):
-            self.output.merge([n for n, _ in self.items], self.columns)  # one CSV to append to, parts folded in
-        D.barrier()
+        if D.is_main() and (self.done or self.output.parts() or os.path.exists(self.output.path)):
+            try:  # one CSV to append to, parts folded in, ending with a whole row (not one cut short)
+                self.output.merge([n for n, _ in self.items], self.columns)
+            except WriteFailed as e:
+                error = self.cannot_write(e, len(self.done))
+        error = _agree(error)  # (every rank waits here for the merge)
+        if error:
+            raise OutputError(error)
         left = [item for item in self.items if item[0] not in self.done]
         if self.done:
             _say(f"note: --resume: {len(self.items) - len(left)} of {len(self.items)} {self.kind}s are in "
@@ -989,27 +1084,46 @@ class _ScoringRun:
         return RowWriter(path, self.columns, append=D.world_size() == 1)
 
     def _stream(self, todo: Sequence[Tuple[str, str]]) -> int:
-        """Score ``todo``, each row written as it comes; the exit status of a stop (0: all done)."""
-        writer = self._writer()
+        """Score ``todo``, each row written as it comes; the exit status of a stop (0: all done). An output that
+        cannot be written is :class:`WriteFailed` saying how to go on (:meth:`cannot_write`)."""
+        writer: Optional[RowWriter] = None
         main_thread = threading.current_thread() is threading.main_thread()
         before = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
         workers = self.args.num_workers if self.args.num_workers is not None else (
             default_workers() if len(todo) > 1 else 0)
         try:
+            writer = self._writer()
             for row in self.scorer.rows([p for _, p in todo], self.args.batch_size, workers,
                                         not self.args.no_progress, **({"per_clip": True} if self.per_clip else {})):
                 row.name = todo[row.index][0]
                 self._emit(row, writer)
+            if writer is not None:
+                writer.close()  # (a write error the file system reports only now is said like the others)
         except KeyboardInterrupt:
             return INTERRUPTED_STATUS
         except Stopped as e:
             return e.status
+        except WriteFailed as e:
+            in_csv = len(self.done) if self.output is not None and e.path == self.output.path else 0
+            e.args = (self.cannot_write(e, in_csv + (writer.rows if writer is not None else 0)),)
+            raise
         finally:
             if writer is not None:
-                writer.close()
+                writer.close(quiet=True)  # (a stop or an error: what is said; every row is written whole already)
             if main_thread:
                 signal.signal(signal.SIGTERM, before)
         return 0
+
+    def cannot_write(self, e: WriteFailed, rows: int) -> str:
+        """The line for an output file that cannot be written (after ``rows`` complete rows in it): which file,
+        why, and how to go on."""
+        assert self.output is not None
+        what = "" if e.path == self.output.path else f" {e.path}"
+        fix = ("free space, then continue with --resume" if e.errno in (errno.ENOSPC, errno.EDQUOT)
+               else "continue with --resume once it can be written")
+        counted = f"{rows} row{'' if rows == 1 else 's'}"
+        return (f"--output {self.output.path}: cannot write{what} ({e.reason}) after {counted}; {fix}: "
+                f"{resume_command(self.argv)}")
 
     def _emit(self, row: ScoreRow, writer: Optional[RowWriter]) -> None:
         self.scored += row.score is not None
@@ -1043,7 +1157,11 @@ class _ScoringRun:
         scored, failed, frames = (sum(c[k] for c in counts) for k in range(3))
         D.barrier()
         if self.output is not None and D.is_main() and (D.world_size() > 1 or self.done):
-            self.output.merge([n for n, _ in self.items], self.columns)
+            try:
+                self.output.merge([n for n, _ in self.items], self.columns)
+            except WriteFailed as e:  # the CSV and the parts hold every row: --resume merges them
+                e.args = (self.cannot_write(e, len(self.done) + scored + failed),)
+                raise
         done_failed = sum(1 for r in self.done.values() if r[1] == "")
         total, bad = len(self.done) + scored + failed, done_failed + failed
         if not self.single:
