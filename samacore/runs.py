@@ -35,12 +35,15 @@ from .precision import DETERMINISTIC_CUBLAS, amp_mode, set_deterministic
 from .resume import RESUME_FILE, load_resume, run_options_text
 from .robust import BadItemLog, TooManyBadItems
 from .runlog import RunLogger
+from .scoring import WriteFailed
 from .startup import INTERRUPTED_STATUS
 from .utils import out_of_memory, out_of_memory_said
 
 #: what a user can fix (an option, a label file, a checkpoint, a missing file, too many unreadable items, a loss
-#: that stays NaN): the commands end with its message in one line instead of a traceback
-USER_ERRORS = (OptionError, LabelError, CheckpointError, FileNotFoundError, TooManyBadItems, TrainingDiverged)
+#: that stays NaN, a predictions CSV that cannot be written: a full disk): the commands end with its message in
+#: one line instead of a traceback
+USER_ERRORS = (OptionError, LabelError, CheckpointError, FileNotFoundError, TooManyBadItems, TrainingDiverged,
+               WriteFailed)
 
 
 

@@ -115,3 +115,21 @@ def test_an_existing_output_is_not_overwritten(test_options, vqa_data, tmp_path)
     for _ in range(2):
         cli.test_main(["-o", opt, "--no-progress"])
     assert len(list(csv.DictReader(open(tmp / "run" / "test" / "predictions.csv")))) == 6
+
+
+def test_a_full_disk_while_testing_is_one_line(test_options, monkeypatch, capsys):
+    """The test commands write their predictions through the scorers' row writer: a full disk there is one line
+    (exit status 2) keeping the complete rows, not a traceback ending in the writer's error."""
+    from samacore import runs
+    from test_full_disk_output import fill_disk_at
+
+    tmp, opt = test_options
+    out = tmp / "pred.csv"
+    fill_disk_at(monkeypatch, out, 60)  # the header and a row or so
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        runs.run_command(lambda: cli.test_main(["-o", opt, "--output", str(out), "--no-progress"]))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1] == f"error: cannot write {out} (No space left on device)"
+    assert out.read_bytes().endswith(b"\r\n")  # complete rows only
