@@ -395,6 +395,9 @@ def score_step(setup: Setup) -> Callable[[], Row]:
         cpu = scores(setup, "cpu", False)
         details, ok = [], True
         for bf16, tol in ((False, FP32_TOL), (True, BF16_TOL)):
+            if bf16 and no_native_bf16(setup):
+                details.append(f"bf16 skipped: {no_native_bf16(setup)}")
+                continue
             # the dry run's "device" is the CPU: its fp32 scores are the reference itself
             got = cpu if setup.dry and not bf16 else scores(setup, setup.device, bf16)
             worst = max(abs(a - b) / (1 + abs(b)) for a, b in zip(got, cpu))

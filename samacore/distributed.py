@@ -150,11 +150,14 @@ def init_distributed(device: str = "cpu", backend: Optional[str] = None) -> Tupl
 def gpu_supported(capability: Tuple[int, int], arch_list: List[str]) -> bool:
     """Whether a PyTorch build with kernels for ``arch_list`` (``torch.cuda.get_arch_list()``: ``sm_80``,
     ``sm_90a``, ``compute_120`` ...) runs on a GPU of compute ``capability``: a cubin ``sm_XY`` runs on X.Y' with
-    Y' >= Y (``sm_XYa``: on X.Y only), PTX ``compute_XY`` on anything from X.Y up. An empty list: unknown, True."""
+    Y' >= Y (``sm_XYa``: on X.Y only), PTX ``compute_XY`` on anything from X.Y up. A list without CUDA names
+    (empty, or ROCm's ``gfx...``): not judged, True."""
+    known = False
     for arch in arch_list:
         parsed = re.fullmatch(r"(sm|compute)_(\d+)(\d)([a-z]?)", arch)
-        if parsed is None:
+        if parsed is None:  # (ROCm's gfx... names: not judged here)
             continue
+        known = True
         kind, major, minor, suffix = parsed.groups()
         built = (int(major), int(minor))
         if kind == "compute" and capability >= built:
@@ -162,7 +165,7 @@ def gpu_supported(capability: Tuple[int, int], arch_list: List[str]) -> bool:
         if kind == "sm" and capability[0] == built[0] and (capability[1] == built[1] if suffix else
                                                             capability[1] >= built[1]):
             return True
-    return not arch_list
+    return not known
 
 
 def refuse_unsupported_gpu(device: str) -> None:

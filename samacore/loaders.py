@@ -203,7 +203,7 @@ def build_loader(
     kwargs: Dict[str, Any] = dict(
         batch_size=bs,
         num_workers=workers,
-        pin_memory=bool(opt.get("pin_memory", _uses_cuda())),
+        pin_memory=_uses_cuda() if opt.get("pin_memory") is None else bool(opt["pin_memory"]),  # (empty: automatic)
         drop_last=False,
         generator=g,
         worker_init_fn=_seed_worker,

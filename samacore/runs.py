@@ -101,11 +101,12 @@ def command_parser(description: str, default_opt: str, opt_help: str, test: bool
 
 def option_overrides(args: argparse.Namespace) -> Dict[str, Any]:
     """Options the command line replaces before the option file is checked: the table's flags (``--ckpt``:
-    ``load_path``, ``--bf16``: ``amp``, ...), and with ``--resume`` the run folder: the one resumed (its options'
-    ``runs/{name}`` is relative to the working directory, so a run resumed from elsewhere, or from a copy, would
-    continue in another folder, over whatever run is there)."""
+    ``load_path``, ``--bf16``: ``amp``, ...), and with ``--resume`` alone (no ``-o``) the run folder: the one
+    resumed (its stored ``runs/{name}`` is relative to the working directory, so a run resumed from elsewhere, or
+    from a copy, would continue in another folder, over whatever run is there). With ``-o`` the file's run folder
+    is kept: continuing a run into another folder is what it may ask for."""
     overrides = run_options.flag_overrides(args)
-    if getattr(args, "resume", None):
+    if getattr(args, "resume", None) and getattr(args, "opt", None) is None:
         target = os.path.abspath(os.path.expanduser(args.resume))
         # a last.pth given, or a folder (also on a node that does not hold it: rank 0 reads the state)
         is_file = os.path.isfile(target) or (not os.path.isdir(target) and target.endswith(".pth"))
@@ -206,7 +207,7 @@ def check_test_output(path: Optional[str]) -> None:
     is never overwritten. Its own default (``runs/{name}/test/predictions.csv``) is the test run's to rewrite.
     Checked on rank 0, the one that writes."""
     def check() -> None:
-        if path and os.path.lexists(path):
+        if path and os.path.isfile(path):  # (a device such as /dev/null or /dev/stdout is written to)
             raise OptionError(f"--output {path} exists: a test command does not overwrite it; remove it or give "
                               f"another file")
 

@@ -386,8 +386,8 @@ class RowWriter:
         if self.stdout:
             self.file = sys.stdout
         else:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             try:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
                 # unbuffered bytes: a failed write leaves nothing in a buffer that closing would write again
                 self.file = open(path, "ab" if append else "wb", buffering=0)
                 self.end = os.fstat(self.file.fileno()).st_size  # (appending: the file's end)
@@ -909,7 +909,8 @@ def _run_scoring(args: argparse.Namespace, load_scorer: Callable[..., Scorer], e
     """:func:`run_scoring`'s work; returns the exit status."""
     output: Optional[OutputFile] = None
     try:
-        D.init_distributed(*D.plan_this_process(args.device))  # an impossible --device is a usage error
+        # an impossible --device is a usage error; an ONNX graph runs on the CPU whatever the machine has
+        D.init_distributed(*D.plan_this_process("cpu" if args.onnx else args.device))
         resample.backend()  # and so is a bad SAMA_RESAMPLE_BACKEND, said before any work
         items = media_items(args, extensions, kind)
         if check_given is not None and args.files:

@@ -103,7 +103,7 @@ def test_resuming_a_run_on_cuda_sets_cublas_before_cuda_starts(monkeypatch, rest
 
     monkeypatch.setattr(D, "plan_this_process", lambda requested: ("cuda:0", None))
     monkeypatch.setattr(D, "init_distributed", start_cuda)
-    monkeypatch.setattr(runs, "run_options_text", lambda path: "name: resumed\ndeterministic: true\n")
+    monkeypatch.setattr(runs, "run_options_text", lambda path, *what: "name: resumed\ndeterministic: true\n")
     path = runs.options_file(Namespace(opt=None, resume=str(tmp_path), default_opt="unused.yml"))
     assert seen == {"device": "cuda:0", "workspace": ":4096:8"}
     precision.set_deterministic(True)  # CUDA started with the deterministic workspace: no refusal
@@ -121,7 +121,7 @@ def test_resuming_keeps_a_workspace_the_user_set(monkeypatch, tmp_path):
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
     monkeypatch.setattr(D, "plan_this_process", lambda requested: ("cuda:0", None))
     monkeypatch.setattr(D, "init_distributed", lambda device, backend: None)
-    monkeypatch.setattr(runs, "run_options_text", lambda path: "name: resumed\n")
+    monkeypatch.setattr(runs, "run_options_text", lambda path, *what: "name: resumed\n")
     runs.options_file(Namespace(opt=None, resume=str(tmp_path), default_opt="unused.yml"))
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
 

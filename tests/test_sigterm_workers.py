@@ -67,7 +67,9 @@ def command(vqa, listed, out):
 def started(cmd) -> subprocess.Popen:
     """``cmd`` in a process group of its own (as a shell starts a job)."""
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+                            start_new_session=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            # a background job of a shell ignores SIGINT, and so would the command (no Ctrl-C)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_rows(out, rows: int, job: subprocess.Popen) -> None:
@@ -93,7 +95,7 @@ def group(pgid: int):
     return found
 
 
-def gone(pgid: int, within: float = 3.0) -> bool:
+def gone(pgid: int, within: float = 10.0) -> bool:
     end = time.monotonic() + within
     while group(pgid) and time.monotonic() < end:
         time.sleep(0.05)

@@ -125,8 +125,10 @@ def _setup(argv: Optional[Sequence[str]], description: str, test: bool):
     opt = load_iqa_options(runs.options_file(args, command, "iqa"), train=not test,
                            overrides=runs.option_overrides(args),
                            sets=args.set_options)
-    # said before any work (the run folder included); a resumed run's weights come from its state
-    if opt.get("load_path") and not (not test and getattr(args, "resume", None)):
+    # said before any work (the run folder included); a resumed run's weights come from its state, but every later
+    # split starts from load_path again
+    resumed_alone = not test and getattr(args, "resume", None) and int(opt.get("num_splits", 10)) <= 1
+    if opt.get("load_path") and not resumed_alone:
         _check_load_path(str(opt["load_path"]), runs.load_path_source(args, opt))
     device = runs.apply_command_line(opt, args, log)
     if test:  # before any work

@@ -25,14 +25,12 @@ from samacore.runlog import get_logger
 
 from .datasets import DATASETS, IGNORED_DATASET_KEYS, FineTuneDataset
 from .models import DiViDeAddEvaluator
-from .models.backbones import BACKBONES
 from .models.evaluator import branch_backbones
-from .models.swin3d import SwinConfig
 from .sampling import (IGNORED_SAMPLING_KEYS, SAMPLE_TYPES, canonical_sample_type, check_sample_options,
                        video_shaped_reason)
 
 __all__ = ["COMMANDS", "check_vqa_options", "top_keys", "load_vqa_options", "option_path", "fitting_sample_types",
-           "refuse_video_shaped", "refuse_video_shaped_for", "swin_input_sizes"]
+           "refuse_video_shaped_for"]
 
 VQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 log = get_logger("samavqa")
@@ -114,10 +112,6 @@ def check_vqa_options(opt: Dict[str, Any], command: Optional[str] = None) -> Dic
         _check_finetune_data(opt, branches)
     else:
         _check_data_sets(opt, branches)
-    if command in ("train", "finetune", "test"):  # (scoring checks the sample type it is given: score.py)
-        sizes = swin_input_sizes(opt)
-        for where, block in _sampling_blocks(opt):
-            refuse_video_shaped(opt["stype"], block["sample_types"], sizes, f"stype {opt['stype']} ({where})")
     if command in ("train", "finetune") and "num_epochs" not in opt:
         raise OptionError("missing required option num_epochs")
     if command == "train" and int(opt.get("split_seed", -1)) > 0:
@@ -186,31 +180,6 @@ def _check_finetune_data(opt: Mapping[str, Any], branches: list) -> None:
 
 
 # ------------------------------------------------------------------------------------------ clip shape vs model
-def _sampling_blocks(opt: Mapping[str, Any]) -> List[tuple]:
-    """``(where, block)`` of every data block with ``sample_types`` (data sets' ``args``, finetune ``train`` /
-    ``test``)."""
-    data = opt.get("data") or {}
-    blocks = [(f"data.{k}", data[k]) for k in ("train", "test") if isinstance(data.get(k), Mapping)]
-    blocks += [(f"data.{k}.args", v["args"]) for k, v in data.items()
-               if isinstance(v, Mapping) and isinstance(v.get("args"), Mapping)]
-    return [(w, b) for w, b in blocks if isinstance(b.get("sample_types"), Mapping)]
-
-
-def swin_input_sizes(opt: Mapping[str, Any]) -> Dict[str, tuple]:
-    """``{branch: (T, H, W)}``: the base input size of every model branch whose backbone is a Video Swin
-    (:class:`~samavqa.models.swin3d.SwinConfig`). Its attention window grows with the input (``window * size //
-    base``) but its relative-position tables do not, so clips much larger than the base input have no bias for
-    their windows (the original FAST-VQA / SAMA code fails on them too)."""
-    args = (opt.get("model") or {}).get("args") or {}
-    plan_args = {k: args[k] for k in inspect.signature(branch_backbones).parameters if k in args}
-    sizes = {}
-    for branch, (name, _) in branch_backbones(**plan_args).items():
-        builder = BACKBONES.get(name)
-        if isinstance(builder, SwinConfig):
-            sizes[branch] = tuple(builder.base_x_size)
-    return sizes
-
-
 def fitting_sample_types(sample_types: Mapping[str, Mapping[str, Any]], fixed_shape: bool) -> List[str]:
     """The sample types whose checks every branch of ``sample_types`` passes; ``fixed_shape``: only those whose
     clips have the shape the options give (not each video's, :func:`~samavqa.sampling.video_shaped_reason`)."""
@@ -229,19 +198,6 @@ def fitting_types_phrase(sample_types: Mapping[str, Mapping[str, Any]], fixed_sh
     """"these options fit the sample types a, b, c" (what a refusal offers instead)."""
     fit = fitting_sample_types(sample_types, fixed_shape)
     return f"these options fit the sample types {', '.join(fit)}" if fit else "no sample type fits these options"
-
-
-def refuse_video_shaped(stype: str, sample_types: Mapping[str, Mapping[str, Any]], sizes: Mapping[str, tuple],
-                        flag: str) -> None:
-    """:class:`OptionError` (``flag``: what the user gave, e.g. ``--stype arp_fragments``) when ``stype`` gives a
-    branch of ``sizes`` (a Video Swin backbone: :func:`swin_input_sizes`) clips whose shape follows each video."""
-    for key in sample_types:
-        size = sizes.get(key.split("_")[0])
-        if size:
-            obstacle = (f"the Video Swin backbone of branch {key} is built for {'x'.join(map(str, size))} clips: on "
-                        "larger ones its attention windows outgrow its position-bias tables (the original FAST-VQA / "
-                        "SAMA code fails there too)")
-            refuse_video_shaped_for(stype, {key: sample_types[key]}, flag, obstacle, sample_types)
 
 
 def refuse_video_shaped_for(stype: str, sample_types: Mapping[str, Mapping[str, Any]], flag: str, obstacle: str,

@@ -46,9 +46,10 @@ Model and sampling: ``--options`` FILE (its ``model`` block, ``stype``, and the 
 ``val*`` data set); else the options the checkpoint carries (``obj["sama"]["options"]``); else the
 ``options.yml`` of the run that wrote the checkpoint (``runs/{name}/``, found by the checkpoint's file name); else
 ``VQA/options/fast-SAMA-test.yml``. ``--stype`` overrides the sample type (the checkpoint's calibration then no
-longer applies: ``calibrated`` is left empty and a note says why); one the options' sampling does not fit, or whose
-clips follow each video's shape (``arp_resize``, ``arp_fragments``, ``original``, ``resize`` with ``arp: true``)
-for a Video Swin model or an ONNX graph, is one line before any output, naming what fits. Weights that do not fit
+longer applies: ``calibrated`` is left empty and a note says why); one the options' sampling does not fit, or, for
+an ONNX graph, whose clips follow each video's shape (``arp_resize``, ``arp_fragments``, ``original``, ``resize``
+with ``arp: true``), is one line before any output, naming what fits (a Video Swin takes such clips up to its base
+input size; a larger clip is one line naming it). Weights that do not fit
 the model are one line naming the file, the options and what to pass.
 
 FAST-VQA's released models (``-m FAST-VQA`` ...) also give FAST-VQA's [0, 1] score, ``fastvqa_score =
@@ -94,8 +95,7 @@ from .presets import (PRESETS, WEIGHT_FOLDERS, list_presets, missing_checkpoint,
 from .recipe import build_model, make_predict_fn
 from .sampling import (SAMPLE_TYPES, canonical_sample_type, check_sample_options, own_sample_options,
                        unknown_sample_options)
-from .schema import (check_vqa_options, fitting_types_phrase, load_vqa_options, refuse_video_shaped,
-                     refuse_video_shaped_for, swin_input_sizes)
+from .schema import check_vqa_options, fitting_types_phrase, load_vqa_options, refuse_video_shaped_for
 from .temporal import build_frame_sampler
 
 VQA_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -625,7 +625,7 @@ class _Sampling:
             raise OptionError(f"--stype: {e}") from None
         # refused here, before any output: the data set would refuse the options only when the first video is read
         _check_sampling_fits(st, sample_types, f"--stype {stype}" if stype else f"stype {st} (from {source})",
-                             source, None if onnx else swin_input_sizes(opt), trained)
+                             source, onnx, trained)
         overridden = "" if st == trained else (
             f"sample type overridden: --stype {st} in place of {trained} (from {source}); the checkpoint's "
             f"calibration was made with {trained} and no longer applies, so calibrated is left empty")
@@ -639,22 +639,20 @@ class _Sampling:
 
 
 def _check_sampling_fits(stype: str, sample_types: Mapping[str, Mapping[str, Any]], flag: str, source: str,
-                         swin_sizes: Optional[Mapping[str, tuple]], trained: str) -> None:
+                         onnx: bool, trained: str) -> None:
     """One :class:`OptionError` naming ``flag`` (what the user gave) and what fits instead, when ``stype`` cannot
-    score with these options: clips whose shape follows each video for a Video Swin branch (``swin_sizes``:
-    :func:`samavqa.schema.swin_input_sizes`) or an ONNX graph (``swin_sizes`` None: its clip shape is fixed; made
-    for ``trained``), or branch options that are not ``stype``'s (e.g. a grid's ``fragments_h`` for ``--stype
-    resize``)."""
+    score with these options: clips whose shape follows each video for an ``onnx`` graph (its clip shape is fixed;
+    made for ``trained``), or branch options that are not ``stype``'s (e.g. a grid's ``fragments_h`` for ``--stype
+    resize``). (A PyTorch Video Swin takes such clips up to its base input size: larger ones are refused by the
+    model itself, :meth:`samavqa.models.swin3d.SwinTransformer3D.window_for`.)"""
     graph = f"score with the graph's own sample type, {trained} (no --stype)"
-    if swin_sizes is not None:
-        refuse_video_shaped(stype, sample_types, swin_sizes, flag)
-    else:
+    if onnx:
         refuse_video_shaped_for(stype, sample_types, flag, "an ONNX graph takes one fixed clip shape", instead=graph)
     for branch, opts in sample_types.items():
         foreign = unknown_sample_options(stype, opts)
         if foreign:
-            instead = graph if swin_sizes is None else (f"{fitting_types_phrase(sample_types, bool(swin_sizes))}, "
-                                                        f"or give options written for {stype} (--options)")
+            instead = graph if onnx else (f"{fitting_types_phrase(sample_types, False)}, "
+                                          f"or give options written for {stype} (--options)")
             raise OptionError(f"{flag}: the sampling options of branch {branch} in {source} set {', '.join(foreign)}, "
                               f"which {stype} does not take (its own: {', '.join(own_sample_options(stype))}); "
                               f"{instead}")

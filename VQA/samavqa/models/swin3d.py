@@ -45,6 +45,8 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as torch_checkpoint
 from torch import Tensor, nn
+from samacore.options import OptionError
+
 from .backbones import register_backbone
 
 Triple = Tuple[int, int, int]
@@ -587,10 +589,19 @@ class SwinTransformer3D(nn.Module):
             nn.init.zeros_(m.bias)
 
     def window_for(self, input_size: Sequence[int], adaptive: bool = True) -> Triple:
-        """Window (before per-stage clamping) used for an input of ``(T, H, W)``."""
+        """Window (before per-stage clamping) used for an input of ``(T, H, W)``; an input so much larger than
+        ``base_x_size`` that the window would outgrow the position-bias tables (built for ``window_size``) is an
+        :class:`~samacore.options.OptionError` (clips shaped like each video: ``original``, ``arp_*``)."""
         if not adaptive:
             return self.window_size
-        return adaptive_window_size(self.window_size, input_size, self.base_x_size)
+        window = adaptive_window_size(self.window_size, input_size, self.base_x_size)
+        if any(w > b for w, b in zip(window, self.window_size)):
+            size, base = "x".join(map(str, input_size)), "x".join(map(str, self.base_x_size))
+            raise OptionError(f"a clip of {size} is too large for this Video Swin, built for {base} clips: its "
+                              f"attention window would grow to {window}, past the {tuple(self.window_size)} its "
+                              f"position-bias tables cover (the original FAST-VQA / SAMA code fails there too); "
+                              f"sample clips of at most {base} (a fixed-size sample type, or smaller size options)")
+        return window
 
     def stage_geometries(self, input_size: Sequence[int], adaptive: bool, device: torch.device) -> list:
         """Cached (regular, shifted) window geometry of every stage for an input of ``(T, H, W)``.
