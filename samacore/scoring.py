@@ -813,8 +813,8 @@ def scoring_parser(kind: str, flag: str, description: str, released: str, option
     p.add_argument("--resume", action="store_true", help="with --output: score only the files the CSV (and the "
                                                         "parts a torchrun left) lacks, and append them")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output CSV")
-    p.add_argument("--batch-size", type=int, default=batch_size, help=batch_help)
-    p.add_argument("--num-workers", type=int, default=None,
+    p.add_argument("--batch-size", type=_counted(1), default=batch_size, help=batch_help)
+    p.add_argument("--num-workers", type=_counted(0), default=None,
                    help=f"loader worker processes reading the next {kind}s while the model scores (default: "
                         f"{default_workers()} here for several {kind}s: half the CPU cores, at most 4; 0 for one)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
@@ -822,6 +822,21 @@ def scoring_parser(kind: str, flag: str, description: str, released: str, option
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="let the media libraries print their own log lines")
     return p
+
+
+def _counted(least: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``least`` (a batch of 0 or -3 files, or -1 workers, were taken as they came)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {least}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {least}"
+    return parse
 
 
 def media_items(args: argparse.Namespace, extensions: Sequence[str], kind: str) -> List[Tuple[str, str]]:
@@ -1207,6 +1222,8 @@ def onnx_model(path: str, tree: str) -> Tuple[Any, Dict[str, Any]]:
     """``(runner, metadata)`` of an ONNX graph written by ``sama-export-vqa`` / ``sama-export-iqa`` for ``tree``
     (``vqa`` / ``iqa``): an :class:`OptionError` in one line for a missing file, another tree's graph or a file
     the exporters did not write. ONNX Runtime is imported only here."""
+    if os.path.isdir(os.path.expanduser(path)):
+        raise OptionError(f"--onnx {path} is a folder: give the .onnx file an export wrote")
     if not os.path.isfile(os.path.expanduser(path)):
         raise OptionError(f"--onnx {path}: file not found")
     from .onnx_export import ExportError, load_onnx_model
@@ -1220,7 +1237,8 @@ def onnx_model(path: str, tree: str) -> Tuple[Any, Dict[str, Any]]:
     found = runner.metadata.get("tree")
     if found != tree:
         other = {"vqa": "VQA/vqa.py", "iqa": "IQA/iqa.py"}.get(found, "the other tree")
-        raise OptionError(f"--onnx {path} is a {str(found).upper()} model: score it with {other}")
+        raise OptionError(f"--onnx {path} is {'an' if found == 'iqa' else 'a'} {str(found).upper()} model: score it "
+                          f"with {other}")
     return runner, runner.metadata
 
 

@@ -281,3 +281,24 @@ def test_a_rank_that_fails_while_scoring_ends_every_rank_with_the_reason(job):
     assert re.search(r"Root Cause \(first observed failure\):\n\[\d\]:\n.*\n.*\n +rank +: 1 ", said)  # torchrun's
     part = tmp / "two.csv.part0"
     assert part.exists() and part.read_text().startswith("name,score")  # rank 0's rows as they came
+
+
+@pytest.mark.parametrize("flag, value, least", [("--batch-size", "0", 1), ("--batch-size", "-3", 1),
+                                                ("--num-workers", "-1", 0), ("--batch-size", "two", 1)])
+def test_batch_and_worker_counts_are_checked(flag, value, least, capsys):
+    """``--batch-size 0`` / ``-3`` and ``--num-workers -1`` were taken as they came (and ran as 1 / 0)."""
+    from samaiqa import score as iqa_score
+
+    with pytest.raises(SystemExit) as e:
+        iqa_score.main(["-i", "x.png", flag, value])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        f"error: argument {flag}: must be an integer >= {least}, got '{value}'")
+
+
+def test_onnx_given_a_folder_says_so(tmp_path, capsys):
+    from samaiqa import score as iqa_score
+
+    assert iqa_score.main(["-i", "x.png", "--onnx", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (f"error: --onnx {tmp_path} is a folder: give the .onnx file "
+                                                        "an export wrote")
