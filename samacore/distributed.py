@@ -29,8 +29,9 @@ from torch import nn
 from .options import OptionError
 
 __all__ = ["RankFailed", "all_gather_list", "barrier", "cleanup", "collective_device", "failing_together",
-           "first_batch_probe", "init_distributed", "is_dist", "is_main", "plan_device", "plan_this_process", "rank",
-           "unused_parameters", "world_size", "wrap_ddp"]
+           "first_batch_probe", "gpu_supported", "init_distributed", "is_dist", "is_main", "make_current",
+           "plan_device", "plan_this_process", "rank", "refuse_unsupported_gpu", "unused_parameters", "world_size",
+           "wrap_ddp"]
 
 #: the store key a failing rank writes ``"R<TAB>reason"`` under
 FAIL_KEY = "sama/failed"
@@ -133,9 +134,7 @@ def init_distributed(device: str = "cpu", backend: Optional[str] = None) -> Tupl
     """Make ``device`` the current CUDA device (so pinned memory and NCCL use it, not GPU 0) and initialise the
     process group with ``backend`` (from :func:`plan_device`; None: no process group); returns (rank, world,
     local_rank). Under a process group a watcher thread ends this rank when another rank fails."""
-    if device.startswith("cuda"):
-        refuse_unsupported_gpu(device)
-        torch.cuda.set_device(torch.device(device))
+    make_current(device)
     if backend is not None and not is_dist():
         dist.init_process_group(backend=backend)
         _start_failure_watcher()
@@ -145,6 +144,14 @@ def init_distributed(device: str = "cpu", backend: Optional[str] = None) -> Tupl
                           f"with {dist.get_backend()} for another device: give --device {device.split(':')[0]} on "
                           f"the command line")
     return rank(), world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def make_current(device: str) -> None:
+    """A GPU ``device`` becomes the current CUDA device (pinned memory and kernels land on it, not on GPU 0), once
+    this PyTorch is known to run on it (:func:`refuse_unsupported_gpu`); the CPU: nothing to do."""
+    if device.startswith("cuda"):
+        refuse_unsupported_gpu(device)
+        torch.cuda.set_device(torch.device(device))
 
 
 def gpu_supported(capability: Tuple[int, int], arch_list: List[str]) -> bool:

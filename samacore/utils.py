@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .distributed import plan_this_process, refuse_unsupported_gpu
+from .distributed import make_current, plan_this_process
 
 
 def seed_everything(seed: int) -> None:
@@ -24,9 +24,7 @@ def pick_device(requested: Optional[str] = None) -> str:
     CPU (:func:`samacore.distributed.plan_device`); an impossible request is a one-line ``OptionError``. A GPU is
     made the current device, so pinned memory and kernels land on it rather than on GPU 0."""
     device = plan_this_process(requested)[0]
-    if device.startswith("cuda"):
-        refuse_unsupported_gpu(device)
-        torch.cuda.set_device(torch.device(device))
+    make_current(device)
     return device
 
 

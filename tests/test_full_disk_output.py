@@ -16,8 +16,9 @@ import pytest
 from helpers import REPO
 from samacore import scoring
 from samaiqa import score
-from test_iqa_score import make_images, small_checkpoint
+from test_iqa_score import small_checkpoint
 from test_sigterm_workers import tiny_vqa
+from test_scoring_output import image_job
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
@@ -30,12 +31,7 @@ def vqa(tmp_path_factory):
 
 @pytest.fixture
 def job(tmp_path):
-    ckpt, _ = small_checkpoint(tmp_path / "c.pth")
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    make_images(str(folder), 6)
-    return tmp_path, ckpt, ["--dir", str(folder), "--ckpt", ckpt, "--batch-size", "1", "--num-workers", "0",
-                            "--no-progress"]
+    return image_job(tmp_path, 6)
 
 
 class FullDisk:

@@ -17,14 +17,19 @@ from test_iqa_score import make_images, small_checkpoint
 pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
-@pytest.fixture
-def job(tmp_path):
+def image_job(tmp_path, n_images: int = 5):
+    """``(tmp_path, checkpoint, iqa.py arguments)`` scoring a folder of ``n_images`` small images one at a time."""
     ckpt, _ = small_checkpoint(tmp_path / "c.pth")
     folder = tmp_path / "imgs"
     folder.mkdir()
-    make_images(str(folder), 5)
+    make_images(str(folder), n_images)
     return tmp_path, ckpt, ["--dir", str(folder), "--ckpt", ckpt, "--batch-size", "1", "--num-workers", "0",
                             "--no-progress"]
+
+
+@pytest.fixture
+def job(tmp_path):
+    return image_job(tmp_path)
 
 
 def no_model(monkeypatch):

@@ -37,10 +37,8 @@ class ClipScoreMap(nn.Module):
 
 
 def clip_shape(key: str, opts: Mapping[str, Any]) -> List[int]:
-    """``[num_clips, 3, T, H, W]`` of the test clips of branch ``key`` with sampling options ``opts``."""
-    if opts.get("arp"):
-        raise onnx_export.ExportError(f"sample_types.{key}.arp: true gives clips whose shape follows each video's "
-                                      "aspect ratio; a fixed-shape ONNX graph needs arp: false")
+    """``[num_clips, 3, T, H, W]`` of the test clips of branch ``key`` with sampling options ``opts`` (fixed-shape
+    sampling: :func:`exportable` refuses clips shaped like each video first)."""
     if key.split("_")[0] in ("resize", "crop"):
         h, w = int(opts.get("size_h", 224)), int(opts.get("size_w", 224))
     else:
@@ -57,7 +55,7 @@ def exportable(args: argparse.Namespace) -> Tuple[nn.Module, Dict[str, Tensor], 
     scorer = load_scorer(args.ckpt, args.options, stype=args.stype, device="cpu",
                          trust_checkpoint=args.trust_checkpoint, model=getattr(args, "model", None))
     # a graph has one clip shape: sampling whose clips follow each video (arp_resize, arp_fragments, original, resize
-    # with arp: true) is refused whatever the backbone (load_scorer already refuses it for Video Swin ones)
+    # with arp: true) is refused, though a PyTorch Video Swin scores such clips up to its base input size
     refuse_video_shaped_for(scorer.stype, scorer.sample_types,
                             f"--stype {args.stype}" if args.stype else f"stype {scorer.stype}",
                             "an ONNX graph takes one fixed clip shape")
